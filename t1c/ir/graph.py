@@ -1,0 +1,214 @@
+"""`Graph`: named nodes plus an ordered edge list, validated and shape-checked.
+
+The edge order is part of the graph: a node with several inputs (``Skip`` with
+``concatenate``) takes them in edge-list order. Validation runs when a graph is built,
+so a graph that exists is a graph that can be written and run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import T1CFormatError
+from .io import Input, Output
+from .node import Node, Shape
+
+Edge = tuple[str, str]
+
+
+class Graph:
+    """A T1C-IR graph.
+
+    Args:
+        nodes: node name -> primitive. Names are HDF5 group names, so no ``/``.
+        edges: ``(src, dst)`` pairs; the order is meaningful (see module docstring).
+        metadata: free-form entries (ints, floats, strings, bools, arrays, nested dicts)
+            stored under ``/graph/metadata``.
+        allow_cycles: accept a recurrent graph (skips the cycle check and shape inference
+            through back edges).
+        validate: check and infer shapes now (the default). Only turn off to inspect a
+            broken graph.
+
+    Example:
+        >>> import numpy as np
+        >>> from t1c import ir
+        >>> g = ir.Graph.from_chain(
+        ...     ir.Input(input_type={"input": np.array([4])}),
+        ...     ir.Affine(weight=np.ones((2, 4)), bias=np.zeros(2)),
+        ...     ir.Output(),
+        ...     names=["input", "fc", "output"])
+        >>> g.output_shapes["fc"]
+        (2,)
+    """
+
+    def __init__(
+        self,
+        nodes: Mapping[str, Node],
+        edges: Iterable[Edge],
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        allow_cycles: bool = False,
+        validate: bool = True,
+    ) -> None:
+        self.nodes: dict[str, Node] = dict(nodes)
+        self.edges: list[Edge] = [(str(s), str(d)) for s, d in edges]
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.allow_cycles = allow_cycles
+        self.input_shapes: dict[str, list[Shape]] = {}
+        self.output_shapes: dict[str, Shape] = {}
+        self._order: list[str] | None = None
+        if validate:
+            self.validate()
+
+    @classmethod
+    def from_chain(cls, *nodes: Node, names: Iterable[str] | None = None, metadata=None) -> Graph:
+        """A plain chain ``nodes[0] -> nodes[1] -> ...``; names default to ``type_index``."""
+        names = list(names) if names is not None else [
+            f"{type(n).__name__.lower()}_{i}" for i, n in enumerate(nodes)
+        ]
+        if len(names) != len(nodes):
+            raise T1CFormatError(f"{len(names)} names for {len(nodes)} nodes")
+        return cls(dict(zip(names, nodes)), list(zip(names[:-1], names[1:])), metadata)
+
+    # -- structure ---------------------------------------------------------------------
+    @property
+    def input_names(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if isinstance(node, Input)]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if isinstance(node, Output)]
+
+    def predecessors(self, name: str) -> list[str]:
+        """Sources of ``name``'s incoming edges, in edge-list order."""
+        return [s for s, d in self.edges if d == name]
+
+    def successors(self, name: str) -> list[str]:
+        return [d for s, d in self.edges if s == name]
+
+    def validate(self) -> None:
+        """Check structure, order the nodes and infer every node's shapes."""
+        self._check_structure()
+        self._order = self._topological_order()
+        self._check_reachable()
+        self.infer_shapes()
+
+    def _check_structure(self) -> None:
+        for name, node in self.nodes.items():
+            if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+                raise T1CFormatError("node names must be non-empty and contain no '/'", node=str(name))
+            if not isinstance(node, Node):
+                raise T1CFormatError(f"is not a T1C-IR primitive but {type(node).__name__}", node=name)
+        seen: set[Edge] = set()
+        for i, (src, dst) in enumerate(self.edges):
+            for end, field in ((src, "edges/src"), (dst, "edges/dst")):
+                if end not in self.nodes:
+                    raise T1CFormatError(f"edge {i} ({src} -> {dst}) names a node that does not exist", node=end, field=field)
+            if src == dst:
+                raise T1CFormatError(f"edge {i} is a self loop", node=src, field="edges")
+            if (src, dst) in seen:
+                raise T1CFormatError(f"edge {i} ({src} -> {dst}) is a duplicate", node=dst, field="edges")
+            seen.add((src, dst))
+        if not self.input_names:
+            raise T1CFormatError("the graph has no Input node", field="nodes")
+        if not self.output_names:
+            raise T1CFormatError("the graph has no Output node", field="nodes")
+
+    def _topological_order(self) -> list[str]:
+        """Kahn's algorithm; ties broken by node insertion order, so it is deterministic."""
+        rank = {n: i for i, n in enumerate(self.nodes)}
+        indegree = dict.fromkeys(self.nodes, 0)
+        for _, dst in self.edges:
+            indegree[dst] += 1
+        succ: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for src, dst in self.edges:
+            succ[src].append(dst)
+        import heapq
+
+        ready = [(rank[n], n) for n, d in indegree.items() if d == 0]
+        heapq.heapify(ready)
+        order: list[str] = []
+        while ready:
+            _, name = heapq.heappop(ready)
+            order.append(name)
+            for nxt in succ[name]:
+                indegree[nxt] -= 1
+                if indegree[nxt] == 0:
+                    heapq.heappush(ready, (rank[nxt], nxt))
+        if len(order) != len(self.nodes):
+            stuck = [n for n in self.nodes if n not in set(order)]
+            if not self.allow_cycles:
+                raise T1CFormatError(
+                    f"the graph has a cycle through {stuck}; pass allow_cycles=True for a recurrent graph",
+                    node=stuck[0], field="edges",
+                )
+            order += stuck  # recurrent: back edges carry last step's values
+        return order
+
+    def _check_reachable(self) -> None:
+        seen = set(self.input_names)
+        frontier = list(seen)
+        while frontier:
+            name = frontier.pop()
+            for nxt in self.successors(name):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    frontier.append(nxt)
+        for name in self.nodes:
+            if name not in seen:
+                raise T1CFormatError("is not reachable from any Input node", node=name, field="edges")
+
+    def topological_order(self) -> list[str]:
+        """Node names in an order in which every node comes after its inputs."""
+        if self._order is None:
+            self._check_structure()
+            self._order = self._topological_order()
+        return list(self._order)
+
+    def infer_shapes(self) -> dict[str, Shape]:
+        """Each node's output shape (batch excluded), from the Input shapes onward.
+
+        A conflict names the node and the nodes that feed it, with their shapes.
+        """
+        shapes: dict[str, Shape] = {}
+        inputs: dict[str, list[Shape]] = {}
+        for name in self.topological_order():
+            preds = [p for p in self.predecessors(name) if p in shapes]
+            in_shapes = [shapes[p] for p in preds]
+            if not in_shapes and not isinstance(self.nodes[name], Input):
+                raise T1CFormatError("has no input to infer its shape from", node=name, field="edges")
+            try:
+                shapes[name] = tuple(int(d) for d in self.nodes[name].output_shape(in_shapes))
+            except T1CFormatError as err:
+                if len(preds) > 1 or (preds and "receives" in err.reason):
+                    feeds = ", ".join(f"'{p}' gives {list(shapes[p])}" for p in preds)
+                    err = T1CFormatError(f"{err.reason} (inputs: {feeds})", node=err.node, field=err.field)
+                raise err.within(node=name) from None
+            inputs[name] = in_shapes
+            node = self.nodes[name]
+            if isinstance(node, Output) and node.shape is None:
+                node.output_type = {"output": np.asarray(shapes[name], dtype=np.int64)}
+        self.input_shapes, self.output_shapes = inputs, shapes
+        return dict(shapes)
+
+    # -- comparison --------------------------------------------------------------------
+    def content_hash(self) -> str:
+        """SHA-256 over node names, types, fields and edges (not metadata)."""
+        h = hashlib.sha256()
+        for name in sorted(self.nodes):
+            node = self.nodes[name]
+            h.update(f"node:{name}:{node.TYPE}\n".encode())
+            for field, value in sorted(node.to_fields().items()):
+                arr = np.asarray(value)
+                h.update(f"{field}:{arr.dtype.str}:{arr.shape}\n".encode())
+                h.update(arr.tobytes() if arr.dtype.kind != "U" else str(value).encode())
+        for src, dst in self.edges:
+            h.update(f"edge:{src}->{dst}\n".encode())
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges, inputs={self.input_names}, outputs={self.output_names})"

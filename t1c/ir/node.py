@@ -1,0 +1,189 @@
+"""The base of every T1C-IR primitive, and the one registry that `read`/`write` use.
+
+A primitive is a dataclass whose fields carry their on-disk kind in the field metadata
+(``kind``: one of :data:`FIELD_KINDS`). Serialisation therefore needs no per-type code:
+``write`` asks a node for :meth:`Node.to_fields`, ``read`` looks the type name up in
+:data:`REGISTRY` and calls :meth:`Node.from_fields`. Each primitive checks its own
+fields in ``__post_init__`` and knows its own shape rule (:meth:`Node.output_shape`),
+so shape logic lives in one place: the node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import T1CFormatError
+
+Shape = tuple[int, ...]
+
+#: On-disk kinds of fields: float32 array of any rank, int64 array of rank 1 (a
+#: shape), int64 array of two (an (h, w) pair), int64 scalar, bool scalar, string.
+FIELD_KINDS = ("float_array", "int_vector", "int_pair", "int", "bool", "str")
+
+#: Type name -> primitive class, filled by ``Node.__init_subclass__``.
+REGISTRY: dict[str, type[Node]] = {}
+
+
+def spec(kind: str, *, optional: bool = False, **kwargs: Any) -> Any:
+    """A dataclass field with its on-disk kind; optional fields are omitted when None."""
+    if kind not in FIELD_KINDS:
+        raise ValueError(f"unknown field kind {kind!r}")
+    return dataclasses.field(metadata={"kind": kind, "optional": optional}, **kwargs)
+
+
+@dataclasses.dataclass(eq=False)
+class Node:
+    """Base class of the primitives. Subclasses set ``TYPE`` (the on-disk type name)."""
+
+    TYPE: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.TYPE:
+            REGISTRY[cls.TYPE] = cls
+
+    # -- serialisation ---------------------------------------------------------------
+    @classmethod
+    def field_specs(cls) -> dict[str, tuple[str, bool]]:
+        """Field name -> (kind, optional) for every on-disk field of this type."""
+        return {
+            f.name: (f.metadata["kind"], f.metadata["optional"])
+            for f in dataclasses.fields(cls)
+            if "kind" in f.metadata
+        }
+
+    def to_fields(self) -> dict[str, Any]:
+        """The datasets of this node's group, as numpy values or Python scalars."""
+        out: dict[str, Any] = {}
+        for name, (kind, _optional) in self.field_specs().items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Node:
+        """Build from datasets already checked against :meth:`field_specs`."""
+        return cls(**{k: v for k, v in fields.items() if k in cls.field_specs()})
+
+    # -- shapes ----------------------------------------------------------------------
+    def output_shape(self, input_shapes: list[Shape]) -> Shape:
+        """Shape (batch excluded) of this node's output given its inputs' shapes.
+
+        The default: a node with several inputs receives their sum, so they must agree,
+        and the node passes that shape on.
+        """
+        return merged_sum_shape(input_shapes)
+
+    def param_shapes(self) -> dict[str, Shape]:
+        """Shapes of the array fields; part of what "same topology" means."""
+        return {
+            name: tuple(np.shape(value))
+            for name, value in self.to_fields().items()
+            if isinstance(value, np.ndarray)
+        }
+
+    def __repr__(self) -> str:
+        parts = []
+        for name, value in self.to_fields().items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                parts.append(f"{name}=<{value.dtype}{list(value.shape)}>")
+            elif isinstance(value, np.ndarray):
+                parts.append(f"{name}={value.tolist()}")
+            else:
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+# -- field coercion, shared by the primitives' __post_init__ -----------------------------
+def as_float_array(value: Any, field: str, *, allow_none: bool = False) -> np.ndarray | None:
+    """A float32 array (copy-free when already float32)."""
+    if value is None:
+        if allow_none:
+            return None
+        raise T1CFormatError("is required", field=field)
+    if hasattr(value, "detach"):  # a torch tensor; no torch import here
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiub":
+        raise T1CFormatError(f"must hold numbers, got dtype {arr.dtype}", field=field)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def as_int(value: Any, field: str, *, minimum: int | None = None) -> int:
+    arr = np.asarray(value)
+    if arr.ndim != 0 and arr.size == 1:
+        arr = arr.reshape(())
+    if arr.ndim != 0 or arr.dtype.kind not in "iub":
+        raise T1CFormatError(f"must be an integer, got {value!r}", field=field)
+    out = int(arr)
+    if minimum is not None and out < minimum:
+        raise T1CFormatError(f"must be >= {minimum}, got {out}", field=field)
+    return out
+
+
+def as_pair(value: Any, field: str, *, minimum: int = 0) -> np.ndarray:
+    """An int64 (h, w) pair from an int or a 1- or 2-sequence, like torch's _pair."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iub":
+        raise T1CFormatError(f"must be integers, got {value!r}", field=field)
+    if arr.ndim == 0:
+        arr = np.array([int(arr), int(arr)])
+    if arr.shape == (1,):
+        arr = np.repeat(arr, 2)
+    if arr.shape != (2,):
+        raise T1CFormatError(f"must be an int or a pair of ints, got {value!r}", field=field)
+    arr = arr.astype(np.int64)
+    if (arr < minimum).any():
+        raise T1CFormatError(f"must be >= {minimum}, got {arr.tolist()}", field=field)
+    return arr
+
+
+def as_shape(value: Any, field: str) -> np.ndarray:
+    """An int64 shape vector with positive entries."""
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise T1CFormatError(f"must be a 1-D array of ints, got {value!r}", field=field)
+    if (arr <= 0).any():
+        raise T1CFormatError(f"dimensions must be positive, got {arr.tolist()}", field=field)
+    if int(np.prod(arr.astype(np.float64))) > 2**40:
+        raise T1CFormatError(f"shape {arr.tolist()} is implausibly large", field=field)
+    return arr.astype(np.int64)
+
+
+def as_bool(value: Any, field: str) -> bool:
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "biu" or int(arr) not in (0, 1):
+        raise T1CFormatError(f"must be a boolean, got {value!r}", field=field)
+    return bool(arr)
+
+
+def as_choice(value: Any, field: str, choices: tuple[str, ...]) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str) or value not in choices:
+        raise T1CFormatError(f"must be one of {list(choices)}, got {value!r}", field=field)
+    return value
+
+
+def merged_sum_shape(input_shapes: list[Shape]) -> Shape:
+    """The shape of the sum of several inputs; they must all agree."""
+    if not input_shapes:
+        raise T1CFormatError("has no input")
+    first = input_shapes[0]
+    for other in input_shapes[1:]:
+        if other != first:
+            raise T1CFormatError(
+                f"receives the sum of inputs of different shapes {[list(s) for s in input_shapes]}"
+            )
+    return first
+
+
+def single_input(input_shapes: list[Shape]) -> Shape:
+    return merged_sum_shape(input_shapes)

@@ -1,0 +1,58 @@
+"""Topology comparison: do two graphs have the same structure?
+
+"Same topology" means: the same node names with the same types, the exact same edge
+list (order included), the same skip types, and the same parameter shapes. Weights may
+differ; that is what fine-tuning changes. The export callback uses this to prove that a
+re-exported graph is the graph the hardware toolchain already knows.
+"""
+
+from __future__ import annotations
+
+from .graph import Graph
+from .skip import Skip
+
+
+def topology_diff(expected: Graph, actual: Graph) -> list[str]:
+    """Readable differences between two graphs' topology; empty when they match."""
+    diffs: list[str] = []
+    for name in expected.nodes:
+        if name not in actual.nodes:
+            diffs.append(f"node '{name}' ({expected.nodes[name].TYPE}) is missing")
+    for name in actual.nodes:
+        if name not in expected.nodes:
+            diffs.append(f"node '{name}' ({actual.nodes[name].TYPE}) is new")
+    for name, a in expected.nodes.items():
+        b = actual.nodes.get(name)
+        if b is None:
+            continue
+        if a.TYPE != b.TYPE:
+            diffs.append(f"node '{name}': type {a.TYPE} became {b.TYPE}")
+            continue
+        if isinstance(a, Skip) and a.skip_type != b.skip_type:
+            diffs.append(f"node '{name}': skip_type {a.skip_type} became {b.skip_type}")
+        pa, pb = a.param_shapes(), b.param_shapes()
+        for field in sorted(set(pa) | set(pb)):
+            if pa.get(field) != pb.get(field):
+                sa = list(pa[field]) if field in pa else "absent"
+                sb = list(pb[field]) if field in pb else "absent"
+                diffs.append(f"node '{name}': {field} shape {sa} became {sb}")
+    if expected.edges != actual.edges:
+        ea, eb = set(expected.edges), set(actual.edges)
+        for src, dst in expected.edges:
+            if (src, dst) not in eb:
+                diffs.append(f"edge {src} -> {dst} is missing")
+        for src, dst in actual.edges:
+            if (src, dst) not in ea:
+                diffs.append(f"edge {src} -> {dst} is new")
+        if ea == eb:
+            diffs.append(
+                "edge order differs: expected "
+                + ", ".join(f"{s}->{d}" for s, d in expected.edges)
+                + "; got "
+                + ", ".join(f"{s}->{d}" for s, d in actual.edges)
+            )
+    return diffs
+
+
+def same_topology(expected: Graph, actual: Graph) -> bool:
+    return not topology_diff(expected, actual)
