@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 
 from .errors import T1CFormatError
+from .linear import check_integer_weights
 from .node import Node, Shape, as_float_array, as_int, as_pair, merged_sum_shape, spec
 
 
@@ -62,6 +63,9 @@ class Conv2d(Node):
     padding: np.ndarray = spec("int_pair", default=0)
     dilation: np.ndarray = spec("int_pair", default=1)
     groups: int = spec("int", default=1)
+    weight_int: np.ndarray | None = spec("int_array", optional=True, default=None)
+    weight_scale: float | None = spec("float", optional=True, default=None)
+    bias_int: np.ndarray | None = spec("int_array", optional=True, default=None)
 
     def __post_init__(self) -> None:
         self.weight = as_float_array(self.weight, "weight")
@@ -79,6 +83,7 @@ class Conv2d(Node):
                 f"{self.groups} groups do not divide {self.weight.shape[0]} output channels",
                 field="groups",
             )
+        check_integer_weights(self)
 
     @property
     def in_channels(self) -> int:

@@ -115,7 +115,7 @@ def _write_value(group: h5py.Group, name: str, value: Any, compression=None, opt
     elif isinstance(value, (int, np.integer)):
         group.create_dataset(name, data=np.int64(value))
     elif isinstance(value, (float, np.floating)):
-        group.create_dataset(name, data=np.asarray(value))
+        group.create_dataset(name, data=np.float64(value))
     else:
         arr = np.asarray(value)
         if arr.dtype.kind in "USO":
@@ -256,6 +256,10 @@ def _read_field(dset: h5py.Dataset, kind: str, node: str, field: str) -> Any:
         if dtype.kind != "f":
             raise T1CFormatError(f"must be a float array, got dtype {dtype}", node=node, field=field)
         return np.asarray(_checked(dset, node, field)[()], dtype=np.float32)
+    if kind == "int_array":
+        if dtype.kind not in "iu":
+            raise T1CFormatError(f"must be an integer array, got dtype {dtype}", node=node, field=field)
+        return _checked(dset, node, field)[()]
     if kind in ("int_vector", "int_pair"):
         if dtype.kind not in "iu":
             raise T1CFormatError(f"must be an int64 array, got dtype {dtype}", node=node, field=field)
@@ -265,6 +269,10 @@ def _read_field(dset: h5py.Dataset, kind: str, node: str, field: str) -> Any:
         return np.asarray(_checked(dset, node, field)[()], dtype=np.int64)
     if shape != ():
         raise T1CFormatError(f"must be a scalar, got shape {list(shape)}", node=node, field=field)
+    if kind == "float":
+        if dtype.kind not in "fiu":
+            raise T1CFormatError(f"must be a number, got dtype {dtype}", node=node, field=field)
+        return float(dset[()])
     if kind == "int":
         if dtype.kind not in "iu":
             raise T1CFormatError(f"must be an integer, got dtype {dtype}", node=node, field=field)

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from .errors import T1CFormatError
-from .node import Node, Shape, as_choice, as_float_array, as_int, merged_sum_shape, spec
+from .node import Node, Shape, as_choice, as_float, as_float_array, as_int, as_int_array, merged_sum_shape, spec
 
 SPIKE_MODES = ("binary", "graded", "rate")
 
@@ -22,6 +22,29 @@ def _check_dense(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
             f"has shape {list(bias.shape)} but weight has {weight.shape[0]} outputs", field="bias"
         )
     return bias
+
+
+def check_integer_weights(node) -> None:
+    """Optional exact integers beside the float weights: ``weight ~= weight_int * weight_scale``.
+
+    Written by the export callback so that hardware gets exactly the integers whose
+    accuracy was measured; readers that ignore them use the float weights.
+    """
+    node.weight_int = as_int_array(node.weight_int, "weight_int")
+    node.bias_int = as_int_array(node.bias_int, "bias_int")
+    node.weight_scale = as_float(node.weight_scale, "weight_scale")
+    if node.weight_int is None:
+        if node.bias_int is not None or node.weight_scale is not None:
+            raise T1CFormatError("bias_int/weight_scale need weight_int", field="weight_int")
+        return
+    if node.weight_int.shape != node.weight.shape:
+        raise T1CFormatError(
+            f"has shape {list(node.weight_int.shape)} but weight has {list(node.weight.shape)}", field="weight_int"
+        )
+    if node.weight_scale is None or not node.weight_scale > 0:
+        raise T1CFormatError("must be a positive number when weight_int is given", field="weight_scale")
+    if node.bias_int is not None and node.bias_int.shape != node.bias.shape:
+        raise T1CFormatError(f"has shape {list(node.bias_int.shape)}, expected {list(node.bias.shape)}", field="bias_int")
 
 
 def _dense_output(weight: np.ndarray, input_shapes: list[Shape]) -> Shape:
@@ -41,10 +64,14 @@ class Affine(Node):
     TYPE = "Affine"
     weight: np.ndarray = spec("float_array")
     bias: np.ndarray | None = spec("float_array", default=None)
+    weight_int: np.ndarray | None = spec("int_array", optional=True, default=None)
+    weight_scale: float | None = spec("float", optional=True, default=None)
+    bias_int: np.ndarray | None = spec("int_array", optional=True, default=None)
 
     def __post_init__(self) -> None:
         self.weight = as_float_array(self.weight, "weight")
         self.bias = _check_dense(self.weight, as_float_array(self.bias, "bias", allow_none=True))
+        check_integer_weights(self)
 
     def output_shape(self, input_shapes: list[Shape]) -> Shape:
         return _dense_output(self.weight, input_shapes)
@@ -65,6 +92,9 @@ class SpikingAffine(Node):
     spike_mode: str = spec("str", default="binary")
     weight_bits: int = spec("int", default=8)
     accumulator_bits: int = spec("int", default=16)
+    weight_int: np.ndarray | None = spec("int_array", optional=True, default=None)
+    weight_scale: float | None = spec("float", optional=True, default=None)
+    bias_int: np.ndarray | None = spec("int_array", optional=True, default=None)
 
     def __post_init__(self) -> None:
         self.weight = as_float_array(self.weight, "weight")
@@ -79,6 +109,7 @@ class SpikingAffine(Node):
                 f"must be in weight_bits..64 ({self.weight_bits}..64), got {self.accumulator_bits}",
                 field="accumulator_bits",
             )
+        check_integer_weights(self)
 
     def output_shape(self, input_shapes: list[Shape]) -> Shape:
         return _dense_output(self.weight, input_shapes)

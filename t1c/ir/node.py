@@ -19,9 +19,10 @@ from .errors import T1CFormatError
 
 Shape = tuple[int, ...]
 
-#: On-disk kinds of fields: float32 array of any rank, int64 array of rank 1 (a
-#: shape), int64 array of two (an (h, w) pair), int64 scalar, bool scalar, string.
-FIELD_KINDS = ("float_array", "int_vector", "int_pair", "int", "bool", "str")
+#: On-disk kinds of fields: float32 array of any rank, integer array of any rank,
+#: int64 array of rank 1 (a shape), int64 array of two (an (h, w) pair), int64 scalar,
+#: float scalar, bool scalar, string.
+FIELD_KINDS = ("float_array", "int_array", "int_vector", "int_pair", "int", "float", "bool", "str")
 
 #: Type name -> primitive class, filled by ``Node.__init_subclass__``.
 REGISTRY: dict[str, type[Node]] = {}
@@ -80,11 +81,16 @@ class Node:
         return merged_sum_shape(input_shapes)
 
     def param_shapes(self) -> dict[str, Shape]:
-        """Shapes of the array fields; part of what "same topology" means."""
+        """Shapes of the required array fields; part of what "same topology" means.
+
+        Optional extension fields (integer weights, snnTorch neuron fields) are left out:
+        adding them does not change the topology.
+        """
+        specs = self.field_specs()
         return {
             name: tuple(np.shape(value))
             for name, value in self.to_fields().items()
-            if isinstance(value, np.ndarray)
+            if isinstance(value, np.ndarray) and not specs.get(name, ("", True))[1]
         }
 
     def __repr__(self) -> str:
@@ -112,6 +118,28 @@ def as_float_array(value: Any, field: str, *, allow_none: bool = False) -> np.nd
     if arr.dtype.kind not in "fiub":
         raise T1CFormatError(f"must hold numbers, got dtype {arr.dtype}", field=field)
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def as_int_array(value: Any, field: str) -> np.ndarray | None:
+    """An integer array (int32 when it fits, else int64), or None."""
+    if value is None:
+        return None
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise T1CFormatError(f"must hold integers, got dtype {arr.dtype}", field=field)
+    small = arr.size == 0 or (arr.min() >= -(2**31) and arr.max() < 2**31)
+    return np.ascontiguousarray(arr, dtype=np.int32 if small else np.int64)
+
+
+def as_float(value: Any, field: str) -> float | None:
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.dtype.kind not in "fiu":
+        raise T1CFormatError(f"must be a number, got {value!r}", field=field)
+    return float(arr.reshape(()))
 
 
 def as_int(value: Any, field: str, *, minimum: int | None = None) -> int:
