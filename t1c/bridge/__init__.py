@@ -1,0 +1,41 @@
+"""PyTorch/snnTorch <-> T1C-IR.
+
+* :func:`to_ir` / :class:`T1CExporter`: a PyTorch or snnTorch model -> :class:`t1c.ir.Graph`.
+* :func:`ir_to_torch` / :func:`load`: a graph or `.t1c` file -> a trainable :class:`GraphExecutor`.
+* :mod:`t1c.bridge.quantize`: the quantized simulation of what the hardware computes.
+
+Names are resolved lazily so that ``import t1c.bridge`` stays cheap and each submodule
+imports torch/snnTorch only when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "to_ir": "exporter",
+    "T1CExporter": "exporter",
+    "ir_to_torch": "executor",
+    "load": "executor",
+    "GraphExecutor": "executor",
+    "LIFModule": "modules",
+    "SkipModule": "modules",
+    "SepConv2dModule": "modules",
+    "SpikingAffineModule": "modules",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 't1c.bridge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
