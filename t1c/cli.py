@@ -1,0 +1,239 @@
+"""The ``t1c`` command: fit, inspect, verify and export `.t1c` graphs.
+
+::
+
+    t1c fit --config configs/digits.yaml        # LightningCLI: T1CModule + a DataModule
+    t1c inspect net.t1c                         # node table, edges, metadata
+    t1c verify source.t1c exported.t1c          # topology diff; exit 1 when they differ
+    t1c export epoch=3-step=120.ckpt -o net.t1c # a T1CModule checkpoint -> .t1c
+
+``inspect`` and ``verify`` need only :mod:`t1c.ir` (numpy + h5py) and never import torch,
+so they answer in a fraction of a second. ``fit`` hands every argument after it to
+Lightning's ``LightningCLI`` (``t1c fit --help`` lists them all): each option of the
+model, the data module, the trainer and its callbacks (``T1CExport`` among them) can be
+set in a YAML file or on the command line.
+
+Exit status: 0 success; 1 ``verify`` found differences; 2 a file is missing or is not a
+valid `.t1c` file, or the arguments are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, ir
+from .inspect import format_graph, format_verify
+
+EXIT_OK = 0
+EXIT_DIFFERENT = 1
+EXIT_ERROR = 2
+
+
+class CommandError(Exception):
+    """A problem the user can fix (missing file, bad file); printed without a traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``t1c`` command line and return its exit status.
+
+    Args:
+        argv: arguments without the program name; ``sys.argv[1:]`` when None.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "fit":
+        # Everything after `fit` belongs to LightningCLI (its own --help, --config, ...).
+        return run_fit(args[1:])
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    if ns.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        return ns.handler(ns)
+    except CommandError as err:
+        print(f"t1c {ns.command}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # `t1c inspect big.t1c | head`: the reader left; that is not an error of ours.
+        _silence_stdout()
+        return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse dispatcher; ``fit`` is listed here but parsed by LightningCLI."""
+    parser = argparse.ArgumentParser(
+        prog="t1c",
+        description="Carry spiking neural networks between PyTorch/snnTorch and T1C-IR (.t1c files).",
+    )
+    parser.add_argument("--version", action="version", version=f"t1c {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser(
+        "fit",
+        help="fine-tune a .t1c graph with LightningCLI (t1c fit --config configs/digits.yaml; "
+        "t1c fit --help for all options)",
+        add_help=False,
+    )
+
+    p = sub.add_parser("inspect", help="print a .t1c file's nodes, shapes, edges and metadata")
+    p.add_argument("file", type=Path, help="the .t1c file")
+    p.set_defaults(handler=cmd_inspect)
+
+    p = sub.add_parser(
+        "verify",
+        help="compare two .t1c files' topology (exit 0 identical, 1 different)",
+        description="Compare the topology of two .t1c files: node names and types, edge list "
+        "(order included), skip types and parameter shapes. Weights may differ.",
+    )
+    p.add_argument("expected", type=Path, help="the reference .t1c file (e.g. the source graph)")
+    p.add_argument("actual", type=Path, help="the .t1c file to check (e.g. an exported one)")
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser(
+        "export",
+        help="export a T1CModule checkpoint (.ckpt) to a .t1c file",
+        description="Load a T1CModule checkpoint (the source graph travels inside it) and write "
+        "its current weights as a .t1c file, checked against the source graph's topology.",
+    )
+    p.add_argument("checkpoint", type=Path, help="a .ckpt file saved while training a T1CModule")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .t1c file to write")
+    p.add_argument(
+        "--integer-weights",
+        type=int,
+        metavar="BITS",
+        default=None,
+        help="also store the integer weights and scales of the BITS-bit quantized simulation",
+    )
+    p.set_defaults(handler=cmd_export)
+    return parser
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush does not fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+# -- inspect / verify: t1c.ir only ---------------------------------------------------------
+def read_graph(path: Path) -> ir.Graph:
+    """Read a `.t1c` file, turning every problem into a :class:`CommandError`."""
+    if not path.is_file():
+        raise CommandError(f"file '{path}' does not exist")
+    try:
+        return ir.read(path)
+    except ir.T1CFormatError as err:
+        raise CommandError(str(err)) from None
+
+
+def cmd_inspect(ns: argparse.Namespace) -> int:
+    """``t1c inspect FILE``: print the node table, edges and metadata."""
+    graph = read_graph(ns.file)
+    print(format_graph(graph, path=str(ns.file), version=ir.read_version(ns.file)))
+    return EXIT_OK
+
+
+def cmd_verify(ns: argparse.Namespace) -> int:
+    """``t1c verify A B``: exit 0 with "topology identical", or 1 with the differences."""
+    expected, actual = read_graph(ns.expected), read_graph(ns.actual)
+    diffs = ir.topology_diff(expected, actual)
+    print(format_verify(diffs, str(ns.expected), str(ns.actual)))
+    return EXIT_DIFFERENT if diffs else EXIT_OK
+
+
+# -- export: needs torch and Lightning, imported only here ---------------------------------
+def cmd_export(ns: argparse.Namespace) -> int:
+    """``t1c export CKPT -o FILE.t1c``: a checkpoint's weights as a `.t1c` file."""
+    if not ns.checkpoint.is_file():
+        raise CommandError(f"checkpoint '{ns.checkpoint}' does not exist")
+    if not ns.output.parent.is_dir():
+        raise CommandError(f"the folder of '{ns.output}' does not exist; create it first")
+    graph = export_checkpoint(ns.checkpoint, integer_weight_bits=ns.integer_weights)
+    ir.write(ns.output, graph)
+    print(f"wrote {ns.output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges) from {ns.checkpoint}")
+    return EXIT_OK
+
+
+def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None = None) -> ir.Graph:
+    """The graph of a saved T1CModule, verified against its source graph's topology.
+
+    Args:
+        checkpoint: a ``.ckpt`` written while training a :class:`~t1c.lightning.T1CModule`.
+        integer_weight_bits: when set, attach the integer weights and scales of the
+            quantized simulation at this many bits.
+
+    Raises:
+        CommandError: the checkpoint is not a T1CModule's, or the export changed topology.
+    """
+    import torch
+
+    from .lightning import T1CModule
+
+    checkpoint = Path(checkpoint)
+    try:
+        module = T1CModule.load_from_checkpoint(checkpoint, map_location="cpu")
+    except (KeyError, TypeError, RuntimeError, ValueError) as err:
+        raise CommandError(
+            f"'{checkpoint}' could not be loaded as a T1CModule checkpoint ({type(err).__name__}: {err})"
+        ) from None
+    module.eval()
+    graph = module.export_graph()
+    diffs = ir.topology_diff(module.source_graph, graph)
+    if diffs:
+        raise CommandError("the export does not keep the source graph's topology:\n  " + "\n  ".join(diffs))
+    if integer_weight_bits is not None:
+        from .bridge.quantize import attach_integer_weights
+
+        graph = attach_integer_weights(graph, weight_bits=integer_weight_bits)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    graph.metadata.update(
+        {
+            "checkpoint": checkpoint.name,
+            "epoch": int(saved.get("epoch", -1)),
+            "global_step": int(saved.get("global_step", -1)),
+        }
+    )
+    return graph
+
+
+# -- fit: LightningCLI ---------------------------------------------------------------------
+def run_fit(args: Sequence[str]) -> int:
+    """``t1c fit ...``: LightningCLI over :class:`~t1c.lightning.T1CModule`.
+
+    The data module is chosen by class path (``data.class_path:
+    t1c.lightning.DigitsDataModule`` or ``t1c.lightning.TensorDataModule``, or any
+    LightningDataModule); callbacks such as ``t1c.lightning.T1CExport`` go in
+    ``trainer.callbacks``.
+    """
+    make_cli(["fit", *args])
+    return EXIT_OK
+
+
+def make_cli(args: Sequence[str], **kwargs: Any):
+    """Build (and run) the LightningCLI that ``t1c fit`` uses.
+
+    Args:
+        args: LightningCLI arguments, starting with its subcommand (``fit``).
+        kwargs: passed on to ``LightningCLI`` (``run=False`` to only parse).
+    """
+    from lightning.pytorch import LightningDataModule
+    from lightning.pytorch.cli import LightningCLI
+
+    from .lightning import T1CModule
+
+    options: dict[str, Any] = {
+        "subclass_mode_data": True,
+        "save_config_kwargs": {"overwrite": True},
+        "auto_configure_optimizers": False,
+    }
+    options.update(kwargs)
+    return LightningCLI(T1CModule, LightningDataModule, args=list(args), **options)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Plain-text reports of `.t1c` graphs for ``t1c inspect`` and ``t1c verify``.
+
+Pure formatting over :mod:`t1c.ir` objects (numpy only, no torch, no file I/O), so the
+command line stays fast and every line of a report can be tested without a file::
+
+    from t1c import ir
+    from t1c.inspect import format_graph
+
+    print(format_graph(ir.read("net.t1c"), path="net.t1c"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .ir import Graph, Node
+
+#: Arrays counted as parameters but not shown field by field (they are what the
+#: parameter count sums up; showing them would flood the table).
+_BULK_FIELDS = frozenset(
+    {"weight", "bias", "depthwise_weight", "pointwise_weight", "depthwise_bias", "pointwise_bias", "bias_int"}
+)
+#: Fields that repeat the shape columns.
+_SHAPE_FIELDS = frozenset({"shape"})
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeRow:
+    """One line of the node table.
+
+    Attributes:
+        name: the node's name in the graph.
+        type: the primitive's on-disk type name.
+        input_shape: the shapes the node receives (batch excluded), ``-`` for none.
+        output_shape: the shape it produces (batch excluded).
+        params: float parameters stored for the node (weights, biases, neuron arrays).
+        fields: the node's small fields as ``key=value`` text (skip type, bits, strides...).
+    """
+
+    name: str
+    type: str
+    input_shape: str
+    output_shape: str
+    params: int
+    fields: str
+
+
+def format_shape(shape: Sequence[int] | None) -> str:
+    """``[64]``, ``[2, 16, 16]``; ``?`` when unknown."""
+    if shape is None:
+        return "?"
+    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
+
+
+def format_value(value: Any) -> str:
+    """A short text for a field or metadata value.
+
+    Small arrays are listed, a constant float array is shown as its one value (LIF
+    parameters are usually uniform) and other large arrays by their range, so a line
+    never grows with the layer size.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (str, bytes)):
+        return value.decode() if isinstance(value, bytes) else value
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return format_value(arr.item())
+    if arr.size == 0:
+        return "[]"
+    if arr.dtype.kind in "fiu" and arr.size > 1 and bool(np.all(arr == arr.flat[0])):
+        return format_value(arr.flat[0])
+    if arr.size <= 4:
+        return "[" + ", ".join(format_value(v) for v in arr.reshape(-1).tolist()) + "]"
+    if arr.dtype.kind in "fiu":
+        return f"{format_value(arr.min())}..{format_value(arr.max())}"
+    return f"<{arr.dtype}{list(arr.shape)}>"
+
+
+def param_count(node: Node) -> int:
+    """Number of float parameters a node stores (integer copies are not counted twice)."""
+    total = 0
+    for value in node.to_fields().values():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            total += int(value.size)
+    return total
+
+
+def node_fields(node: Node) -> str:
+    """The node's small fields as ``key=value`` pairs, in declaration order."""
+    parts = []
+    for name, value in node.to_fields().items():
+        if name in _BULK_FIELDS or name in _SHAPE_FIELDS:
+            continue
+        parts.append(f"{name}={format_value(value)}")
+    return " ".join(parts)
+
+
+def node_rows(graph: Graph) -> list[NodeRow]:
+    """One :class:`NodeRow` per node, in topological order (inputs before their users)."""
+    rows = []
+    for name in graph.topological_order():
+        node = graph.nodes[name]
+        in_shapes = graph.input_shapes.get(name, [])
+        rows.append(
+            NodeRow(
+                name=name,
+                type=node.TYPE,
+                input_shape=" + ".join(format_shape(s) for s in in_shapes) if in_shapes else "-",
+                output_shape=format_shape(graph.output_shapes.get(name)),
+                params=param_count(node),
+                fields=node_fields(node),
+            )
+        )
+    return rows
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Iterable[int] = ()) -> str:
+    """Columns padded to their widest cell; the columns in ``right`` are right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    right = set(right)
+    lines = []
+    for k, row in enumerate(cells):
+        padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(padded).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def flatten_metadata(metadata: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``(dotted key, text)`` pairs; nested dicts become ``outer.inner`` keys."""
+    out: list[tuple[str, str]] = []
+    for key, value in metadata.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.extend(flatten_metadata(value, prefix=f"{full}."))
+        else:
+            out.append((full, format_value(value)))
+    return out
+
+
+def format_graph(graph: Graph, *, path: str | None = None, version: str | None = None) -> str:
+    """The full ``t1c inspect`` report: header, node table, edges, metadata.
+
+    Args:
+        graph: a validated graph (shapes inferred).
+        path: the file it came from, shown in the header.
+        version: the file's format version, shown in the header.
+    """
+    rows = node_rows(graph)
+    total = sum(r.params for r in rows)
+    header = [f"file: {path}" if path is not None else "graph"]
+    if version is not None:
+        header.append(f"format version: {version}")
+    header.append(
+        f"{len(graph.nodes)} nodes, {len(graph.edges)} edges, {total:,} parameters; "
+        f"inputs: {', '.join(graph.input_names)}; outputs: {', '.join(graph.output_names)}"
+    )
+    header.append(f"content hash: {graph.content_hash()[:16]}")
+    table = format_table(
+        ["name", "type", "input shape", "output shape", "params", "fields"],
+        [(r.name, r.type, r.input_shape, r.output_shape, f"{r.params:,}", r.fields) for r in rows],
+        right=[4],
+    )
+    edges = [f"  {src} -> {dst}" for src, dst in graph.edges] or ["  (none)"]
+    meta = flatten_metadata(graph.metadata)
+    meta_lines = [f"  {k}: {v}" for k, v in meta] or ["  (none)"]
+    return "\n".join(
+        header
+        + ["", "nodes (topological order):", table]
+        + ["", "edges (file order):"]
+        + edges
+        + ["", "metadata:"]
+        + meta_lines
+    )
+
+
+def format_verify(diffs: Sequence[str], expected: str, actual: str) -> str:
+    """The ``t1c verify`` report: ``topology identical`` or one line per difference."""
+    if not diffs:
+        return f"topology identical: {expected} and {actual}"
+    lines = [f"topology differs: {expected} (expected) vs {actual} (actual), {len(diffs)} difference(s):"]
+    lines += [f"  {d}" for d in diffs]
+    return "\n".join(lines)

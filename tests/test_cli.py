@@ -1,0 +1,190 @@
+"""The ``t1c`` command line: inspect, verify, export and fit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from t1c import ir
+from t1c.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, build_parser, main
+from t1c.inspect import format_graph, format_table, format_value, node_rows, param_count
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _chain(hidden: int = 4, metadata: dict | None = None) -> ir.Graph:
+    return ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([3])}),
+        ir.Affine(weight=np.ones((hidden, 3)), bias=np.zeros(hidden)),
+        ir.LIF(
+            tau=np.full(hidden, 10.0),
+            r=np.full(hidden, 10.0),
+            v_leak=np.zeros(hidden),
+            v_threshold=np.ones(hidden),
+        ),
+        ir.Output(),
+        names=["input", "fc", "lif", "output"],
+        metadata=metadata,
+    )
+
+
+# -- pure formatting -----------------------------------------------------------------------
+def test_format_value_keeps_lines_short():
+    assert format_value(np.full(1000, 10.0, dtype=np.float32)) == "10"
+    assert format_value(np.arange(100, dtype=np.float32)) == "0..99"
+    assert format_value(np.array([1, 2], dtype=np.int64)) == "[1, 2]"
+    assert format_value(np.array([2, 2], dtype=np.int64)) == "2"
+    assert format_value(True) == "True"
+    assert format_value("residual") == "residual"
+
+
+def test_param_count_sums_float_arrays():
+    graph = _chain(hidden=4)
+    assert param_count(graph.nodes["fc"]) == 4 * 3 + 4
+    assert param_count(graph.nodes["lif"]) == 4 * 4
+    assert param_count(graph.nodes["input"]) == 0
+
+
+def test_format_table_aligns_columns():
+    text = format_table(["a", "bb"], [("xxx", 1), ("y", 22)], right=[1])
+    lines = text.splitlines()
+    assert lines[0] == "a    bb"
+    assert lines[2] == "xxx   1"
+    assert lines[3] == "y    22"
+
+
+def test_node_rows_of_residual_fixture(fixtures_dir):
+    rows = {r.name: r for r in node_rows(ir.read(fixtures_dir / "resnet_block.t1c"))}
+    assert rows["skip"].type == "Skip"
+    assert rows["skip"].input_shape == "[32] + [32]"
+    assert rows["skip"].fields == "skip_type=residual"
+    assert rows["head"].output_shape == "[10]"
+    assert rows["head"].params == 10 * 32 + 10
+    assert rows["input"].input_shape == "-"
+
+
+def test_format_graph_lists_metadata_nested():
+    text = format_graph(_chain(metadata={"epoch": 3, "t1c": {"quant_acc": 0.5}}), path="x.t1c")
+    assert "file: x.t1c" in text
+    assert "  epoch: 3" in text
+    assert "  t1c.quant_acc: 0.5" in text
+    assert "  fc -> lif" in text
+
+
+# -- inspect -------------------------------------------------------------------------------
+def test_inspect_spiking_affine_fixture(fixtures_dir, capsys):
+    assert main(["inspect", str(fixtures_dir / "spiking_affine.t1c")]) == EXIT_OK
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("sa2 "))
+    assert line.split()[:4] == ["sa2", "SpikingAffine", "[24]", "[12]"]
+    assert "spike_mode=graded weight_bits=4 accumulator_bits=12" in line
+    assert "format version: 0.0.1" in out
+    assert "7 nodes, 6 edges, 1,301 parameters" in out
+    assert "metadata:\n  (none)" in out
+
+
+def test_inspect_conv_fixture_shows_shapes_and_fields(fixtures_dir, capsys):
+    assert main(["inspect", str(fixtures_dir / "conv_snn.t1c")]) == EXIT_OK
+    out = capsys.readouterr().out
+    pool = next(x for x in out.splitlines() if x.startswith("pool1 "))
+    assert "[6, 16, 16]" in pool and "[6, 8, 8]" in pool and "kernel_size=2" in pool
+    names = [x.split()[0] for x in out.split("nodes (topological order):")[1].splitlines()[3:14]]
+    assert names[0] == "input" and names[-1] == "output" and names.index("conv1") < names.index("conv2")
+
+
+def test_inspect_shows_written_metadata(tmp_path, capsys):
+    path = tmp_path / "m.t1c"
+    ir.write(path, _chain(metadata={"checkpoint": "epoch=1-step=9.ckpt", "t1c": {"float_acc": 0.97}}))
+    assert main(["inspect", str(path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "checkpoint: epoch=1-step=9.ckpt" in out
+    assert "t1c.float_acc: 0.97" in out
+
+
+def test_inspect_bad_file_exits_2_with_format_error(tmp_path, capsys):
+    bad = tmp_path / "bad.t1c"
+    bad.write_bytes(b"not hdf5 at all")
+    assert main(["inspect", str(bad)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"file '{bad}'" in err and "not an HDF5 file" in err
+
+
+def test_inspect_missing_file_exits_2(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "nope.t1c")]) == EXIT_ERROR
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_inspect_does_not_import_torch(fixtures_dir):
+    code = (
+        "import sys; from t1c.cli import main; "
+        f"rc = main(['inspect', {str(fixtures_dir / 'mlp_snn.t1c')!r}]); "
+        "print('RC', rc, 'TORCH', 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "RC 0 TORCH False"
+
+
+def test_console_script_runs(fixtures_dir):
+    script = Path(sys.executable).parent / "t1c"
+    if not script.exists():
+        pytest.fail(f"console script {script} missing; reinstall with pip install -e .")
+    res = subprocess.run(
+        [str(script), "verify", str(fixtures_dir / "mlp_snn.t1c"), str(fixtures_dir / "mlp_snn.t1c")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("topology identical")
+
+
+# -- verify --------------------------------------------------------------------------------
+def test_verify_identical_topology_exit_0(tmp_path, capsys):
+    a, b = tmp_path / "a.t1c", tmp_path / "b.t1c"
+    ir.write(a, _chain())
+    changed = _chain()
+    changed.nodes["fc"].weight[:] = 5.0  # weights may differ: same topology
+    ir.write(b, changed)
+    assert main(["verify", str(a), str(b)]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("topology identical")
+
+
+def test_verify_different_topology_exit_1_with_diff(tmp_path, capsys):
+    a, b = tmp_path / "a.t1c", tmp_path / "b.t1c"
+    ir.write(a, _chain(hidden=4))
+    ir.write(b, _chain(hidden=5))
+    assert main(["verify", str(a), str(b)]) == EXIT_DIFFERENT
+    out = capsys.readouterr().out
+    assert out.startswith("topology differs")
+    assert "  node 'fc': weight shape [4, 3] became [5, 3]" in out
+
+
+def test_verify_edge_order_difference(fixtures_dir, tmp_path, capsys):
+    g = ir.read(fixtures_dir / "resnet_block.t1c")
+    swapped = list(g.edges)
+    i, j = swapped.index(("fc2", "skip")), swapped.index(("input", "skip"))
+    swapped[i], swapped[j] = swapped[j], swapped[i]
+    ir.write(tmp_path / "swapped.t1c", ir.Graph(g.nodes, swapped, g.metadata))
+    rc = main(["verify", str(fixtures_dir / "resnet_block.t1c"), str(tmp_path / "swapped.t1c")])
+    assert rc == EXIT_DIFFERENT
+    assert "edge order differs" in capsys.readouterr().out
+
+
+def test_verify_bad_file_exits_2(tmp_path, fixtures_dir, capsys):
+    (tmp_path / "empty.t1c").write_bytes(b"")
+    assert main(["verify", str(fixtures_dir / "mlp_snn.t1c"), str(tmp_path / "empty.t1c")]) == EXIT_ERROR
+    assert "is empty" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == EXIT_ERROR
+    assert "inspect" in capsys.readouterr().out
+
+
+def test_parser_lists_every_command():
+    help_text = build_parser().format_help()
+    for command in ("fit", "inspect", "verify", "export"):
+        assert command in help_text
