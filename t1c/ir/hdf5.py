@@ -5,8 +5,11 @@ each dataset against the field kinds the node's class declares and builds the no
 through the registry. A reader of untrusted files must not be tricked, so ``read``:
 
 * refuses soft and external links (it never opens another file or follows a path);
+* refuses datasets whose bytes live outside the file (external raw storage, virtual
+  datasets), so a crafted file cannot read other files on the machine into a graph;
 * checks each dataset's declared size against the bytes it really stores before
-  reading it, so a file cannot make it allocate gigabytes from a header;
+  reading it, and caps the total it reads at a multiple of the file's size, so a file
+  cannot make it allocate gigabytes from a header;
 * turns every problem into a :class:`T1CFormatError` naming the file, node and field.
 
 ``write`` is atomic: it writes a temporary file in the destination folder and renames
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,6 @@ import numpy as np
 
 from .errors import T1CFormatError
 from .graph import Graph
-from .io import Output
 from .node import REGISTRY
 
 FORMAT_VERSION = "0.0.1"
@@ -38,6 +40,9 @@ _STR = h5py.string_dtype()
 # legitimately stores less; a 2048x2048 all-zero gzip weight stores ~16 KiB).
 _MAX_EXPANSION = 4096
 _ALWAYS_OK_BYTES = 64 * 2**20
+# Nested metadata groups deeper than this are refused (hard links can make a group its
+# own child; following that would never end).
+_MAX_METADATA_DEPTH = 32
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -61,11 +66,12 @@ def write(
     """
     path = Path(path)
     if compression not in COMPRESSIONS:
-        raise T1CFormatError(f"compression must be one of {COMPRESSIONS}, got {compression!r}", file=str(path))
+        raise T1CFormatError(
+            f"compression must be one of {COMPRESSIONS}, got {compression!r}", file=str(path)
+        )
     if not graph.output_shapes:
         graph.validate()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _create_temp(path)
     try:
         with h5py.File(tmp, "w") as f:
             _write_graph(f, graph, compression, compression_opts)
@@ -73,12 +79,32 @@ def write(
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, T1CFormatError):
+            raise err.within(file=str(path)) from None
         raise
     if fsync:
         _fsync_dir(path.parent)
+
+
+def _create_temp(path: Path) -> Path:
+    """A new empty file beside ``path`` (same file system, so the rename is atomic).
+
+    Created with mode 0o666 filtered by the umask, like any file a user writes;
+    ``tempfile.mkstemp`` would leave a 0o600 file that other users and the hardware
+    toolchain's service account could not read.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside '{path}'")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -133,7 +159,9 @@ def _write_metadata(group: h5py.Group, metadata: Mapping[str, Any], where: str) 
     for key, value in metadata.items():
         key = str(key)
         if not key or "/" in key or key in (".", ".."):
-            raise T1CFormatError(f"metadata key {key!r} cannot be an HDF5 name (no '/')", field=f"{where}/{key}")
+            raise T1CFormatError(
+                f"metadata key {key!r} cannot be an HDF5 name (no '/')", field=f"{where}/{key}"
+            )
         if value is None:
             continue
         if isinstance(value, Mapping):
@@ -143,13 +171,34 @@ def _write_metadata(group: h5py.Group, metadata: Mapping[str, Any], where: str) 
             _write_value(group, key, value)
         except T1CFormatError as err:
             raise err.within(field=f"{where}/{key}") from None
+        except (TypeError, ValueError, OverflowError) as err:
+            raise T1CFormatError(
+                f"cannot store {value!r} ({type(err).__name__}: {err}); use numbers, strings, bools, "
+                "arrays or dicts of them",
+                field=f"{where}/{key}",
+            ) from None
 
 
 # -- reading -----------------------------------------------------------------------------
 def read_version(path: str | os.PathLike) -> str:
-    """The format version string stored in a `.t1c` file."""
-    with _open(path) as f:
-        return _read_string(_child(f, "version", None, "version"), None, "version")
+    """The format version string stored in a `.t1c` file.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        T1CFormatError: the file is not HDF5 or has no scalar string ``/version``.
+    """
+    file = str(path)
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"no such .t1c file: '{file}'")
+    try:
+        with _open(file) as f:
+            return _read_string(_child(f, "version", None, "version"), None, "version")
+    except T1CFormatError as err:
+        raise err.within(file=file) from None
+    except _READ_ERRORS as err:
+        raise T1CFormatError(
+            f"cannot be read ({type(err).__name__}: {err})", file=file, field="version"
+        ) from err
 
 
 def read(path: str | os.PathLike, *, validate: bool = True) -> Graph:
@@ -162,7 +211,7 @@ def read(path: str | os.PathLike, *, validate: bool = True) -> Graph:
     file = str(path)
     if not os.path.exists(file):
         raise FileNotFoundError(f"no such .t1c file: '{file}'")
-    at = {"node": None, "field": None}
+    reader = _Reader(budget=max(_ALWAYS_OK_BYTES, _MAX_EXPANSION * os.path.getsize(file)))
     try:
         with _open(file) as f:
             _read_string(_child(f, "version", None, "version"), None, "version")
@@ -170,20 +219,36 @@ def read(path: str | os.PathLike, *, validate: bool = True) -> Graph:
             nodes_group = _child(g, "nodes", None, "graph/nodes", group=True)
             nodes = {}
             for name in nodes_group:
-                at["node"], at["field"] = name, None
-                nodes[name] = _read_node(nodes_group, name, at)
-            at["node"] = None
-            edges = _read_edges(_child(g, "edges", None, "graph/edges", group=True), at)
+                reader.node, reader.field = name, None
+                nodes[name] = reader.node_from(nodes_group, name)
+            reader.node = None
+            edges = reader.edges_from(_child(g, "edges", None, "graph/edges", group=True))
             metadata = {}
-            if "metadata" in g or g.get("metadata", getlink=True) is not None:
-                metadata = _read_metadata(_child(g, "metadata", None, "graph/metadata", group=True), "metadata")
+            if g.get("metadata", getlink=True) is not None:
+                metadata = reader.metadata_from(
+                    _child(g, "metadata", None, "graph/metadata", group=True), "metadata", 0
+                )
         return Graph(nodes, edges, metadata, validate=validate)
     except T1CFormatError as err:
         raise err.within(file=file) from None
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError, UnicodeDecodeError) as err:
+    except _READ_ERRORS as err:
         raise T1CFormatError(
-            f"cannot be read ({type(err).__name__}: {err})", file=file, node=at["node"], field=at["field"]
+            f"cannot be read ({type(err).__name__}: {err})", file=file, node=reader.node, field=reader.field
         ) from err
+
+
+# What h5py and numpy raise on damaged files; all become a T1CFormatError.
+_READ_ERRORS = (
+    OSError,
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    RuntimeError,
+    OverflowError,
+    AttributeError,
+    UnicodeDecodeError,
+)
 
 
 @contextlib.contextmanager
@@ -201,31 +266,162 @@ def _open(path):
 
 
 def _child(parent: h5py.Group, name: str, node: str | None, field: str, *, group: bool = False):
+    """``parent[name]``, refusing links and data stored outside the file."""
     link = parent.get(name, getlink=True)
     if link is None:
         raise T1CFormatError("is missing", node=node, field=field)
     if not isinstance(link, h5py.HardLink):
         raise T1CFormatError(
             f"is a {type(link).__name__}; links are not followed, the data must be in the file",
-            node=node, field=field,
+            node=node,
+            field=field,
         )
     obj = parent[name]
     want = h5py.Group if group else h5py.Dataset
     if not isinstance(obj, want):
         raise T1CFormatError(f"must be a {'group' if group else 'dataset'}", node=node, field=field)
+    if not group and (obj.is_virtual or obj.external):
+        where = "a virtual dataset" if obj.is_virtual else f"stored in external file(s) {obj.external}"
+        raise T1CFormatError(
+            f"is {where}; data outside the file is never read, store it in the file", node=node, field=field
+        )
     return obj
 
 
-def _checked(dset: h5py.Dataset, node: str | None, field: str) -> h5py.Dataset:
-    """Refuse a dataset whose declared size is out of proportion to what it stores."""
-    declared = int(dset.size) * dset.dtype.itemsize
-    stored = dset.id.get_storage_size()
-    if declared > max(_ALWAYS_OK_BYTES, _MAX_EXPANSION * stored):
-        raise T1CFormatError(
-            f"declares shape {list(dset.shape)} ({declared} bytes) but stores only {stored} bytes",
-            node=node, field=field,
-        )
-    return dset
+class _Reader:
+    """Reads one file's nodes, edges and metadata, tracking where it is (for messages)
+    and how many bytes the file may still make it allocate."""
+
+    def __init__(self, budget: int) -> None:
+        self.node: str | None = None
+        self.field: str | None = None
+        self.budget = budget
+
+    def checked(self, dset: h5py.Dataset, node: str | None, field: str) -> h5py.Dataset:
+        """Refuse a dataset whose declared size is out of proportion to what it stores."""
+        declared = int(dset.size) * dset.dtype.itemsize
+        stored = dset.id.get_storage_size()
+        if declared > 0 and stored == 0:
+            raise T1CFormatError(
+                f"declares shape {list(dset.shape)} ({declared} bytes) but stores no data",
+                node=node,
+                field=field,
+            )
+        if declared > max(_ALWAYS_OK_BYTES, _MAX_EXPANSION * stored) or declared > self.budget:
+            raise T1CFormatError(
+                f"declares shape {list(dset.shape)} ({declared} bytes) but stores only {stored} bytes",
+                node=node,
+                field=field,
+            )
+        self.budget -= declared
+        return dset
+
+    def strings(self, dset: h5py.Dataset, node, field) -> list[str]:
+        if dset.ndim != 1 or not _is_string(dset):
+            raise T1CFormatError(
+                f"must be a 1-D array of strings, got {dset.dtype} of shape {list(dset.shape)}",
+                node=node,
+                field=field,
+            )
+        self.checked(dset, node, field)
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dset[()]]
+
+    def field_from(self, dset: h5py.Dataset, kind: str, node: str, field: str) -> Any:
+        if kind == "str":
+            return _read_string(dset, node, field)
+        dtype, shape = dset.dtype, dset.shape
+        if _is_string(dset) or dtype.kind not in "fiub":
+            raise T1CFormatError(f"must hold numbers, got dtype {dtype}", node=node, field=field)
+        if kind == "float_array":
+            if dtype.kind != "f":
+                raise T1CFormatError(f"must be a float array, got dtype {dtype}", node=node, field=field)
+            return np.asarray(self.checked(dset, node, field)[()], dtype=np.float32)
+        if kind == "int_array":
+            if dtype.kind not in "iu":
+                raise T1CFormatError(f"must be an integer array, got dtype {dtype}", node=node, field=field)
+            return np.asarray(self.checked(dset, node, field)[()])
+        if kind in ("int_vector", "int_pair"):
+            if dtype.kind not in "iu":
+                raise T1CFormatError(f"must be an int64 array, got dtype {dtype}", node=node, field=field)
+            if len(shape) != 1 or (kind == "int_pair" and shape != (2,)):
+                want = "[2]" if kind == "int_pair" else "[k]"
+                raise T1CFormatError(f"must have shape {want}, got {list(shape)}", node=node, field=field)
+            return np.asarray(self.checked(dset, node, field)[()], dtype=np.int64)
+        if shape != ():
+            raise T1CFormatError(f"must be a scalar, got shape {list(shape)}", node=node, field=field)
+        value = self.checked(dset, node, field)[()]
+        if kind == "float":
+            if dtype.kind not in "fiu":
+                raise T1CFormatError(f"must be a number, got dtype {dtype}", node=node, field=field)
+            return float(value)
+        if kind == "int":
+            if dtype.kind not in "iu":
+                raise T1CFormatError(f"must be an integer, got dtype {dtype}", node=node, field=field)
+            return int(value)
+        if dtype.kind not in "biu":
+            raise T1CFormatError(f"must be a boolean, got dtype {dtype}", node=node, field=field)
+        return value  # checked to be 0/1 by the node
+
+    def node_from(self, nodes_group: h5py.Group, name: str):
+        group = _child(nodes_group, name, name, "nodes", group=True)
+        self.field = "type"
+        type_name = _read_string(_child(group, "type", name, "type"), name, "type")
+        cls = REGISTRY.get(type_name)
+        if cls is None:
+            raise T1CFormatError(
+                f"has unknown node type {type_name!r}; known types: {sorted(REGISTRY)}",
+                node=name,
+                field="type",
+            )
+        fields = {}
+        for field, (kind, optional) in cls.field_specs().items():
+            self.field = field
+            if group.get(field, getlink=True) is None:
+                if optional:
+                    continue
+                raise T1CFormatError(f"is missing (required by {type_name})", node=name, field=field)
+            fields[field] = self.field_from(_child(group, field, name, field), kind, name, field)
+        self.field = None
+        try:
+            return cls.from_fields(fields)
+        except T1CFormatError as err:
+            raise err.within(node=name) from None
+
+    def edges_from(self, group: h5py.Group) -> list[tuple[str, str]]:
+        self.field = "edges"
+        src = self.strings(_child(group, "src", None, "graph/edges/src"), None, "graph/edges/src")
+        dst = self.strings(_child(group, "dst", None, "graph/edges/dst"), None, "graph/edges/dst")
+        if len(src) != len(dst):
+            raise T1CFormatError(f"src has {len(src)} entries but dst has {len(dst)}", field="graph/edges")
+        self.field = None
+        return list(zip(src, dst))
+
+    def metadata_from(self, group: h5py.Group, where: str, depth: int) -> dict[str, Any]:
+        if depth > _MAX_METADATA_DEPTH:
+            raise T1CFormatError(
+                f"nests deeper than {_MAX_METADATA_DEPTH} levels (a group linked into itself?)", field=where
+            )
+        out: dict[str, Any] = {}
+        for key in group:
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.HardLink) and isinstance(group[key], h5py.Group):
+                out[key] = self.metadata_from(group[key], f"{where}/{key}", depth + 1)
+                continue
+            dset = _child(group, key, None, f"{where}/{key}")
+            if _is_string(dset):
+                out[key] = (
+                    _read_string(dset, None, f"{where}/{key}")
+                    if dset.shape == ()
+                    else self.strings(dset, None, f"{where}/{key}")
+                )
+                continue
+            if dset.dtype.kind not in "fiub":
+                raise T1CFormatError(f"has unsupported dtype {dset.dtype}", field=f"{where}/{key}")
+            value = self.checked(dset, None, f"{where}/{key}")[()]
+            if dset.shape == ():
+                value = value.item()
+            out[key] = value
+        return out
 
 
 def _is_string(dset: h5py.Dataset) -> bool:
@@ -234,106 +430,8 @@ def _is_string(dset: h5py.Dataset) -> bool:
 
 def _read_string(dset: h5py.Dataset, node, field) -> str:
     if dset.shape != () or not _is_string(dset):
-        raise T1CFormatError(f"must be a scalar string, got {dset.dtype} of shape {list(dset.shape)}", node=node, field=field)
+        raise T1CFormatError(
+            f"must be a scalar string, got {dset.dtype} of shape {list(dset.shape)}", node=node, field=field
+        )
     value = dset[()]
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _read_strings(dset: h5py.Dataset, node, field) -> list[str]:
-    if dset.ndim != 1 or not _is_string(dset):
-        raise T1CFormatError(f"must be a 1-D array of strings, got {dset.dtype} of shape {list(dset.shape)}", node=node, field=field)
-    _checked(dset, node, field)
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dset[()]]
-
-
-def _read_field(dset: h5py.Dataset, kind: str, node: str, field: str) -> Any:
-    if kind == "str":
-        return _read_string(dset, node, field)
-    dtype, shape = dset.dtype, dset.shape
-    if _is_string(dset) or dtype.kind not in "fiub":
-        raise T1CFormatError(f"must hold numbers, got dtype {dtype}", node=node, field=field)
-    if kind == "float_array":
-        if dtype.kind != "f":
-            raise T1CFormatError(f"must be a float array, got dtype {dtype}", node=node, field=field)
-        return np.asarray(_checked(dset, node, field)[()], dtype=np.float32)
-    if kind == "int_array":
-        if dtype.kind not in "iu":
-            raise T1CFormatError(f"must be an integer array, got dtype {dtype}", node=node, field=field)
-        return _checked(dset, node, field)[()]
-    if kind in ("int_vector", "int_pair"):
-        if dtype.kind not in "iu":
-            raise T1CFormatError(f"must be an int64 array, got dtype {dtype}", node=node, field=field)
-        if len(shape) != 1 or (kind == "int_pair" and shape != (2,)):
-            want = "[2]" if kind == "int_pair" else "[k]"
-            raise T1CFormatError(f"must have shape {want}, got {list(shape)}", node=node, field=field)
-        return np.asarray(_checked(dset, node, field)[()], dtype=np.int64)
-    if shape != ():
-        raise T1CFormatError(f"must be a scalar, got shape {list(shape)}", node=node, field=field)
-    if kind == "float":
-        if dtype.kind not in "fiu":
-            raise T1CFormatError(f"must be a number, got dtype {dtype}", node=node, field=field)
-        return float(dset[()])
-    if kind == "int":
-        if dtype.kind not in "iu":
-            raise T1CFormatError(f"must be an integer, got dtype {dtype}", node=node, field=field)
-        return int(dset[()])
-    if dtype.kind not in "biu":
-        raise T1CFormatError(f"must be a boolean, got dtype {dtype}", node=node, field=field)
-    return dset[()]  # checked to be 0/1 by the node
-
-
-def _read_node(nodes_group: h5py.Group, name: str, at: dict):
-    group = _child(nodes_group, name, name, "nodes", group=True)
-    at["field"] = "type"
-    type_name = _read_string(_child(group, "type", name, "type"), name, "type")
-    cls = REGISTRY.get(type_name)
-    if cls is None:
-        raise T1CFormatError(
-            f"has unknown node type {type_name!r}; known types: {sorted(REGISTRY)}", node=name, field="type"
-        )
-    fields = {}
-    for field, (kind, optional) in cls.field_specs().items():
-        at["field"] = field
-        if group.get(field, getlink=True) is None:
-            if optional:
-                continue
-            raise T1CFormatError(f"is missing (required by {type_name})", node=name, field=field)
-        fields[field] = _read_field(_child(group, field, name, field), kind, name, field)
-    at["field"] = None
-    try:
-        return cls.from_fields(fields)
-    except T1CFormatError as err:
-        raise err.within(node=name) from None
-
-
-def _read_edges(group: h5py.Group, at: dict) -> list[tuple[str, str]]:
-    at["field"] = "edges"
-    src = _read_strings(_child(group, "src", None, "graph/edges/src"), None, "graph/edges/src")
-    dst = _read_strings(_child(group, "dst", None, "graph/edges/dst"), None, "graph/edges/dst")
-    if len(src) != len(dst):
-        raise T1CFormatError(f"src has {len(src)} entries but dst has {len(dst)}", field="graph/edges")
-    at["field"] = None
-    return list(zip(src, dst))
-
-
-def _read_metadata(group: h5py.Group, where: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in group:
-        link = group.get(key, getlink=True)
-        if isinstance(link, h5py.HardLink) and isinstance(group[key], h5py.Group):
-            out[key] = _read_metadata(group[key], f"{where}/{key}")
-            continue
-        dset = _child(group, key, None, f"{where}/{key}")
-        if _is_string(dset):
-            out[key] = (
-                _read_string(dset, None, f"{where}/{key}") if dset.shape == ()
-                else _read_strings(dset, None, f"{where}/{key}")
-            )
-            continue
-        if dset.dtype.kind not in "fiub":
-            raise T1CFormatError(f"has unsupported dtype {dset.dtype}", field=f"{where}/{key}")
-        value = _checked(dset, None, f"{where}/{key}")[()]
-        if dset.shape == ():
-            value = value.item()
-        out[key] = value
-    return out
