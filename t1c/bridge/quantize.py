@@ -1,0 +1,539 @@
+"""Quantized simulation: what the chip computes with ``weight_bits`` weights and a saturating accumulator.
+
+The float executor treats ``SpikingAffine`` exactly like ``Affine`` (SEMANTICS.md); this
+module is the separate, documented mode in which every synapse runs on integers:
+
+* weights are rounded to ``weight_bits`` signed integers with one symmetric scale per
+  tensor (:func:`quantize_weights`), the bias to the same scale inside the accumulator
+  range (:func:`quantize_bias`);
+* a layer accumulates ``x @ w_int.T + b_int`` and saturates the sum at
+  ``accumulator_bits`` (:func:`saturate`), then multiplies by the scale so that the
+  neurons downstream see float currents on the original scale
+  (:func:`quantized_linear`, :func:`quantized_conv2d`).
+
+The layer is pure functions, tested against a brute-force integer loop; thin modules
+(:class:`QuantizedLinear`, :class:`QuantizedConv2d`) and executor-level helpers
+(:func:`quantize_executor`, :func:`ir_to_quantized`, :func:`attach_integer_weights`)
+sit on top, plus straight-through fake quantization for quantization-aware training
+(:func:`fake_quantize`, :func:`enable_qat`, :func:`disable_qat`).
+
+Example:
+    >>> import torch
+    >>> w_int, scale = quantize_weights(torch.tensor([[0.5, -1.0], [0.25, 0.0]]), bits=4)
+    >>> w_int.tolist(), scale
+    ([[4, -7], [2, 0]], 0.14285714285714285)
+    >>> b_int = quantize_bias(torch.zeros(2), scale, accumulator_bits=8)
+    >>> quantized_linear(torch.tensor([[1.0, 1.0]]), w_int, b_int, scale, accumulator_bits=8)
+    tensor([[-0.4286,  0.2857]])
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from .. import ir
+from ..ir.linear import check_integer_weights
+
+if TYPE_CHECKING:
+    from .executor import GraphExecutor
+
+__all__ = [
+    "QuantizedConv2d",
+    "QuantizedLinear",
+    "attach_integer_weights",
+    "disable_qat",
+    "enable_qat",
+    "fake_quantize",
+    "ir_to_quantized",
+    "quantize_bias",
+    "quantize_executor",
+    "quantize_weights",
+    "quantized_conv2d",
+    "quantized_linear",
+    "saturate",
+]
+
+# The accumulator is simulated in float64: every integer below 2**53 is exact, which covers
+# binary spikes times weights of up to 32 bits over any realistic fan-in.
+_ACC_DTYPE = torch.float64
+_INTEGER_NODES = (ir.Affine, ir.SpikingAffine, ir.Conv2d)
+
+
+# -- pure functions ----------------------------------------------------------------------
+def _check_bits(bits: int, name: str, low: int, high: int) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not low <= bits <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}, got {bits!r}")
+    return int(bits)
+
+
+def weight_range(bits: int) -> int:
+    """Largest integer magnitude of a ``bits``-bit symmetric weight (1 for the 1-bit sign code)."""
+    bits = _check_bits(bits, "weight_bits", 1, 32)
+    return 1 if bits == 1 else 2 ** (bits - 1) - 1
+
+
+def accumulator_range(accumulator_bits: int) -> tuple[int, int]:
+    """``(low, high)`` of a two's-complement accumulator of ``accumulator_bits`` bits."""
+    bits = _check_bits(accumulator_bits, "accumulator_bits", 1, 64)
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def quantize_weights(w: Tensor, bits: int) -> tuple[Tensor, float]:
+    """Symmetric per-tensor quantization of a weight tensor to ``bits``-bit signed integers.
+
+    ``scale = max|w| / (2**(bits-1) - 1)`` and ``w_int = clamp(round(w / scale))`` with
+    round-half-to-even (``torch.round``), so ``w ~= w_int * scale``. The grid is symmetric
+    (``-(2**(bits-1) - 1)`` .. ``2**(bits-1) - 1``): the most negative code is unused, so
+    zero stays exactly representable and the sign is preserved.
+
+    ``bits == 1`` is the sign code: ``w_int = +1`` where ``w >= 0`` else ``-1``, with
+    ``scale = mean|w|`` (the L1-optimal binary scale). An all-zero tensor gives zeros with
+    scale 1, so the scale is always positive (the file format requires it).
+
+    Args:
+        w: float weights of any shape.
+        bits: weight width, 1..32.
+
+    Returns:
+        ``(w_int, scale)``: an int64 tensor of ``w``'s shape and a positive Python float.
+    """
+    bits = _check_bits(bits, "weight_bits", 1, 32)
+    w = w.detach().to(torch.float64)
+    max_abs = float(w.abs().max()) if w.numel() else 0.0
+    if max_abs == 0.0 or not np.isfinite(max_abs):
+        if not np.isfinite(max_abs):
+            raise ValueError("cannot quantize weights that contain inf or NaN")
+        return torch.zeros(w.shape, dtype=torch.int64, device=w.device), 1.0
+    if bits == 1:
+        scale = float(w.abs().mean())
+        return torch.where(w >= 0, 1, -1).to(torch.int64), scale
+    q = weight_range(bits)
+    scale = max_abs / q
+    w_int = torch.round(w / scale).clamp_(-q, q).to(torch.int64)
+    return w_int, scale
+
+
+def quantize_bias(b: Tensor | None, scale: float, accumulator_bits: int, n: int | None = None) -> Tensor:
+    """The bias in accumulator units: ``clamp(round(b / scale))`` into the accumulator range.
+
+    The bias is added to the accumulator before saturation, so it shares the weights' scale
+    and may use the accumulator's full width. A missing bias is zeros of length ``n``.
+    """
+    low, high = accumulator_range(accumulator_bits)
+    if b is None:
+        if n is None:
+            raise ValueError("quantize_bias needs n (the number of outputs) when the bias is None")
+        return torch.zeros(n, dtype=torch.int64)
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    b = b.detach().to(torch.float64)
+    return torch.round(b / scale).clamp_(low, high).to(torch.int64)
+
+
+def saturate(acc: Tensor, accumulator_bits: int) -> Tensor:
+    """Clamp an accumulator to ``[-2**(bits-1), 2**(bits-1) - 1]`` (saturating, not wrapping)."""
+    low, high = accumulator_range(accumulator_bits)
+    return acc.clamp(low, high)
+
+
+def _output(acc: Tensor, scale: float, accumulator_bits: int, like: Tensor) -> Tensor:
+    out = saturate(acc, accumulator_bits) * scale
+    return out.to(like.dtype if like.is_floating_point() else torch.get_default_dtype())
+
+
+def quantized_linear(
+    x: Tensor, w_int: Tensor, b_int: Tensor | None, scale: float, accumulator_bits: int
+) -> Tensor:
+    """``scale * saturate(x @ w_int.T + b_int, accumulator_bits)``.
+
+    With integer inputs (binary 0/1 spikes, spike counts) the accumulator holds exact
+    integers, as on chip. Graded or rate-coded float inputs are used as they are: the sum
+    ``x @ w_int.T`` is then a real number in units of ``scale`` and is saturated at the
+    same integer bounds; the result is what a chip with a fixed-point input of unlimited
+    precision would compute.
+
+    Args:
+        x: ``[..., in]`` inputs.
+        w_int: ``[out, in]`` integer weights from :func:`quantize_weights`.
+        b_int: ``[out]`` integer bias from :func:`quantize_bias`, or None.
+        scale: the weights' scale; the output is in float units again.
+        accumulator_bits: accumulator width, 1..64.
+
+    Returns:
+        ``[..., out]`` float currents, in ``x``'s dtype.
+    """
+    acc = F.linear(x.to(_ACC_DTYPE), w_int.to(_ACC_DTYPE), None if b_int is None else b_int.to(_ACC_DTYPE))
+    return _output(acc, scale, accumulator_bits, x)
+
+
+def quantized_conv2d(
+    x: Tensor,
+    w_int: Tensor,
+    b_int: Tensor | None,
+    scale: float,
+    accumulator_bits: int,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+) -> Tensor:
+    """:func:`quantized_linear` for a 2-D convolution (``torch.nn.functional.conv2d`` arguments).
+
+    Each output element accumulates its receptive field plus the bias, then saturates.
+    """
+    acc = F.conv2d(
+        x.to(_ACC_DTYPE),
+        w_int.to(_ACC_DTYPE),
+        None if b_int is None else b_int.to(_ACC_DTYPE),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
+    return _output(acc, scale, accumulator_bits, x)
+
+
+class _RoundToGrid(torch.autograd.Function):
+    """Forward: the dequantized weights; backward: identity (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, bits: int) -> Tensor:  # noqa: D102
+        w_int, scale = quantize_weights(w, bits)
+        return (w_int.to(torch.float64) * scale).to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
+        return grad, None
+
+
+def fake_quantize(w: Tensor, bits: int) -> Tensor:
+    """Round ``w`` onto its ``bits``-bit grid in the forward pass, pass gradients straight through.
+
+    The forward value is exactly ``w_int * scale`` of :func:`quantize_weights`, so a network
+    trained with it is evaluated in float on the very weights the quantized simulation uses.
+
+    Example:
+        >>> w = torch.tensor([0.3, -1.0], requires_grad=True)
+        >>> fake_quantize(w, 2)
+        tensor([ 0., -1.], grad_fn=<_RoundToGridBackward>)
+    """
+    _check_bits(bits, "weight_bits", 1, 32)
+    return _RoundToGrid.apply(w, bits)
+
+
+# -- modules -----------------------------------------------------------------------------
+class _QuantizedBase(nn.Module):
+    """Integer weights and bias kept as buffers (they travel with ``state_dict`` and ``.to()``)."""
+
+    def __init__(
+        self, w_int: Tensor, b_int: Tensor | None, scale: float, weight_bits: int, accumulator_bits: int
+    ):
+        super().__init__()
+        self.weight_bits = _check_bits(weight_bits, "weight_bits", 1, 32)
+        self.accumulator_bits = _check_bits(accumulator_bits, "accumulator_bits", 1, 64)
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale!r}")
+        self.scale = float(scale)
+        self.register_buffer("weight_int", torch.as_tensor(w_int, dtype=torch.int64))
+        n = self.weight_int.shape[0]
+        b = torch.zeros(n, dtype=torch.int64) if b_int is None else torch.as_tensor(b_int, dtype=torch.int64)
+        self.register_buffer("bias_int", b)
+
+    @property
+    def weight(self) -> Tensor:
+        """The dequantized weights ``weight_int * scale`` (float32), for inspection and export."""
+        return (self.weight_int.to(torch.float64) * self.scale).to(torch.float32)
+
+    @property
+    def bias(self) -> Tensor:
+        """The dequantized bias ``bias_int * scale`` (float32)."""
+        return (self.bias_int.to(torch.float64) * self.scale).to(torch.float32)
+
+    def extra_repr(self) -> str:
+        return (
+            f"weight={list(self.weight_int.shape)}, weight_bits={self.weight_bits}, "
+            f"accumulator_bits={self.accumulator_bits}, scale={self.scale:.6g}"
+        )
+
+
+class QuantizedLinear(_QuantizedBase):
+    """A linear layer simulated on integers (:func:`quantized_linear`); evaluation only.
+
+    Build it from a trained layer with :meth:`from_linear` or from a node that carries
+    ``weight_int``/``weight_scale``/``bias_int`` with :meth:`from_node`.
+    """
+
+    def __init__(
+        self,
+        w_int: Tensor,
+        b_int: Tensor | None,
+        scale: float,
+        weight_bits: int = 8,
+        accumulator_bits: int = 32,
+        spike_mode: str | None = None,
+    ):
+        super().__init__(w_int, b_int, scale, weight_bits, accumulator_bits)
+        if self.weight_int.ndim != 2:
+            raise ValueError(f"QuantizedLinear needs [out, in] weights, got {list(self.weight_int.shape)}")
+        self.spike_mode = spike_mode
+
+    @classmethod
+    def from_linear(
+        cls, linear: nn.Linear, weight_bits: int = 8, accumulator_bits: int = 32
+    ) -> QuantizedLinear:
+        """Quantize a float ``nn.Linear`` (its current, possibly fake-quantized, weights)."""
+        w_int, scale = quantize_weights(linear.weight, weight_bits)
+        b_int = quantize_bias(linear.bias, scale, accumulator_bits, n=w_int.shape[0])
+        spike_mode = getattr(linear, "spike_mode", None)
+        return cls(w_int, b_int, scale, weight_bits, accumulator_bits, spike_mode).to(linear.weight.device)
+
+    @classmethod
+    def from_node(cls, node: ir.Affine | ir.SpikingAffine, weight_bits: int = 8, accumulator_bits: int = 32):
+        """From an Affine/SpikingAffine node: its stored integers if present, else quantized now.
+
+        A SpikingAffine uses its own ``weight_bits``/``accumulator_bits``; the arguments apply
+        to a plain Affine.
+        """
+        weight_bits, accumulator_bits, spike_mode = _node_bits(node, weight_bits, accumulator_bits)
+        w_int, b_int, scale = _node_integers(node, weight_bits, accumulator_bits)
+        return cls(w_int, b_int, scale, weight_bits, accumulator_bits, spike_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return quantized_linear(x, self.weight_int, self.bias_int, self.scale, self.accumulator_bits)
+
+
+class QuantizedConv2d(_QuantizedBase):
+    """A 2-D convolution simulated on integers (:func:`quantized_conv2d`); evaluation only."""
+
+    def __init__(
+        self,
+        w_int: Tensor,
+        b_int: Tensor | None,
+        scale: float,
+        weight_bits: int = 8,
+        accumulator_bits: int = 32,
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
+    ):
+        super().__init__(w_int, b_int, scale, weight_bits, accumulator_bits)
+        if self.weight_int.ndim != 4:
+            raise ValueError(
+                f"QuantizedConv2d needs [out, in/groups, kH, kW] weights, got {list(self.weight_int.shape)}"
+            )
+        self.stride = tuple(int(s) for s in stride)
+        self.padding = tuple(int(p) for p in padding)
+        self.dilation = tuple(int(d) for d in dilation)
+        self.groups = int(groups)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, weight_bits: int = 8, accumulator_bits: int = 32) -> QuantizedConv2d:
+        """Quantize a float ``nn.Conv2d`` (zero padding only, as in T1C-IR)."""
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(
+                f"QuantizedConv2d supports numeric zero padding only, got padding={conv.padding!r}, "
+                f"padding_mode={conv.padding_mode!r}"
+            )
+        w_int, scale = quantize_weights(conv.weight, weight_bits)
+        b_int = quantize_bias(conv.bias, scale, accumulator_bits, n=w_int.shape[0])
+        return cls(
+            w_int,
+            b_int,
+            scale,
+            weight_bits,
+            accumulator_bits,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+        ).to(conv.weight.device)
+
+    @classmethod
+    def from_node(cls, node: ir.Conv2d, weight_bits: int = 8, accumulator_bits: int = 32) -> QuantizedConv2d:
+        """From a Conv2d node: its stored integers if present, else quantized now."""
+        w_int, b_int, scale = _node_integers(node, weight_bits, accumulator_bits)
+        return cls(
+            w_int, b_int, scale, weight_bits, accumulator_bits,
+            tuple(node.stride), tuple(node.padding), tuple(node.dilation), node.groups,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, stride={self.stride}, padding={self.padding}, groups={self.groups}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return quantized_conv2d(
+            x, self.weight_int, self.bias_int, self.scale, self.accumulator_bits,
+            self.stride, self.padding, self.dilation, self.groups,
+        )  # fmt: skip
+
+
+# -- graphs and executors ----------------------------------------------------------------
+def _node_bits(node: ir.Node, weight_bits: int, accumulator_bits: int) -> tuple[int, int, str | None]:
+    if isinstance(node, ir.SpikingAffine):
+        return node.weight_bits, node.accumulator_bits, node.spike_mode
+    return weight_bits, accumulator_bits, None
+
+
+def _node_integers(node: ir.Node, weight_bits: int, accumulator_bits: int) -> tuple[Tensor, Tensor, float]:
+    """A node's ``(w_int, b_int, scale)``: the stored integers when present, else quantized."""
+    if node.weight_int is not None:
+        w_int = torch.from_numpy(np.asarray(node.weight_int, dtype=np.int64))
+        scale = float(node.weight_scale)
+        if node.bias_int is not None:
+            b_int = torch.from_numpy(np.asarray(node.bias_int, dtype=np.int64))
+        else:
+            b_int = quantize_bias(torch.from_numpy(node.bias), scale, accumulator_bits)
+        return w_int, b_int, scale
+    w_int, scale = quantize_weights(torch.from_numpy(node.weight), weight_bits)
+    b_int = quantize_bias(torch.from_numpy(node.bias), scale, accumulator_bits)
+    return w_int, b_int, scale
+
+
+def _quantized_module(module: nn.Module, weight_bits: int, accumulator_bits: int) -> nn.Module | None:
+    """The integer twin of a float synapse module, or None when the module is not a synapse.
+
+    A layer that carries its own hints (``SpikingAffineModule``'s ``weight_bits`` and
+    ``accumulator_bits``) keeps them; the arguments apply to the others.
+    """
+    if isinstance(module, nn.Linear):
+        return QuantizedLinear.from_linear(module, *_own_bits(module, weight_bits, accumulator_bits))
+    if isinstance(module, nn.Conv2d):
+        return QuantizedConv2d.from_conv(module, *_own_bits(module, weight_bits, accumulator_bits))
+    return None
+
+
+def _own_bits(module: nn.Module, weight_bits: int, accumulator_bits: int) -> tuple[int, int]:
+    return getattr(module, "weight_bits", weight_bits), getattr(module, "accumulator_bits", accumulator_bits)
+
+
+def quantize_executor(
+    executor: GraphExecutor, weight_bits: int = 8, accumulator_bits: int = 32
+) -> GraphExecutor:
+    """A deep copy of ``executor`` whose synapses run in quantized simulation.
+
+    ``SpikingAffine`` nodes use their own ``weight_bits``/``accumulator_bits`` hints;
+    ``Affine`` and ``Conv2d`` nodes use the arguments. Neurons, pooling and the wiring are
+    unchanged (still float), as is ``SepConv2d``. The original executor is untouched. With
+    QAT enabled (:func:`enable_qat`) the current fake-quantized weights are quantized, which
+    gives back the same integers.
+
+    Returns:
+        a new executor in eval mode, meant for evaluation (integer buffers, no parameters to train).
+    """
+    _check_bits(weight_bits, "weight_bits", 1, 32)
+    _check_bits(accumulator_bits, "accumulator_bits", 1, 64)
+    twin = copy.deepcopy(executor)
+    for name in twin.node_names:
+        module = twin.module_for(name)
+        if module is None:
+            continue
+        quantized = _quantized_module(module, weight_bits, accumulator_bits)
+        if quantized is not None:
+            twin.set_module(name, quantized)
+    return twin.eval()
+
+
+def ir_to_quantized(graph: ir.Graph, weight_bits: int = 8, accumulator_bits: int = 32) -> GraphExecutor:
+    """An executor for ``graph`` in quantized simulation, built from the file's own integers.
+
+    Nodes that carry ``weight_int``/``weight_scale``/``bias_int`` (see
+    :func:`attach_integer_weights`) use exactly those; others are quantized like
+    :func:`quantize_executor` does. This is how a deployed file is checked: its integers,
+    not a re-quantization of its floats, give the accuracy.
+    """
+    from .executor import ir_to_torch
+
+    _check_bits(weight_bits, "weight_bits", 1, 32)
+    _check_bits(accumulator_bits, "accumulator_bits", 1, 64)
+    executor = ir_to_torch(graph)
+    for name, node in graph.nodes.items():
+        if isinstance(node, (ir.Affine, ir.SpikingAffine)):
+            executor.set_module(name, QuantizedLinear.from_node(node, weight_bits, accumulator_bits))
+        elif isinstance(node, ir.Conv2d):
+            executor.set_module(name, QuantizedConv2d.from_node(node, weight_bits, accumulator_bits))
+    return executor.eval()
+
+
+def attach_integer_weights(graph: ir.Graph, weight_bits: int = 8, accumulator_bits: int = 32) -> ir.Graph:
+    """A copy of ``graph`` whose Affine/SpikingAffine/Conv2d nodes carry their exact integers.
+
+    Sets the optional fields ``weight_int``, ``weight_scale`` and ``bias_int`` to the values
+    :func:`quantize_executor` simulates (SpikingAffine: its own bit widths; Affine/Conv2d:
+    the arguments), so hardware receives exactly the integers whose accuracy was measured.
+    The float ``weight``/``bias`` are kept, so readers that ignore the extension still work.
+    """
+    _check_bits(weight_bits, "weight_bits", 1, 32)
+    _check_bits(accumulator_bits, "accumulator_bits", 1, 64)
+    nodes = {}
+    for name, node in graph.nodes.items():
+        node = copy.deepcopy(node)
+        if isinstance(node, _INTEGER_NODES):
+            bits, acc_bits, _ = _node_bits(node, weight_bits, accumulator_bits)
+            w_int, scale = quantize_weights(torch.from_numpy(node.weight), bits)
+            b_int = quantize_bias(torch.from_numpy(node.bias), scale, acc_bits)
+            node.weight_int, node.weight_scale, node.bias_int = w_int.numpy(), scale, b_int.numpy()
+            check_integer_weights(node)
+        nodes[name] = node
+    return ir.Graph(nodes, list(graph.edges), copy.deepcopy(graph.metadata), allow_cycles=graph.allow_cycles)
+
+
+# -- quantization-aware training ---------------------------------------------------------
+class FakeQuantize(nn.Module):
+    """A ``torch.nn.utils.parametrize`` parametrization: ``weight -> fake_quantize(weight, bits)``."""
+
+    def __init__(self, bits: int):
+        super().__init__()
+        self.bits = _check_bits(bits, "weight_bits", 1, 32)
+
+    def forward(self, w: Tensor) -> Tensor:
+        return fake_quantize(w, self.bits)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}"
+
+
+def enable_qat(executor: nn.Module, weight_bits: int = 8) -> nn.Module:
+    """Switch ``executor`` (in place) to quantization-aware training.
+
+    Every ``nn.Linear``/``nn.Conv2d`` weight is re-parametrized with :class:`FakeQuantize`
+    (``SpikingAffineModule`` with its own ``weight_bits``), so the forward pass sees
+    weights on the quantization grid while the optimizer updates the float originals
+    (straight-through gradients). Biases stay float during training; the quantized
+    simulation rounds them to the weights' scale. Calling it twice is a no-op.
+
+    Returns:
+        ``executor`` itself.
+    """
+    _check_bits(weight_bits, "weight_bits", 1, 32)
+    for module in executor.modules():
+        if not isinstance(module, (nn.Linear, nn.Conv2d)) or parametrize.is_parametrized(module, "weight"):
+            continue
+        bits = getattr(module, "weight_bits", weight_bits)
+        parametrize.register_parametrization(module, "weight", FakeQuantize(bits))
+    return executor
+
+
+def disable_qat(executor: nn.Module) -> nn.Module:
+    """Undo :func:`enable_qat` in place, keeping the weights on their quantization grid.
+
+    Each parametrized weight becomes a plain parameter holding its fake-quantized value, so
+    the modules have their original classes again (exporters that dispatch on the module
+    type see ``nn.Linear``, not torch's parametrized subclass).
+    """
+    for module in list(executor.modules()):
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return executor
+
+
+def qat_enabled(executor: nn.Module) -> bool:
+    """Whether any weight of ``executor`` is fake-quantized."""
+    return any(parametrize.is_parametrized(m, "weight") for m in executor.modules())

@@ -1,0 +1,268 @@
+"""Quantized simulation against a brute-force integer reference, and on the fixture graphs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from t1c import ir
+from t1c.bridge import quantize as Q
+
+
+# -- brute-force references: Python ints, nested loops -----------------------------------
+def _sat(value: int, acc_bits: int) -> int:
+    return max(-(2 ** (acc_bits - 1)), min(2 ** (acc_bits - 1) - 1, value))
+
+
+def reference_linear(x, w_int, b_int, acc_bits):
+    """Integer sums ``sum_i x[b,i] * w[o,i] + bias[o]``, saturated, as nested int loops."""
+    x, w, b = x.tolist(), w_int.tolist(), b_int.tolist()
+    return [
+        [_sat(sum(int(x[n][i]) * w[o][i] for i in range(len(w[o]))) + b[o], acc_bits) for o in range(len(w))]
+        for n in range(len(x))
+    ]
+
+
+def reference_conv2d(x, w_int, b_int, acc_bits, stride, padding):
+    """Direct convolution over integer lists with zero padding, saturated per output element."""
+    x, w, b = x.tolist(), w_int.tolist(), b_int.tolist()
+    batch, cin, height, width = len(x), len(x[0]), len(x[0][0]), len(x[0][0][0])
+    cout, kh, kw = len(w), len(w[0][0]), len(w[0][0][0])
+    oh = (height + 2 * padding - kh) // stride + 1
+    ow = (width + 2 * padding - kw) // stride + 1
+    out = [[[[0] * ow for _ in range(oh)] for _ in range(cout)] for _ in range(batch)]
+    for n in range(batch):
+        for o in range(cout):
+            for r in range(oh):
+                for c in range(ow):
+                    total = b[o]
+                    for ci in range(cin):
+                        for i in range(kh):
+                            for j in range(kw):
+                                y, z = r * stride + i - padding, c * stride + j - padding
+                                if 0 <= y < height and 0 <= z < width:
+                                    total += int(x[n][ci][y][z]) * w[o][ci][i][j]
+                    out[n][o][r][c] = _sat(total, acc_bits)
+    return out
+
+
+def _saturating_weights(*shape: int) -> torch.Tensor:
+    """Rows of one sign (alternating) so sums grow with fan-in and narrow accumulators saturate; row 0 mixed."""
+    sign = torch.tensor([1.0 if o % 2 else -1.0 for o in range(shape[0])]).reshape(
+        -1, *[1] * (len(shape) - 1)
+    )
+    w = sign * (torch.randn(*shape).abs() + 1.0)
+    w[0] = torch.randn(*shape[1:])
+    return w
+
+
+def _spikes(*shape: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < 0.5).float()
+
+
+# -- quantize_weights / quantize_bias / saturate -----------------------------------------
+@pytest.mark.parametrize("bits", [2, 3, 4, 8, 16])
+def test_quantize_weights_symmetric_grid(bits):
+    torch.manual_seed(bits)
+    w = torch.randn(7, 5)
+    w_int, scale = Q.quantize_weights(w, bits)
+    q = 2 ** (bits - 1) - 1
+    assert w_int.dtype == torch.int64
+    assert scale == pytest.approx(float(w.abs().max()) / q)
+    assert int(w_int.abs().max()) == q
+    assert torch.allclose(w_int.double() * scale, w.double(), atol=scale / 2 + 1e-12)
+
+
+def test_quantize_weights_rounds_half_to_even():
+    w = torch.tensor([7.0, 0.5, 1.5, 2.5, -0.5, -2.5])  # scale 1 at 4 bits (max 7)
+    w_int, scale = Q.quantize_weights(w, 4)
+    assert scale == 1.0
+    assert w_int.tolist() == [7, 0, 2, 2, 0, -2]
+
+
+def test_quantize_weights_one_bit_is_sign_with_mean_scale():
+    w = torch.tensor([0.5, -1.5, 0.0, 2.0])
+    w_int, scale = Q.quantize_weights(w, 1)
+    assert w_int.tolist() == [1, -1, 1, 1]
+    assert scale == pytest.approx(1.0)
+
+
+def test_quantize_weights_all_zero_has_unit_scale():
+    w_int, scale = Q.quantize_weights(torch.zeros(3, 2), 8)
+    assert scale == 1.0 and not w_int.any()
+
+
+@pytest.mark.parametrize("bits", [0, 33, 2.5, True])
+def test_quantize_weights_rejects_bad_widths(bits):
+    with pytest.raises(ValueError, match="weight_bits"):
+        Q.quantize_weights(torch.ones(2), bits)
+
+
+def test_quantize_weights_rejects_nan():
+    with pytest.raises(ValueError, match="NaN"):
+        Q.quantize_weights(torch.tensor([1.0, float("nan")]), 8)
+
+
+def test_quantize_bias_uses_weight_scale_and_accumulator_range():
+    b = torch.tensor([0.26, -0.74, 1000.0, -1000.0])
+    b_int = Q.quantize_bias(b, 0.5, accumulator_bits=6)
+    assert b_int.tolist() == [1, -1, 31, -32]
+    assert Q.quantize_bias(None, 0.5, 8, n=3).tolist() == [0, 0, 0]
+
+
+def test_saturate_clamps_to_twos_complement_range():
+    acc = torch.tensor([-200, -128, 0, 127, 300])
+    assert Q.saturate(acc, 8).tolist() == [-128, -128, 0, 127, 127]
+    big = torch.tensor([2**62, -(2**62)], dtype=torch.int64)
+    assert Q.saturate(big, 64).tolist() == [2**62, -(2**62)]
+
+
+# -- quantized_linear / quantized_conv2d vs. the integer loops ---------------------------
+@pytest.mark.parametrize(("bits", "acc_bits"), [(2, 4), (4, 7), (8, 12), (16, 19), (8, 32)])
+def test_quantized_linear_matches_integer_reference(bits, acc_bits):
+    torch.manual_seed(bits * 100 + acc_bits)
+    w, b = _saturating_weights(8, 64), torch.randn(8) * 0.3
+    w_int, scale = Q.quantize_weights(w, bits)
+    b_int = Q.quantize_bias(b, scale, acc_bits)
+    x = _spikes(5, 64, seed=bits).double()  # float64 out: acc * scale with a single rounding
+    out = Q.quantized_linear(x, w_int, b_int, scale, acc_bits)
+    expected = torch.tensor(reference_linear(x, w_int, b_int, acc_bits), dtype=torch.float64)
+    got = out / scale
+    assert torch.equal(torch.round(got), expected)
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-9)
+    assert torch.allclose(Q.quantized_linear(x.float(), w_int, b_int, scale, acc_bits), out.float())
+    if acc_bits < 32:  # the narrow accumulators really saturate in this test
+        assert (expected.abs() >= 2 ** (acc_bits - 1) - 1).any()
+
+
+@pytest.mark.parametrize(("stride", "padding"), [(1, 1), (2, 0)])
+@pytest.mark.parametrize(("bits", "acc_bits"), [(2, 3), (4, 5), (8, 10), (16, 17)])
+def test_quantized_conv2d_matches_integer_reference(bits, acc_bits, stride, padding):
+    torch.manual_seed(bits)
+    w, b = _saturating_weights(3, 2, 3, 3), torch.randn(3) * 0.2
+    w_int, scale = Q.quantize_weights(w, bits)
+    b_int = Q.quantize_bias(b, scale, acc_bits)
+    x = _spikes(2, 2, 6, 6, seed=bits).double()
+    out = Q.quantized_conv2d(x, w_int, b_int, scale, acc_bits, stride=stride, padding=padding)
+    expected = torch.tensor(reference_conv2d(x, w_int, b_int, acc_bits, stride, padding), dtype=torch.float64)
+    assert out.shape == expected.shape
+    assert torch.equal(torch.round(out / scale), expected)
+    assert torch.allclose(out / scale, expected, rtol=1e-12, atol=1e-9)
+    assert (expected.abs() >= 2 ** (acc_bits - 1) - 1).any()
+
+
+def test_quantized_linear_graded_input_saturates_in_scale_units():
+    w_int, b_int, scale = torch.tensor([[3, -2]]), torch.tensor([1]), 0.25
+    x = torch.tensor([[0.5, 0.25], [10.0, 0.0]])
+    out = Q.quantized_linear(x, w_int, b_int, scale, accumulator_bits=5)
+    # 0.5*3 - 0.25*2 + 1 = 2.0 ; 10*3 + 1 = 31 -> saturated at 15
+    assert out.flatten().tolist() == [2.0 * scale, 15 * scale]
+
+
+def test_quantized_linear_high_precision_matches_float():
+    torch.manual_seed(0)
+    lin = nn.Linear(16, 4)
+    x = _spikes(3, 16, seed=1)
+    q = Q.QuantizedLinear.from_linear(lin, weight_bits=24, accumulator_bits=64)
+    assert torch.allclose(q(x), lin(x), atol=1e-5)
+
+
+def test_quantized_conv_module_matches_float_at_high_precision():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+    x = _spikes(1, 2, 8, 8, seed=2)
+    q = Q.QuantizedConv2d.from_conv(conv, weight_bits=24, accumulator_bits=64)
+    assert torch.allclose(q(x), conv(x), atol=1e-5)
+    assert "stride=(2, 2)" in repr(q)
+
+
+# -- fake quantization and QAT -----------------------------------------------------------
+def test_fake_quantize_forward_on_grid_backward_identity():
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, requires_grad=True)
+    out = Q.fake_quantize(w, 3)
+    w_int, scale = Q.quantize_weights(w, 3)
+    assert torch.equal(out, (w_int.double() * scale).float())
+    (out * torch.arange(12.0).reshape(4, 3)).sum().backward()
+    assert torch.equal(w.grad, torch.arange(12.0).reshape(4, 3))
+
+
+def test_enable_and_disable_qat_keep_weights_on_grid():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.Conv2d(1, 2, 3))
+    Q.enable_qat(Q.enable_qat(net, weight_bits=3), weight_bits=3)  # idempotent
+    assert Q.qat_enabled(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net[0](torch.ones(2, 5)).sum().backward()
+    opt.step()
+    for layer in net:
+        w_int, scale = Q.quantize_weights(layer.weight, 3)
+        assert torch.allclose(layer.weight.double(), w_int.double() * scale, atol=1e-6)
+    Q.disable_qat(net)
+    assert not Q.qat_enabled(net)
+    assert type(net[0]) is nn.Linear and type(net[1]) is nn.Conv2d
+    w_int, scale = Q.quantize_weights(net[0].weight, 3)
+    assert torch.allclose(net[0].weight.double(), w_int.double() * scale, atol=1e-6)
+
+
+# -- graphs and executors (need t1c.bridge.executor) -------------------------------------
+@pytest.fixture
+def spiking_affine(fixtures_dir):
+    return ir.read(fixtures_dir / "spiking_affine.t1c"), np.load(fixtures_dir / "spiking_affine.npz")
+
+
+def _ir_to_torch():
+    return pytest.importorskip("t1c.bridge.executor").ir_to_torch
+
+
+def test_spiking_affine_fixture_runs_in_quantized_simulation(spiking_affine):
+    graph, data = spiking_affine
+    executor = _ir_to_torch()(graph)
+    before = {k: v.clone() for k, v in executor.state_dict().items()}
+    qexec = Q.quantize_executor(executor)
+    assert all(torch.equal(v, executor.state_dict()[k]) for k, v in before.items())
+    bits = {
+        name: (qexec.module_for(name).weight_bits, qexec.module_for(name).accumulator_bits)
+        for name in ("sa1", "sa2", "sa3")
+    }
+    assert bits == {"sa1": (8, 16), "sa2": (4, 12), "sa3": (2, 8)}
+    xs = torch.from_numpy(data["x"])
+    with torch.no_grad():
+        ys_q, _ = qexec.run_sequence(xs)
+        ys_f, _ = executor.run_sequence(xs)
+    assert torch.allclose(ys_f, torch.from_numpy(data["y"]), atol=1e-4)
+    sa3 = qexec.module_for("sa3")
+    units = ys_q.double() / sa3.scale  # the output is sa3's saturated accumulator
+    assert torch.allclose(units, torch.round(units), atol=1e-6)
+    assert units.abs().max() <= 128
+    assert not torch.allclose(ys_q, ys_f)  # 2-bit weights really change the result
+
+
+def test_quantize_executor_converts_affine_and_conv(fixtures_dir):
+    graph = ir.read(fixtures_dir / "conv_snn.t1c")
+    qexec = Q.quantize_executor(_ir_to_torch()(graph), weight_bits=6, accumulator_bits=20)
+    assert isinstance(qexec.module_for("conv1"), Q.QuantizedConv2d)
+    assert isinstance(qexec.module_for("fc"), Q.QuantizedLinear)
+    assert qexec.module_for("fc").weight_bits == 6
+    ys, _ = qexec.run_sequence(torch.from_numpy(np.load(fixtures_dir / "conv_snn.npz")["x"]))
+    assert ys.shape == (6, 3, 10)
+
+
+@pytest.mark.parametrize("name", ["spiking_affine", "conv_snn", "mlp_snn"])
+def test_integers_in_file_reproduce_simulation_bit_for_bit(fixtures_dir, tmp_path, name):
+    graph = ir.read(fixtures_dir / f"{name}.t1c")
+    with_ints = Q.attach_integer_weights(graph, weight_bits=5, accumulator_bits=14)
+    assert all(getattr(n, "weight_int", None) is None for n in graph.nodes.values())  # a copy
+    ir.write(tmp_path / "q.t1c", with_ints)
+    reread = ir.read(tmp_path / "q.t1c")
+    for node_name, node in reread.nodes.items():
+        if isinstance(node, (ir.Affine, ir.SpikingAffine, ir.Conv2d)):
+            assert node.weight_int is not None and node.weight_scale > 0, node_name
+    xs = torch.from_numpy(np.load(fixtures_dir / f"{name}.npz")["x"])
+    simulated = Q.quantize_executor(_ir_to_torch()(graph), weight_bits=5, accumulator_bits=14)
+    from_file = Q.ir_to_quantized(reread)
+    with torch.no_grad():
+        assert torch.equal(simulated.run_sequence(xs)[0], from_file.run_sequence(xs)[0])
