@@ -56,6 +56,9 @@ def write(
 ) -> None:
     """Write ``graph`` to ``path`` atomically.
 
+    The node and metadata groups record link creation order, so a graph read back
+    lists its nodes (and so breaks topological-order ties) as the written one did.
+
     Args:
         path: destination; its folder must exist.
         graph: a validated graph.
@@ -120,7 +123,7 @@ def _write_graph(f: h5py.File, graph: Graph, compression, compression_opts) -> N
     f.create_dataset("version", data=FORMAT_VERSION, dtype=_STR)
     g = f.create_group("graph")
     g.create_dataset("type", data="Graph", dtype=_STR)
-    nodes = g.create_group("nodes")
+    nodes = g.create_group("nodes", track_order=True)  # keeps the graph's node order
     for name, node in graph.nodes.items():
         group = nodes.create_group(name)
         group.create_dataset("type", data=node.TYPE, dtype=_STR)
@@ -130,7 +133,7 @@ def _write_graph(f: h5py.File, graph: Graph, compression, compression_opts) -> N
     edges.create_dataset("src", data=[s for s, _ in graph.edges], dtype=_STR)
     edges.create_dataset("dst", data=[d for _, d in graph.edges], dtype=_STR)
     if graph.metadata:
-        _write_metadata(g.create_group("metadata"), graph.metadata, "metadata")
+        _write_metadata(g.create_group("metadata", track_order=True), graph.metadata, "metadata")
 
 
 def _write_value(group: h5py.Group, name: str, value: Any, compression=None, opts=None) -> None:
@@ -165,7 +168,7 @@ def _write_metadata(group: h5py.Group, metadata: Mapping[str, Any], where: str) 
         if value is None:
             continue
         if isinstance(value, Mapping):
-            _write_metadata(group.create_group(key), value, f"{where}/{key}")
+            _write_metadata(group.create_group(key, track_order=True), value, f"{where}/{key}")
             continue
         try:
             _write_value(group, key, value)

@@ -1,0 +1,211 @@
+"""One small factory per T1C-IR primitive (as NIR's tests have), plus tiny graphs.
+
+Every factory sets every field, optional ones included where asked, with random values
+from a seeded generator, so a round trip that drops or mangles a field shows up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from t1c import ir
+
+RNG_SEED = 0
+
+
+def _rng(seed: int = RNG_SEED) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def f32(*shape: int, seed: int = RNG_SEED) -> np.ndarray:
+    return _rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def make_input() -> ir.Input:
+    return ir.Input(input_type={"input": np.array([3, 8, 8])})
+
+
+def make_output() -> ir.Output:
+    return ir.Output(output_type={"output": np.array([10])})
+
+
+def make_affine() -> ir.Affine:
+    return ir.Affine(weight=f32(5, 7), bias=f32(5, seed=1))
+
+
+def make_affine_int() -> ir.Affine:
+    w = _rng().integers(-127, 128, size=(5, 7))
+    return ir.Affine(
+        weight=w * 0.01, bias=np.arange(5) * 0.01, weight_int=w, weight_scale=0.01, bias_int=np.arange(5)
+    )
+
+
+def make_spiking_affine() -> ir.SpikingAffine:
+    return ir.SpikingAffine(
+        weight=f32(4, 6), bias=f32(4, seed=1), spike_mode="graded", weight_bits=4, accumulator_bits=12
+    )
+
+
+def make_spiking_affine_int() -> ir.SpikingAffine:
+    w = _rng().integers(-7, 8, size=(4, 6))
+    return ir.SpikingAffine(
+        weight=w * 0.5,
+        spike_mode="rate",
+        weight_bits=4,
+        accumulator_bits=10,
+        weight_int=w,
+        weight_scale=0.5,
+        bias_int=np.zeros(4, dtype=np.int64),
+    )
+
+
+def make_conv2d() -> ir.Conv2d:
+    return ir.Conv2d(
+        weight=f32(6, 2, 3, 3), bias=f32(6, seed=1), stride=(2, 1), padding=(1, 0), dilation=2, groups=2
+    )
+
+
+def make_conv2d_int() -> ir.Conv2d:
+    w = _rng().integers(-100, 100, size=(4, 3, 3, 3))
+    return ir.Conv2d(weight=w / 64, bias=np.zeros(4), padding=1, weight_int=w, weight_scale=1 / 64)
+
+
+def make_sepconv2d() -> ir.SepConv2d:
+    return ir.SepConv2d(
+        depthwise_weight=f32(3, 1, 3, 3),
+        pointwise_weight=f32(8, 3, 1, 1, seed=1),
+        depthwise_bias=f32(3, seed=2),
+        pointwise_bias=f32(8, seed=3),
+        stride=2,
+        padding=(1, 2),
+        dilation=(1, 1),
+    )
+
+
+def make_maxpool2d() -> ir.MaxPool2d:
+    return ir.MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True)
+
+
+def make_avgpool2d() -> ir.AvgPool2d:
+    return ir.AvgPool2d(
+        kernel_size=(2, 3), stride=(2, 1), padding=(1, 1), ceil_mode=False, count_include_pad=False
+    )
+
+
+def make_upsample_scale() -> ir.Upsample:
+    return ir.Upsample(scale_factor=3, mode="nearest")
+
+
+def make_upsample_size() -> ir.Upsample:
+    return ir.Upsample(size=(9, 11), mode="bilinear", align_corners=True)
+
+
+def make_flatten() -> ir.Flatten:
+    return ir.Flatten(start_dim=1, end_dim=-1)
+
+
+def _lif_arrays(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    rng = _rng()
+    return {
+        "tau": rng.uniform(2.0, 20.0, shape),
+        "r": rng.uniform(0.5, 2.0, shape),
+        "v_leak": rng.uniform(-0.1, 0.1, shape),
+        "v_threshold": rng.uniform(0.5, 1.5, shape),
+    }
+
+
+def make_lif() -> ir.LIF:
+    return ir.LIF(**_lif_arrays((4, 3, 3)))
+
+
+def make_lif_snntorch() -> ir.LIF:
+    beta = np.array([0.5, 0.9, 0.95, 1.0], dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        tau = 1.0 / (1.0 - beta)
+    return ir.LIF(
+        tau=tau,
+        r=tau,
+        v_leak=np.zeros(4),
+        v_threshold=np.ones(4),
+        beta=beta,
+        reset_mechanism="subtract",
+        reset_delay=True,
+        strict_threshold=True,
+    )
+
+
+def make_skip_residual() -> ir.Skip:
+    return ir.Skip(skip_type="residual")
+
+
+def make_skip_concatenate() -> ir.Skip:
+    return ir.Skip(skip_type="concatenate")
+
+
+def make_skip_passthrough() -> ir.Skip:
+    return ir.Skip(skip_type="passthrough")
+
+
+FACTORIES: dict[str, Callable[[], ir.Node]] = {
+    f.__name__.removeprefix("make_"): f
+    for f in (
+        make_input,
+        make_output,
+        make_affine,
+        make_affine_int,
+        make_spiking_affine,
+        make_spiking_affine_int,
+        make_conv2d,
+        make_conv2d_int,
+        make_sepconv2d,
+        make_maxpool2d,
+        make_avgpool2d,
+        make_upsample_scale,
+        make_upsample_size,
+        make_flatten,
+        make_lif,
+        make_lif_snntorch,
+        make_skip_residual,
+        make_skip_concatenate,
+        make_skip_passthrough,
+    )
+}
+
+
+def lif(n: int | tuple[int, ...], threshold: float = 1.0) -> ir.LIF:
+    shape = (n,) if isinstance(n, int) else n
+    return ir.LIF(
+        tau=np.full(shape, 5.0),
+        r=np.full(shape, 5.0),
+        v_leak=np.zeros(shape),
+        v_threshold=np.full(shape, threshold),
+    )
+
+
+def mlp(n_in: int = 8, hidden: int = 6, n_out: int = 3, metadata: dict | None = None) -> ir.Graph:
+    """input -> fc1 -> lif1 -> fc2 -> lif2 -> output."""
+    return ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([n_in])}),
+        ir.Affine(weight=f32(hidden, n_in), bias=f32(hidden, seed=1)),
+        lif(hidden),
+        ir.Affine(weight=f32(n_out, hidden, seed=2), bias=f32(n_out, seed=3)),
+        lif(n_out),
+        ir.Output(),
+        names=["input", "fc1", "lif1", "fc2", "lif2", "output"],
+        metadata=metadata,
+    )
+
+
+def residual(width_a: int = 16, width_b: int = 16) -> ir.Graph:
+    """input -> fa -> skip, input -> fb -> skip -> output (a residual join)."""
+    nodes = {
+        "input": ir.Input(input_type={"input": np.array([8])}),
+        "fa": ir.Affine(weight=f32(width_a, 8)),
+        "fb": ir.Affine(weight=f32(width_b, 8, seed=1)),
+        "skip": ir.Skip(skip_type="residual"),
+        "output": ir.Output(),
+    }
+    edges = [("input", "fa"), ("input", "fb"), ("fa", "skip"), ("fb", "skip"), ("skip", "output")]
+    return ir.Graph(nodes, edges)

@@ -1,0 +1,411 @@
+"""Graph validation, deterministic order, and shape inference checked against torch."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from t1c import ir
+
+from .factories import f32, lif, mlp, residual
+
+
+def _inp(*shape: int) -> ir.Input:
+    return ir.Input(input_type={"input": np.array(shape)})
+
+
+def _fc(n_out: int, n_in: int) -> ir.Affine:
+    return ir.Affine(weight=np.ones((n_out, n_in)))
+
+
+# -- structure --------------------------------------------------------------------------
+
+
+def _chain_nodes() -> dict[str, ir.Node]:
+    return {"input": _inp(4), "fc": _fc(3, 4), "output": ir.Output()}
+
+
+STRUCTURE_ERRORS = {
+    "edge_to_missing_node": (
+        lambda: ir.Graph(_chain_nodes(), [("input", "fc"), ("fc", "ghost"), ("fc", "output")]),
+        "ghost",
+        "does not exist",
+    ),
+    "edge_from_missing_node": (
+        lambda: ir.Graph(_chain_nodes(), [("input", "fc"), ("phantom", "fc"), ("fc", "output")]),
+        "phantom",
+        "does not exist",
+    ),
+    "self_loop": (
+        lambda: ir.Graph(_chain_nodes(), [("input", "fc"), ("fc", "fc"), ("fc", "output")]),
+        "fc",
+        "self loop",
+    ),
+    "duplicate_edge": (
+        lambda: ir.Graph(_chain_nodes(), [("input", "fc"), ("fc", "output"), ("fc", "output")]),
+        "output",
+        "duplicate",
+    ),
+    "no_input": (
+        lambda: ir.Graph({"fc": _fc(3, 4), "output": ir.Output()}, [("fc", "output")]),
+        None,
+        "no Input",
+    ),
+    "no_output": (
+        lambda: ir.Graph({"input": _inp(4), "fc": _fc(3, 4)}, [("input", "fc")]),
+        None,
+        "no Output",
+    ),
+    "unreachable_node": (
+        lambda: ir.Graph({**_chain_nodes(), "orphan": _fc(3, 3)}, [("input", "fc"), ("fc", "output")]),
+        "orphan",
+        "not reachable",
+    ),
+    "unreachable_output": (
+        lambda: ir.Graph({"input": _inp(4), "fc": _fc(3, 4), "output": ir.Output()}, [("input", "fc")]),
+        "output",
+        "not reachable",
+    ),
+    "cycle": (
+        lambda: ir.Graph(
+            {"input": _inp(4), "a": ir.Affine(weight=np.ones((4, 4))), "b": lif(4), "output": ir.Output()},
+            [("input", "a"), ("a", "b"), ("b", "a"), ("b", "output")],
+        ),
+        "a",
+        "cycle",
+    ),
+    "edge_into_input": (
+        lambda: ir.Graph(
+            {"input": _inp(4), "in2": _inp(4), "output": ir.Output()},
+            [("input", "in2"), ("in2", "output")],
+        ),
+        "in2",
+        "cannot have incoming edges",
+    ),
+    "name_with_slash": (
+        lambda: ir.Graph({"input": _inp(4), "a/b": ir.Output()}, [("input", "a/b")]),
+        "a/b",
+        "'/'",
+    ),
+    "not_a_node": (
+        lambda: ir.Graph(
+            {"input": _inp(4), "fc": object(), "output": ir.Output()}, [("input", "fc"), ("fc", "output")]
+        ),
+        "fc",
+        "not a T1C-IR primitive",
+    ),
+    "chain_names_mismatch": (lambda: ir.Graph.from_chain(_inp(4), ir.Output(), names=["a"]), None, "names"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRUCTURE_ERRORS))
+def test_invalid_structure_is_refused(case):
+    build, node, words = STRUCTURE_ERRORS[case]
+    with pytest.raises(ir.T1CFormatError, match=words) as info:
+        build()
+    assert info.value.node == node
+    if node is not None:
+        assert f"node '{node}'" in str(info.value)
+
+
+def test_cycle_is_accepted_with_allow_cycles():
+    nodes = {"input": _inp(4), "a": ir.Affine(weight=np.ones((4, 4))), "b": lif(4), "output": ir.Output()}
+    edges = [("input", "a"), ("a", "b"), ("b", "a"), ("b", "output")]
+    g = ir.Graph(nodes, edges, allow_cycles=True)
+    assert g.topological_order() == ["input", "a", "b", "output"]
+    assert g.output_shapes["output"] == (4,)
+
+
+def test_validate_false_keeps_a_broken_graph_for_inspection():
+    g = ir.Graph({"fc": _fc(3, 4)}, [("fc", "nowhere")], validate=False)
+    assert g.edges == [("fc", "nowhere")]
+    with pytest.raises(ir.T1CFormatError, match="does not exist"):
+        g.validate()
+
+
+def test_accessors():
+    g = residual()
+    assert g.input_names == ["input"] and g.output_names == ["output"]
+    assert g.predecessors("skip") == ["fa", "fb"]
+    assert g.successors("input") == ["fa", "fb"]
+    assert g.input_shapes["skip"] == [(16,), (16,)]
+    assert g.output_shapes["output"] == (16,)
+    assert "5 nodes" in repr(g)
+
+
+# -- deterministic order ------------------------------------------------------------------
+
+
+def _diamond(order: list[str]) -> ir.Graph:
+    pool = {
+        "input": _inp(4),
+        "left": _fc(4, 4),
+        "right": _fc(4, 4),
+        "mid": ir.Skip(skip_type="passthrough"),
+        "join": ir.Skip(skip_type="residual"),
+        "output": ir.Output(),
+    }
+    edges = [
+        ("input", "left"),
+        ("input", "right"),
+        ("right", "mid"),
+        ("left", "join"),
+        ("mid", "join"),
+        ("join", "output"),
+    ]
+    return ir.Graph({name: pool[name] for name in order}, edges)
+
+
+def test_topological_order_is_deterministic_and_follows_insertion_order():
+    names = ["input", "left", "right", "mid", "join", "output"]
+    g = _diamond(names)
+    assert g.topological_order() == names
+    assert _diamond(names).topological_order() == g.topological_order()
+    swapped = ["input", "right", "mid", "left", "join", "output"]
+    assert _diamond(swapped).topological_order() == swapped
+    # Insertion order only breaks ties; dependencies always win.
+    backwards = list(reversed(names))
+    order = _diamond(backwards).topological_order()
+    for src, dst in g.edges:
+        assert order.index(src) < order.index(dst)
+    assert order == ["input", "right", "mid", "left", "join", "output"]
+
+
+def test_topological_order_is_stable_across_a_file(tmp_path):
+    g = _diamond(["input", "right", "mid", "left", "join", "output"])
+    ir.write(tmp_path / "d.t1c", g)
+    assert ir.read(tmp_path / "d.t1c").topological_order() == g.topological_order()
+
+
+# -- shape inference --------------------------------------------------------------------------
+
+
+def test_shape_inference_through_a_chain():
+    g = mlp(8, 6, 3)
+    assert g.output_shapes == {
+        "input": (8,),
+        "fc1": (6,),
+        "lif1": (6,),
+        "fc2": (3,),
+        "lif2": (3,),
+        "output": (3,),
+    }
+    assert g.input_shapes["fc2"] == [(6,)]
+    assert g.input_shapes["input"] == []
+
+
+def test_residual_shape_conflict_names_the_skip_and_both_feeds():
+    with pytest.raises(ir.T1CFormatError) as info:
+        residual(16, 32)
+    msg = str(info.value)
+    assert info.value.node == "skip"
+    assert "node 'skip'" in msg and "'fa' gives [16]" in msg and "'fb' gives [32]" in msg
+
+
+def test_sum_of_mismatched_inputs_names_both_feeds():
+    nodes = {"input": _inp(8), "a": _fc(4, 8), "b": _fc(5, 8), "lif": lif(4), "output": ir.Output()}
+    edges = [("input", "a"), ("input", "b"), ("a", "lif"), ("b", "lif"), ("lif", "output")]
+    with pytest.raises(ir.T1CFormatError, match="'a' gives \\[4\\].*'b' gives \\[5\\]") as info:
+        ir.Graph(nodes, edges)
+    assert info.value.node == "lif"
+
+
+def test_wrong_input_size_names_the_node_and_its_feed():
+    with pytest.raises(ir.T1CFormatError, match="'input' gives \\[5\\]") as info:
+        ir.Graph.from_chain(_inp(5), _fc(3, 4), ir.Output(), names=["input", "fc", "output"])
+    assert (info.value.node, info.value.field) == ("fc", "weight")
+
+
+def test_lif_of_the_wrong_shape_is_refused():
+    with pytest.raises(ir.T1CFormatError, match="neurons of shape \\[3\\]") as info:
+        ir.Graph.from_chain(_inp(4), lif(3), ir.Output(), names=["input", "lif", "output"])
+    assert info.value.node == "lif"
+
+
+def test_output_declaring_the_wrong_shape_is_refused():
+    with pytest.raises(ir.T1CFormatError, match="declares shape") as info:
+        ir.Graph.from_chain(_inp(4), ir.Output(output_type={"output": [5]}), names=["input", "output"])
+    assert (info.value.node, info.value.field) == ("output", "shape")
+
+
+def test_concatenate_skip_sums_channels_in_edge_order():
+    nodes = {
+        "input": _inp(2, 4, 4),
+        "a": ir.Conv2d(weight=np.ones((3, 2, 1, 1))),
+        "b": ir.Conv2d(weight=np.ones((5, 2, 1, 1))),
+        "cat": ir.Skip(skip_type="concatenate"),
+        "output": ir.Output(),
+    }
+    edges = [("input", "a"), ("input", "b"), ("b", "cat"), ("a", "cat"), ("cat", "output")]
+    g = ir.Graph(nodes, edges)
+    assert g.predecessors("cat") == ["b", "a"]
+    assert g.input_shapes["cat"] == [(5, 4, 4), (3, 4, 4)]
+    assert g.output_shapes["cat"] == (8, 4, 4)
+
+
+def test_concatenate_of_different_spatial_shapes_is_refused():
+    nodes = {
+        "input": _inp(2, 4, 4),
+        "a": ir.Conv2d(weight=np.ones((3, 2, 1, 1))),
+        "b": ir.MaxPool2d(kernel_size=2),
+        "cat": ir.Skip(skip_type="concatenate"),
+        "output": ir.Output(),
+    }
+    edges = [("input", "a"), ("input", "b"), ("a", "cat"), ("b", "cat"), ("cat", "output")]
+    with pytest.raises(ir.T1CFormatError, match="'a' gives \\[3, 4, 4\\].*'b' gives \\[2, 2, 2\\]") as info:
+        ir.Graph(nodes, edges)
+    assert info.value.node == "cat"
+
+
+def test_passthrough_skip_takes_one_input():
+    nodes = {"input": _inp(4), "a": _fc(4, 4), "p": ir.Skip(skip_type="passthrough"), "output": ir.Output()}
+    edges = [("input", "a"), ("input", "p"), ("a", "p"), ("p", "output")]
+    with pytest.raises(ir.T1CFormatError, match="passthrough") as info:
+        ir.Graph(nodes, edges)
+    assert info.value.node == "p"
+
+
+def _shape_through(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    g = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array(in_shape)}), node, ir.Output(), names=["i", "n", "o"]
+    )
+    return g.output_shapes["n"]
+
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+CONV_CASES = [
+    # (in_shape [C,H,W], out_ch, kernel, stride, padding, dilation, groups)
+    ((3, 11, 9), 4, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+    ((4, 12, 13), 6, (3, 5), (2, 3), (1, 2), (1, 1), 2),
+    ((2, 16, 16), 8, (3, 3), (2, 2), (1, 1), (2, 2), 1),
+    ((6, 7, 10), 6, (1, 4), (3, 1), (0, 3), (1, 2), 6),
+    ((1, 5, 5), 2, (5, 5), (1, 1), (0, 0), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_shape_matches_torch(case):
+    (c, h, w), out_ch, k, s, p, d, groups = case
+    weight = f32(out_ch, c // groups, *k)
+    node = ir.Conv2d(weight=weight, stride=s, padding=p, dilation=d, groups=groups)
+    want = F.conv2d(
+        torch.zeros(1, c, h, w), torch.from_numpy(weight), stride=s, padding=p, dilation=d, groups=groups
+    )
+    assert _shape_through(node, (c, h, w)) == tuple(want.shape[1:])
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:4])
+def test_sepconv2d_shape_matches_torch(case):
+    (c, h, w), out_ch, k, s, p, d, _ = case
+    dw, pw = f32(c, 1, *k), f32(out_ch, c, 1, 1)
+    node = ir.SepConv2d(depthwise_weight=dw, pointwise_weight=pw, stride=s, padding=p, dilation=d)
+    mid = F.conv2d(torch.zeros(1, c, h, w), torch.from_numpy(dw), stride=s, padding=p, dilation=d, groups=c)
+    want = F.conv2d(mid, torch.from_numpy(pw))
+    assert _shape_through(node, (c, h, w)) == tuple(want.shape[1:])
+
+
+def test_conv_that_leaves_no_output_is_refused():
+    with pytest.raises(ir.T1CFormatError, match="empty output") as info:
+        _shape_through(ir.Conv2d(weight=np.ones((2, 1, 5, 5))), (1, 3, 3))
+    assert info.value.node == "n"
+
+
+def test_conv_with_wrong_channels_is_refused():
+    with pytest.raises(ir.T1CFormatError, match="\\[4, H, W\\]"):
+        _shape_through(ir.Conv2d(weight=np.ones((2, 2, 3, 3)), groups=2), (3, 8, 8))
+
+
+POOL_CASES = list(
+    itertools.product(
+        [(3, 9, 9), (2, 10, 7), (1, 6, 6)],  # input
+        [(2, 2, 0), (3, 2, 1), (3, 3, 1), (2, 1, 1)],  # kernel, stride, padding
+        [False, True],  # ceil_mode
+    )
+)
+
+
+@pytest.mark.parametrize("in_shape,kernel_stride_pad,ceil_mode", POOL_CASES)
+def test_pool_shapes_match_torch(in_shape, kernel_stride_pad, ceil_mode):
+    k, s, p = kernel_stride_pad
+    x = torch.zeros(1, *in_shape)
+    for dilation in (1, 2):
+        want = F.max_pool2d(x, k, s, p, dilation=dilation, ceil_mode=ceil_mode).shape[1:]
+        node = ir.MaxPool2d(kernel_size=k, stride=s, padding=p, dilation=dilation, ceil_mode=ceil_mode)
+        assert _shape_through(node, in_shape) == tuple(want), ("max", dilation)
+    want = F.avg_pool2d(x, k, s, p, ceil_mode=ceil_mode).shape[1:]
+    node = ir.AvgPool2d(kernel_size=k, stride=s, padding=p, ceil_mode=ceil_mode)
+    assert _shape_through(node, in_shape) == tuple(want)
+
+
+def test_ceil_mode_drops_a_window_that_starts_in_the_right_padding():
+    # torch's special case: with ceil_mode the last window must start inside the input.
+    x = torch.zeros(1, 1, 5, 5)
+    want = F.max_pool2d(x, 2, 2, 1, ceil_mode=True).shape[1:]
+    assert _shape_through(
+        ir.MaxPool2d(kernel_size=2, stride=2, padding=1, ceil_mode=True), (1, 5, 5)
+    ) == tuple(want)
+    assert tuple(want) == (1, 3, 3)
+
+
+def test_pool_default_stride_matches_torch():
+    x = torch.zeros(1, 2, 9, 7)
+    want = F.max_pool2d(x, 3).shape[1:]
+    assert _shape_through(ir.MaxPool2d(kernel_size=3), (2, 9, 7)) == tuple(want)
+
+
+@pytest.mark.parametrize(
+    "node_kwargs,torch_kwargs",
+    [
+        ({"scale_factor": 2}, {"scale_factor": 2, "mode": "nearest"}),
+        ({"scale_factor": 3, "mode": "bilinear"}, {"scale_factor": 3, "mode": "bilinear"}),
+        ({"size": (7, 5)}, {"size": (7, 5), "mode": "nearest"}),
+        (
+            {"size": 6, "mode": "bilinear", "align_corners": True},
+            {"size": (6, 6), "mode": "bilinear", "align_corners": True},
+        ),
+    ],
+)
+def test_upsample_shape_matches_torch(node_kwargs, torch_kwargs):
+    want = F.interpolate(torch.zeros(1, 3, 4, 5), **torch_kwargs).shape[1:]
+    assert _shape_through(ir.Upsample(**node_kwargs), (3, 4, 5)) == tuple(want)
+
+
+@pytest.mark.parametrize(
+    "in_shape,start,end",
+    [
+        ((3, 4, 5), 0, -1),
+        ((3, 4, 5), 1, -1),
+        ((3, 4, 5), 0, 1),
+        ((3, 4, 5), 1, 2),
+        ((3, 4, 5), -2, -1),
+        ((7,), 0, -1),
+    ],
+)
+def test_flatten_shape_matches_torch(in_shape, start, end):
+    x = torch.zeros(1, *in_shape)
+    want = torch.flatten(x, start + 1 if start >= 0 else start, end + 1 if end >= 0 else end).shape[1:]
+    assert _shape_through(ir.Flatten(start_dim=start, end_dim=end), in_shape) == tuple(want)
+
+
+@pytest.mark.parametrize("start,end,field", [(3, -1, "start_dim"), (2, 1, "end_dim"), (0, 5, "end_dim")])
+def test_flatten_out_of_range_is_refused(start, end, field):
+    with pytest.raises(ir.T1CFormatError) as info:
+        _shape_through(ir.Flatten(start_dim=start, end_dim=end), (3, 4, 5))
+    assert (info.value.node, info.value.field) == ("n", field)
+
+
+def test_image_primitive_on_a_vector_is_refused():
+    with pytest.raises(ir.T1CFormatError, match="\\[C, H, W\\]") as info:
+        _shape_through(ir.MaxPool2d(kernel_size=2), (16,))
+    assert info.value.node == "n"
+
+
+def test_content_hash_tracks_weights_and_edges_but_not_metadata():
+    a, b = mlp(), mlp(metadata={"epoch": 3})
+    assert a.content_hash() == b.content_hash()
+    b.nodes["fc1"].weight[0, 0] += 1
+    assert a.content_hash() != b.content_hash()
