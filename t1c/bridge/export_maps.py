@@ -1,0 +1,367 @@
+"""Default converters from PyTorch/snnTorch modules to T1C-IR primitives.
+
+A converter is ``fn(module, ctx) -> ir.Node | None``: it reads one module's parameters
+and returns the primitive that computes the same thing, or ``None`` when the module is
+dropped from the graph (its input flows on unchanged, e.g. ``nn.Dropout``). The
+exporter looks a module's type up along its MRO, first in the user's ``custom_map``
+then in :func:`default_export_map`, so users extend or override conversions with a
+plain dict::
+
+    from t1c.bridge import to_ir
+
+    def my_neuron(module, ctx):
+        return ir.LIF(tau=..., r=..., v_leak=..., v_threshold=...)
+
+    graph = to_ir(model, sample, custom_map={MyNeuron: my_neuron})
+
+``ctx`` (:class:`ExportContext`) carries what a converter cannot read off the module:
+its qualified path (for error messages), the shapes captured by forward hooks (batch
+excluded) and the exporter's hardware hints. BatchNorm is not converted but folded
+into the preceding Linear/Conv2d (:func:`fold_batchnorm`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from t1c import ir
+
+Shape = tuple[int, ...]
+
+
+class ExportError(ValueError):
+    """A module that cannot be expressed in T1C-IR, or an export that came out wrong.
+
+    The message names the module's qualified path and type and says what to do.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportContext:
+    """What a converter knows besides the module itself.
+
+    Attributes:
+        path: the module's qualified name in the model (``block.conv1``), for messages.
+        input_shape: shape of the module's (first) input, batch excluded.
+        output_shape: shape of the module's (first) output, batch excluded.
+        spiking: export ``nn.Linear`` as ``SpikingAffine`` with the hints below.
+        spike_mode: ``SpikingAffine.spike_mode``.
+        weight_bits: ``SpikingAffine.weight_bits``.
+        accumulator_bits: ``SpikingAffine.accumulator_bits``.
+    """
+
+    path: str
+    input_shape: Shape | None = None
+    output_shape: Shape | None = None
+    spiking: bool = False
+    spike_mode: str = "binary"
+    weight_bits: int = 8
+    accumulator_bits: int = 16
+
+    def fail(self, module: nn.Module, reason: str) -> ExportError:
+        """An :class:`ExportError` naming this module's path and type."""
+        return ExportError(f"cannot export `{self.path}` ({type(module).__name__}): {reason}")
+
+
+Converter = Callable[[nn.Module, ExportContext], "ir.Node | None"]
+
+
+def _np(tensor: torch.Tensor | None) -> np.ndarray | None:
+    if tensor is None:
+        return None
+    return tensor.detach().cpu().to(torch.float32).numpy().copy()
+
+
+# -- synapses -------------------------------------------------------------------------------
+def convert_linear(module: nn.Linear, ctx: ExportContext) -> ir.Node:
+    """``nn.Linear`` -> ``Affine``, or ``SpikingAffine`` with the exporter's hints when spiking."""
+    weight, bias = _np(module.weight), _np(module.bias)
+    if ctx.spiking:
+        return ir.SpikingAffine(
+            weight=weight,
+            bias=bias,
+            spike_mode=ctx.spike_mode,
+            weight_bits=ctx.weight_bits,
+            accumulator_bits=ctx.accumulator_bits,
+        )
+    return ir.Affine(weight=weight, bias=bias)
+
+
+def _same_padding(module: nn.Conv2d, ctx: ExportContext) -> tuple[int, int]:
+    """torch's ``padding='same'`` as numbers; refused when torch pads asymmetrically."""
+    pads = []
+    for k, d in zip(module.kernel_size, module.dilation):
+        total = d * (k - 1)
+        if total % 2:
+            raise ctx.fail(
+                module,
+                f"padding='same' with kernel {tuple(module.kernel_size)} and dilation "
+                f"{tuple(module.dilation)} pads one side more than the other, which Conv2d cannot "
+                "express; use an odd kernel or explicit padding",
+            )
+        pads.append(total // 2)
+    return pads[0], pads[1]
+
+
+def convert_conv2d(module: nn.Conv2d, ctx: ExportContext) -> ir.Node:
+    """``nn.Conv2d`` -> ``Conv2d`` (zero bias when ``bias=False``; 'same'/'valid' made numeric)."""
+    if module.padding_mode != "zeros":
+        raise ctx.fail(
+            module,
+            f"padding_mode={module.padding_mode!r} is not supported (only 'zeros'); "
+            "pad explicitly or pass custom_map",
+        )
+    padding: Any = module.padding
+    if padding == "same":
+        padding = _same_padding(module, ctx)
+    elif padding == "valid":
+        padding = (0, 0)
+    return ir.Conv2d(
+        weight=_np(module.weight),
+        bias=_np(module.bias),
+        stride=tuple(module.stride),
+        padding=tuple(padding),
+        dilation=tuple(module.dilation),
+        groups=module.groups,
+    )
+
+
+# -- shape and resampling -------------------------------------------------------------------
+def convert_flatten(module: nn.Flatten, ctx: ExportContext) -> ir.Node:
+    """``nn.Flatten`` -> ``Flatten`` with the dims shifted to exclude the batch dimension."""
+    rank = len(ctx.input_shape) + 1 if ctx.input_shape is not None else None
+    start, end = module.start_dim, module.end_dim
+    if rank is not None:
+        start = start + rank if start < 0 else start
+    if start == 0:
+        raise ctx.fail(module, "start_dim covers the batch dimension, which T1C-IR never flattens")
+    start_ir = start - 1 if start > 0 else start
+    end_ir = end - 1 if end >= 0 else end
+    return ir.Flatten(start_dim=start_ir, end_dim=end_ir)
+
+
+def convert_maxpool2d(module: nn.MaxPool2d, ctx: ExportContext) -> ir.Node:
+    """``nn.MaxPool2d`` -> ``MaxPool2d`` with kernel, stride, padding, dilation, ceil_mode."""
+    if module.return_indices:
+        raise ctx.fail(module, "return_indices=True has no T1C-IR equivalent")
+    return ir.MaxPool2d(
+        kernel_size=module.kernel_size,
+        stride=module.stride if module.stride is not None else module.kernel_size,
+        padding=module.padding,
+        dilation=module.dilation,
+        ceil_mode=module.ceil_mode,
+    )
+
+
+def convert_avgpool2d(module: nn.AvgPool2d, ctx: ExportContext) -> ir.Node:
+    """``nn.AvgPool2d`` -> ``AvgPool2d``; ``divisor_override`` cannot be expressed."""
+    if module.divisor_override is not None:
+        raise ctx.fail(
+            module,
+            f"divisor_override={module.divisor_override} cannot be expressed by AvgPool2d; "
+            "remove it or pass custom_map",
+        )
+    return ir.AvgPool2d(
+        kernel_size=module.kernel_size,
+        stride=module.stride if module.stride is not None else module.kernel_size,
+        padding=module.padding,
+        ceil_mode=module.ceil_mode,
+        count_include_pad=module.count_include_pad,
+    )
+
+
+def _integer_scale(module: nn.Upsample, ctx: ExportContext) -> int:
+    factors = module.scale_factor
+    factors = tuple(factors) if isinstance(factors, (tuple, list)) else (factors, factors)
+    if len(set(factors)) != 1 or float(factors[0]) != int(factors[0]):
+        raise ctx.fail(
+            module,
+            f"scale_factor={module.scale_factor} must be one integer for both dims; use size= instead",
+        )
+    return int(factors[0])
+
+
+def convert_upsample(module: nn.Upsample, ctx: ExportContext) -> ir.Node:
+    """``nn.Upsample`` -> ``Upsample`` (size wins over scale_factor; nearest or bilinear)."""
+    if module.mode not in ("nearest", "bilinear"):
+        raise ctx.fail(module, f"mode={module.mode!r} is not supported (nearest, bilinear)")
+    align = bool(module.align_corners) if module.align_corners is not None else False
+    if module.size is not None:
+        size = module.size if isinstance(module.size, (tuple, list)) else (module.size, module.size)
+        return ir.Upsample(size=tuple(size), mode=module.mode, align_corners=align)
+    return ir.Upsample(scale_factor=_integer_scale(module, ctx), mode=module.mode, align_corners=align)
+
+
+def convert_identity(module: nn.Identity, ctx: ExportContext) -> ir.Node:
+    """``nn.Identity`` -> ``Skip(passthrough)``."""
+    return ir.Skip(skip_type="passthrough")
+
+
+# -- dropped modules ------------------------------------------------------------------------
+def drop_relu(module: nn.Module, ctx: ExportContext) -> None:
+    """``nn.ReLU`` is dropped: spiking neurons already emit non-negative values, but an ANN
+    that relies on the ReLU computes something else without it, so say so."""
+    warnings.warn(
+        f"`{ctx.path}` ({type(module).__name__}) was dropped from the T1C-IR graph: T1C-IR has no "
+        "ReLU. Fine before spiking neurons; it changes what a non-spiking network computes.",
+        UserWarning,
+        stacklevel=2,
+    )
+    return None
+
+
+def drop_silently(module: nn.Module, ctx: ExportContext) -> None:
+    """``nn.Dropout`` is the identity at inference; dropped without a word."""
+    return None
+
+
+# -- BatchNorm folding ----------------------------------------------------------------------
+BATCHNORM_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def fold_batchnorm(node: ir.Node, bn: nn.Module, ctx: ExportContext) -> ir.Node:
+    """A copy of ``node`` (Affine/SpikingAffine/Conv2d) with ``bn``'s eval-mode transform folded in.
+
+    ``bn(x) = (x - mean) / sqrt(var + eps) * gamma + beta``, per output channel, so
+    ``W' = W * s`` and ``b' = (b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``.
+    Computed in float64 so the folded graph matches the model's eval output closely.
+    """
+    if not isinstance(node, (ir.Affine, ir.SpikingAffine, ir.Conv2d)):
+        raise ctx.fail(
+            bn,
+            f"BatchNorm is folded into the Linear/Conv2d before it, but it follows a "
+            f"{node.TYPE}; move it after a Linear/Conv2d or pass custom_map",
+        )
+    if bn.running_mean is None or bn.running_var is None:
+        raise ctx.fail(bn, "track_running_stats=False: there are no running statistics to fold")
+    channels = node.weight.shape[0]
+    if bn.num_features != channels:
+        raise ctx.fail(bn, f"has {bn.num_features} features but the layer before has {channels} outputs")
+    mean = bn.running_mean.detach().cpu().double().numpy()
+    var = bn.running_var.detach().cpu().double().numpy()
+    gamma = bn.weight.detach().cpu().double().numpy() if bn.weight is not None else np.ones(channels)
+    beta = bn.bias.detach().cpu().double().numpy() if bn.bias is not None else np.zeros(channels)
+    scale = gamma / np.sqrt(var + bn.eps)
+    shape = (channels,) + (1,) * (node.weight.ndim - 1)
+    weight = node.weight.astype(np.float64) * scale.reshape(shape)
+    bias = (node.bias.astype(np.float64) - mean) * scale + beta
+    return dataclasses.replace(
+        node,
+        weight=weight.astype(np.float32),
+        bias=bias.astype(np.float32),
+        weight_int=None,
+        weight_scale=None,
+        bias_int=None,
+    )
+
+
+# -- snnTorch -------------------------------------------------------------------------------
+def _neuron_array(value: torch.Tensor | float, shape: Shape, name: str, module: nn.Module, ctx) -> np.ndarray:
+    arr = np.asarray(_np(torch.as_tensor(value)), dtype=np.float32)
+    try:
+        return np.ascontiguousarray(np.broadcast_to(arr, shape), dtype=np.float32)
+    except ValueError:
+        raise ctx.fail(
+            module,
+            f"{name} of shape {list(arr.shape)} does not broadcast to the neurons' shape {list(shape)}",
+        ) from None
+
+
+def convert_leaky(module: nn.Module, ctx: ExportContext) -> ir.Node:
+    """``snn.Leaky`` -> ``LIF`` with snnTorch's exact semantics in the extension fields.
+
+    ``tau = 1/(1 - beta)``, ``r = tau``, ``v_leak = 0``, ``v_threshold = threshold``,
+    ``beta`` (clamped to [0, 1] as snnTorch does in every step), ``reset_mechanism``,
+    ``reset_delay`` and ``strict_threshold=True``, all expanded to the neuron shape the
+    hooks captured. ``beta == 1`` gives ``tau = r = +inf``.
+    """
+    if ctx.output_shape is None:
+        raise ctx.fail(module, "its neuron shape is unknown (it was not called by the sample forward pass)")
+    refused = []
+    if module.inhibition:
+        refused.append("inhibition=True")
+    if module.state_quant:
+        refused.append("state_quant")
+    if isinstance(module.graded_spikes_factor, nn.Parameter):
+        refused.append("learn_graded_spikes_factor=True")
+    elif not bool(torch.all(torch.as_tensor(module.graded_spikes_factor) == 1)):
+        refused.append(f"graded_spikes_factor={module.graded_spikes_factor.tolist()}")
+    if refused:
+        raise ctx.fail(
+            module,
+            f"{', '.join(refused)} cannot be expressed by a T1C-IR LIF node; "
+            "remove it or pass custom_map={snn.Leaky: fn}",
+        )
+    shape = ctx.output_shape
+    beta = np.clip(_neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
+    threshold = _neuron_array(module.threshold, shape, "threshold", module, ctx)
+    with np.errstate(divide="ignore"):
+        tau = np.where(beta >= 1.0, np.inf, 1.0 / (1.0 - beta.astype(np.float64))).astype(np.float32)
+    return ir.LIF(
+        tau=tau,
+        r=tau.copy(),
+        v_leak=np.zeros(shape, dtype=np.float32),
+        v_threshold=threshold,
+        beta=beta,
+        reset_mechanism=str(module.reset_mechanism),
+        reset_delay=bool(module.reset_delay),
+        strict_threshold=True,
+    )
+
+
+# -- t1c's own modules ----------------------------------------------------------------------
+def convert_t1c_module(module: nn.Module, ctx: ExportContext) -> ir.Node:
+    """LIFModule, SkipModule, SepConv2dModule, SpikingAffineModule know their own node."""
+    return module.to_node()
+
+
+def default_export_map() -> dict[type[nn.Module], Converter]:
+    """The default ``{module type: converter}`` map (a fresh dict each call).
+
+    snnTorch's ``Leaky`` is included when snnTorch is installed; exporting plain torch
+    models never needs it.
+    """
+    from . import modules
+
+    mapping: dict[type[nn.Module], Converter] = {
+        nn.Linear: convert_linear,
+        nn.Conv2d: convert_conv2d,
+        nn.Flatten: convert_flatten,
+        nn.MaxPool2d: convert_maxpool2d,
+        nn.AvgPool2d: convert_avgpool2d,
+        nn.Upsample: convert_upsample,
+        nn.Identity: convert_identity,
+        nn.ReLU: drop_relu,
+        nn.Dropout: drop_silently,
+        nn.Dropout1d: drop_silently,
+        nn.Dropout2d: drop_silently,
+        modules.LIFModule: convert_t1c_module,
+        modules.SkipModule: convert_t1c_module,
+        modules.SepConv2dModule: convert_t1c_module,
+        modules.SpikingAffineModule: convert_t1c_module,
+    }
+    try:
+        import snntorch
+    except ImportError:  # snnTorch is optional for exporting plain torch models
+        return mapping
+    mapping[snntorch.Leaky] = convert_leaky
+    return mapping
+
+
+def find_converter(
+    module: nn.Module, custom_map: Mapping[type, Converter] | None, defaults: Mapping[type, Converter]
+) -> Converter | None:
+    """The converter for ``module``: the user's map wins, each searched along the MRO."""
+    mro = type(module).__mro__
+    for mapping in (custom_map or {}), defaults:
+        for cls in mro:
+            if cls in mapping:
+                return mapping[cls]
+    return None
