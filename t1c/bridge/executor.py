@@ -1,0 +1,479 @@
+"""Run a T1C-IR graph as a trainable PyTorch module: :class:`GraphExecutor`.
+
+Like ``torch.fx.Interpreter``, the executor turns the graph into a *plan* once, at
+construction (topological order, each node's input slots, when each value is last
+used), so a time step does no graph work: it walks the plan, calls each node's module
+and frees values after their last use. Semantics follow ``SEMANTICS.md``:
+
+* a node with several incoming edges receives their **sum**, except a ``Skip``
+  (:class:`~t1c.bridge.SkipModule`), which receives them separately, in edge-list order;
+* stateful nodes (``LIF``) carry state from step to step. State is explicit: a dict
+  ``{node name: tensor}`` in and out, ``state=None`` meaning the zero state. The executor
+  keeps no state between calls.
+
+:meth:`GraphExecutor.run_sequence` runs ``T`` steps at once, exactly as stepping would:
+stateless nodes see all ``T * B`` samples in one call (one matmul per layer) and only
+stateful nodes loop over time.
+
+Example:
+    >>> import torch
+    >>> from t1c.bridge import load
+    >>> net = load("net.t1c")                                  # doctest: +SKIP
+    >>> ys, state = net.run_sequence(torch.rand(25, 8, 784))   # doctest: +SKIP
+    >>> y, state = net(torch.rand(8, 784), state, return_state=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from t1c import ir
+
+from .importer import DEFAULT_NODE_MAP
+
+NodeMap = Callable[..., "nn.Module | None"] | Mapping[type, Callable[[ir.Node], "nn.Module | None"]]
+State = dict[str, torch.Tensor]
+
+# Plan step kinds.
+_INPUT, _CALL, _CALL_SUM, _CALL_MULTI, _STATEFUL, _SUM = range(6)
+
+
+class NodeExecutionError(RuntimeError):
+    """An exception raised inside a node's module, re-raised naming the node.
+
+    Attributes:
+        node: the node's name.
+        node_type: its T1C-IR type.
+    """
+
+    def __init__(self, node: str, node_type: str, err: BaseException) -> None:
+        self.node = node
+        self.node_type = node_type
+        super().__init__(f"while executing node '{node}' ({node_type}): {type(err).__name__}: {err}")
+
+
+def _module_key(name: str, taken: set[str]) -> str:
+    """A ``ModuleDict`` key for node ``name``: the name itself when torch accepts it."""
+    key = name
+    if "." in key or hasattr(nn.ModuleDict(), key):
+        key = "node_" + key.replace(".", "_")
+    base, i = key, 1
+    while key in taken:
+        key, i = f"{base}_{i}", i + 1
+    taken.add(key)
+    return key
+
+
+class GraphExecutor(nn.Module):
+    """A T1C-IR graph as an ``nn.Module``; build it with :func:`ir_to_torch` or :func:`load`.
+
+    Args:
+        graph: the graph (validated).
+        modules: node name -> module (None for ``Input``/``Output``).
+        return_state: make ``forward`` return ``(output, state)`` by default.
+
+    Inputs and outputs: with one ``Input`` node ``forward`` takes a tensor
+    ``[B, *shape]``; with several, a dict ``{input name: tensor}`` (or a sequence in graph
+    order). With one ``Output`` node it returns a tensor; with several, a dict
+    ``{output name: tensor}`` in graph order.
+
+    Structure (for export): :attr:`node_names` (graph order), :attr:`edges`,
+    :attr:`node_types`, :meth:`module_for`, :attr:`io_shapes`, :attr:`metadata`,
+    :attr:`input_names`, :attr:`output_names`.
+
+    A node's module is stateful when it has ``stateful = True``; it is then called as
+    ``module(x, state) -> (out, state)`` (``state=None`` for the zero state), and may
+    offer ``forward_sequence(xs, state)`` for :meth:`run_sequence`. A module with
+    ``multi_input = True`` gets each incoming value as a separate argument. Stateless
+    modules must treat batch elements independently (``run_sequence`` folds time into
+    the batch).
+    """
+
+    def __init__(
+        self, graph: ir.Graph, modules: Mapping[str, nn.Module | None], *, return_state: bool = False
+    ) -> None:
+        super().__init__()
+        self.node_names: list[str] = list(graph.nodes)
+        self.edges: list[tuple[str, str]] = [(s, d) for s, d in graph.edges]
+        self.node_types: dict[str, str] = {n: node.TYPE for n, node in graph.nodes.items()}
+        self.input_names: list[str] = list(graph.input_names)
+        self.output_names: list[str] = list(graph.output_names)
+        self.io_shapes: dict[str, tuple[int, ...]] = {}
+        for name in self.input_names + self.output_names:
+            shape = graph.nodes[name].shape
+            if shape is None:
+                shape = graph.output_shapes.get(name)
+            self.io_shapes[name] = None if shape is None else tuple(int(d) for d in shape)
+        self.metadata: dict[str, Any] = dict(graph.metadata)
+        self.return_state = return_state
+        self._order: list[str] = graph.topological_order()
+        self._value_shapes: dict[str, tuple[int, ...]] = dict(graph.output_shapes)
+        taken: set[str] = set()
+        self._keys: dict[str, str] = {}
+        self.nodes = nn.ModuleDict()
+        for name in self.node_names:
+            module = modules.get(name)
+            if module is not None:
+                key = self._keys[name] = _module_key(name, taken)
+                self.nodes[key] = module
+        self._build_plan()
+
+    # -- structure -------------------------------------------------------------------
+    def module_for(self, name: str) -> nn.Module | None:
+        """The module that computes node ``name`` (None for ``Input``/``Output``)."""
+        if name not in self.node_types:
+            raise KeyError(f"the graph has no node '{name}'; nodes: {self.node_names}")
+        key = self._keys.get(name)
+        return None if key is None else self.nodes[key]
+
+    def set_module(self, name: str, module: nn.Module) -> None:
+        """Replace node ``name``'s module (e.g. by a quantized twin) and update the plan."""
+        if self.module_for(name) is None:
+            raise KeyError(f"node '{name}' ({self.node_types[name]}) has no module to replace")
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"set_module('{name}', ...) needs an nn.Module, got {type(module).__name__}")
+        self.nodes[self._keys[name]] = module
+        self._build_plan()
+
+    @property
+    def stateful_names(self) -> list[str]:
+        """Names of the nodes that carry state, in execution order."""
+        return [step[5] for step in self._plan if step[0] == _STATEFUL]
+
+    @property
+    def is_recurrent(self) -> bool:
+        """Whether the graph has back edges (a cycle), carrying last step's values."""
+        return bool(self._back_sources)
+
+    def _build_plan(self) -> None:
+        """Precompute everything a time step needs, so the step loop does no graph work."""
+        order = self._order
+        slot = {name: i for i, name in enumerate(order)}
+        preds: dict[str, list[str]] = {n: [] for n in order}
+        for src, dst in self.edges:
+            preds[dst].append(src)
+        back: set[tuple[str, str]] = {(s, d) for s, d in self.edges if slot[s] >= slot[d]}
+        self._back_sources: list[str] = sorted({s for s, _ in back}, key=slot.__getitem__)
+        # Back edges read a "previous value" slot placed after the regular ones.
+        prev_slot = {s: len(order) + i for i, s in enumerate(self._back_sources)}
+        last_use: dict[int, int] = {}
+        ins_of: dict[str, tuple[int, ...]] = {}
+        for pos, name in enumerate(order):
+            ins = tuple(prev_slot[p] if (p, name) in back else slot[p] for p in preds[name])
+            ins_of[name] = ins
+            for i in ins:
+                if i < len(order):
+                    last_use[i] = pos
+        keep = {slot[n] for n in self.output_names} | {slot[s] for s in self._back_sources}
+        frees: dict[int, list[int]] = {}
+        for i, pos in last_use.items():
+            if i not in keep:
+                frees.setdefault(pos, []).append(i)
+        plan = []
+        for pos, name in enumerate(order):
+            ntype = self.node_types[name]
+            module = self.module_for(name)
+            ins = ins_of[name]
+            if name in self.input_names:
+                kind, ins = _INPUT, (self.input_names.index(name),)
+            elif module is None:
+                kind = _SUM
+            elif getattr(module, "stateful", False):
+                kind = _STATEFUL
+            elif getattr(module, "multi_input", False):
+                kind = _CALL_MULTI
+            elif len(ins) == 1:
+                kind = _CALL
+            else:
+                kind = _CALL_SUM
+            plan.append((kind, pos, module, ins, tuple(frees.get(pos, ())), name, ntype))
+        self._plan: list[tuple] = plan
+        self._n_slots = len(order) + len(self._back_sources)
+        self._out_slots = [slot[n] for n in self.output_names]
+        self._back_slots = [(slot[s], prev_slot[s], s) for s in self._back_sources]
+
+    # -- running ---------------------------------------------------------------------
+    def reset_state(self) -> None:
+        """Return the zero state (None); the executor keeps no state between calls.
+
+        Kept for snnTorch-style code: ``state = net.reset_state()`` then
+        ``y, state = net(x, state, return_state=True)`` at every step.
+        """
+        return None
+
+    def _inputs(self, x: Any, seq: bool) -> list[torch.Tensor]:
+        names = self.input_names
+        if isinstance(x, torch.Tensor):
+            xs = [x]
+        elif isinstance(x, Mapping):
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(f"inputs for Input nodes {missing} are missing; got keys {list(x)}")
+            xs = [x[n] for n in names]
+        elif isinstance(x, (list, tuple)):
+            xs = list(x)
+        else:
+            raise TypeError(
+                f"GraphExecutor input must be a tensor, a dict or a sequence, got {type(x).__name__}"
+            )
+        if len(xs) != len(names):
+            raise ValueError(
+                f"the graph has {len(names)} Input nodes {names} but got {len(xs)} input(s); "
+                "pass a dict {input name: tensor}"
+            )
+        lead = 2 if seq else 1
+        for name, t in zip(names, xs):
+            shape = self.io_shapes[name]
+            if (
+                not isinstance(t, torch.Tensor)
+                or tuple(t.shape[lead:]) != shape
+                or t.dim() != lead + len(shape)
+            ):
+                want = "[T, B, " if seq else "[B, "
+                raise ValueError(
+                    f"Input node '{name}' expects {want}{', '.join(map(str, shape))}], "
+                    f"got {list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"
+                )
+        return xs
+
+    def _outputs(self, vals: list) -> torch.Tensor | dict[str, torch.Tensor]:
+        if len(self._out_slots) == 1:
+            return vals[self._out_slots[0]]
+        return {n: vals[i] for n, i in zip(self.output_names, self._out_slots)}
+
+    def forward(self, x: Any, state: State | None = None, return_state: bool | None = None) -> Any:
+        """One time step.
+
+        Args:
+            x: ``[B, *input_shape]`` (a dict by input name when there are several inputs).
+            state: from the previous step, or None for the zero state.
+            return_state: return ``(output, state)``; defaults to the constructor's choice.
+
+        Returns:
+            The output (a dict by output name when there are several), or
+            ``(output, state)``.
+        """
+        xs = self._inputs(x, seq=False)
+        state = {} if state is None else state
+        vals: list = [None] * self._n_slots
+        new_state: State = {}
+        if self._back_slots:
+            self._load_back(vals, state, xs[0])
+        self._run_step(xs, vals, state, new_state)
+        for cur, _prev, src in self._back_slots:
+            new_state[f"{src}/output"] = vals[cur]
+        out = self._outputs(vals)
+        if return_state if return_state is not None else self.return_state:
+            return out, new_state
+        return out
+
+    def _load_back(self, vals: list, state: State, like: torch.Tensor) -> None:
+        for _cur, prev, src in self._back_slots:
+            value = state.get(f"{src}/output")
+            if value is None:
+                shape = self._value_shapes[src]
+                value = like.new_zeros((like.shape[0], *shape))
+            vals[prev] = value
+
+    def _run_step(self, xs: list, vals: list, state: State, new_state: State) -> None:
+        step = None
+        try:
+            for step in self._plan:
+                kind, pos, module, ins, frees, name, _ = step
+                if kind == _CALL:
+                    vals[pos] = module(vals[ins[0]])
+                elif kind == _STATEFUL:
+                    inp = vals[ins[0]]
+                    for i in ins[1:]:
+                        inp = inp + vals[i]
+                    vals[pos], new_state[name] = module(inp, state.get(name))
+                elif kind == _INPUT:
+                    vals[pos] = xs[ins[0]]
+                elif kind == _SUM or kind == _CALL_SUM:
+                    inp = vals[ins[0]]
+                    for i in ins[1:]:
+                        inp = inp + vals[i]
+                    vals[pos] = inp if kind == _SUM else module(inp)
+                else:
+                    vals[pos] = module(*[vals[i] for i in ins])
+                for i in frees:
+                    vals[i] = None
+        except NodeExecutionError:
+            raise
+        except Exception as err:
+            raise NodeExecutionError(step[5], step[6], err) from err
+
+    def run_sequence(self, xs: Any, state: State | None = None) -> tuple[Any, State]:
+        """Run ``T`` time steps; identical to calling :meth:`forward` ``T`` times.
+
+        Stateless nodes run once over all ``T * B`` samples; stateful nodes loop over time
+        (``forward_sequence`` when they have it). Recurrent graphs are stepped.
+
+        Args:
+            xs: ``[T, B, *input_shape]`` (a dict by input name for several inputs).
+            state: initial state, or None for the zero state.
+
+        Returns:
+            ``(ys, state)``: outputs ``[T, B, *output_shape]`` (a dict for several
+            outputs) and the state after the last step.
+        """
+        seqs = self._inputs(xs, seq=True)
+        state = {} if state is None else state
+        if self._back_slots:
+            return self._step_sequence(seqs, state)
+        T, B = seqs[0].shape[:2]
+        vals: list = [None] * self._n_slots
+        new_state: State = {}
+        step = None
+        try:
+            for step in self._plan:
+                kind, pos, module, ins, frees, name, _ = step
+                if kind == _INPUT:
+                    vals[pos] = seqs[ins[0]]
+                elif kind == _STATEFUL:
+                    inp = vals[ins[0]]
+                    for i in ins[1:]:
+                        inp = inp + vals[i]
+                    vals[pos], new_state[name] = _stateful_sequence(module, inp, state.get(name))
+                elif kind == _SUM:
+                    inp = vals[ins[0]]
+                    for i in ins[1:]:
+                        inp = inp + vals[i]
+                    vals[pos] = inp
+                else:
+                    args = [vals[i] for i in ins]
+                    if kind == _CALL_SUM:
+                        for a in args[1:]:
+                            args[0] = args[0] + a
+                        args = args[:1]
+                    flat = [a.reshape(T * B, *a.shape[2:]) for a in args]
+                    out = module(*flat)
+                    vals[pos] = out.reshape(T, B, *out.shape[1:])
+                for i in frees:
+                    vals[i] = None
+        except NodeExecutionError:
+            raise
+        except Exception as err:
+            raise NodeExecutionError(step[5], step[6], err) from err
+        return self._outputs(vals), new_state
+
+    def _step_sequence(self, seqs: list[torch.Tensor], state: State) -> tuple[Any, State]:
+        outs = []
+        for t in range(seqs[0].shape[0]):
+            x_t = [s[t] for s in seqs]
+            out, state = self.forward(x_t if len(x_t) > 1 else x_t[0], state, return_state=True)
+            outs.append(out)
+        if isinstance(outs[0], dict):
+            return {n: torch.stack([o[n] for o in outs]) for n in self.output_names}, state
+        return torch.stack(outs), state
+
+    def extra_repr(self) -> str:
+        return f"inputs={self.input_names}, outputs={self.output_names}, edges={len(self.edges)}"
+
+
+def _stateful_sequence(module: nn.Module, xs: torch.Tensor, s: Any) -> tuple[torch.Tensor, Any]:
+    """Run a stateful module over time: its ``forward_sequence`` or a step loop."""
+    seq_fn = getattr(module, "forward_sequence", None)
+    if seq_fn is not None:
+        return seq_fn(xs, s)
+    outs = []
+    for t in range(xs.shape[0]):
+        out, s = module(xs[t], s)
+        outs.append(out)
+    return torch.stack(outs), s
+
+
+def _call_node_map(node_map: NodeMap | None) -> Callable[[ir.Node, str], nn.Module | None] | None:
+    """Normalise the user's node_map to ``f(node, name) -> module | None``."""
+    if node_map is None:
+        return None
+    if isinstance(node_map, Mapping):
+        for key in node_map:
+            if not (isinstance(key, type) and issubclass(key, ir.Node)):
+                raise TypeError(f"node_map keys must be T1C-IR primitive classes (e.g. ir.LIF), got {key!r}")
+
+        def from_mapping(node: ir.Node, name: str) -> nn.Module | None:
+            factory = node_map.get(type(node))
+            return None if factory is None else factory(node)
+
+        return from_mapping
+    if not callable(node_map):
+        raise TypeError(f"node_map must be a function node -> nn.Module | None or a dict, got {node_map!r}")
+    try:
+        params = inspect.signature(node_map).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        two = len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):
+        two = False
+    if two:
+        return node_map
+    return lambda node, name: node_map(node)
+
+
+def ir_to_torch(
+    graph_or_path: ir.Graph | str | os.PathLike,
+    node_map: NodeMap | None = None,
+    return_state: bool = False,
+    validate: bool = True,
+) -> GraphExecutor:
+    """Build a :class:`GraphExecutor` from a graph or a ``.t1c`` file.
+
+    Args:
+        graph_or_path: an ``ir.Graph`` or the path of a ``.t1c`` file.
+        node_map: overrides tried before the defaults: a function
+            ``node -> nn.Module | None`` (or ``(node, name) -> ...``), or a dict
+            ``{primitive class: factory(node)}``. None falls back to the default.
+        return_state: make the executor's ``forward`` return ``(output, state)``.
+        validate: validate the graph first (an invalid graph raises
+            :class:`t1c.ir.T1CFormatError` before any module is built).
+
+    Returns:
+        The executor; its weights are ``nn.Parameter`` copies of the graph's.
+
+    Raises:
+        T1CFormatError: invalid graph, or a node no map knows how to build.
+    """
+    if isinstance(graph_or_path, (str, os.PathLike)):
+        graph = ir.read(graph_or_path)
+    elif isinstance(graph_or_path, ir.Graph):
+        graph = graph_or_path
+        if validate:
+            graph.validate()
+    else:
+        raise TypeError(f"ir_to_torch needs an ir.Graph or a .t1c path, got {type(graph_or_path).__name__}")
+    user = _call_node_map(node_map)
+    modules: dict[str, nn.Module | None] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, (ir.Input, ir.Output)):
+            modules[name] = None
+            continue
+        module = user(node, name) if user is not None else None
+        if module is None:
+            factory = DEFAULT_NODE_MAP.get(type(node))
+            if factory is None:
+                raise ir.T1CFormatError(
+                    f"no torch module for primitive type '{node.TYPE}'; pass "
+                    f"node_map={{ir.{type(node).__name__}: factory}} or a function returning an nn.Module",
+                    node=name,
+                )
+            module = factory(node)
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"node_map returned {type(module).__name__} for node '{name}'; expected an nn.Module"
+            )
+        modules[name] = module
+    return GraphExecutor(graph, modules, return_state=return_state)
+
+
+def load(path: str | os.PathLike, **kwargs: Any) -> GraphExecutor:
+    """Read a ``.t1c`` file into a :class:`GraphExecutor` (``kwargs`` as :func:`ir_to_torch`)."""
+    return ir_to_torch(path, **kwargs)
+
+
+__all__ = ["GraphExecutor", "NodeExecutionError", "ir_to_torch", "load"]

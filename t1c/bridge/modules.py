@@ -1,0 +1,489 @@
+"""The torch side of the T1C-IR primitives that have no plain ``torch.nn`` twin.
+
+Each module here is built from its IR node (``from_node``) and turns back into one
+(``to_node``), so an imported graph exports to the same file:
+
+* :class:`LIFModule`: leaky integrate-and-fire neurons with explicit state,
+  ``forward(i, v) -> (spikes, v)``, exact to the file's semantics (the plain T1C-IR LIF,
+  or snnTorch ``Leaky``'s algorithm bit for bit when the node carries ``beta``).
+* :class:`SkipModule`: residual sum, concatenation or passthrough of its inputs.
+* :class:`SepConv2dModule`: depthwise then pointwise convolution.
+* :class:`SpikingAffineModule`: an ``nn.Linear`` carrying the hardware hints.
+
+The exact LIF algorithm is in ``docs/lif_extensions.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from t1c import ir
+
+from .surrogate import ATan, SpikeFn, resolve, spike
+
+ArrayLike = Any  # numpy array, torch tensor, float or nested list
+
+
+def _tensor(value: ArrayLike, name: str) -> torch.Tensor:
+    """A float32 tensor copy of ``value`` (numpy, torch or a number)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone().to(torch.float32)
+    try:
+        arr = np.array(value, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"LIFModule: {name} must be numbers, got {value!r}") from err
+    return torch.from_numpy(arr)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy().copy()
+
+
+def _tau_from_beta(beta: np.ndarray) -> np.ndarray:
+    """``1 / (1 - beta)`` in float64, cast to float32; ``beta >= 1`` gives +inf."""
+    b = np.minimum(beta.astype(np.float64), 1.0)
+    with np.errstate(divide="ignore"):
+        tau = np.where(b >= 1.0, np.inf, 1.0 / (1.0 - b))
+    return tau.astype(np.float32)
+
+
+class LIFModule(nn.Module):
+    """Leaky integrate-and-fire neurons, exactly as a T1C-IR ``LIF`` node defines them.
+
+    Two update rules, chosen by whether ``beta`` is given:
+
+    * plain (``beta=None``): ``v = b*v + (1-b)*(v_leak + r*i)`` with ``b = 1 - 1/tau``,
+      computed in that form, so the reference fixtures are reproduced;
+    * snnTorch (``beta`` given): ``v = clamp(beta, 0, 1)*v + i`` evaluated with
+      snnTorch ``Leaky``'s exact algorithm and operation order, so spikes match
+      ``snn.Leaky`` bit for bit.
+
+    ``reset_mechanism`` ("zero" | "subtract" | "none"), ``reset_delay`` and
+    ``strict_threshold`` default to the plain meaning (zero, False, False) when None.
+    The full algorithm is in ``docs/lif_extensions.md``.
+
+    Args:
+        tau, r, v_leak, v_threshold: neuron-shaped parameters (arrays or tensors).
+        beta: snnTorch's exact decay (neuron shape), or None for a plain LIF.
+        reset_mechanism, reset_delay, strict_threshold: the optional LIF fields.
+        spike_grad: surrogate gradient of the spike; default snnTorch's ``atan()``.
+            Any snnTorch surrogate or callable ``f(x) -> spikes`` works.
+        learn_beta: make the decay trainable (``beta`` when given, else ``tau``).
+        learn_threshold: make ``v_threshold`` trainable.
+
+    State is explicit: ``forward(i, v)`` takes the membrane ``v`` (None = zeros shaped
+    like ``i``, on its device and dtype) and returns ``(spikes, v_new)``.
+
+    Example:
+        >>> import torch
+        >>> lif = LIFModule(tau=[2.0], r=[2.0], v_leak=[0.0], v_threshold=[1.0])
+        >>> s, v = lif(torch.tensor([[1.5]]))
+        >>> s, v
+        (tensor([[0.]]), tensor([[0.7500]]))
+    """
+
+    #: The executor passes this module its state and expects ``(output, state)`` back.
+    stateful = True
+
+    def __init__(
+        self,
+        tau: ArrayLike,
+        r: ArrayLike,
+        v_leak: ArrayLike,
+        v_threshold: ArrayLike,
+        beta: ArrayLike | None = None,
+        reset_mechanism: str | None = None,
+        reset_delay: bool | None = None,
+        strict_threshold: bool | None = None,
+        *,
+        spike_grad: SpikeFn | None = None,
+        learn_beta: bool = False,
+        learn_threshold: bool = False,
+    ) -> None:
+        super().__init__()
+        # Build the IR node once: it validates shapes and values with its own messages.
+        node = ir.LIF(
+            tau=_tensor(tau, "tau").numpy(),
+            r=_tensor(r, "r").numpy(),
+            v_leak=_tensor(v_leak, "v_leak").numpy(),
+            v_threshold=_tensor(v_threshold, "v_threshold").numpy(),
+            beta=None if beta is None else _tensor(beta, "beta").numpy(),
+            reset_mechanism=reset_mechanism,
+            reset_delay=reset_delay,
+            strict_threshold=strict_threshold,
+        )
+        self._given = {
+            "reset_mechanism": node.reset_mechanism,
+            "reset_delay": node.reset_delay,
+            "strict_threshold": node.strict_threshold,
+        }
+        self.reset_mechanism: str = node.reset_mechanism or "zero"
+        self.reset_delay: bool = bool(node.reset_delay)
+        self.strict_threshold: bool = bool(node.strict_threshold)
+        self.snntorch_mode: bool = node.beta is not None
+        self.learn_beta = bool(learn_beta)
+        self.learn_threshold = bool(learn_threshold)
+        self.spike_grad: SpikeFn = resolve(spike_grad)
+        self.neuron_shape: tuple[int, ...] = node.shape
+
+        def param(name: str, value: np.ndarray, learn: bool) -> None:
+            t = torch.from_numpy(value.copy())
+            if learn:
+                setattr(self, name, nn.Parameter(t))
+            else:
+                self.register_buffer(name, t)
+
+        in_snn = self.snntorch_mode
+        param("tau", node.tau, learn_beta and not in_snn)
+        param("r", node.r, False)
+        param("v_leak", node.v_leak, False)
+        param("v_threshold", node.v_threshold, learn_threshold)
+        if in_snn:
+            param("beta", node.beta, learn_beta)
+        else:
+            self.beta = None
+        self._coef_cache: tuple | None = None
+
+    # -- IR --------------------------------------------------------------------------
+    @classmethod
+    def from_node(
+        cls,
+        node: ir.LIF,
+        *,
+        spike_grad: SpikeFn | None = None,
+        learn_beta: bool = False,
+        learn_threshold: bool = False,
+    ) -> LIFModule:
+        """Build from an ``ir.LIF`` node (keyword arguments as in the constructor)."""
+        if not isinstance(node, ir.LIF):
+            raise TypeError(f"LIFModule.from_node needs an ir.LIF node, got {type(node).__name__}")
+        return cls(
+            node.tau,
+            node.r,
+            node.v_leak,
+            node.v_threshold,
+            node.beta,
+            node.reset_mechanism,
+            node.reset_delay,
+            node.strict_threshold,
+            spike_grad=spike_grad,
+            learn_beta=learn_beta,
+            learn_threshold=learn_threshold,
+        )
+
+    def to_node(self) -> ir.LIF:
+        """The ``ir.LIF`` node with the current (possibly trained) parameters.
+
+        Optional fields are written as they were given. A trained ``beta`` also rewrites
+        ``tau = r = 1/(1 - beta)`` (``+inf`` for ``beta >= 1``) and ``v_leak = 0``, so a
+        plain reader approximates the node (``docs/lif_extensions.md``).
+        """
+        tau, r, v_leak = _numpy(self.tau), _numpy(self.r), _numpy(self.v_leak)
+        beta = None
+        if self.snntorch_mode:
+            beta = _numpy(self.beta)
+            if self.learn_beta:
+                tau = _tau_from_beta(beta)
+                r, v_leak = tau.copy(), np.zeros_like(tau)
+        return ir.LIF(
+            tau=tau,
+            r=r,
+            v_leak=v_leak,
+            v_threshold=_numpy(self.v_threshold),
+            beta=beta,
+            **self._given,
+        )
+
+    # -- dynamics --------------------------------------------------------------------
+    def _coefficients(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(decay, gain)``: ``clamp(beta, 0, 1)`` and None in snnTorch mode, else
+        ``b = 1 - 1/tau`` and ``1 - b``. Cached while the parameters are unchanged."""
+        src = self.beta if self.snntorch_mode else self.tau
+        if torch.is_grad_enabled() and src.requires_grad:
+            return self._compute_coefficients(src)
+        key = (src.data_ptr(), src._version, src.dtype, src.device)
+        cache = self._coef_cache
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                cache = self._coef_cache = (key, self._compute_coefficients(src))
+        return cache[1]
+
+    def _compute_coefficients(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.snntorch_mode:
+            return src.clamp(0, 1), None
+        decay = 1 - 1 / src
+        return decay, 1 - decay
+
+    def _integrate(self, v: torch.Tensor, i: torch.Tensor, decay: torch.Tensor, gain) -> torch.Tensor:
+        if gain is None:
+            return decay * v + i
+        return decay * v + gain * (self.v_leak + self.r * i)
+
+    def _fire_detached(self, x: torch.Tensor) -> torch.Tensor:
+        return (x > 0 if self.strict_threshold else x >= 0).to(x.dtype)
+
+    def forward(self, i: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step.
+
+        Args:
+            i: input current ``[B, *neuron_shape]``.
+            v: membrane from the previous step, or None for the zero state.
+
+        Returns:
+            ``(spikes, v_new)``, spikes in ``i``'s dtype.
+        """
+        if i.shape[1:] != self.neuron_shape:
+            raise ValueError(
+                f"LIFModule with neurons of shape {list(self.neuron_shape)} got input of "
+                f"shape {list(i.shape)}; expected [batch, {', '.join(map(str, self.neuron_shape))}]"
+            )
+        if v is None:
+            v = torch.zeros_like(i)
+        decay, gain = self._coefficients()
+        return self._step(i, v, decay, gain)
+
+    def _step(self, i, v, decay, gain) -> tuple[torch.Tensor, torch.Tensor]:
+        thr = self.v_threshold
+        mech = self.reset_mechanism
+        if self.reset_delay or self.snntorch_mode:
+            # snnTorch Leaky: reset decided from the stored membrane, before integrating.
+            reset = self._fire_detached(v - thr)
+            if mech == "zero":
+                v = (1 - reset) * v
+            v = self._integrate(v, i, decay, gain)
+            if mech == "subtract":
+                v = v - reset * thr
+            s = spike(v - thr, self.spike_grad, self.strict_threshold)
+            if not self.reset_delay:
+                do_reset = s - reset  # snnTorch: avoid resetting twice
+                if mech == "subtract":
+                    v = v - do_reset * thr
+                elif mech == "zero":
+                    v = v - do_reset * v
+            return s, v
+        # Plain LIF: integrate, fire, reset in the same step (the reset is not differentiated).
+        v = self._integrate(v, i, decay, gain)
+        s = spike(v - thr, self.spike_grad, self.strict_threshold)
+        if mech == "zero":
+            v = (1 - s.detach()) * v
+        elif mech == "subtract":
+            v = v - s.detach() * thr
+        return s, v
+
+    def forward_sequence(
+        self, xs: torch.Tensor, v: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run ``T`` steps on ``xs [T, B, *neuron_shape]``: ``(spikes [T, B, ...], v_T)``.
+
+        Identical to calling :meth:`forward` ``T`` times (spikes bit for bit).
+        """
+        if xs.dim() < 2 or xs.shape[2:] != self.neuron_shape:
+            raise ValueError(
+                f"LIFModule.forward_sequence expects [T, B, {', '.join(map(str, self.neuron_shape))}], "
+                f"got {list(xs.shape)}"
+            )
+        if v is None:
+            v = torch.zeros_like(xs[0])
+        decay, gain = self._coefficients()
+        out = []
+        for t in range(xs.shape[0]):
+            s, v = self._step(xs[t], v, decay, gain)
+            out.append(s)
+        return torch.stack(out), v
+
+    def extra_repr(self) -> str:
+        mode = "snntorch" if self.snntorch_mode else "plain"
+        surrogate = self.spike_grad if isinstance(self.spike_grad, ATan) else "custom"
+        return (
+            f"shape={list(self.neuron_shape)}, mode={mode}, reset={self.reset_mechanism}, "
+            f"reset_delay={self.reset_delay}, strict={self.strict_threshold}, spike_grad={surrogate}"
+        )
+
+
+class SkipModule(nn.Module):
+    """Joins branches: ``residual`` sums its inputs, ``concatenate`` concatenates them
+    along dim 1 (channels/features, batch first) in edge-list order, ``passthrough``
+    returns its single input.
+
+    Args:
+        skip_type: one of ``t1c.ir.SKIP_TYPES``.
+    """
+
+    #: The executor passes each incoming edge's value as a separate argument.
+    multi_input = True
+
+    def __init__(self, skip_type: str = "passthrough") -> None:
+        super().__init__()
+        if skip_type not in ir.SKIP_TYPES:
+            raise ValueError(f"SkipModule(skip_type={skip_type!r}): must be one of {list(ir.SKIP_TYPES)}")
+        self.skip_type = skip_type
+
+    @classmethod
+    def from_node(cls, node: ir.Skip) -> SkipModule:
+        """Build from an ``ir.Skip`` node."""
+        return cls(node.skip_type)
+
+    def to_node(self) -> ir.Skip:
+        """The ``ir.Skip`` node."""
+        return ir.Skip(skip_type=self.skip_type)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if not inputs:
+            raise ValueError("SkipModule got no input")
+        if self.skip_type == "concatenate":
+            return torch.cat(inputs, dim=1)
+        if self.skip_type == "passthrough":
+            if len(inputs) != 1:
+                raise ValueError(f"a passthrough SkipModule takes one input, got {len(inputs)}")
+            return inputs[0]
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = out + x
+        return out
+
+    def extra_repr(self) -> str:
+        return f"skip_type={self.skip_type!r}"
+
+
+class SepConv2dModule(nn.Module):
+    """Depthwise-separable convolution: ``pointwise(depthwise(x))``.
+
+    Args:
+        in_channels: C, the depthwise conv's channels (groups = C).
+        out_channels: C', the pointwise 1x1 conv's outputs.
+        kernel_size, stride, padding, dilation: of the depthwise conv.
+        bias: give both convs a bias.
+
+    Attributes:
+        depthwise: ``nn.Conv2d(C, C, kernel_size, stride, padding, dilation, groups=C)``.
+        pointwise: ``nn.Conv2d(C, C', 1)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(
+            in_channels,
+            in_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=in_channels,
+            bias=bias,
+        )
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+
+    @classmethod
+    def from_node(cls, node: ir.SepConv2d) -> SepConv2dModule:
+        """Build from an ``ir.SepConv2d`` node, copying its weights."""
+        dw, pw = node.depthwise_weight, node.pointwise_weight
+        module = cls(
+            dw.shape[0],
+            pw.shape[0],
+            tuple(dw.shape[2:]),
+            stride=tuple(node.stride.tolist()),
+            padding=tuple(node.padding.tolist()),
+            dilation=tuple(node.dilation.tolist()),
+        )
+        with torch.no_grad():
+            module.depthwise.weight.copy_(torch.from_numpy(dw))
+            module.depthwise.bias.copy_(torch.from_numpy(node.depthwise_bias))
+            module.pointwise.weight.copy_(torch.from_numpy(pw))
+            module.pointwise.bias.copy_(torch.from_numpy(node.pointwise_bias))
+        return module
+
+    def to_node(self) -> ir.SepConv2d:
+        """The ``ir.SepConv2d`` node with the current weights (missing biases are zero)."""
+        dw, pw = self.depthwise, self.pointwise
+        return ir.SepConv2d(
+            depthwise_weight=_numpy(dw.weight),
+            pointwise_weight=_numpy(pw.weight),
+            depthwise_bias=None if dw.bias is None else _numpy(dw.bias),
+            pointwise_bias=None if pw.bias is None else _numpy(pw.bias),
+            stride=dw.stride,
+            padding=dw.padding,
+            dilation=dw.dilation,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class SpikingAffineModule(nn.Linear):
+    """An ``nn.Linear`` (identical in float) with the hardware hints of ``SpikingAffine``.
+
+    Args:
+        in_features, out_features, bias: as ``nn.Linear``.
+        spike_mode: what the input spikes carry: one of ``t1c.ir.SPIKE_MODES``.
+        weight_bits: signed integer width of the weights on chip (1..32).
+        accumulator_bits: width of the saturating accumulator (weight_bits..64).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        spike_mode: str = "binary",
+        weight_bits: int = 8,
+        accumulator_bits: int = 16,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        if spike_mode not in ir.SPIKE_MODES:
+            raise ValueError(
+                f"SpikingAffineModule(spike_mode={spike_mode!r}): must be one of {list(ir.SPIKE_MODES)}"
+            )
+        if not isinstance(weight_bits, int) or not 1 <= weight_bits <= 32:
+            raise ValueError(f"SpikingAffineModule(weight_bits={weight_bits!r}): must be an int in 1..32")
+        if not isinstance(accumulator_bits, int) or not weight_bits <= accumulator_bits <= 64:
+            raise ValueError(
+                f"SpikingAffineModule(accumulator_bits={accumulator_bits!r}): must be an int in "
+                f"weight_bits..64 ({weight_bits}..64)"
+            )
+        self.spike_mode = spike_mode
+        self.weight_bits = weight_bits
+        self.accumulator_bits = accumulator_bits
+
+    @classmethod
+    def from_node(cls, node: ir.SpikingAffine) -> SpikingAffineModule:
+        """Build from an ``ir.SpikingAffine`` node, copying weights and hints."""
+        out_f, in_f = node.weight.shape
+        module = cls(in_f, out_f, True, node.spike_mode, node.weight_bits, node.accumulator_bits)
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(node.weight))
+            module.bias.copy_(torch.from_numpy(node.bias))
+        return module
+
+    def to_node(self) -> ir.SpikingAffine:
+        """The ``ir.SpikingAffine`` node with the current weights and hints."""
+        return ir.SpikingAffine(
+            weight=_numpy(self.weight),
+            bias=None if self.bias is None else _numpy(self.bias),
+            spike_mode=self.spike_mode,
+            weight_bits=self.weight_bits,
+            accumulator_bits=self.accumulator_bits,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, spike_mode={self.spike_mode!r}, "
+            f"weight_bits={self.weight_bits}, accumulator_bits={self.accumulator_bits}"
+        )
+
+
+__all__ = ["LIFModule", "SepConv2dModule", "SkipModule", "SpikingAffineModule"]
