@@ -1,0 +1,144 @@
+"""The recipes run end to end (tiny settings), and the README's Python code runs as written."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from t1c import ir
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--pretrain-epochs",
+    "1",
+    "--max-epochs",
+    "1",
+    "--num-steps",
+    "4",
+    "--hidden",
+    "16",
+    "--limit-train-batches",
+    "2",
+    "--limit-val-batches",
+    "1",
+    "--no-progress",
+]
+
+
+def load_recipe(name: str) -> ModuleType:
+    """Import ``recipes/<name>.py`` by path (recipes are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def readme_python_blocks() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+@pytest.fixture
+def in_tmp(tmp_path):
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(old)
+
+
+def test_digits_recipe_tiny(tmp_path, capsys):
+    torch.manual_seed(0)
+    recipe = load_recipe("digits_snn")
+    assert recipe.main([*TINY, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "float acc" in out and "8-bit acc" in out
+    assert "topology identical" in out
+    source = ir.read(tmp_path / "source.t1c")
+    assert [n.TYPE for n in source.nodes.values()].count("LIF") == 2
+    exports = sorted((tmp_path / "fit" / "checkpoints").glob("*.t1c"))
+    assert exports, "no .t1c written beside the checkpoints"
+    for path in exports:
+        assert ir.topology_diff(source, ir.read(path)) == []
+
+
+def test_digits_recipe_export_only(tmp_path, capsys):
+    recipe = load_recipe("digits_snn")
+    assert (
+        recipe.main(["--max-epochs", "0", "--pretrain-epochs", "0", "--hidden", "8", "--out", str(tmp_path)])
+        == 0
+    )
+    assert (tmp_path / "source.t1c").is_file()
+    assert not (tmp_path / "fit").exists()
+    assert "t1c fit --config configs/digits.yaml" in capsys.readouterr().out
+
+
+def test_resnet_recipe_keeps_skip_topology(tmp_path, capsys):
+    torch.manual_seed(0)
+    recipe = load_recipe("resnet_block")
+    assert recipe.main([*TINY, "--out", str(tmp_path)]) == 0
+    assert "topology identical" in capsys.readouterr().out
+    source = ir.read(tmp_path / "source.t1c")
+    skips = [n for n, node in source.nodes.items() if isinstance(node, ir.Skip)]
+    assert len(skips) == 1 and source.nodes[skips[0]].skip_type == "residual"
+    assert len(source.predecessors(skips[0])) == 2
+    last = ir.read(tmp_path / "fit" / "checkpoints" / "last.t1c")
+    assert ir.topology_diff(source, last) == []
+
+
+def test_resnet_model_exports_exactly():
+    from t1c.bridge import ir_to_torch, to_ir
+
+    recipe = load_recipe("resnet_block")
+    torch.manual_seed(0)
+    model = recipe.ResidualSNN(hidden=12)
+    executor = ir_to_torch(to_ir(model, torch.zeros(1, 64)))
+    xs = (torch.rand(12, 3, 64) < 0.4).float()
+    ys, _ = executor.run_sequence(xs)
+    from t1c.demo import reset_neurons
+
+    reset_neurons(model)
+    expected = torch.stack([model(x) for x in xs])
+    assert torch.equal(ys, expected)
+
+
+def test_qat_recipe_reports_4bit(tmp_path, capsys):
+    torch.manual_seed(0)
+    recipe = load_recipe("qat_4bit")
+    assert recipe.main([*TINY, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "4-bit acc" in out and "after QAT" in out
+    source = ir.read(tmp_path / "source.t1c")
+    affine = [n for n in source.nodes.values() if isinstance(n, ir.SpikingAffine)]
+    assert len(affine) == 2 and {n.weight_bits for n in affine} == {4}
+    last = ir.read(tmp_path / "fit" / "checkpoints" / "last.t1c")
+    assert ir.topology_diff(source, last) == []
+    for node in last.nodes.values():
+        if isinstance(node, ir.SpikingAffine):
+            assert node.weight_bits == 4
+
+
+def test_readme_has_python_quick_start():
+    blocks = readme_python_blocks()
+    assert len(blocks) >= 3
+    joined = "\n".join(blocks)
+    for name in ("ir.write", "ir.read", "topology_diff", "to_ir", "ir_to_torch", "T1CExport", "T1CModule"):
+        assert name in joined
+
+
+def test_readme_python_blocks_run(in_tmp):
+    namespace: dict = {"__name__": "__readme__"}
+    for i, block in enumerate(readme_python_blocks()):
+        try:
+            exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+        except Exception as err:
+            pytest.fail(f"README python block {i} (starting {block.splitlines()[0]!r}) failed: {err!r}")
+    assert (in_tmp / "tiny.t1c").is_file() and (in_tmp / "digits_snn.t1c").is_file()
+    assert list((in_tmp / "runs").rglob("*.t1c")), "the Lightning quick start wrote no .t1c"
