@@ -137,6 +137,8 @@ def _write_graph(f: h5py.File, graph: Graph, compression, compression_opts) -> N
 
 
 def _write_value(group: h5py.Group, name: str, value: Any, compression=None, opts=None) -> None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
     if isinstance(value, str):
         group.create_dataset(name, data=value, dtype=_STR)
     elif isinstance(value, (bool, np.bool_)):
@@ -148,7 +150,13 @@ def _write_value(group: h5py.Group, name: str, value: Any, compression=None, opt
     else:
         arr = np.asarray(value)
         if arr.dtype.kind in "USO":
-            group.create_dataset(name, data=[str(v) for v in arr.ravel()], dtype=_STR)
+            items = [v.decode("utf-8") if isinstance(v, bytes) else v for v in arr.ravel()]
+            if arr.ndim != 1 or not all(isinstance(v, str) for v in items):
+                raise T1CFormatError(
+                    f"cannot store {value!r}: text must be a str or a flat list of str (convert with str())",
+                    field=name,
+                )
+            group.create_dataset(name, data=items, dtype=_STR)
             return
         if arr.dtype.kind not in "fiub":
             raise T1CFormatError(f"cannot store a value of type {type(value).__name__}", field=name)
@@ -173,7 +181,7 @@ def _write_metadata(group: h5py.Group, metadata: Mapping[str, Any], where: str) 
         try:
             _write_value(group, key, value)
         except T1CFormatError as err:
-            raise err.within(field=f"{where}/{key}") from None
+            raise T1CFormatError(err.reason, field=f"{where}/{key}") from None
         except (TypeError, ValueError, OverflowError) as err:
             raise T1CFormatError(
                 f"cannot store {value!r} ({type(err).__name__}: {err}); use numbers, strings, bools, "
