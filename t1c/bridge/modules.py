@@ -23,7 +23,7 @@ from torch import nn
 
 from t1c import ir
 
-from .surrogate import ATan, SpikeFn, resolve, spike
+from .surrogate import ATan, SpikeFn, atan_derivative, resolve, spike
 
 ArrayLike = Any  # numpy array, torch tensor, float or nested list
 
@@ -205,7 +205,7 @@ class LIFModule(nn.Module):
         src = self.beta if self.snntorch_mode else self.tau
         if torch.is_grad_enabled() and src.requires_grad:
             return self._compute_coefficients(src)
-        key = (src.data_ptr(), src._version, src.dtype, src.device)
+        key = (src.data_ptr(), src._version, src.dtype, src.device, torch.is_inference_mode_enabled())
         cache = self._coef_cache
         if cache is None or cache[0] != key:
             with torch.no_grad():
@@ -289,11 +289,29 @@ class LIFModule(nn.Module):
         if v is None:
             v = torch.zeros_like(xs[0])
         decay, gain = self._coefficients()
+        if self._fusable():
+            c = xs if gain is None else gain * (self.v_leak + self.r * xs)
+            return _LIFSequence.apply(
+                c,
+                v,
+                decay,
+                self.v_threshold,
+                self.reset_mechanism,
+                self.reset_delay,
+                self.strict_threshold,
+                self.spike_grad.alpha,
+            )
         out = []
-        for t in range(xs.shape[0]):
-            s, v = self._step(xs[t], v, decay, gain)
+        for x_t in xs.unbind(0):
+            s, v = self._step(x_t, v, decay, gain)
             out.append(s)
         return torch.stack(out), v
+
+    def _fusable(self) -> bool:
+        """Whether :class:`_LIFSequence` computes this neuron: the ATan surrogate (its
+        derivative is known) and a detached reset (snnTorch's ``reset_delay=False``
+        differentiates through its reset, so it runs step by step)."""
+        return type(self.spike_grad) is ATan and (self.reset_delay or not self.snntorch_mode)
 
     def extra_repr(self) -> str:
         mode = "snntorch" if self.snntorch_mode else "plain"
@@ -302,6 +320,122 @@ class LIFModule(nn.Module):
             f"shape={list(self.neuron_shape)}, mode={mode}, reset={self.reset_mechanism}, "
             f"reset_delay={self.reset_delay}, strict={self.strict_threshold}, spike_grad={surrogate}"
         )
+
+
+class _LIFSequence(torch.autograd.Function):
+    """The LIF time loop as one autograd node: ``T`` steps forward without recording a
+    graph, and a backward pass whose only loop is the membrane recurrence.
+
+    Inputs: ``c`` [T, B, *shape], the integrated input of each step (``i`` in snnTorch
+    mode, ``gain * (v_leak + r * i)`` in plain mode, computed by autograd outside);
+    ``v0``; the decay ``a``; the threshold. The forward repeats :meth:`LIFModule._step`'s
+    operations one for one, so values are bit-identical to stepping; gradients equal the
+    step-by-step autograd ones up to summation order.
+
+    Recurrence (``q_t = dL/ds_t * atan'(v_t - thr)``):
+
+    * delayed reset: ``g_t = dL/dv_t = q_t + a * k_t * g_{t+1}`` with ``k_t = 1 - s_t`` for
+      "zero" (the next step zeroes ``v_t`` where it spiked), else 1;
+    * immediate reset (plain): ``g_t = dL/dw_t = q_t + k_t * h_t``, ``h_t = a * g_{t+1}``,
+      ``w_t`` the membrane before the reset, ``k_t = 1 - s_t`` for "zero".
+    """
+
+    @staticmethod
+    def forward(ctx, c, v0, a, thr, mech, delay, strict, alpha):  # noqa: D102
+        spikes = torch.empty_like(c)
+        states = torch.empty_like(c)  # v_t (delayed) or w_t (immediate)
+        # v_t after an immediate reset (with no reset it is w_t itself).
+        after = torch.empty_like(c) if not delay and mech != "none" else None
+        v = v0
+        shift = v0 - thr
+        r0 = (shift > 0 if strict else shift >= 0).to(c.dtype)
+        r = r0
+        for t in range(c.shape[0]):
+            if delay:
+                u = (1 - r) * v if mech == "zero" else v
+                w = torch.add(a * u, c[t], out=states[t] if mech != "subtract" else None)
+                if mech == "subtract":
+                    w = torch.sub(w, r * thr, out=states[t])
+                shift = w - thr
+                s = spikes[t]
+                s.copy_(shift > 0 if strict else shift >= 0)
+                r, v = s, w
+            else:
+                w = torch.add(a * v, c[t], out=states[t])
+                shift = w - thr
+                s = spikes[t]
+                s.copy_(shift > 0 if strict else shift >= 0)
+                if mech == "zero":
+                    v = torch.mul(1 - s, w, out=after[t])
+                elif mech == "subtract":
+                    v = torch.sub(w, s * thr, out=after[t])
+                else:
+                    v = w
+        ctx.save_for_backward(spikes, states, after, v0, a, thr, r0)
+        ctx.config = (mech, delay, alpha)
+        return spikes, v.clone()
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_v):  # noqa: D102
+        spikes, states, after, v0, a, thr, r0 = ctx.saved_tensors
+        mech, delay, alpha = ctx.config
+        T = spikes.shape[0]
+        q = atan_derivative(states - thr, alpha)
+        q = q * g_spikes if g_spikes is not None else torch.zeros_like(q)
+        g_v = torch.zeros_like(v0) if g_v is None else g_v
+        grads = torch.empty_like(q)
+        keep = 1 - spikes if mech == "zero" else None
+        if delay:
+            g = grads[T - 1]
+            torch.add(q[T - 1], g_v, out=g)
+            factor = a * keep if keep is not None else a
+            for t in range(T - 2, -1, -1):
+                f = factor[t] if keep is not None else factor
+                g = torch.addcmul(q[t], f, g, out=grads[t])
+            r0_keep = (1 - r0) if mech == "zero" else None
+            g_v0 = a * g if r0_keep is None else a * r0_keep * g
+            h_all = None
+        else:
+            h = g_v
+            h_list = []
+            for t in range(T - 1, -1, -1):
+                h_list.append(h)
+                g = (
+                    torch.addcmul(q[t], keep[t], h, out=grads[t])
+                    if keep is not None
+                    else torch.add(q[t], h, out=grads[t])
+                )
+                h = a * g
+            g_v0 = h
+            h_all = torch.stack(h_list[::-1]) if ctx.needs_input_grad[3] and mech == "subtract" else None
+        g_a = g_thr = None
+        if ctx.needs_input_grad[2]:
+            prev = torch.cat([v0.unsqueeze(0), (states if after is None else after)[:-1]])
+            if delay and mech == "zero":
+                resets = torch.cat([r0.unsqueeze(0), spikes[:-1]])
+                prev = (1 - resets) * prev
+            g_a = _reduce_to(grads * prev, a.shape)
+        if ctx.needs_input_grad[3]:
+            g_thr = -q
+            if mech == "subtract":
+                if delay:
+                    resets = torch.cat([r0.unsqueeze(0), spikes[:-1]])
+                    g_thr = g_thr - resets * grads
+                else:
+                    g_thr = g_thr - spikes * h_all
+            g_thr = _reduce_to(g_thr, thr.shape)
+        return grads, g_v0, g_a, g_thr, None, None, None, None
+
+
+def _reduce_to(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a [T, B, *shape] gradient down to a broadcast parameter's ``shape``."""
+    g = g.sum(dim=(0, 1))
+    while g.dim() > len(shape):
+        g = g.sum(0)
+    for d, n in enumerate(shape):
+        if n == 1 and g.shape[d] != 1:
+            g = g.sum(d, keepdim=True)
+    return g
 
 
 class SkipModule(nn.Module):
