@@ -318,9 +318,16 @@ class _Reader:
                 node=node,
                 field=field,
             )
-        if declared > max(_ALWAYS_OK_BYTES, _MAX_EXPANSION * stored) or declared > self.budget:
+        if declared > max(_ALWAYS_OK_BYTES, _MAX_EXPANSION * stored):
             raise T1CFormatError(
                 f"declares shape {list(dset.shape)} ({declared} bytes) but stores only {stored} bytes",
+                node=node,
+                field=field,
+            )
+        if declared > self.budget:
+            raise T1CFormatError(
+                f"declares shape {list(dset.shape)} ({declared} bytes), more than the {self.budget} bytes "
+                "left of what this file's size allows to be read (datasets hard-linked many times?)",
                 node=node,
                 field=field,
             )
@@ -335,7 +342,10 @@ class _Reader:
                 field=field,
             )
         self.checked(dset, node, field)
-        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dset[()]]
+        try:
+            return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dset[()]]
+        except UnicodeDecodeError as err:
+            raise T1CFormatError(f"is not valid UTF-8 ({err})", node=node, field=field) from None
 
     def field_from(self, dset: h5py.Dataset, kind: str, node: str, field: str) -> Any:
         if kind == "str":
@@ -445,4 +455,7 @@ def _read_string(dset: h5py.Dataset, node, field) -> str:
             f"must be a scalar string, got {dset.dtype} of shape {list(dset.shape)}", node=node, field=field
         )
     value = dset[()]
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    try:
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    except UnicodeDecodeError as err:
+        raise T1CFormatError(f"is not valid UTF-8 ({err})", node=node, field=field) from None
