@@ -347,7 +347,7 @@ class T1CExport(Callback):
                 f"T1CExport cannot export {type(pl_module).__name__}: it has no `example_input_array` and no "
                 "training batch was seen yet; set `self.example_input_array` in its __init__"
             )
-        twin = copy.deepcopy(model).eval()
+        twin = _copy_module(model).eval()
         device = next((p.device for p in twin.parameters()), torch.device("cpu"))
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             return to_ir(twin, _to_device(sample, device), **self.export_kwargs)
@@ -429,7 +429,7 @@ class T1CExport(Callback):
         device = pl_module.device
         float_exec = ir_to_torch(graph).to(device).eval()
         quant_exec = ir_to_quantized(graph, self.weight_bits, self.accumulator_bits).to(device).eval()
-        live = copy.deepcopy(pl_module.executor).eval()
+        live = _copy_module(pl_module.executor).eval()
         counts = torch.zeros(4, dtype=torch.float64)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             for index, batch in enumerate(loader):
@@ -621,9 +621,8 @@ class T1CExport(Callback):
             }
         if rank_zero:
             os.makedirs(folder, exist_ok=True)
-            pending.graph.metadata[METADATA_KEY]["checkpoint"] = (
-                os.path.basename(checkpoint) if checkpoint else ""
-            )
+            name = os.path.relpath(checkpoint, folder) if checkpoint else ""
+            pending.graph.metadata[METADATA_KEY]["checkpoint"] = name
             ir.write(path, pending.graph)
         if self._reference_file is None:
             self._reference_file = path
@@ -808,6 +807,21 @@ def _batch_input(batch: Any) -> Any:
     """A batch's input: ``batch[0]`` of a tuple/list, ``batch`` itself otherwise, detached."""
     x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
     return x.detach().clone() if isinstance(x, torch.Tensor) else x
+
+
+def _copy_module(module: nn.Module) -> nn.Module:
+    """A deep copy that also works mid-training.
+
+    snnTorch neurons keep their membrane from the last forward pass as an attribute that is
+    part of the autograd graph, which ``copy.deepcopy`` refuses; such tensors are copied
+    detached.
+    """
+    memo: dict[int, Any] = {}
+    for sub in module.modules():
+        for value in [*vars(sub).values(), *sub._buffers.values()]:
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(module, memo)
 
 
 def _to_device(x: Any, device: torch.device) -> Any:
