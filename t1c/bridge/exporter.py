@@ -256,6 +256,7 @@ _ADD = {operator.add, operator.iadd, torch.add}
 _CAT = {torch.cat, torch.concat, torch.concatenate}
 _RELU = {F.relu, torch.relu}
 _DROPOUT = {F.dropout, F.dropout1d, F.dropout2d}
+_SHAPE_ATTRS = ("shape", "ndim", "dtype", "device")
 _STATE_MAKERS = {torch.zeros_like, torch.ones_like, torch.empty_like, torch.zeros, torch.ones}
 
 # Value kinds while walking the fx graph.
@@ -330,9 +331,11 @@ def _function_value(node: fx.Node, val, data, tensors, flow: list[_Flow]) -> tup
         if kind in (_STATE, _OTHER):
             return (kind, None)
         raise _Untraceable(f"indexing a tensor of the data flow ({node.format_node()})")
-    if not tensors(node):  # state bookkeeping or shape arithmetic, not the data flow
-        if (is_fn and target is getattr) or (op == "call_method" and target in ("size", "dim")):
-            return (_OTHER, None)
+    if (is_fn and target is getattr and args[1] in _SHAPE_ATTRS) or (
+        op == "call_method" and target in ("size", "dim")
+    ):
+        return (_OTHER, None)  # shape arithmetic
+    if not tensors(node):  # state bookkeeping, not the data flow
         return (_STATE, None)
     if (is_fn and target in _ADD) or (op == "call_method" and target in ("add", "add_")):
         if len(args) != 2 or kwargs:
@@ -411,7 +414,7 @@ def _safe_name(path: str, module: nn.Module | None, taken: set[str]) -> str:
     return name
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class _Built:
     nodes: dict[str, ir.Node]
     edges: list[tuple[str, str]]
@@ -593,6 +596,7 @@ class T1CExporter:
         Args:
             model: an ``nn.Module`` (snnTorch networks included) or a ``GraphExecutor``.
             sample: a batch ``[B, *input_shape]``, or a tuple of the forward's arguments.
+                For a GraphExecutor, its input (or None: its structure is stored).
             custom_map: ``{module type: fn(module, ctx) -> t1c.ir node or None}``;
                 wins over the defaults (``None`` drops the module).
 
@@ -659,7 +663,9 @@ class T1CExporter:
         names = list(executor.node_names)
         modules = {name: executor.module_for(name) for name in names}
         units = {name: _Unit(name, m, None) for name, m in modules.items() if m is not None}
-        cap, _ = _capture(executor, units, _call_args(executor, sample))
+        cap = _Capture()
+        if sample is not None:  # the structure is stored; the pass only records shapes
+            cap, _ = _capture(executor, units, (sample,))
         self._input_shapes = dict(cap.input_shapes)
         self._output_shapes = dict(cap.output_shapes)
         builder = _Builder(units, cap, self._hints)
