@@ -524,13 +524,28 @@ def enable_qat(executor: nn.Module, weight_bits: int = 8) -> nn.Module:
 def disable_qat(executor: nn.Module) -> nn.Module:
     """Undo :func:`enable_qat` in place, keeping the weights on their quantization grid.
 
-    Each parametrized weight becomes a plain parameter holding its fake-quantized value, so
-    the modules have their original classes again (exporters that dispatch on the module
-    type see ``nn.Linear``, not torch's parametrized subclass).
+    Each parametrized weight becomes a plain parameter holding its fake-quantized value
+    (the same ``nn.Parameter`` object as the float original, so an optimizer that holds it
+    stays valid), and the modules get their original classes back (exporters that dispatch
+    on the module type see ``nn.Linear``, not torch's parametrized subclass).
+
+    Safe on a ``copy.deepcopy`` of a QAT executor: torch's ``remove_parametrizations``
+    deletes the weight property from the parametrized class, which a deep copy shares with
+    its original, and would break the original; this function never edits that class.
     """
     for module in list(executor.modules()):
-        if parametrize.is_parametrized(module, "weight"):
+        if not parametrize.is_parametrized(module, "weight"):
+            continue
+        if set(module.parametrizations) != {"weight"}:  # other tensors parametrized by the user
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            continue
+        plist = module.parametrizations["weight"]
+        original = plist.original
+        with torch.no_grad():
+            original.copy_(plist())
+        module.__class__ = type(module).__bases__[0]  # torch injects ParametrizedX(X)
+        del module.parametrizations
+        module.weight = original
     return executor
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -206,6 +208,16 @@ def test_enable_and_disable_qat_keep_weights_on_grid():
     assert type(net[0]) is nn.Linear and type(net[1]) is nn.Conv2d
     w_int, scale = Q.quantize_weights(net[0].weight, 3)
     assert torch.allclose(net[0].weight.double(), w_int.double() * scale, atol=1e-6)
+    assert set(dict(net.named_parameters())) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+
+
+def test_disable_qat_on_a_copy_leaves_the_original_training():
+    net = Q.enable_qat(nn.Sequential(nn.Linear(3, 2)), weight_bits=4)
+    plain = Q.disable_qat(copy.deepcopy(net))
+    assert type(plain[0]) is nn.Linear and Q.qat_enabled(net)
+    assert torch.equal(net[0].weight, plain[0].weight)  # the original still has its weight
+    net[0](torch.ones(1, 3)).sum().backward()
+    assert net[0].parametrizations.weight.original.grad is not None
 
 
 # -- graphs and executors (need t1c.bridge.executor) -------------------------------------

@@ -1,0 +1,384 @@
+"""`T1CModule`: fine-tune a `.t1c` graph with Lightning, and carry it inside the checkpoint.
+
+The graph is imported once into a trainable :class:`~t1c.bridge.GraphExecutor`
+(``self.executor``); every batch is encoded into spike trains (:mod:`.encoding`),
+unrolled for ``num_steps`` steps with ``run_sequence`` and scored from the output
+spikes. The graph the run started from travels inside every checkpoint, so
+``T1CModule.load_from_checkpoint(ckpt)`` works after the `.t1c` file is gone.
+
+Network state is local to each forward call: ``run_sequence`` starts from the zero
+state and the executor keeps no state between calls, so every training batch, every
+validation batch and every :meth:`T1CModule.predict_with` starts fresh; nothing leaks
+between batches, networks or devices.
+
+Example:
+    >>> import lightning.pytorch as pl
+    >>> from t1c.lightning import DigitsDataModule, T1CModule
+    >>> model = T1CModule("mlp_snn.t1c", num_steps=25, lr=2e-3)        # doctest: +SKIP
+    >>> pl.Trainer(max_epochs=5).fit(model, DigitsDataModule())         # doctest: +SKIP
+    >>> T1CModule.load_from_checkpoint("epoch=4-step=115.ckpt")         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from t1c import ir
+from t1c.bridge import quantize
+from t1c.bridge.executor import GraphExecutor, ir_to_torch
+from t1c.bridge.exporter import to_ir
+from t1c.bridge.modules import LIFModule
+
+from .encoding import check_encoding, encode
+
+__all__ = ["LOSSES", "T1CModule", "graph_from_bytes", "graph_to_bytes", "resolve_spike_grad"]
+
+#: Loss names accepted by :class:`T1CModule` (snnTorch's ``functional`` semantics).
+LOSSES = ("ce_count", "ce_rate", "mse_count", "ce_membrane")
+
+#: Checkpoint keys under which the source graph (serialized `.t1c` bytes) and its path travel.
+CKPT_GRAPH_KEY = "t1c_source_graph"
+CKPT_PATH_KEY = "t1c_source_path"
+
+
+# -- graph (de)serialization ---------------------------------------------------------------
+def graph_to_bytes(graph: ir.Graph) -> bytes:
+    """The exact bytes of ``graph`` written as a `.t1c` file."""
+    with tempfile.TemporaryDirectory(prefix="t1c-") as folder:
+        path = Path(folder) / "graph.t1c"
+        ir.write(path, graph)
+        return path.read_bytes()
+
+
+def graph_from_bytes(blob: bytes) -> ir.Graph:
+    """Read a graph back from :func:`graph_to_bytes`' output (validated like any file)."""
+    with tempfile.TemporaryDirectory(prefix="t1c-") as folder:
+        path = Path(folder) / "graph.t1c"
+        path.write_bytes(bytes(blob))
+        return ir.read(path)
+
+
+def resolve_spike_grad(name: str):
+    """A surrogate gradient by name: ``"atan"`` (t1c's exact copy of snnTorch's default) or
+    any zero-argument factory in ``snntorch.surrogate`` (``"fast_sigmoid"``, ``"sigmoid"``, ...)."""
+    if name == "atan":
+        from t1c.bridge.surrogate import atan
+
+        return atan()
+    import snntorch.surrogate as surrogate
+
+    factory = getattr(surrogate, name, None) if isinstance(name, str) and not name.startswith("_") else None
+    if factory is None or not callable(factory):
+        raise ValueError(
+            f"spike_grad={name!r} is not a surrogate; use 'atan' or a function of snntorch.surrogate "
+            "such as 'fast_sigmoid', 'sigmoid' or 'triangular'"
+        )
+    try:
+        return factory()
+    except TypeError as err:
+        raise ValueError(
+            f"spike_grad={name!r}: snntorch.surrogate.{name}() cannot be built without arguments"
+        ) from err
+
+
+class T1CModule(pl.LightningModule):
+    """A LightningModule that fine-tunes a T1C-IR graph as a spiking classifier.
+
+    Args:
+        graph: the `.t1c` file to start from, or an ``ir.Graph``, or the bytes of a `.t1c`
+            file (what :meth:`load_from_checkpoint` passes). One ``Input`` node and one
+            ``Output`` node of shape ``[num_classes]``.
+        num_steps: time steps each sample is presented for.
+        encoding: ``"rate"`` (Bernoulli spikes of the intensity) or ``"direct"`` (repeated input).
+        loss: ``"ce_count"`` (cross-entropy of spike counts, default), ``"ce_rate"``
+            (cross-entropy at every step, averaged), ``"mse_count"`` (spike counts vs
+            ``correct_rate``/``incorrect_rate`` targets) or ``"ce_membrane"`` (cross-entropy
+            of the output value at every step, averaged; for graphs whose output is not spikes).
+        optimizer: a callable ``params -> Optimizer`` (LightningCLI's ``OptimizerCallable``);
+            it is called with ``lr=lr`` unless it is already a configured partial.
+        lr: learning rate passed to ``optimizer``.
+        qat: train with fake-quantized weights (:func:`t1c.bridge.quantize.enable_qat`).
+        qat_weight_bits: weight width for Affine/Conv2d in QAT (SpikingAffine uses its own).
+        spike_grad: surrogate gradient name (:func:`resolve_spike_grad`).
+        correct_rate, incorrect_rate: firing-rate targets of ``"mse_count"``.
+        learn_beta, learn_threshold: also train the LIF decay / thresholds.
+        eval_seed: seed of the rate encoding during validation (and the default of
+            :meth:`predict_with`), so validation sees the same spikes every epoch.
+
+    The graph the run started from is kept as :attr:`source_graph` (and
+    :attr:`source_path`) and stored in every checkpoint under ``"t1c_source_graph"``.
+    """
+
+    def __init__(
+        self,
+        graph: str | os.PathLike | ir.Graph | bytes,
+        num_steps: int = 25,
+        encoding: str = "rate",
+        loss: str = "ce_count",
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr: float = 1e-3,
+        qat: bool = False,
+        qat_weight_bits: int = 8,
+        spike_grad: str = "atan",
+        correct_rate: float = 0.8,
+        incorrect_rate: float = 0.2,
+        learn_beta: bool = False,
+        learn_threshold: bool = False,
+        eval_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self._check_args(num_steps, encoding, loss, lr, qat_weight_bits, correct_rate, incorrect_rate)
+        self.source_graph, self.source_path = self._read_graph(graph)
+        # The graph itself travels in the checkpoint (on_save_checkpoint), not in hparams.
+        self.save_hyperparameters(ignore=["graph", "optimizer"])
+        self.hparams["graph"] = self.source_path
+        self.optimizer = optimizer
+        self.spike_grad = resolve_spike_grad(spike_grad)
+        self.num_steps, self.encoding, self.loss_name = num_steps, encoding, loss
+
+        self.input_name, self.output_name = self._io_names(self.source_graph)
+        self.input_shape = tuple(int(d) for d in self.source_graph.nodes[self.input_name].shape)
+        out_shape = self.source_graph.output_shapes[self.output_name]
+        if len(out_shape) != 1:
+            raise ValueError(
+                f"T1CModule classifies from a 1-D output, but Output node '{self.output_name}' has "
+                f"shape {list(out_shape)}; end the graph with [num_classes] outputs"
+            )
+        self.num_classes = int(out_shape[0])
+        self.output_is_spikes = self._feeds_spikes(self.source_graph, self.output_name)
+        if loss != "ce_membrane" and not self.output_is_spikes:
+            rank_zero_warn(
+                f"T1CModule(loss={loss!r}): the output of '{self.output_name}' is not spikes (no LIF feeds it); "
+                "loss='ce_membrane' is meant for such graphs"
+            )
+
+        lif = {ir.LIF: lambda node: LIFModule.from_node(
+            node, spike_grad=self.spike_grad, learn_beta=learn_beta, learn_threshold=learn_threshold
+        )}  # fmt: skip
+        self.executor: GraphExecutor = ir_to_torch(self.source_graph, node_map=lif)
+        if qat:
+            quantize.enable_qat(self.executor, qat_weight_bits)
+        self.example_input_array = torch.zeros(1, *self.input_shape)
+        self.train_acc = MulticlassAccuracy(self.num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
+
+    # -- construction helpers ------------------------------------------------------------
+    @staticmethod
+    def _check_args(num_steps, encoding, loss, lr, qat_weight_bits, correct_rate, incorrect_rate) -> None:
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"T1CModule(num_steps={num_steps!r}): must be a positive integer")
+        check_encoding(encoding)
+        if loss not in LOSSES:
+            raise ValueError(f"T1CModule(loss={loss!r}): must be one of {list(LOSSES)}")
+        if not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"T1CModule(lr={lr!r}): must be a positive number")
+        if (
+            isinstance(qat_weight_bits, bool)
+            or not isinstance(qat_weight_bits, int)
+            or not 1 <= qat_weight_bits <= 32
+        ):
+            raise ValueError(f"T1CModule(qat_weight_bits={qat_weight_bits!r}): must be an integer in 1..32")
+        if not 0.0 <= incorrect_rate <= correct_rate <= 1.0:
+            raise ValueError(
+                f"T1CModule(correct_rate={correct_rate!r}, incorrect_rate={incorrect_rate!r}): "
+                "need 0 <= incorrect_rate <= correct_rate <= 1"
+            )
+
+    @staticmethod
+    def _read_graph(graph: Any) -> tuple[ir.Graph, str | None]:
+        if isinstance(graph, ir.Graph):
+            graph.validate()
+            return graph, None
+        if isinstance(graph, (bytes, bytearray, memoryview)):
+            return graph_from_bytes(bytes(graph)), None
+        if isinstance(graph, (str, os.PathLike)):
+            path = Path(graph)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"T1CModule(graph={str(graph)!r}): no such .t1c file; to restore a trained model use "
+                    "T1CModule.load_from_checkpoint(ckpt), which needs no .t1c file"
+                )
+            return ir.read(path), str(path)
+        raise TypeError(
+            f"T1CModule(graph=...) takes a .t1c path, an ir.Graph or .t1c bytes, got {type(graph).__name__}"
+        )
+
+    @staticmethod
+    def _io_names(graph: ir.Graph) -> tuple[str, str]:
+        if len(graph.input_names) != 1 or len(graph.output_names) != 1:
+            raise ValueError(
+                f"T1CModule needs a graph with one Input and one Output node, got inputs "
+                f"{graph.input_names} and outputs {graph.output_names}"
+            )
+        return graph.input_names[0], graph.output_names[0]
+
+    @staticmethod
+    def _feeds_spikes(graph: ir.Graph, output: str) -> bool:
+        """Whether the Output node receives spikes (only LIF nodes feed it)."""
+        preds = graph.predecessors(output)
+        return bool(preds) and all(isinstance(graph.nodes[p], ir.LIF) for p in preds)
+
+    # -- the public helpers (also used by the T1CExport callback) ------------------------
+    def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Encode a static batch ``[B, *input_shape]`` as ``[num_steps, B, *input_shape]``."""
+        return encode(x, self.num_steps, self.encoding, generator=generator)
+
+    def logits(self, ys: Tensor) -> Tensor:
+        """Class scores ``[B, classes]`` from outputs per step ``[T, B, classes]``.
+
+        Spike counts over time when the output is spikes; the mean output over time otherwise.
+        """
+        return ys.sum(0) if self.output_is_spikes else ys.mean(0)
+
+    @torch.no_grad()
+    def predict_with(self, executor: torch.nn.Module, x: Tensor, seed: int | None = None) -> Tensor:
+        """Predicted classes ``[B]`` of any executor on deterministically encoded inputs.
+
+        The encoding is drawn from a generator seeded with ``seed`` (default
+        ``eval_seed``), so the live executor, a re-imported file and a quantized copy see
+        exactly the same spike trains and their predictions are comparable one to one.
+        Ties between classes go to the lowest index.
+
+        Args:
+            executor: anything with ``run_sequence(xs) -> (ys, state)``, e.g. ``self.executor``,
+                ``t1c.bridge.load(path)`` or ``quantize.quantize_executor(self.executor)``.
+            x: static batch ``[B, *input_shape]``.
+            seed: encoding seed.
+        """
+        seed = self.hparams.eval_seed if seed is None else seed
+        device = _device_of(executor, x.device)
+        x = x.to(device)
+        xs = self.encode(x, generator=torch.Generator(device=device).manual_seed(int(seed)))
+        ys, _ = executor.run_sequence(xs)
+        return self.logits(ys).argmax(-1)
+
+    def export_graph(self) -> ir.Graph:
+        """The current network as an ``ir.Graph``: the source topology with trained parameters.
+
+        With QAT on, the exported weights are the fake-quantized ones (on the grid).
+        """
+        executor = self.executor
+        if quantize.qat_enabled(executor):
+            executor = quantize.disable_qat(copy.deepcopy(executor))
+        sample = torch.zeros(1, *self.input_shape, device=_device_of(executor, torch.device("cpu")))
+        graph = to_ir(executor, sample)
+        return graph
+
+    # -- forward and losses --------------------------------------------------------------
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Outputs per step ``[num_steps, B, classes]`` for a static batch ``x``, from the zero state."""
+        ys, _ = self.executor.run_sequence(self.encode(x, generator))
+        return ys
+
+    def compute_loss(self, ys: Tensor, y: Tensor) -> Tensor:
+        """The configured loss of outputs per step ``ys [T, B, C]`` against labels ``y [B]``."""
+        name = self.loss_name
+        if name == "ce_count":
+            return F.cross_entropy(ys.sum(0), y)
+        if name in ("ce_rate", "ce_membrane"):
+            steps = ys.shape[0]
+            return F.cross_entropy(ys.flatten(0, 1), y.repeat(steps), reduction="sum") / (steps * y.shape[0])
+        steps = ys.shape[0]  # mse_count, snntorch.functional.mse_count_loss
+        on, off = int(steps * self.hparams.correct_rate), int(steps * self.hparams.incorrect_rate)
+        target = torch.full_like(ys[0], float(off))
+        target.scatter_(1, y.unsqueeze(1), float(on))
+        return F.mse_loss(ys.sum(0), target) / steps
+
+    # -- Lightning hooks, in the order the Trainer calls them ----------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.executor.parameters() if p.requires_grad]
+        try:
+            return self.optimizer(params, lr=self.hparams.lr)
+        except TypeError as err:
+            if "lr" not in str(err):
+                raise
+            return self.optimizer(params)  # a partial that already fixes lr
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        ys = self(x)
+        loss = self.compute_loss(ys, y)
+        self.train_acc(self.logits(ys), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=len(y))
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        seed = int(self.hparams.eval_seed) + batch_idx
+        ys = self(x, torch.Generator(device=x.device).manual_seed(seed))
+        self.val_acc(self.logits(ys), y)
+        self.log("val_loss", self.compute_loss(ys, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.predict_with(self.executor, x, seed=int(self.hparams.eval_seed) + batch_idx)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CKPT_GRAPH_KEY] = graph_to_bytes(self.source_graph)
+        checkpoint[CKPT_PATH_KEY] = self.source_path
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        blob = checkpoint.get(CKPT_GRAPH_KEY)
+        if blob is None:
+            return
+        stored = graph_from_bytes(blob)
+        diff = ir.topology_diff(stored, self.source_graph)
+        if diff:
+            raise ValueError(
+                "this checkpoint was trained from a graph with a different topology than T1CModule's: "
+                + "; ".join(diff[:5])
+                + " (load it with T1CModule.load_from_checkpoint(ckpt), which rebuilds its own graph)"
+            )
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | os.PathLike | IO,
+        map_location: Any = None,
+        hparams_file: str | os.PathLike | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> T1CModule:
+        """Rebuild a trained module from a checkpoint alone: the source `.t1c` is inside it.
+
+        Arguments as :meth:`lightning.pytorch.LightningModule.load_from_checkpoint`; pass
+        ``graph=`` to override the stored graph (it must have the same topology).
+        """
+        from lightning.fabric.utilities.cloud_io import _load as pl_load
+
+        if not isinstance(checkpoint_path, (str, os.PathLike)):  # a file object: read it once
+            checkpoint_path = io.BytesIO(checkpoint_path.read())
+        checkpoint = pl_load(checkpoint_path, map_location="cpu")
+        if isinstance(checkpoint_path, io.BytesIO):
+            checkpoint_path.seek(0)
+        if "graph" not in kwargs and checkpoint.get(CKPT_GRAPH_KEY) is not None:
+            kwargs["graph"] = checkpoint[CKPT_GRAPH_KEY]
+        model = super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
+        if kwargs.get("graph") is checkpoint.get(CKPT_GRAPH_KEY):
+            model.source_path = checkpoint.get(CKPT_PATH_KEY)
+            model.hparams["graph"] = model.source_path
+        return model
+
+
+def _device_of(module: torch.nn.Module, default: torch.device) -> torch.device:
+    """The device of a module's first parameter or buffer (``default`` when it has none)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return default
