@@ -45,6 +45,7 @@ barrier after each write, so names and the manifest are identical everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -240,7 +241,8 @@ class T1CExport(Callback):
     ) -> None:
         if not self._should_export_at_save(trainer):
             return
-        self._prepare(trainer, pl_module)
+        with _rng_preserved(pl_module):
+            self._prepare(trainer, pl_module)
         self._dirty = True
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -293,7 +295,11 @@ class T1CExport(Callback):
 
     # -- export ---------------------------------------------------------------------------
     def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> _Pending:
-        """Export, verify and measure the in-memory model once per global step."""
+        """Export, verify and measure the in-memory model once per global step.
+
+        Callers hold :func:`_rng_preserved`: building evaluation modules and encoding inputs
+        draw random numbers, and training must continue with the stream it would have had.
+        """
         step = trainer.global_step
         if step in self._pending:
             return self._pending[step]
@@ -349,7 +355,7 @@ class T1CExport(Callback):
             )
         twin = _copy_module(model).eval()
         device = next((p.device for p in twin.parameters()), torch.device("cpu"))
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with torch.no_grad():
             return to_ir(twin, _to_device(sample, device), **self.export_kwargs)
 
     def _find_model(self, pl_module: LightningModule) -> nn.Module:
@@ -431,7 +437,7 @@ class T1CExport(Callback):
         quant_exec = ir_to_quantized(graph, self.weight_bits, self.accumulator_bits).to(device).eval()
         live = _copy_module(pl_module.executor).eval()
         counts = torch.zeros(4, dtype=torch.float64)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with torch.no_grad():
             for index, batch in enumerate(loader):
                 if self.limit_batches is not None and index >= self.limit_batches:
                     break
@@ -474,7 +480,8 @@ class T1CExport(Callback):
 
     # -- without a ModelCheckpoint ----------------------------------------------------------
     def _export_own(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        pending = self._prepare(trainer, pl_module)
+        with _rng_preserved(pl_module):
+            pending = self._prepare(trainer, pl_module)
         values: dict[str, Any] = dict(pending.metrics)
         values.update(epoch=trainer.current_epoch, step=trainer.global_step)
         stem = trainer.strategy.broadcast(sanitize_stem(format_name(self.filename, values)))
@@ -807,6 +814,13 @@ def _batch_input(batch: Any) -> Any:
     """A batch's input: ``batch[0]`` of a tuple/list, ``batch`` itself otherwise, detached."""
     x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
     return x.detach().clone() if isinstance(x, torch.Tensor) else x
+
+
+def _rng_preserved(pl_module: LightningModule) -> contextlib.AbstractContextManager:
+    """Restore the global RNG state (CPU, and the module's GPU) when the block ends."""
+    device = pl_module.device
+    devices = [device.index or 0] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=devices)
 
 
 def _copy_module(module: nn.Module) -> nn.Module:
