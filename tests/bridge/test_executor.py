@@ -1,0 +1,382 @@
+"""GraphExecutor: wiring semantics, explicit state, run_sequence == stepping, errors."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from t1c import ir
+from t1c.bridge import GraphExecutor, LIFModule, ir_to_torch, load
+from t1c.bridge.executor import NodeExecutionError
+
+
+def _lif(n, thr=0.5, **kw) -> ir.LIF:
+    shape = (n,) if isinstance(n, int) else tuple(n)
+    return ir.LIF(
+        tau=np.full(shape, 4.0),
+        r=np.full(shape, 4.0),
+        v_leak=np.zeros(shape),
+        v_threshold=np.full(shape, thr),
+        **kw,
+    )
+
+
+def _affine(out_f, in_f, seed=0) -> ir.Affine:
+    rng = np.random.default_rng(seed)
+    return ir.Affine(weight=rng.normal(0, 0.5, (out_f, in_f)), bias=rng.normal(0, 0.1, out_f))
+
+
+def _inp(*shape) -> ir.Input:
+    return ir.Input(input_type={"input": np.array(shape)})
+
+
+def mlp_graph() -> ir.Graph:
+    return ir.Graph.from_chain(
+        _inp(6),
+        _affine(8, 6),
+        _lif(8),
+        _affine(3, 8, 1),
+        _lif(3, reset_mechanism="subtract", reset_delay=True),
+        ir.Output(),
+        names=["input", "fc1", "lif1", "fc2", "lif2", "output"],
+    )
+
+
+def branchy_graph() -> ir.Graph:
+    """Two outputs, a concatenation, a residual and a plain multi-input sum."""
+    nodes = {
+        "input": _inp(4),
+        "a": _affine(5, 4, 1),
+        "b": _affine(3, 4, 2),
+        "c": _affine(5, 4, 3),
+        "cat": ir.Skip(skip_type="concatenate"),
+        "lif_cat": _lif(
+            8,
+            beta=np.full(8, 0.8, np.float32),
+            reset_mechanism="subtract",
+            reset_delay=True,
+            strict_threshold=True,
+        ),
+        "res": ir.Skip(skip_type="residual"),
+        "lif_sum": _lif(5),
+        "out_cat": ir.Output(),
+        "out_sum": ir.Output(),
+    }
+    edges = [
+        ("input", "a"),
+        ("input", "b"),
+        ("input", "c"),
+        ("b", "cat"),
+        ("a", "cat"),
+        ("cat", "lif_cat"),
+        ("lif_cat", "out_cat"),
+        ("a", "res"),
+        ("c", "res"),
+        ("res", "lif_sum"),
+        ("c", "lif_sum"),
+        ("lif_sum", "out_sum"),
+    ]
+    return ir.Graph(nodes, edges)
+
+
+def step_all(net, xs, state=None):
+    outs = []
+    for t in range(xs.shape[0]):
+        out, state = net(xs[t], state, return_state=True)
+        outs.append(out)
+    if isinstance(outs[0], dict):
+        return {k: torch.stack([o[k] for o in outs]) for k in outs[0]}, state
+    return torch.stack(outs), state
+
+
+def test_semantics_of_concatenate_residual_and_sum() -> None:
+    torch.manual_seed(0)
+    net = ir_to_torch(branchy_graph())
+    x = torch.randn(7, 4)
+    out, state = net(x, return_state=True)
+    assert list(out) == ["out_cat", "out_sum"]  # several outputs: a dict in graph order
+    a, b, c = (net.module_for(n)(x) for n in "abc")
+    ref_cat, _ = net.module_for("lif_cat")(torch.cat([b, a], dim=1))  # edge-list order: b then a
+    ref_sum, _ = net.module_for("lif_sum")((a + c) + c)
+    assert torch.equal(out["out_cat"], ref_cat)
+    assert torch.equal(out["out_sum"], ref_sum)
+    assert set(state) == {"lif_cat", "lif_sum"}
+
+
+@pytest.mark.parametrize("graph_fn", [mlp_graph, branchy_graph])
+def test_run_sequence_equals_stepping_with_gradients(graph_fn) -> None:
+    torch.manual_seed(1)
+    net = ir_to_torch(graph_fn())
+    xs = torch.randn(12, 5, *net.io_shapes["input"]) * 2
+    ys_step, st_step = step_all(net, xs)
+    ys_seq, st_seq = net.run_sequence(xs)
+    if isinstance(ys_step, dict):
+        ys_step, ys_seq = torch.cat(list(ys_step.values()), -1), torch.cat(list(ys_seq.values()), -1)
+    assert ys_step.sum() > 0
+    assert torch.equal(ys_step, ys_seq)
+    # Membranes agree to rounding: BLAS may round a [T*B, in] matmul's last bit
+    # differently from T matmuls of [B, in] (it picks kernels by matrix size).
+    for k in st_step:
+        torch.testing.assert_close(st_step[k], st_seq[k], rtol=0, atol=1e-5)
+    w = torch.randn_like(ys_step)
+    grads = []
+    for ys in (ys_step, ys_seq):
+        net.zero_grad()
+        (ys * w).sum().backward(retain_graph=True)
+        grads.append([p.grad.clone() for p in net.parameters()])
+    for g1, g2 in zip(*grads):
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+
+
+def test_run_sequence_continues_from_state() -> None:
+    torch.manual_seed(2)
+    net = ir_to_torch(mlp_graph())
+    xs = torch.randn(10, 3, 6) * 2
+    ys_all, st_all = net.run_sequence(xs)
+    ys1, st1 = net.run_sequence(xs[:4])
+    ys2, st2 = net.run_sequence(xs[4:], st1)
+    assert torch.equal(torch.cat([ys1, ys2]), ys_all)
+    assert all(torch.equal(st2[k], st_all[k]) for k in st_all)
+
+
+def test_state_is_explicit_and_per_instance() -> None:
+    torch.manual_seed(3)
+    net1, net2 = ir_to_torch(mlp_graph()), ir_to_torch(mlp_graph())
+    xs = torch.randn(6, 2, 6) * 3
+    ref, _ = step_all(net1, xs)
+    # Interleaving another executor (and calls without state) changes nothing.
+    state1 = net1.reset_state()
+    outs = []
+    for t in range(xs.shape[0]):
+        net2(torch.randn(2, 6) * 5)
+        net1(torch.randn(2, 6) * 5)
+        out, state1 = net1(xs[t], state1, return_state=True)
+        outs.append(out)
+    assert torch.equal(torch.stack(outs), ref)
+    # With state=None every call starts from zero: the same input gives the same output.
+    assert torch.equal(net1(xs[0]), net1(xs[0]))
+
+
+def test_return_state_default_from_constructor() -> None:
+    net = ir_to_torch(mlp_graph(), return_state=True)
+    out, state = net(torch.randn(2, 6))
+    assert out.shape == (2, 3) and set(state) == {"lif1", "lif2"}
+    assert isinstance(net(torch.randn(2, 6), return_state=False), torch.Tensor)
+
+
+def test_node_map_overrides_defaults() -> None:
+    seen = []
+
+    def one_arg(node):
+        return nn.Identity() if isinstance(node, ir.LIF) else None
+
+    def two_args(node, name):
+        seen.append(name)
+        return nn.Tanh() if name == "lif2" else None
+
+    x = torch.randn(4, 6)
+    net = ir_to_torch(mlp_graph(), node_map=one_arg)
+    assert isinstance(net.module_for("lif1"), nn.Identity)
+    fc1, fc2 = net.module_for("fc1"), net.module_for("fc2")
+    torch.testing.assert_close(net(x), fc2(fc1(x)))
+    net = ir_to_torch(mlp_graph(), node_map=two_args)
+    assert isinstance(net.module_for("lif2"), nn.Tanh) and isinstance(net.module_for("lif1"), LIFModule)
+    assert {"fc1", "lif1", "fc2", "lif2"} <= set(seen)
+    net = ir_to_torch(
+        mlp_graph(), node_map={ir.Affine: lambda node: nn.Linear(*node.weight.shape[::-1], bias=False)}
+    )
+    assert net.module_for("fc1").bias is None
+
+
+def test_error_inside_a_node_names_it() -> None:
+    net = ir_to_torch(mlp_graph(), node_map=lambda node, name: nn.Linear(3, 3) if name == "fc2" else None)
+    with pytest.raises(NodeExecutionError, match=r"while executing node 'fc2' \(Affine\)") as info:
+        net(torch.randn(2, 6))
+    assert info.value.node == "fc2"
+    with pytest.raises(NodeExecutionError, match="'fc2'"):
+        net.run_sequence(torch.randn(3, 2, 6))
+
+
+def test_bad_input_shape_names_the_input_node() -> None:
+    net = ir_to_torch(mlp_graph())
+    with pytest.raises(ValueError, match=r"Input node 'input' expects \[B, 6\]"):
+        net(torch.randn(2, 5))
+    with pytest.raises(ValueError, match=r"\[T, B, 6\]"):
+        net.run_sequence(torch.randn(2, 6))
+
+
+def test_invalid_graph_fails_before_build() -> None:
+    built = []
+
+    def spy(node):
+        built.append(node)
+
+    bad = ir.Graph(
+        {"input": _inp(6), "fc": _affine(3, 5), "output": ir.Output()},
+        [("input", "fc"), ("fc", "output")],
+        validate=False,
+    )
+    with pytest.raises(ir.T1CFormatError, match="'fc'"):
+        ir_to_torch(bad, node_map=spy)
+    assert built == []
+
+
+def test_unknown_primitive_says_how_to_fix() -> None:
+    class Mystery(ir.Node):
+        TYPE = ""
+
+        def output_shape(self, input_shapes):
+            return input_shapes[0]
+
+    g = ir.Graph({"input": _inp(3), "m": Mystery(), "output": ir.Output()}, [("input", "m"), ("m", "output")])
+    with pytest.raises(ir.T1CFormatError, match="node 'm'.*node_map"):
+        ir_to_torch(g)
+    net = ir_to_torch(g, node_map=lambda node: nn.ReLU() if isinstance(node, Mystery) else None)
+    assert torch.equal(net(torch.tensor([[-1.0, 0.0, 2.0]])), torch.tensor([[0.0, 0.0, 2.0]]))
+
+
+def test_float64_moves_parameters_and_state() -> None:
+    torch.manual_seed(4)
+    net = ir_to_torch(mlp_graph()).to(torch.float64)
+    xs = torch.randn(5, 2, 6, dtype=torch.float64)
+    ys, state = net.run_sequence(xs)
+    assert ys.dtype == torch.float64 and all(v.dtype == torch.float64 for v in state.values())
+    ys_step, _ = step_all(net, xs)
+    assert torch.equal(ys, ys_step)
+    ref, _ = ir_to_torch(mlp_graph()).run_sequence(xs.float())
+    assert (ys.float() != ref).float().mean() < 0.05  # same network, other rounding
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    torch.manual_seed(5)
+    net = ir_to_torch(branchy_graph())
+    xs = torch.randn(8, 4, 4)
+    ref, _ = net.run_sequence(xs)
+    out, state = net.to("cuda").run_sequence(xs.cuda())
+    assert all(v.is_cuda for v in state.values())
+    for k in ref:
+        torch.testing.assert_close(out[k].cpu(), ref[k])
+
+
+def test_recurrent_graph_is_stepped() -> None:
+    torch.manual_seed(6)
+    nodes = {
+        "input": _inp(4),
+        "fc": _affine(6, 4),
+        "lif": _lif(6),
+        "rec": _affine(6, 6, 1),
+        "output": ir.Output(),
+    }
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")]
+    net = ir_to_torch(ir.Graph(nodes, edges, allow_cycles=True))
+    assert net.is_recurrent
+    xs = torch.randn(9, 3, 4) * 2
+    ys, state = net.run_sequence(xs)
+    assert set(state) == {"lif", "rec/output"}
+    # By hand: the recurrent input is last step's output of "rec".
+    fc, lif, rec = (net.module_for(n) for n in ("fc", "lif", "rec"))
+    v, prev, outs = None, torch.zeros(3, 6), []
+    for t in range(9):
+        s, v = lif(fc(xs[t]) + prev, v)
+        prev = rec(s)
+        outs.append(s)
+    assert torch.equal(ys, torch.stack(outs))
+
+
+def test_structure_and_set_module() -> None:
+    g = mlp_graph()
+    net = ir_to_torch(g)
+    assert net.node_names == list(g.nodes) and net.edges == g.edges
+    assert net.node_types["lif1"] == "LIF" and net.input_names == ["input"] and net.output_names == ["output"]
+    assert net.io_shapes == {"input": (6,), "output": (3,)}
+    assert net.stateful_names == ["lif1", "lif2"]
+    assert net.module_for("input") is None
+    with pytest.raises(KeyError, match="nope"):
+        net.module_for("nope")
+    twin = copy.deepcopy(net)
+    new = nn.Linear(8, 3)
+    twin.set_module("fc2", new)
+    assert twin.module_for("fc2") is new and net.module_for("fc2") is not new
+    x = torch.randn(2, 6) * 5
+    s1, _ = twin.module_for("lif1")(twin.module_for("fc1")(x))
+    ref, _ = twin.module_for("lif2")(new(s1))
+    assert torch.equal(twin(x), ref)
+    with pytest.raises(KeyError, match="input"):
+        twin.set_module("input", nn.Identity())
+
+
+def test_node_names_that_torch_rejects_as_attributes() -> None:
+    nodes = {"input": _inp(3), "layer.1": _affine(3, 3), "update": _lif(3), "output": ir.Output()}
+    g = ir.Graph(nodes, [("input", "layer.1"), ("layer.1", "update"), ("update", "output")])
+    net = ir_to_torch(g)
+    assert isinstance(net.module_for("update"), LIFModule)
+    out, state = net(torch.randn(2, 3), return_state=True)
+    assert set(state) == {"update"}
+
+
+def test_load_reads_a_file(tmp_path) -> None:
+    ir.write(tmp_path / "mlp.t1c", mlp_graph())
+    net = load(tmp_path / "mlp.t1c")
+    assert isinstance(net, GraphExecutor)
+    ref = ir_to_torch(mlp_graph())
+    xs = torch.randn(4, 2, 6)
+    assert torch.equal(net.run_sequence(xs)[0], ref.run_sequence(xs)[0])
+
+
+@pytest.mark.parametrize(
+    "node, shape, ref",
+    [
+        (
+            ir.Conv2d(
+                weight=np.random.default_rng(0).normal(size=(4, 2, 3, 3)),
+                bias=np.ones(4),
+                stride=2,
+                padding=1,
+                dilation=1,
+                groups=1,
+            ),
+            (2, 9, 9),
+            lambda m, x: F.conv2d(x, m.weight, m.bias, 2, 1),
+        ),
+        (
+            ir.Conv2d(weight=np.random.default_rng(1).normal(size=(4, 1, 3, 3)), groups=2, dilation=2),
+            (2, 9, 9),
+            lambda m, x: F.conv2d(x, m.weight, m.bias, 1, 0, 2, 2),
+        ),
+        (
+            ir.MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+            (2, 8, 8),
+            lambda m, x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True),
+        ),
+        (
+            ir.AvgPool2d(kernel_size=2, padding=1, count_include_pad=False),
+            (2, 7, 7),
+            lambda m, x: F.avg_pool2d(x, 2, 2, 1, count_include_pad=False),
+        ),
+        (ir.Upsample(scale_factor=2), (2, 3, 3), lambda m, x: F.interpolate(x, scale_factor=2)),
+        (
+            ir.Upsample(size=[5, 7], mode="bilinear", align_corners=True),
+            (2, 3, 3),
+            lambda m, x: F.interpolate(x, size=(5, 7), mode="bilinear", align_corners=True),
+        ),
+        (ir.Flatten(start_dim=1, end_dim=2), (2, 3, 4), lambda m, x: x.flatten(2, 3)),
+        (ir.Flatten(start_dim=0, end_dim=-1), (2, 3, 4), lambda m, x: x.flatten(1)),
+        (ir.Flatten(start_dim=-2, end_dim=-1), (2, 3, 4), lambda m, x: x.flatten(-2, -1)),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, ir.Node) else "",
+)
+def test_default_modules_compute_the_primitive(node, shape, ref) -> None:
+    g = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array(shape)}), node, ir.Output(), names=["input", "n", "output"]
+    )
+    net = ir_to_torch(g)
+    x = torch.randn(2, *shape)
+    out = net(x)
+    assert tuple(out.shape[1:]) == g.output_shapes["n"]
+    torch.testing.assert_close(out, ref(net.module_for("n"), x))

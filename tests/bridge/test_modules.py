@@ -1,0 +1,210 @@
+"""The t1c modules: LIF semantics against a literal reference, surrogates, IR round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from t1c import ir
+from t1c.bridge import LIFModule, SepConv2dModule, SkipModule, SpikingAffineModule
+from t1c.bridge.surrogate import atan, spike
+
+N = 10
+
+
+def plain_node(**kw) -> ir.LIF:
+    rng = np.random.default_rng(0)
+    return ir.LIF(
+        tau=rng.uniform(2, 12, N),
+        r=rng.uniform(1, 4, N),
+        v_leak=rng.uniform(-0.1, 0.2, N),
+        v_threshold=rng.uniform(0.5, 1.2, N),
+        **kw,
+    )
+
+
+def reference_lif(node: ir.LIF, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """docs/lif_extensions.md's plain-update algorithm, literally, in float32 numpy."""
+    f = np.float32
+    beta = f(1) - f(1) / node.tau
+    thr = node.v_threshold
+    mech = node.reset_mechanism or "zero"
+    ge = (lambda x: x > 0) if node.strict_threshold else (lambda x: x >= 0)
+    v = np.zeros(xs.shape[1:], f)
+    spikes, mems = [], []
+    for i in xs:
+        if node.reset_delay:
+            reset = ge(v - thr).astype(f)
+            if mech == "zero":
+                v = (f(1) - reset) * v
+            v = beta * v + (f(1) - beta) * (node.v_leak + node.r * i)
+            if mech == "subtract":
+                v = v - reset * thr
+            s = ge(v - thr).astype(f)
+        else:
+            v = beta * v + (f(1) - beta) * (node.v_leak + node.r * i)
+            s = ge(v - thr).astype(f)
+            if mech == "zero":
+                v = np.where(s > 0, f(0), v)
+            elif mech == "subtract":
+                v = v - s * thr
+        spikes.append(s)
+        mems.append(v)
+    return np.stack(spikes), np.stack(mems)
+
+
+@pytest.mark.parametrize("mech", [None, "zero", "subtract", "none"])
+@pytest.mark.parametrize("delay", [None, True])
+@pytest.mark.parametrize("strict", [None, True])
+def test_plain_lif_follows_documented_algorithm(mech, delay, strict) -> None:
+    node = plain_node(reset_mechanism=mech, reset_delay=delay, strict_threshold=strict)
+    xs = np.random.default_rng(1).uniform(0, 0.6, (30, 4, N)).astype(np.float32)
+    ref_s, ref_v = reference_lif(node, xs)
+    lif = LIFModule.from_node(node)
+    v, spikes, mems = None, [], []
+    for x in torch.from_numpy(xs):
+        s, v = lif(x, v)
+        spikes.append(s)
+        mems.append(v)
+    assert ref_s.sum() > 0
+    np.testing.assert_array_equal(torch.stack(spikes).numpy(), ref_s)
+    np.testing.assert_allclose(torch.stack(mems).numpy(), ref_v, rtol=0, atol=1e-6)
+    s_seq, v_seq = lif.forward_sequence(torch.from_numpy(xs))
+    np.testing.assert_array_equal(s_seq.numpy(), ref_s)
+    np.testing.assert_allclose(v_seq.numpy(), ref_v[-1], rtol=0, atol=1e-6)
+
+
+def test_threshold_equality_fires_unless_strict() -> None:
+    base = dict(tau=np.ones(1), r=np.ones(1), v_leak=np.zeros(1), v_threshold=np.ones(1))
+    x = torch.ones(1, 1)  # tau = 1: v = i exactly
+    assert LIFModule(**base)(x)[0].item() == 1.0
+    assert LIFModule(**base, strict_threshold=True)(x)[0].item() == 0.0
+
+
+def test_zero_state_is_created_like_the_input() -> None:
+    lif = LIFModule.from_node(plain_node()).to(torch.float64)
+    s, v = lif(torch.rand(3, N, dtype=torch.float64))
+    assert s.dtype == v.dtype == torch.float64 and v.shape == (3, N)
+    with pytest.raises(ValueError, match=r"neurons of shape \[10\].*\[batch, 10\]"):
+        lif(torch.rand(3, N + 1, dtype=torch.float64))
+
+
+def test_surrogate_is_choosable_and_forward_stays_exact() -> None:
+    snn_surrogate = pytest.importorskip("snntorch.surrogate")
+    node = plain_node()
+    xs = torch.rand(20, 4, N)
+    default = LIFModule.from_node(node)
+    custom = LIFModule.from_node(node, spike_grad=snn_surrogate.fast_sigmoid(slope=10))
+    triangle = LIFModule.from_node(node, spike_grad=lambda x: (x > 0).float() + 0 * torch.relu(1 - x.abs()))
+    outs, grads = [], []
+    for lif in (default, custom, triangle):
+        x = xs.clone().requires_grad_(True)
+        s, _ = lif.forward_sequence(x)
+        s.sum().backward()
+        outs.append(s)
+        grads.append(x.grad)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+    assert grads[0].abs().sum() > 0 and grads[1].abs().sum() > 0
+    assert not torch.allclose(grads[0], grads[1])
+    with pytest.raises(TypeError, match="spike_grad"):
+        LIFModule.from_node(node, spike_grad="atan")
+
+
+def test_atan_gradient_equals_snntorch() -> None:
+    snn_surrogate = pytest.importorskip("snntorch.surrogate")
+    x1 = torch.linspace(-2, 2, 41, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    spike(x1, atan(), strict=True).sum().backward()
+    snn_surrogate.atan()(x2).sum().backward()
+    assert torch.equal(x1.grad, x2.grad) and x1.grad.abs().min() > 0
+    assert spike(torch.zeros(1), atan(), strict=False).item() == 1.0
+    with pytest.raises(ValueError, match="alpha"):
+        atan(alpha=0)
+
+
+def test_learnable_tau_in_plain_mode_trains_and_exports() -> None:
+    torch.manual_seed(0)
+    node = plain_node()
+    lif = LIFModule.from_node(node, learn_beta=True, learn_threshold=True)
+    assert {n for n, _ in lif.named_parameters()} == {"tau", "v_threshold"}
+    s, _ = lif.forward_sequence(torch.rand(15, 4, N))
+    s.sum().backward()
+    assert lif.tau.grad.abs().sum() > 0 and lif.v_threshold.grad.abs().sum() > 0
+    with torch.no_grad():
+        lif.tau += 1.0
+    back = lif.to_node()
+    np.testing.assert_allclose(back.tau, node.tau + 1, rtol=1e-6)
+    assert back.beta is None
+
+
+def test_lif_to_node_round_trips_every_field() -> None:
+    node = plain_node(
+        beta=np.full(N, 0.9, np.float32), reset_mechanism="subtract", reset_delay=True, strict_threshold=True
+    )
+    back = LIFModule.from_node(node).to_node()
+    assert back.to_fields().keys() == node.to_fields().keys()
+    for key, value in node.to_fields().items():
+        np.testing.assert_array_equal(np.asarray(back.to_fields()[key]), np.asarray(value))
+    plain = LIFModule.from_node(plain_node()).to_node()
+    assert plain.beta is None and plain.reset_mechanism is None and plain.reset_delay is None
+
+
+def test_skip_module() -> None:
+    a, b = torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4)
+    assert torch.equal(SkipModule("concatenate")(a, b), torch.cat([a, b], 1))
+    assert torch.equal(SkipModule("residual")(a, a * 2), a + a * 2)
+    assert SkipModule("passthrough")(a) is a
+    with pytest.raises(ValueError, match="one input"):
+        SkipModule("passthrough")(a, a)
+    with pytest.raises(ValueError, match="skip_type='sum'"):
+        SkipModule("sum")
+    assert SkipModule.from_node(ir.Skip(skip_type="residual")).to_node().skip_type == "residual"
+
+
+def test_sepconv_module_matches_functional_and_round_trips() -> None:
+    rng = np.random.default_rng(2)
+    node = ir.SepConv2d(
+        depthwise_weight=rng.normal(size=(3, 1, 3, 3)),
+        pointwise_weight=rng.normal(size=(5, 3, 1, 1)),
+        depthwise_bias=rng.normal(size=3),
+        pointwise_bias=rng.normal(size=5),
+        stride=2,
+        padding=1,
+        dilation=1,
+    )
+    m = SepConv2dModule.from_node(node)
+    x = torch.randn(2, 3, 8, 8)
+    dw = F.conv2d(
+        x, torch.from_numpy(node.depthwise_weight), torch.from_numpy(node.depthwise_bias), 2, 1, 1, 3
+    )
+    ref = F.conv2d(dw, torch.from_numpy(node.pointwise_weight), torch.from_numpy(node.pointwise_bias))
+    torch.testing.assert_close(m(x), ref)
+    back = m.to_node()
+    for key, value in node.to_fields().items():
+        np.testing.assert_array_equal(np.asarray(back.to_fields()[key]), np.asarray(value))
+    assert tuple(m(x).shape[1:]) == node.output_shape([(3, 8, 8)])
+
+
+def test_spiking_affine_module() -> None:
+    rng = np.random.default_rng(3)
+    node = ir.SpikingAffine(
+        weight=rng.normal(size=(4, 6)),
+        bias=rng.normal(size=4),
+        spike_mode="graded",
+        weight_bits=4,
+        accumulator_bits=12,
+    )
+    m = SpikingAffineModule.from_node(node)
+    assert isinstance(m, torch.nn.Linear)
+    assert (m.spike_mode, m.weight_bits, m.accumulator_bits) == ("graded", 4, 12)
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(m(x), x @ torch.from_numpy(node.weight).T + torch.from_numpy(node.bias))
+    back = m.to_node()
+    assert (back.spike_mode, back.weight_bits, back.accumulator_bits) == ("graded", 4, 12)
+    np.testing.assert_array_equal(back.weight, node.weight)
+    with pytest.raises(ValueError, match="accumulator_bits=2"):
+        SpikingAffineModule(6, 4, weight_bits=4, accumulator_bits=2)
+    with pytest.raises(ValueError, match="spike_mode='spiky'"):
+        SpikingAffineModule(6, 4, spike_mode="spiky")
