@@ -100,6 +100,8 @@ def spike(x: torch.Tensor, spike_grad: SpikeFn, strict: bool) -> torch.Tensor:
         spike_grad: a surrogate: :class:`ATan`, an snnTorch surrogate or any callable.
         strict: fire on ``x > 0`` (snnTorch) instead of ``x >= 0`` (plain T1C-IR LIF).
     """
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return (x > 0 if strict else x >= 0).to(x.dtype)  # no gradient: skip autograd
     if type(spike_grad) is ATan:
         return _ATanSpike.apply(x, spike_grad.alpha, strict)
     out = spike_grad(x)
