@@ -1,0 +1,187 @@
+"""docs/support.md is true: every row of its tables is checked against the exporter."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import snntorch as snn
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from t1c import ir
+from t1c.bridge.executor import ir_to_torch
+from t1c.bridge.export_maps import ExportError
+from t1c.bridge.exporter import to_ir
+from t1c.bridge.modules import LIFModule, SepConv2dModule, SkipModule, SpikingAffineModule
+
+SUPPORT = Path(__file__).resolve().parents[2] / "docs" / "support.md"
+NAMESPACE = {
+    "nn": nn,
+    "snn": snn,
+    "torch": torch,
+    "LIFModule": LIFModule,
+    "SkipModule": SkipModule,
+    "SepConv2dModule": SepConv2dModule,
+    "SpikingAffineModule": SpikingAffineModule,
+}
+STATUSES = ("exact", "approximated", "refused")
+
+
+def table(heading: str) -> list[dict[str, str]]:
+    """The rows of the markdown table under ``## heading``, cells stripped of backticks."""
+    lines = SUPPORT.read_text().splitlines()
+    start = lines.index(f"## {heading}")
+    end = next((i for i, ln in enumerate(lines[start + 1 :]) if ln.startswith("## ")), len(lines))
+    rows = [ln for ln in lines[start + 1 : start + 1 + end] if ln.startswith("|")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    out = []
+    for line in rows[2:]:
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        out.append(dict(zip(header, cells)))
+    return out
+
+
+MODULE_ROWS = table("Modules")
+OP_ROWS = table("Operations inside `forward`")
+
+
+def names(cell: str) -> list[str]:
+    return [c.strip() for c in cell.split(",") if c.strip()]
+
+
+def test_tables_are_well_formed():
+    assert len(MODULE_ROWS) >= 20 and len(OP_ROWS) >= 4
+    for row in MODULE_ROWS + OP_ROWS:
+        assert row["status"] in STATUSES, row
+
+
+def run_steps(model: nn.Module, xs: torch.Tensor) -> torch.Tensor:
+    for m in model.modules():
+        if isinstance(m, snn.SpikingNeuron):
+            m.mem = torch.zeros(0)
+    with torch.no_grad():
+        outs = [model(x) for x in xs]
+    return torch.stack([o[0] if isinstance(o, tuple) else o for o in outs])
+
+
+def check_row(model: nn.Module, sample_shape: list[int], row: dict[str, str], tmp_path) -> None:
+    torch.manual_seed(0)
+    steps = 1 if any(getattr(m, "stateful", False) for m in model.modules()) else 4
+    xs = torch.rand(steps, *sample_shape, generator=torch.Generator().manual_seed(0)) * 2
+    if row["status"] == "refused":
+        with pytest.raises(ExportError), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            to_ir(model, xs[0])
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = to_ir(model, xs[0])
+    if "warning" in row["notes"]:
+        assert caught, f"{row['example']}: the notes promise a warning"
+    body = [n for n in graph.topological_order() if n not in graph.input_names + graph.output_names]
+    assert [graph.nodes[n].TYPE for n in body] == names(row["primitive"])
+    ir.write(tmp_path / "row.t1c", graph)
+    executor = ir_to_torch(ir.read(tmp_path / "row.t1c"))
+    assert [type(executor.module_for(n)).__name__ for n in body] == names(row["module on import"])
+    expected = run_steps(model.eval(), xs)
+    state, outs = None, []
+    with torch.no_grad():  # stepped like the model: same batch size, same float operations
+        for x in xs:
+            y, state = executor(x, state, return_state=True)
+            outs.append(y)
+    actual = torch.stack(outs)
+    if row["status"] == "exact":
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+    else:
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("row", MODULE_ROWS, ids=[r["torch / snnTorch"] for r in MODULE_ROWS])
+def test_module_row(row, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = eval(row["example"], dict(NAMESPACE))  # noqa: S307 - the project's own docs
+    if isinstance(model[-1], nn.BatchNorm1d | nn.BatchNorm2d) and len(model) > 1:
+        model.train()
+        model(torch.rand(8, *eval(row["sample"])[1:]) * 3)  # non-trivial running statistics
+    check_row(model, eval(row["sample"]), row, tmp_path)
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.fc(x) + x
+
+
+class Concat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 3), nn.Linear(8, 5)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], dim=1)
+
+
+class Flat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        return torch.flatten(self.conv(x), 1)
+
+
+class Relu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(F.relu(x))
+
+
+class Times(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(x) * 2
+
+
+OP_MODELS = {
+    "x + y": (Residual, [2, 8], ["Affine", "Skip"], ["Linear", "SkipModule"]),
+    "torch.cat([a, b], dim=1)": (
+        Concat,
+        [2, 8],
+        ["Affine", "Affine", "Skip"],
+        ["Linear", "Linear", "SkipModule"],
+    ),
+    "torch.flatten(x, 1)": (Flat, [2, 2, 3, 3], ["Conv2d", "Flatten"], ["Conv2d", "Flatten"]),
+    "F.relu(x)": (Relu, [2, 8], ["Affine"], ["Linear"]),
+    "x * 2": (Times, [2, 8], None, None),
+}
+
+
+def test_every_operation_row_has_a_check():
+    assert sorted(r["operation"] for r in OP_ROWS) == sorted(OP_MODELS)
+
+
+@pytest.mark.parametrize("row", OP_ROWS, ids=[r["operation"] for r in OP_ROWS])
+def test_operation_row(row, tmp_path):
+    cls, shape, types, modules = OP_MODELS[row["operation"]]
+    if row["status"] == "refused":
+        with pytest.warns(UserWarning, match="has no T1C-IR equivalent"):
+            to_ir(cls(), torch.rand(*shape))
+        return
+    if row["primitive"]:
+        assert names(row["primitive"])[0] in types and names(row["module on import"])[0] in modules
+    check_row(
+        cls(), shape, {**row, "primitive": ", ".join(types), "module on import": ", ".join(modules)}, tmp_path
+    )
