@@ -170,17 +170,38 @@ def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None
     Raises:
         CommandError: the checkpoint is not a T1CModule's, or the export changed topology.
     """
+    import tempfile
+
     import torch
 
     from .lightning import T1CModule
+    from .lightning.module import CKPT_GRAPH_KEY
 
     checkpoint = Path(checkpoint)
     try:
-        module = T1CModule.load_from_checkpoint(checkpoint, map_location="cpu")
-    except (KeyError, TypeError, RuntimeError, ValueError) as err:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch reports a bad file with many exception types
         raise CommandError(
             f"'{checkpoint}' could not be loaded as a T1CModule checkpoint ({type(err).__name__}: {err})"
         ) from None
+    blob = saved.get(CKPT_GRAPH_KEY) if isinstance(saved, dict) else None
+    if blob is None:
+        raise CommandError(
+            f"'{checkpoint}' could not be loaded as a T1CModule checkpoint (it holds no source graph "
+            f"under '{CKPT_GRAPH_KEY}'; was it saved while training a T1CModule?)"
+        )
+    # The source graph travels inside the checkpoint. It is handed over as a file path:
+    # a checkpoint saved by LightningCLI is rebuilt through jsonargparse, which reads a
+    # `graph` argument as a path.
+    with tempfile.TemporaryDirectory(prefix="t1c-export-") as folder:
+        source = Path(folder) / "source.t1c"
+        source.write_bytes(blob)
+        try:
+            module = T1CModule.load_from_checkpoint(checkpoint, map_location="cpu", graph=str(source))
+        except (KeyError, TypeError, RuntimeError, ValueError) as err:
+            raise CommandError(
+                f"'{checkpoint}' could not be loaded as a T1CModule checkpoint ({type(err).__name__}: {err})"
+            ) from None
     module.eval()
     graph = module.export_graph()
     diffs = ir.topology_diff(module.source_graph, graph)
@@ -190,7 +211,6 @@ def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None
         from .bridge.quantize import attach_integer_weights
 
         graph = attach_integer_weights(graph, weight_bits=integer_weight_bits)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
     graph.metadata.update(
         {
             "checkpoint": checkpoint.name,
@@ -226,13 +246,23 @@ def make_cli(args: Sequence[str], **kwargs: Any):
 
     from .lightning import T1CModule
 
+    class T1CLightningCLI(LightningCLI):
+        """LightningCLI that parses the arguments it is given, and only those.
+
+        ``t1c fit`` always passes its arguments explicitly, so Lightning's warning about
+        ``args`` given next to ``sys.argv`` would fire on every run; it does not apply.
+        """
+
+        def parse_arguments(self, parser, args) -> None:
+            self.config = parser.parse_args(args)
+
     options: dict[str, Any] = {
         "subclass_mode_data": True,
         "save_config_kwargs": {"overwrite": True},
         "auto_configure_optimizers": False,
     }
     options.update(kwargs)
-    return LightningCLI(T1CModule, LightningDataModule, args=list(args), **options)
+    return T1CLightningCLI(T1CModule, LightningDataModule, args=list(args), **options)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -267,27 +267,30 @@ def finetune(
 
 
 def manifest_rows(manifest_path: str | Path) -> list[dict[str, Any]]:
-    """One row per exported checkpoint, oldest first: file names and the t1c/* metrics."""
+    """One row per `.t1c` in the manifest, in step order: file names and t1c/* metrics.
+
+    The manifest (written by :class:`~t1c.lightning.T1CExport`) maps each `.t1c` file name
+    to its checkpoint (relative to the manifest's folder), epoch, global step and metrics.
+    """
     from .lightning.naming import read_manifest
 
     manifest_path = Path(manifest_path)
-    exports = read_manifest(manifest_path)["exports"]
     rows = []
-    for key, entry in exports.items():
+    for name, entry in read_manifest(manifest_path)["exports"].items():
         metrics = entry.get("metrics", {})
         rows.append(
             {
-                "checkpoint": Path(entry.get("checkpoint", key)).name,
-                "t1c": str(manifest_path.parent / Path(entry.get("t1c", entry.get("export", ""))).name),
-                "epoch": entry.get("epoch", metrics.get("epoch")),
-                "step": entry.get("step", entry.get("global_step", metrics.get("step"))),
+                "checkpoint": entry.get("checkpoint") or "-",
+                "t1c": str(manifest_path.parent / name),
+                "epoch": entry.get("epoch"),
+                "step": entry.get("global_step"),
                 "float_acc": metrics.get("t1c/float_acc"),
                 "quant_acc": metrics.get("t1c/quant_acc"),
                 "quant_gap": metrics.get("t1c/quant_gap"),
                 "agreement": metrics.get("t1c/export_agreement"),
             }
         )
-    rows.sort(key=lambda r: (r["step"] if isinstance(r["step"], (int, float)) else -1, r["checkpoint"]))
+    rows.sort(key=lambda r: (r["step"] if isinstance(r["step"], int) else -1, r["checkpoint"] == "last.ckpt"))
     return rows
 
 

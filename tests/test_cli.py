@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +190,171 @@ def test_parser_lists_every_command():
     help_text = build_parser().format_help()
     for command in ("fit", "inspect", "verify", "export"):
         assert command in help_text
+
+
+# -- fit (LightningCLI) and export -----------------------------------------------------------
+FAST = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--model.num_steps=4",
+]
+
+
+@pytest.fixture
+def in_tmp(tmp_path):
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(old)
+
+
+def _source(kind: str, path: Path, fixtures_dir: Path) -> Path:
+    """The source graph a config expects, built small (the recipes' own builders)."""
+    import torch
+
+    from t1c import demo
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "digits":
+        path.write_bytes((fixtures_dir / "mlp_snn.t1c").read_bytes())
+    elif kind == "resnet_block":
+        from tests.test_recipes import load_recipe
+
+        model = load_recipe("resnet_block").ResidualSNN(hidden=12)
+        demo.export_model(model, path, torch.zeros(1, 64))
+    else:
+        demo.export_model(
+            demo.build_digits_snn(hidden=12), path, torch.zeros(1, 64), spiking=True, weight_bits=4
+        )
+    return path
+
+
+CONFIG_SOURCES = {
+    "digits": "demo_runs/digits_snn.t1c",
+    "resnet_block": "demo_runs/resnet_block/source.t1c",
+    "qat_4bit": "demo_runs/qat_4bit/source.t1c",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_SOURCES))
+def test_fit_with_each_config(name, in_tmp, fixtures_dir):
+    import yaml
+
+    config = REPO / "configs" / f"{name}.yaml"
+    assert yaml.safe_load(config.read_text())["model"]["graph"] == CONFIG_SOURCES[name]
+    source = ir.read(_source(name, in_tmp / CONFIG_SOURCES[name], fixtures_dir))
+    assert main(["fit", "--config", str(config), *FAST]) == EXIT_OK
+    manifests = list((in_tmp / "demo_runs" / "cli" / name).rglob("t1c_exports.json"))
+    assert len(manifests) == 1
+    exports = json.loads(manifests[0].read_text())["exports"]
+    assert {"epoch=0-step=2.t1c", "last.t1c"} <= set(exports)
+    for file_name, entry in exports.items():
+        assert 0.0 <= entry["metrics"]["t1c/quant_acc"] <= 1.0
+        assert ir.topology_diff(source, ir.read(manifests[0].parent / file_name)) == []
+
+
+def test_fit_command_line_overrides_yaml(in_tmp, fixtures_dir):
+    from t1c.cli import make_cli
+
+    _source("digits", in_tmp / CONFIG_SOURCES["digits"], fixtures_dir)
+    cli = make_cli(
+        [
+            "--config",
+            str(REPO / "configs" / "digits.yaml"),
+            "--model.lr=0.005",
+            "--data.init_args.batch_size=32",
+            "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+            "--trainer.callbacks.monitor=val_acc",
+        ],
+        run=False,
+    )
+    from t1c.lightning import DigitsDataModule, T1CExport
+
+    assert cli.model.hparams.lr == 0.005
+    assert isinstance(cli.datamodule, DigitsDataModule) and cli.datamodule.batch_size == 32
+    export = [c for c in cli.trainer.callbacks if isinstance(c, T1CExport)]
+    assert len(export) == 1 and export[0].weight_bits == 8
+
+
+def test_fit_tensor_datamodule_from_command_line(in_tmp, fixtures_dir):
+    import numpy as np_
+
+    _source("digits", in_tmp / CONFIG_SOURCES["digits"], fixtures_dir)
+    rng = np_.random.default_rng(0)
+    np_.savez(in_tmp / "data.npz", x=rng.random((60, 64), dtype=np_.float32), y=np_.arange(60) % 10)
+    rc = main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs" / "digits.yaml"),
+            *FAST,
+            "--data=t1c.lightning.TensorDataModule",
+            "--data.path=data.npz",
+            "--data.batch_size=16",
+        ]
+    )
+    assert rc == EXIT_OK
+    assert list((in_tmp / "demo_runs" / "cli" / "digits").rglob("last.t1c"))
+
+
+def test_fit_help_lists_model_data_and_callbacks(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--model.graph", "--model.num_steps", "--model.qat", "--data", "--trainer.callbacks"):
+        assert option in out
+
+
+def test_fit_bad_option_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model.no_such_option=1"])
+    assert exit_info.value.code == 2
+
+
+@pytest.fixture
+def trained_checkpoint(in_tmp, fixtures_dir):
+    """A real T1CModule checkpoint from `t1c fit`, plus the source graph it started from."""
+    source_path = _source("digits", in_tmp / CONFIG_SOURCES["digits"], fixtures_dir)
+    assert main(["fit", "--config", str(REPO / "configs" / "digits.yaml"), *FAST]) == EXIT_OK
+    ckpt = next((in_tmp / "demo_runs").rglob("epoch=0-step=2.ckpt"))
+    return ckpt, ir.read(source_path), source_path
+
+
+def test_export_checkpoint_without_source_file(trained_checkpoint, capsys):
+    ckpt, source, source_path = trained_checkpoint
+    source_path.unlink()  # the graph travels inside the checkpoint
+    out = ckpt.parent / "exported.t1c"
+    assert main(["export", str(ckpt), "-o", str(out)]) == EXIT_OK
+    assert f"wrote {out}" in capsys.readouterr().out
+    exported = ir.read(out)
+    assert ir.topology_diff(source, exported) == []
+    assert exported.metadata["checkpoint"] == ckpt.name
+    assert exported.metadata["global_step"] == 2
+    beside = ir.read(ckpt.with_suffix(".t1c"))  # what T1CExport wrote at that checkpoint
+    np.testing.assert_array_equal(exported.nodes["fc1"].weight, beside.nodes["fc1"].weight)
+    assert not np.array_equal(exported.nodes["fc1"].weight, source.nodes["fc1"].weight)
+
+
+def test_export_with_integer_weights(trained_checkpoint):
+    ckpt, _, _ = trained_checkpoint
+    out = ckpt.parent / "int8.t1c"
+    assert main(["export", str(ckpt), "-o", str(out), "--integer-weights", "8"]) == EXIT_OK
+    fc1 = ir.read(out).nodes["fc1"]
+    assert fc1.weight_int is not None and int(np.abs(fc1.weight_int).max()) <= 127
+
+
+def test_export_errors_exit_2(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(tmp_path / "x.t1c")]) == EXIT_ERROR
+    assert "does not exist" in capsys.readouterr().err
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"junk")
+    assert main(["export", str(junk), "-o", str(tmp_path / "x.t1c")]) == EXIT_ERROR
+    assert "could not be loaded as a T1CModule checkpoint" in capsys.readouterr().err
+    assert main(["export", str(junk), "-o", str(tmp_path / "no" / "x.t1c")]) == EXIT_ERROR
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,152 @@
+"""`make demo` (t1c.demo): its pieces, a reduced run, and the full run's accuracy bar."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import snntorch as snn
+import torch
+
+from t1c import demo, ir
+from t1c.lightning.naming import write_manifest
+
+
+def _manifest(tmp_path):
+    entry = {
+        "epoch": 0,
+        "global_step": 23,
+        "checkpoint": "epoch=0-step=23.ckpt",
+        "metrics": {
+            "t1c/float_acc": 0.95,
+            "t1c/quant_acc": 0.9444,
+            "t1c/quant_gap": 0.0056,
+            "t1c/export_agreement": 1.0,
+        },
+    }
+    later = dict(entry, epoch=1, global_step=46, checkpoint="epoch=1-step=46.ckpt")
+    last = dict(later, checkpoint="last.ckpt")
+    path = tmp_path / "t1c_exports.json"
+    write_manifest(
+        path,
+        {
+            "version": 1,
+            "exports": {"last.t1c": last, "epoch=1-step=46.t1c": later, "epoch=0-step=23.t1c": entry},
+        },
+    )
+    return path
+
+
+def test_build_digits_snn_is_a_named_snntorch_chain():
+    model = demo.build_digits_snn(hidden=16)
+    assert [type(m) for m in model] == [torch.nn.Linear, snn.Leaky, torch.nn.Linear, snn.Leaky]
+    assert list(dict(model.named_children())) == ["fc1", "lif1", "fc2", "lif2"]
+    assert demo.spike_counts(model, torch.ones(3, 5, 64)).shape == (5, 10)
+
+
+def test_reset_neurons_touches_only_its_model():
+    a, b = demo.build_digits_snn(hidden=8), demo.build_digits_snn(hidden=8)
+    a(torch.ones(2, 64) * 5)
+    b(torch.ones(2, 64) * 5)
+    demo.reset_neurons(a)
+    assert torch.count_nonzero(a.lif1.mem) == 0
+    assert torch.count_nonzero(b.lif1.mem) > 0
+
+
+def test_spike_counts_start_from_zero_state():
+    model = demo.build_digits_snn(hidden=8)
+    xs = (torch.rand(6, 4, 64) < 0.5).float()
+    first = demo.spike_counts(model, xs)
+    assert torch.equal(first, demo.spike_counts(model, xs))
+
+
+def test_manifest_rows_in_step_order(tmp_path):
+    rows = demo.manifest_rows(_manifest(tmp_path))
+    assert [r["checkpoint"] for r in rows] == ["epoch=0-step=23.ckpt", "epoch=1-step=46.ckpt", "last.ckpt"]
+    assert rows[0]["t1c"] == str(tmp_path / "epoch=0-step=23.t1c")
+    assert rows[0]["quant_acc"] == pytest.approx(0.9444)
+
+
+def test_accuracy_table_formats_percentages(tmp_path):
+    table = demo.accuracy_table(demo.manifest_rows(_manifest(tmp_path)), weight_bits=8)
+    lines = table.splitlines()
+    assert lines[0].split() == [
+        "checkpoint",
+        "epoch",
+        "step",
+        "float",
+        "acc",
+        "8-bit",
+        "acc",
+        "gap",
+        "agreement",
+    ]
+    assert lines[2].split() == ["epoch=0-step=23.ckpt", "0", "23", "95.0%", "94.4%", "+0.6", "pt", "100.0%"]
+
+
+def test_prepare_source_builds_once(tmp_path):
+    messages: list[str] = []
+    path = tmp_path / "src.t1c"
+    demo.prepare_source(path, hidden=8, epochs=0, log=messages.append)
+    graph = ir.read(path)
+    assert [n.TYPE for n in graph.nodes.values()] == ["Input", "Affine", "LIF", "Affine", "LIF", "Output"]
+    assert graph.nodes["fc1"].weight.shape == (8, 64)
+    stamp = path.stat().st_mtime_ns
+    demo.prepare_source(path, hidden=8, epochs=0, log=messages.append)
+    assert path.stat().st_mtime_ns == stamp
+    assert "exists" in messages[-1]
+
+
+def test_pretrain_learns_digits():
+    torch.manual_seed(0)
+    dm = demo.digits_data(seed=0)
+    model = demo.build_digits_snn(hidden=32)
+    before = demo.accuracy(model, dm.val_dataloader(), num_steps=5)
+    demo.pretrain(model, dm.train_dataloader(), epochs=2, num_steps=5, lr=5e-3)
+    after = demo.accuracy(model, dm.val_dataloader(), num_steps=5)
+    assert after > max(before, 0.5)
+
+
+def test_demo_main_reduced(tmp_path, capsys):
+    torch.manual_seed(0)
+    rc = demo.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--max-epochs",
+            "1",
+            "--pretrain-epochs",
+            "1",
+            "--hidden",
+            "16",
+            "--num-steps",
+            "4",
+            "--limit-train-batches",
+            "2",
+            "--limit-val-batches",
+            "1",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "digits_snn.t1c").is_file()
+    manifest = tmp_path / "fit" / "checkpoints" / "t1c_exports.json"
+    assert str(manifest) in out and "8-bit acc" in out
+    rows = demo.manifest_rows(manifest)
+    assert rows and all(isinstance(r["quant_acc"], float) for r in rows)
+    assert ir.topology_diff(ir.read(tmp_path / "digits_snn.t1c"), ir.read(rows[-1]["t1c"])) == []
+
+
+@pytest.mark.slow
+def test_full_demo_reaches_the_accuracy_bar(tmp_path, capsys):
+    """The real `make demo` settings: float >= 0.95 and 8-bit within 1 point, in < 2 min."""
+    demo.main(["--out", str(tmp_path), "--prepare-only"])
+    start = time.perf_counter()
+    assert demo.main(["--out", str(tmp_path), "--no-progress"]) == 0
+    seconds = time.perf_counter() - start
+    last = demo.manifest_rows(tmp_path / "fit" / "checkpoints" / "t1c_exports.json")[-1]
+    capsys.readouterr()
+    assert last["float_acc"] >= 0.95
+    assert last["float_acc"] - last["quant_acc"] <= 0.01
+    assert seconds < 120
