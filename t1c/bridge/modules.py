@@ -286,6 +286,8 @@ class LIFModule(nn.Module):
                 f"LIFModule.forward_sequence expects [T, B, {', '.join(map(str, self.neuron_shape))}], "
                 f"got {list(xs.shape)}"
             )
+        if xs.shape[0] == 0:
+            raise ValueError("LIFModule.forward_sequence needs at least one time step, got T = 0")
         if v is None:
             v = torch.zeros_like(xs[0])
         decay, gain = self._coefficients()
@@ -343,34 +345,32 @@ class _LIFSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, c, v0, a, thr, mech, delay, strict, alpha):  # noqa: D102
         spikes = torch.empty_like(c)
-        states = torch.empty_like(c)  # v_t (delayed) or w_t (immediate)
-        # v_t after an immediate reset (with no reset it is w_t itself).
+        states = torch.empty_like(c)  # v_t (delayed reset) or w_t (immediate reset)
+        # v_t after an immediate reset; with no reset it is w_t itself.
         after = torch.empty_like(c) if not delay and mech != "none" else None
-        v = v0
         shift = v0 - thr
         r0 = (shift > 0 if strict else shift >= 0).to(c.dtype)
-        r = r0
+        v, r = v0, r0
         for t in range(c.shape[0]):
-            if delay:
+            if delay:  # r: the reset decided from v_{t-1}, i.e. last step's spike
                 u = (1 - r) * v if mech == "zero" else v
-                w = torch.add(a * u, c[t], out=states[t] if mech != "subtract" else None)
+                w = a * u + c[t]
                 if mech == "subtract":
-                    w = torch.sub(w, r * thr, out=states[t])
-                shift = w - thr
-                s = spikes[t]
-                s.copy_(shift > 0 if strict else shift >= 0)
-                r, v = s, w
+                    w = w - r * thr
             else:
-                w = torch.add(a * v, c[t], out=states[t])
-                shift = w - thr
-                s = spikes[t]
-                s.copy_(shift > 0 if strict else shift >= 0)
-                if mech == "zero":
-                    v = torch.mul(1 - s, w, out=after[t])
-                elif mech == "subtract":
-                    v = torch.sub(w, s * thr, out=after[t])
-                else:
-                    v = w
+                w = a * v + c[t]
+            states[t] = w
+            shift = w - thr
+            s = spikes[t]
+            s.copy_(shift > 0 if strict else shift >= 0)
+            if delay:
+                r, v = s, states[t]
+            elif mech == "zero":
+                v = torch.mul(1 - s, w, out=after[t])
+            elif mech == "subtract":
+                v = torch.sub(w, s * thr, out=after[t])
+            else:
+                v = states[t]
         ctx.save_for_backward(spikes, states, after, v0, a, thr, r0)
         ctx.config = (mech, delay, alpha)
         return spikes, v.clone()
@@ -379,52 +379,59 @@ class _LIFSequence(torch.autograd.Function):
     def backward(ctx, g_spikes, g_v):  # noqa: D102
         spikes, states, after, v0, a, thr, r0 = ctx.saved_tensors
         mech, delay, alpha = ctx.config
-        T = spikes.shape[0]
         q = atan_derivative(states - thr, alpha)
         q = q * g_spikes if g_spikes is not None else torch.zeros_like(q)
         g_v = torch.zeros_like(v0) if g_v is None else g_v
-        grads = torch.empty_like(q)
         keep = 1 - spikes if mech == "zero" else None
+        resets = torch.cat([r0.unsqueeze(0), spikes[:-1]]) if delay else None
         if delay:
-            g = grads[T - 1]
-            torch.add(q[T - 1], g_v, out=g)
-            factor = a * keep if keep is not None else a
-            for t in range(T - 2, -1, -1):
-                f = factor[t] if keep is not None else factor
-                g = torch.addcmul(q[t], f, g, out=grads[t])
-            r0_keep = (1 - r0) if mech == "zero" else None
-            g_v0 = a * g if r0_keep is None else a * r0_keep * g
-            h_all = None
+            grads = _delayed_recurrence(q, g_v, a, keep)
+            g_v0 = a * grads[0] if mech != "zero" else a * (1 - r0) * grads[0]
         else:
-            h = g_v
-            h_list = []
-            for t in range(T - 1, -1, -1):
-                h_list.append(h)
-                g = (
-                    torch.addcmul(q[t], keep[t], h, out=grads[t])
-                    if keep is not None
-                    else torch.add(q[t], h, out=grads[t])
-                )
-                h = a * g
-            g_v0 = h
-            h_all = torch.stack(h_list[::-1]) if ctx.needs_input_grad[3] and mech == "subtract" else None
+            grads, h_all = _immediate_recurrence(q, g_v, a, keep)
+            g_v0 = a * grads[0]
         g_a = g_thr = None
-        if ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # d/da of a * u_t, u_t the membrane the decay acts on
             prev = torch.cat([v0.unsqueeze(0), (states if after is None else after)[:-1]])
             if delay and mech == "zero":
-                resets = torch.cat([r0.unsqueeze(0), spikes[:-1]])
                 prev = (1 - resets) * prev
             g_a = _reduce_to(grads * prev, a.shape)
-        if ctx.needs_input_grad[3]:
+        if ctx.needs_input_grad[3]:  # thr enters the spike and the subtractive reset
             g_thr = -q
             if mech == "subtract":
-                if delay:
-                    resets = torch.cat([r0.unsqueeze(0), spikes[:-1]])
-                    g_thr = g_thr - resets * grads
-                else:
-                    g_thr = g_thr - spikes * h_all
+                g_thr = g_thr - (resets * grads if delay else spikes * h_all)
             g_thr = _reduce_to(g_thr, thr.shape)
         return grads, g_v0, g_a, g_thr, None, None, None, None
+
+
+def _delayed_recurrence(q, g_last, a, keep):
+    """``g_t = q_t + a * keep_t * g_{t+1}``, ``g_{T-1} = q_{T-1} + g_last`` (dL/dv_t)."""
+    T = q.shape[0]
+    grads = torch.empty_like(q)
+    g = torch.add(q[T - 1], g_last, out=grads[T - 1])
+    factor = a if keep is None else a * keep
+    for t in range(T - 2, -1, -1):
+        g = torch.addcmul(q[t], factor if keep is None else factor[t], g, out=grads[t])
+    return grads
+
+
+def _immediate_recurrence(q, g_last, a, keep):
+    """``g_t = q_t + keep_t * h_t`` with ``h_t = a * g_{t+1}``, ``h_{T-1} = g_last``.
+
+    Returns ``(g, h)``: dL/dw_t (before the reset) and dL/dv_t (after it).
+    """
+    T = q.shape[0]
+    grads, hs = torch.empty_like(q), torch.empty_like(q)
+    h = g_last
+    for t in range(T - 1, -1, -1):
+        hs[t] = h
+        g = (
+            torch.add(q[t], h, out=grads[t])
+            if keep is None
+            else torch.addcmul(q[t], keep[t], h, out=grads[t])
+        )
+        h = a * g
+    return grads, hs
 
 
 def _reduce_to(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:
