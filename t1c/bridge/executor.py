@@ -11,9 +11,13 @@ and frees values after their last use. Semantics follow ``SEMANTICS.md``:
   ``{node name: tensor}`` in and out, ``state=None`` meaning the zero state. The executor
   keeps no state between calls.
 
-:meth:`GraphExecutor.run_sequence` runs ``T`` steps at once, exactly as stepping would:
+:meth:`GraphExecutor.run_sequence` runs ``T`` steps at once, as stepping would:
 stateless nodes see all ``T * B`` samples in one call (one matmul per layer) and only
-stateful nodes loop over time.
+stateful nodes loop over time. Every element-wise computation is bit-identical to
+stepping; a BLAS matmul over ``T * B`` rows may round a last bit differently from ``T``
+matmuls over ``B`` rows (the library picks kernels by size), so membranes agree to
+float rounding and spikes agree except for a membrane within that rounding of its
+threshold (none in the tests and the reference fixtures).
 
 Example:
     >>> import torch
@@ -324,10 +328,12 @@ class GraphExecutor(nn.Module):
             outputs) and the state after the last step.
         """
         seqs = self._inputs(xs, seq=True)
+        T, B = seqs[0].shape[:2]
+        if T == 0:
+            raise ValueError("run_sequence needs at least one time step, got xs with T = 0")
         state = {} if state is None else state
         if self._back_slots:
             return self._step_sequence(seqs, state)
-        T, B = seqs[0].shape[:2]
         vals: list = [None] * self._n_slots
         new_state: State = {}
         step = None

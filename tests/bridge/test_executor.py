@@ -380,3 +380,8 @@ def test_default_modules_compute_the_primitive(node, shape, ref) -> None:
     out = net(x)
     assert tuple(out.shape[1:]) == g.output_shapes["n"]
     torch.testing.assert_close(out, ref(net.module_for("n"), x))
+
+
+def test_run_sequence_needs_a_time_step() -> None:
+    with pytest.raises(ValueError, match="T = 0"):
+        ir_to_torch(mlp_graph()).run_sequence(torch.zeros(0, 2, 6))
