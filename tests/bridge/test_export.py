@@ -464,3 +464,22 @@ def test_exported_graph_writes_and_reads_back(tmp_path):
     back = ir.read(tmp_path / "net.t1c")
     assert ir.topology_diff(graph, back) == []
     assert back.content_hash() == graph.content_hash()
+
+
+class ExplicitState(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+        self.lif = snn.Leaky(beta=0.5)
+
+    def forward(self, x, mem):
+        spk, mem = self.lif(self.fc(x), mem)
+        return spk, mem
+
+
+def test_sample_may_be_the_forward_arguments_or_only_the_input():
+    x = torch.rand(2, 3)
+    from_tuple = to_ir(ExplicitState(), (x, torch.zeros(2, 4)))
+    from_tensor = to_ir(ExplicitState(), x)  # the membrane argument gets None (zero state)
+    assert from_tuple.edges == from_tensor.edges == [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+    assert from_tuple.nodes["lif"].shape == (4,)
