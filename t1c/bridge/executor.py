@@ -97,6 +97,11 @@ class GraphExecutor(nn.Module):
     ``multi_input = True`` gets each incoming value as a separate argument. Stateless
     modules must treat batch elements independently (``run_sequence`` folds time into
     the batch).
+
+    Recurrent graphs (``ir.Graph(..., allow_cycles=True)``): an edge back to an earlier
+    node carries its source's output of the previous step (zero at the first step),
+    kept in the state under ``"<source>/output"`` (``/`` never occurs in node names).
+    ``run_sequence`` steps such graphs.
     """
 
     def __init__(

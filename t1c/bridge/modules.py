@@ -81,9 +81,11 @@ class LIFModule(nn.Module):
     Example:
         >>> import torch
         >>> lif = LIFModule(tau=[2.0], r=[2.0], v_leak=[0.0], v_threshold=[1.0])
-        >>> s, v = lif(torch.tensor([[1.5]]))
+        >>> s, v = lif(torch.tensor([[0.75]]))  # v = 0.5*0 + 0.5*(0 + 2*0.75)
         >>> s, v
         (tensor([[0.]]), tensor([[0.7500]]))
+        >>> lif(torch.tensor([[0.75]]), v)  # 0.5*0.75 + 0.75 >= 1: spike, reset to 0
+        (tensor([[1.]]), tensor([[0.]]))
     """
 
     #: The executor passes this module its state and expects ``(output, state)`` back.

@@ -19,8 +19,12 @@ Example:
     >>> import torch
     >>> from t1c.bridge.surrogate import atan, spike
     >>> x = torch.tensor([-0.5, 0.0, 0.5], requires_grad=True)
-    >>> spike(x, atan(), strict=False)
-    tensor([0., 1., 1.], grad_fn=<ATanSpikeBackward>)
+    >>> s = spike(x, atan(), strict=False)
+    >>> s
+    tensor([0., 1., 1.], grad_fn=<_ATanSpikeBackward>)
+    >>> s.sum().backward()
+    >>> x.grad  # snnTorch's atan'(x) = 1 / (1 + (pi * x)^2)
+    tensor([0.2884, 1.0000, 0.2884])
 """
 
 from __future__ import annotations
@@ -46,9 +50,6 @@ class _ATanSpike(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor):  # noqa: D102
         (x,) = ctx.saved_tensors
         return atan_derivative(x, ctx.alpha) * grad_output, None, None
-
-
-_ATanSpike.__name__ = "ATanSpike"
 
 
 def atan_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
