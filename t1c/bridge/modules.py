@@ -207,12 +207,14 @@ class LIFModule(nn.Module):
         src = self.beta if self.snntorch_mode else self.tau
         if torch.is_grad_enabled() and src.requires_grad:
             return self._compute_coefficients(src)
-        key = (src.data_ptr(), src._version, src.dtype, src.device, torch.is_inference_mode_enabled())
+        # Holding ``src`` itself makes the identity test safe (its memory cannot be reused);
+        # tensors made in inference mode cannot enter autograd later, hence the flag.
+        key = (src._version, torch.is_inference_mode_enabled())
         cache = self._coef_cache
-        if cache is None or cache[0] != key:
+        if cache is None or cache[0] is not src or cache[1] != key:
             with torch.no_grad():
-                cache = self._coef_cache = (key, self._compute_coefficients(src))
-        return cache[1]
+                cache = self._coef_cache = (src, key, self._compute_coefficients(src))
+        return cache[2]
 
     def _compute_coefficients(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.snntorch_mode:

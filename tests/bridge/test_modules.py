@@ -247,3 +247,28 @@ def test_forward_sequence_equals_stepping_values_and_gradients(snn_mode, mech, d
     assert torch.equal(seq_s, ref_s) and torch.equal(seq_v, ref_v)
     for g_ref, g_seq in zip(ref_g, grads_of(seq_s, seq_v)):
         torch.testing.assert_close(g_seq, g_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_cached_decay_follows_parameter_changes() -> None:
+    lif = LIFModule(tau=[2.0], r=[2.0], v_leak=[0.0], v_threshold=[10.0])
+    x = torch.ones(1, 1)
+    with torch.no_grad():
+        assert lif(x)[1].item() == 1.0  # b = 0.5: 0.5 * 2 * 1
+        lif.tau.fill_(4.0)  # in place
+        assert lif(x)[1].item() == 0.5  # b = 0.75: 0.25 * 2 * 1
+        lif.r.fill_(8.0)
+        assert lif(x)[1].item() == 2.0
+        lif.tau = torch.tensor([1.0])  # replaced
+        assert lif(x)[1].item() == 8.0
+        lif.double()
+        assert lif(x.double())[1].dtype == torch.float64
+
+
+def test_inference_mode_then_training() -> None:
+    lif = LIFModule.from_node(plain_node())
+    with torch.inference_mode():
+        lif.forward_sequence(torch.rand(3, 2, N))
+    x = torch.rand(3, 2, N, requires_grad=True)
+    s, _ = lif.forward_sequence(x)
+    s.sum().backward()
+    assert x.grad is not None
