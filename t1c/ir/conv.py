@@ -16,8 +16,13 @@ from .node import Node, Shape, as_float_array, as_int, as_pair, merged_sum_shape
 
 
 def conv_output_hw(
-    hw: tuple[int, int], kernel: np.ndarray, stride: np.ndarray, padding: np.ndarray,
-    dilation: np.ndarray, *, ceil_mode: bool = False,
+    hw: tuple[int, int],
+    kernel: np.ndarray,
+    stride: np.ndarray,
+    padding: np.ndarray,
+    dilation: np.ndarray,
+    *,
+    ceil_mode: bool = False,
 ) -> tuple[int, int]:
     """torch's output-size rule for convolutions and pools, per spatial dim."""
     out = []
@@ -119,10 +124,14 @@ class SepConv2d(Node):
                 f"must be [C', {dw.shape[0]}, 1, 1], got {list(pw.shape)}", field="pointwise_weight"
             )
         self.depthwise_bias = _bias(
-            as_float_array(self.depthwise_bias, "depthwise_bias", allow_none=True), dw.shape[0], "depthwise_bias"
+            as_float_array(self.depthwise_bias, "depthwise_bias", allow_none=True),
+            dw.shape[0],
+            "depthwise_bias",
         )
         self.pointwise_bias = _bias(
-            as_float_array(self.pointwise_bias, "pointwise_bias", allow_none=True), pw.shape[0], "pointwise_bias"
+            as_float_array(self.pointwise_bias, "pointwise_bias", allow_none=True),
+            pw.shape[0],
+            "pointwise_bias",
         )
         self.stride = as_pair(self.stride, "stride", minimum=1)
         self.padding = as_pair(self.padding, "padding", minimum=0)

@@ -9,7 +9,6 @@ field at fault so that a message can say exactly where to look.
 from __future__ import annotations
 
 
-
 class T1CFormatError(ValueError):
     """A graph or `.t1c` file that is not valid T1C-IR.
 

@@ -67,9 +67,11 @@ class Graph:
     @classmethod
     def from_chain(cls, *nodes: Node, names: Iterable[str] | None = None, metadata=None) -> Graph:
         """A plain chain ``nodes[0] -> nodes[1] -> ...``; names default to ``type_index``."""
-        names = list(names) if names is not None else [
-            f"{type(n).__name__.lower()}_{i}" for i, n in enumerate(nodes)
-        ]
+        names = (
+            list(names)
+            if names is not None
+            else [f"{type(n).__name__.lower()}_{i}" for i, n in enumerate(nodes)]
+        )
         if len(names) != len(nodes):
             raise T1CFormatError(f"{len(names)} names for {len(nodes)} nodes")
         return cls(dict(zip(names, nodes)), list(zip(names[:-1], names[1:])), metadata)
@@ -107,7 +109,9 @@ class Graph:
         for i, (src, dst) in enumerate(self.edges):
             for end, field in ((src, "edges/src"), (dst, "edges/dst")):
                 if end not in self.nodes:
-                    raise T1CFormatError(f"edge {i} ({src} -> {dst}) names a node that does not exist", node=end, field=field)
+                    raise T1CFormatError(
+                        f"edge {i} ({src} -> {dst}) names a node that does not exist", node=end, field=field
+                    )
             if src == dst:
                 raise T1CFormatError(f"edge {i} is a self loop", node=src, field="edges")
             if (src, dst) in seen:
@@ -144,7 +148,8 @@ class Graph:
             if not self.allow_cycles:
                 raise T1CFormatError(
                     f"the graph has a cycle through {stuck}; pass allow_cycles=True for a recurrent graph",
-                    node=stuck[0], field="edges",
+                    node=stuck[0],
+                    field="edges",
                 )
             order += stuck  # recurrent: back edges carry last step's values
         return order

@@ -20,7 +20,7 @@ def _port_shape(value: Any, field: str) -> dict[str, np.ndarray]:
     if isinstance(value, dict):
         if len(value) != 1:
             raise T1CFormatError(f"must name exactly one port, got {list(value)}", field=field)
-        (key, shape), = value.items()
+        ((key, shape),) = value.items()
         return {str(key): as_shape(shape, "shape")}
     return {field.split("_")[0]: as_shape(value, "shape")}
 

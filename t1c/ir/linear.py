@@ -7,7 +7,17 @@ import dataclasses
 import numpy as np
 
 from .errors import T1CFormatError
-from .node import Node, Shape, as_choice, as_float, as_float_array, as_int, as_int_array, merged_sum_shape, spec
+from .node import (
+    Node,
+    Shape,
+    as_choice,
+    as_float,
+    as_float_array,
+    as_int,
+    as_int_array,
+    merged_sum_shape,
+    spec,
+)
 
 SPIKE_MODES = ("binary", "graded", "rate")
 
@@ -39,12 +49,15 @@ def check_integer_weights(node) -> None:
         return
     if node.weight_int.shape != node.weight.shape:
         raise T1CFormatError(
-            f"has shape {list(node.weight_int.shape)} but weight has {list(node.weight.shape)}", field="weight_int"
+            f"has shape {list(node.weight_int.shape)} but weight has {list(node.weight.shape)}",
+            field="weight_int",
         )
     if node.weight_scale is None or not node.weight_scale > 0:
         raise T1CFormatError("must be a positive number when weight_int is given", field="weight_scale")
     if node.bias_int is not None and node.bias_int.shape != node.bias.shape:
-        raise T1CFormatError(f"has shape {list(node.bias_int.shape)}, expected {list(node.bias.shape)}", field="bias_int")
+        raise T1CFormatError(
+            f"has shape {list(node.bias_int.shape)}, expected {list(node.bias.shape)}", field="bias_int"
+        )
 
 
 def _dense_output(weight: np.ndarray, input_shapes: list[Shape]) -> Shape:

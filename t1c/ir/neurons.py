@@ -53,7 +53,9 @@ class LIF(Node):
         if self.beta is not None:
             self.beta = as_float_array(self.beta, "beta")
             if self.beta.shape != shape:
-                raise T1CFormatError(f"has shape {list(self.beta.shape)} but tau has {list(shape)}", field="beta")
+                raise T1CFormatError(
+                    f"has shape {list(self.beta.shape)} but tau has {list(shape)}", field="beta"
+                )
         if self.reset_mechanism is not None:
             self.reset_mechanism = as_choice(self.reset_mechanism, "reset_mechanism", RESET_MECHANISMS)
         if self.reset_delay is not None:

@@ -59,7 +59,7 @@ class Node:
     def to_fields(self) -> dict[str, Any]:
         """The datasets of this node's group, as numpy values or Python scalars."""
         out: dict[str, Any] = {}
-        for name, (kind, _optional) in self.field_specs().items():
+        for name in self.field_specs():
             value = getattr(self, name)
             if value is None:
                 continue

@@ -22,7 +22,9 @@ def _image(input_shapes: list[Shape]) -> Shape:
 
 def _pool_fields(node) -> None:
     node.kernel_size = as_pair(node.kernel_size, "kernel_size", minimum=1)
-    node.stride = node.kernel_size.copy() if node.stride is None else as_pair(node.stride, "stride", minimum=1)
+    node.stride = (
+        node.kernel_size.copy() if node.stride is None else as_pair(node.stride, "stride", minimum=1)
+    )
     node.padding = as_pair(node.padding, "padding", minimum=0)
     if (2 * node.padding > node.kernel_size).any():
         raise T1CFormatError(
@@ -34,7 +36,9 @@ def _pool_fields(node) -> None:
 
 def _pool_output(node, input_shapes: list[Shape], dilation: np.ndarray) -> Shape:
     shape = _image(input_shapes)
-    hw = conv_output_hw(shape[1:], node.kernel_size, node.stride, node.padding, dilation, ceil_mode=node.ceil_mode)
+    hw = conv_output_hw(
+        shape[1:], node.kernel_size, node.stride, node.padding, dilation, ceil_mode=node.ceil_mode
+    )
     if min(hw) < 1:
         raise T1CFormatError(f"leaves an empty output of size {list(hw)}", field="kernel_size")
     return (shape[0], *hw)
@@ -95,7 +99,10 @@ class Upsample(Node):
         elif self.scale_factor is None:
             raise T1CFormatError("needs scale_factor or size", field="scale_factor")
         else:
-            self.scale_factor = as_int(self.scale_factor, "scale_factor", minimum=1)
+            scale = self.scale_factor
+            if isinstance(scale, (float, np.floating)) and float(scale).is_integer():
+                scale = int(scale)  # torch's nn.Upsample stores scale_factor=2 as 2.0
+            self.scale_factor = as_int(scale, "scale_factor", minimum=1)
         self.mode = as_choice(self.mode, "mode", UPSAMPLE_MODES)
         self.align_corners = as_bool(self.align_corners, "align_corners")
         if self.align_corners and self.mode == "nearest":

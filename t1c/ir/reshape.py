@@ -29,7 +29,9 @@ class Flatten(Node):
         start = self.start_dim + rank if self.start_dim < 0 else self.start_dim
         end = self.end_dim + rank if self.end_dim < 0 else self.end_dim
         if not 0 <= start < max(rank, 1):
-            raise T1CFormatError(f"{self.start_dim} is out of range for shape {list(shape)}", field="start_dim")
+            raise T1CFormatError(
+                f"{self.start_dim} is out of range for shape {list(shape)}", field="start_dim"
+            )
         if not start <= end < max(rank, 1):
             raise T1CFormatError(f"{self.end_dim} is out of range for shape {list(shape)}", field="end_dim")
         flat = 1

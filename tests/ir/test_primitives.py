@@ -312,3 +312,11 @@ def test_input_accepts_a_plain_shape_and_output_shape_is_inferred():
     g = ir.Graph.from_chain(ir.Input(input_type=[4, 2]), ir.Flatten(), ir.Output(), names=["i", "f", "o"])
     assert g.nodes["i"].shape == (4, 2)
     assert g.nodes["o"].shape == (8,)
+
+
+def test_upsample_takes_torchs_float_scale_factor_when_it_is_whole():
+    assert ir.Upsample(scale_factor=2.0).scale_factor == 2
+    assert type(ir.Upsample(scale_factor=np.float32(3.0)).scale_factor) is int
+    with pytest.raises(ir.T1CFormatError) as info:
+        ir.Upsample(scale_factor=1.5)
+    assert info.value.field == "scale_factor"
