@@ -229,6 +229,17 @@ class _Flow:
     alias: bool = False  # the value of inputs[0] passes through (a dropped function)
 
 
+def _is_stateful(module: nn.Module) -> bool:
+    """Neurons carry state from call to call, so calling one twice is a time loop."""
+    if getattr(module, "stateful", False):
+        return True
+    try:
+        import snntorch
+    except ImportError:
+        return False
+    return isinstance(module, snntorch.SpikingNeuron)
+
+
 class _Untraceable(Exception):
     """The traced forward uses something the exporter cannot express as graph wiring."""
 
@@ -308,8 +319,9 @@ def _traced_flow(model: nn.Module, units: Mapping[str, _Unit], cap: _Capture) ->
                 raise _Untraceable(f"module `{target}` is called but is not a unit")
             if cap.calls.get(target, 0) == 0:
                 raise _Untraceable(f"module `{target}` appears in the trace but was not called")
-            flow.append(_Flow(key=target, inputs=[data(node.args[0], f"`{target}`")], path=target))
-            values[node] = (_TUPLE if cap.returns_tuple.get(target) else _KEY, target)
+            # Keyed by the fx node: a stateless module called twice becomes two nodes.
+            flow.append(_Flow(key=node.name, inputs=[data(node.args[0], f"`{target}`")], path=target))
+            values[node] = (_TUPLE if cap.returns_tuple.get(target) else _KEY, node.name)
         elif op in ("call_function", "call_method"):
             values[node] = _function_value(node, val, data, tensors, flow)
         elif op == "output":
@@ -522,7 +534,12 @@ def _validated(built: _Built, metadata: Mapping[str, Any], cap: _Capture | None)
         where = built.paths.get(err.node or "", err.node)
         raise ExportError(f"the exported graph is invalid at `{where}`: {err}") from err
     if cap is not None:
+        counts: dict[str, int] = {}
+        for path in built.paths.values():
+            counts[path] = counts.get(path, 0) + 1
         for name, path in built.paths.items():
+            if counts[path] > 1:  # hooks saw the first call only
+                continue
             seen = cap.output_shapes.get(path)
             got = graph.output_shapes.get(name)
             if seen is not None and got is not None and tuple(seen) != tuple(got):
@@ -636,7 +653,7 @@ class T1CExporter:
     def _flow(self, model, units, containers, cap) -> tuple[list[_Flow], str]:
         if not cap.order:
             raise ExportError(f"the forward pass of {type(model).__name__} called no convertible module")
-        repeated = [p for p, n in cap.calls.items() if n > 1]
+        repeated = [p for p, n in cap.calls.items() if n > 1 and _is_stateful(units[p].module)]
         if repeated:
             warnings.warn(
                 f"modules {repeated} are called several times in one forward (a time loop inside "
@@ -645,7 +662,7 @@ class T1CExporter:
                 stacklevel=4,
             )
             return _chain_flow(cap.order)
-        if all(isinstance(c, nn.Sequential) for c in containers):
+        if all(isinstance(c, nn.Sequential) for c in containers) and all(n == 1 for n in cap.calls.values()):
             return _chain_flow(cap.order)
         try:
             return _traced_flow(model, units, cap)

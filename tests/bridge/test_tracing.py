@@ -258,3 +258,32 @@ def test_batchnorm_whose_input_is_also_used_elsewhere_is_refused():
 
     with pytest.raises(Exception, match="BatchNorm"):
         to_ir(Net(), torch.randn(2, 3))
+
+
+class SharedModules(nn.Module):
+    """One ReLU and one Linear used twice: the Linear becomes two nodes with the same weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc_in = nn.Linear(4, 6)
+        self.shared = nn.Linear(6, 6)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        y = self.act(self.fc_in(x))
+        return self.act(self.shared(self.shared(y)))
+
+
+def test_stateless_modules_called_twice_become_separate_nodes():
+    torch.manual_seed(4)
+    model = SharedModules()
+    x = torch.rand(3, 4)
+    with pytest.warns(UserWarning, match=r"\(ReLU\) was dropped"):
+        graph = to_ir(model, x)
+    assert graph.edges == [
+        ("input", "fc_in"),
+        ("fc_in", "shared"),
+        ("shared", "shared_1"),
+        ("shared_1", "output"),
+    ]
+    assert graph.nodes["shared_1"].weight.tobytes() == graph.nodes["shared"].weight.tobytes()
