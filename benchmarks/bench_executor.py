@@ -9,13 +9,13 @@
 The executor's graph is built by hand from the snnTorch model's weights with the
 snn.Leaky -> LIF mapping of docs/architecture.md, so this depends on the import side only.
 
-Run: ``python benchmarks/bench_executor.py [--repeats N]``.
+Run: ``python benchmarks/bench_executor.py [--repeats N]``. Each time is the best of N
+runs, the two contenders alternating, so that load from other processes hits both alike.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
@@ -83,16 +83,20 @@ def to_graph(net: SnnTorchNet) -> ir.Graph:
     )
 
 
-def _best_time(fn, repeats: int, inner: int = 1) -> float:
-    """Median of ``repeats`` timings of ``inner`` calls, per call, in seconds."""
-    fn()  # warm up
-    times = []
+def _compare(ref_fn, new_fn, repeats: int) -> tuple[float, float]:
+    """Best time of each function, in seconds, timed alternately.
+
+    The machine may be shared: alternating the two and keeping each one's fastest run
+    exposes both to the same load and discards the runs that other processes slowed.
+    """
+    ref_fn(), new_fn()  # warm up
+    ref_times, new_times = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
+        for fn, times in ((ref_fn, ref_times), (new_fn, new_times)):
+            t0 = time.perf_counter()
             fn()
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
+            times.append(time.perf_counter() - t0)
+    return min(ref_times), min(new_times)
 
 
 def bench_training(repeats: int) -> tuple[float, float]:
@@ -117,7 +121,7 @@ def bench_training(repeats: int) -> tuple[float, float]:
         ys, _ = ex.run_sequence(xs)
         loss_fn(ys.sum(0), target).backward()
 
-    return _best_time(snntorch_step, repeats), _best_time(executor_step, repeats)
+    return _compare(snntorch_step, executor_step, repeats)
 
 
 def bench_stepping(repeats: int) -> tuple[float, float]:
@@ -139,13 +143,13 @@ def bench_stepping(repeats: int) -> tuple[float, float]:
         for t in range(steps):
             _, state = ex(xs[t], state, return_state=True)
 
-    ref, mine = _best_time(snntorch_run, repeats), _best_time(executor_run, repeats)
+    ref, mine = _compare(snntorch_run, executor_run, repeats)
     return ref / steps, mine / steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(1)
     ref_a, ex_a = bench_training(args.repeats)
