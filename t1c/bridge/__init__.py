@@ -16,6 +16,7 @@ from typing import Any
 _EXPORTS = {
     "to_ir": "exporter",
     "T1CExporter": "exporter",
+    "ExportError": "export_maps",
     "ir_to_torch": "executor",
     "load": "executor",
     "GraphExecutor": "executor",
