@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from t1c import demo, ir
 
 
@@ -39,6 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit-train-batches", type=float, default=None, help="Trainer limit (quick runs)")
     parser.add_argument("--limit-val-batches", type=float, default=None, help="Trainer limit (quick runs)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
     return parser.parse_args(argv)
 
 
@@ -50,6 +53,7 @@ def trainer_limits(args: argparse.Namespace) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     source = demo.prepare_source(
         args.out / "source.t1c",

@@ -41,6 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit-train-batches", type=float, default=None, help="Trainer limit (quick runs)")
     parser.add_argument("--limit-val-batches", type=float, default=None, help="Trainer limit (quick runs)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
     return parser.parse_args(argv)
 
 
@@ -77,6 +78,7 @@ def quantized_accuracy(source: Path, *, num_steps: int, seed: int = demo.SEED) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     source_path = args.out / "source.t1c"
     build_source(source_path, hidden=args.hidden, epochs=args.pretrain_epochs, num_steps=args.num_steps)

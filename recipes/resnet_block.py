@@ -63,6 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit-train-batches", type=float, default=None, help="Trainer limit (quick runs)")
     parser.add_argument("--limit-val-batches", type=float, default=None, help="Trainer limit (quick runs)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
     return parser.parse_args(argv)
 
 
@@ -83,6 +84,7 @@ def build_source(path: Path, *, hidden: int, epochs: int, num_steps: int, seed: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     source_path = args.out / "source.t1c"
     source = build_source(

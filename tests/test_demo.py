@@ -12,6 +12,14 @@ from t1c import demo, ir
 from t1c.lightning.naming import write_manifest
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The demo and recipes set torch's thread count (1 is fastest for them); restore it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _manifest(tmp_path):
     entry = {
         "epoch": 0,

@@ -31,6 +31,14 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The demo and recipes set torch's thread count (1 is fastest for them); restore it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def load_recipe(name: str) -> ModuleType:
     """Import ``recipes/<name>.py`` by path (recipes are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO / "recipes" / f"{name}.py")
