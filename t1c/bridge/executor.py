@@ -32,7 +32,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -44,8 +44,21 @@ from .importer import DEFAULT_NODE_MAP
 NodeMap = Callable[..., "nn.Module | None"] | Mapping[type, Callable[[ir.Node], "nn.Module | None"]]
 State = dict[str, torch.Tensor]
 
-# Plan step kinds.
+# Plan step kinds: an Input; a module on one input; on the sum of its inputs; on its
+# inputs as separate arguments; a stateful module; no module (Output): the sum.
 _INPUT, _CALL, _CALL_SUM, _CALL_MULTI, _STATEFUL, _SUM = range(6)
+
+
+class _Step(NamedTuple):
+    """One node of the precomputed plan."""
+
+    kind: int
+    slot: int  # where its value goes
+    module: nn.Module | None
+    inputs: tuple[int, ...]  # slots of its incoming values, in edge-list order
+    frees: tuple[int, ...]  # slots last used here, cleared after it runs
+    name: str
+    node_type: str
 
 
 class NodeExecutionError(RuntimeError):
@@ -153,7 +166,7 @@ class GraphExecutor(nn.Module):
     @property
     def stateful_names(self) -> list[str]:
         """Names of the nodes that carry state, in execution order."""
-        return [step[5] for step in self._plan if step[0] == _STATEFUL]
+        return [step.name for step in self._plan if step.kind == _STATEFUL]
 
     @property
     def is_recurrent(self) -> bool:
@@ -201,8 +214,8 @@ class GraphExecutor(nn.Module):
                 kind = _CALL
             else:
                 kind = _CALL_SUM
-            plan.append((kind, pos, module, ins, tuple(frees.get(pos, ())), name, ntype))
-        self._plan: list[tuple] = plan
+            plan.append(_Step(kind, pos, module, ins, tuple(frees.get(pos, ())), name, ntype))
+        self._plan: list[_Step] = plan
         self._n_slots = len(order) + len(self._back_sources)
         self._out_slots = [slot[n] for n in self.output_names]
         self._back_slots = [(slot[s], prev_slot[s], s) for s in self._back_sources]
@@ -316,7 +329,7 @@ class GraphExecutor(nn.Module):
         except NodeExecutionError:
             raise
         except Exception as err:
-            raise NodeExecutionError(step[5], step[6], err) from err
+            raise NodeExecutionError(step.name, step.node_type, err) from err
 
     def run_sequence(self, xs: Any, state: State | None = None) -> tuple[Any, State]:
         """Run ``T`` time steps; identical to calling :meth:`forward` ``T`` times.
@@ -371,7 +384,7 @@ class GraphExecutor(nn.Module):
         except NodeExecutionError:
             raise
         except Exception as err:
-            raise NodeExecutionError(step[5], step[6], err) from err
+            raise NodeExecutionError(step.name, step.node_type, err) from err
         return self._outputs(vals), new_state
 
     def _step_sequence(self, seqs: list[torch.Tensor], state: State) -> tuple[Any, State]:
