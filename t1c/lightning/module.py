@@ -142,9 +142,11 @@ class T1CModule(pl.LightningModule):
         super().__init__()
         self._check_args(num_steps, encoding, loss, lr, qat_weight_bits, correct_rate, incorrect_rate)
         self.source_graph, self.source_path = self._read_graph(graph)
-        # The graph itself travels in the checkpoint (on_save_checkpoint), not in hparams.
-        self.save_hyperparameters(ignore=["graph", "optimizer"])
-        self.hparams["graph"] = self.source_path
+        # hparams record where the graph came from (a path or None), never the graph itself,
+        # which travels in the checkpoint (on_save_checkpoint). save_hyperparameters reads the
+        # __init__ arguments from this frame's locals, hence the rebinding.
+        graph = self.source_path
+        self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.spike_grad = resolve_spike_grad(spike_grad)
         self.num_steps, self.encoding, self.loss_name = num_steps, encoding, loss
@@ -363,13 +365,20 @@ class T1CModule(pl.LightningModule):
 
         if not isinstance(checkpoint_path, (str, os.PathLike)):  # a file object: read it once
             checkpoint_path = io.BytesIO(checkpoint_path.read())
-        checkpoint = pl_load(checkpoint_path, map_location="cpu")
+        checkpoint = pl_load(checkpoint_path, map_location="cpu", weights_only=kwargs.get("weights_only"))
         if isinstance(checkpoint_path, io.BytesIO):
             checkpoint_path.seek(0)
-        if "graph" not in kwargs and checkpoint.get(CKPT_GRAPH_KEY) is not None:
-            kwargs["graph"] = checkpoint[CKPT_GRAPH_KEY]
-        model = super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
-        if kwargs.get("graph") is checkpoint.get(CKPT_GRAPH_KEY):
+        blob = None if "graph" in kwargs else checkpoint.get(CKPT_GRAPH_KEY)
+        # The stored graph is handed to __init__ as a temporary .t1c path, so that any
+        # instantiator (LightningCLI's parses the arguments against the signature) accepts it.
+        with tempfile.TemporaryDirectory(prefix="t1c-ckpt-") as folder:
+            if blob is not None:
+                kwargs["graph"] = str(Path(folder) / "source_graph.t1c")
+                Path(kwargs["graph"]).write_bytes(bytes(blob))
+            model = super().load_from_checkpoint(
+                checkpoint_path, map_location, hparams_file, strict, **kwargs
+            )
+        if blob is not None:
             model.source_path = checkpoint.get(CKPT_PATH_KEY)
             model.hparams["graph"] = model.source_path
         return model

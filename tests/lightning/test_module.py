@@ -159,6 +159,7 @@ def test_training_lowers_the_loss_and_logs_metrics(mlp_path, digits, tmp_path):
     before = _fixed_batch_loss(model, x, y)
     weights = model.executor.module_for("fc1").weight.detach().clone()
     trainer = _trainer(tmp_path, limit_train_batches=15, enable_checkpointing=False)
+    trainer.validate(model, digits, verbose=False)  # inference mode first must not break training
     trainer.fit(model, digits)
     after = _fixed_batch_loss(model, x, y)
     assert after < before * 0.9
@@ -238,7 +239,7 @@ def test_load_from_checkpoint_without_the_source_file(mlp_path, digits, tmp_path
         assert torch.equal(value, restored.state_dict()[key]), key
     x = digits.val_set.tensors[0][:50]
     assert torch.equal(model.predict_with(model.executor, x), restored.predict_with(restored.executor, x))
-    again = _trainer(tmp_path / "again", limit_train_batches=2, max_epochs=2)
+    again = _trainer(tmp_path, limit_train_batches=2, max_epochs=2)
     again.fit(restored, digits, ckpt_path=ckpt)  # resumes without the file too
     assert again.current_epoch == 2
 
@@ -256,3 +257,31 @@ def test_graph_bytes_round_trip(mlp_path):
     back = graph_from_bytes(graph_to_bytes(graph))
     assert ir.topology_diff(graph, back) == []
     assert np.array_equal(graph.nodes["fc1"].weight, back.nodes["fc1"].weight)
+
+
+def test_lightning_cli_checkpoint_loads_without_the_source_file(mlp_path, tmp_path, monkeypatch):
+    from lightning.pytorch.cli import LightningCLI
+
+    monkeypatch.setattr("sys.argv", ["t1c"])
+    args = [
+        f"--model.graph={mlp_path}",
+        "--model.num_steps=3",
+        "--model.lr=0.01",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    cli = LightningCLI(T1CModule, DigitsDataModule, args=args, run=False, save_config_callback=None)
+    assert cli.model.hparams_initial.graph == str(mlp_path)  # what loggers record
+    cli.trainer.fit(cli.model, cli.datamodule)
+    ckpt = cli.trainer.checkpoint_callback.best_model_path
+    assert "_instantiator" in torch.load(ckpt, weights_only=False)["hyper_parameters"]
+    mlp_path.unlink()
+    restored = T1CModule.load_from_checkpoint(ckpt)  # through LightningCLI's instantiator
+    assert restored.source_path == str(mlp_path) and restored.num_steps == 3
+    for key, value in cli.model.state_dict().items():
+        assert torch.equal(value, restored.state_dict()[key]), key
