@@ -223,9 +223,14 @@ def _source(kind: str, path: Path, fixtures_dir: Path) -> Path:
     if kind == "digits":
         path.write_bytes((fixtures_dir / "mlp_snn.t1c").read_bytes())
     elif kind == "resnet_block":
-        from tests.test_recipes import load_recipe
+        import importlib.util
 
-        model = load_recipe("resnet_block").ResidualSNN(hidden=12)
+        spec = importlib.util.spec_from_file_location(
+            "recipe_resnet_block", REPO / "recipes" / "resnet_block.py"
+        )
+        recipe = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(recipe)
+        model = recipe.ResidualSNN(hidden=12)
         demo.export_model(model, path, torch.zeros(1, 64))
     else:
         demo.export_model(
