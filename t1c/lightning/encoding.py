@@ -58,7 +58,7 @@ def encode(
     if encoding == "direct":
         return x.unsqueeze(0).expand(num_steps, *x.shape).clone()
     p = x.clamp(0.0, 1.0).unsqueeze(0).expand(num_steps, *x.shape)
-    if generator is not None and generator.device != x.device:
+    if generator is not None and generator.device.type != x.device.type:
         raise ValueError(
             f"the generator lives on {generator.device} but the input on {x.device}; create it there"
         )

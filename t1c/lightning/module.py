@@ -98,18 +98,19 @@ class T1CModule(pl.LightningModule):
     """A LightningModule that fine-tunes a T1C-IR graph as a spiking classifier.
 
     Args:
-        graph: the `.t1c` file to start from, or an ``ir.Graph``, or the bytes of a `.t1c`
-            file (what :meth:`load_from_checkpoint` passes). One ``Input`` node and one
-            ``Output`` node of shape ``[num_classes]``.
+        graph: the `.t1c` file to start from, an ``ir.Graph``, or the bytes of a `.t1c`
+            file. One ``Input`` node and one ``Output`` node of shape ``[num_classes]``.
         num_steps: time steps each sample is presented for.
         encoding: ``"rate"`` (Bernoulli spikes of the intensity) or ``"direct"`` (repeated input).
         loss: ``"ce_count"`` (cross-entropy of spike counts, default), ``"ce_rate"``
             (cross-entropy at every step, averaged), ``"mse_count"`` (spike counts vs
             ``correct_rate``/``incorrect_rate`` targets) or ``"ce_membrane"`` (cross-entropy
             of the output value at every step, averaged; for graphs whose output is not spikes).
-        optimizer: a callable ``params -> Optimizer`` (LightningCLI's ``OptimizerCallable``);
-            it is called with ``lr=lr`` unless it is already a configured partial.
-        lr: learning rate passed to ``optimizer``.
+        optimizer: a callable ``params -> Optimizer`` (LightningCLI's ``OptimizerCallable``),
+            called as ``optimizer(params, lr=lr)`` (``optimizer(params)`` if it takes no
+            ``lr``). It is not saved in the checkpoint's hparams: pass it again to
+            :meth:`load_from_checkpoint` to continue training with a non-default optimizer.
+        lr: learning rate; it wins over an ``lr`` configured inside ``optimizer``.
         qat: train with fake-quantized weights (:func:`t1c.bridge.quantize.enable_qat`).
         qat_weight_bits: weight width for Affine/Conv2d in QAT (SpikingAffine uses its own).
         spike_grad: surrogate gradient name (:func:`resolve_spike_grad`).
