@@ -630,7 +630,7 @@ class T1CExport(Callback):
             os.makedirs(folder, exist_ok=True)
             name = os.path.relpath(checkpoint, folder) if checkpoint else ""
             pending.graph.metadata[METADATA_KEY]["checkpoint"] = name
-            ir.write(path, pending.graph)
+            ir.write(path, pending.graph, fsync=True)
         if self._reference_file is None:
             self._reference_file = path
         return {

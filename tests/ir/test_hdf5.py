@@ -319,7 +319,7 @@ def test_interrupt_during_fsync_leaves_the_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        ir.write(path, mlp(metadata={"version": "new"}))
+        ir.write(path, mlp(metadata={"version": "new"}), fsync=True)
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["net.t1c"]
     assert path.read_bytes() == before
