@@ -38,8 +38,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=demo.HIDDEN, help="hidden neurons")
     parser.add_argument("--num-steps", type=int, default=demo.NUM_STEPS, help="time steps per sample")
     parser.add_argument("--lr", type=float, default=demo.FINETUNE_LR, help="fine-tuning learning rate")
-    parser.add_argument("--limit-train-batches", type=float, default=None, help="Trainer limit (quick runs)")
-    parser.add_argument("--limit-val-batches", type=float, default=None, help="Trainer limit (quick runs)")
+    parser.add_argument(
+        "--limit-train-batches", type=demo.batch_limit, default=None, help="Trainer limit (quick runs)"
+    )
+    parser.add_argument(
+        "--limit-val-batches", type=demo.batch_limit, default=None, help="Trainer limit (quick runs)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
     return parser.parse_args(argv)

@@ -247,6 +247,7 @@ def finetune(
     seed_everything(seed, verbose=False)
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
+    clear_exports(ckpt_dir)
     model = T1CModule(str(source), num_steps=num_steps, lr=lr, **(module_kwargs or {}))
     options: dict[str, Any] = {
         "max_epochs": max_epochs,
@@ -264,6 +265,19 @@ def finetune(
     trainer = Trainer(**options)
     trainer.fit(model, digits_data(batch_size=batch_size, seed=seed))
     return ckpt_dir / "t1c_exports.json"
+
+
+def clear_exports(folder: Path) -> None:
+    """Remove an earlier run's checkpoints, `.t1c` files and manifest from ``folder``.
+
+    A re-run then shows only its own exports (``T1CExport`` would otherwise merge the old
+    manifest, as it does on resume). Only those three kinds of files are touched.
+    """
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.is_file() and (path.suffix in (".ckpt", ".t1c") or path.name == "t1c_exports.json"):
+            path.unlink()
 
 
 def manifest_rows(manifest_path: str | Path) -> list[dict[str, Any]]:
@@ -323,6 +337,17 @@ def accuracy_table(rows: Sequence[dict[str, Any]], weight_bits: int = 8) -> str:
 
 
 # -- the command ---------------------------------------------------------------------------
+def batch_limit(text: str) -> int | float:
+    """A Trainer ``limit_*_batches`` value: ``"2"`` is two batches, ``"0.25"`` a quarter.
+
+    Lightning reads the float ``1.0`` as "all batches", so whole numbers stay ints.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m t1c.demo",
@@ -336,10 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-steps", type=int, default=NUM_STEPS, help="time steps per sample")
     parser.add_argument("--lr", type=float, default=FINETUNE_LR, help="fine-tuning learning rate")
     parser.add_argument(
-        "--limit-train-batches", type=float, default=None, help="Trainer limit (for quick tries)"
+        "--limit-train-batches", type=batch_limit, default=None, help="Trainer limit (for quick tries)"
     )
     parser.add_argument(
-        "--limit-val-batches", type=float, default=None, help="Trainer limit (for quick tries)"
+        "--limit-val-batches", type=batch_limit, default=None, help="Trainer limit (for quick tries)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the source .t1c even if it exists")

@@ -158,3 +158,35 @@ def test_full_demo_reaches_the_accuracy_bar(tmp_path, capsys):
     assert last["float_acc"] >= 0.95
     assert last["float_acc"] - last["quant_acc"] <= 0.01
     assert seconds < 120
+
+
+def test_batch_limit_keeps_whole_numbers_as_counts():
+    assert demo.batch_limit("1") == 1 and isinstance(demo.batch_limit("1"), int)
+    assert demo.batch_limit("0.25") == 0.25
+
+
+def test_rerun_shows_only_its_own_exports(tmp_path, capsys):
+    tiny = [
+        "--out",
+        str(tmp_path),
+        "--pretrain-epochs",
+        "0",
+        "--hidden",
+        "8",
+        "--num-steps",
+        "2",
+        "--limit-train-batches",
+        "1",
+        "--limit-val-batches",
+        "1",
+        "--no-progress",
+    ]
+    assert demo.main([*tiny, "--max-epochs", "2"]) == 0
+    (tmp_path / "fit" / "checkpoints" / "notes.txt").write_text("kept")
+    assert demo.main([*tiny, "--max-epochs", "1"]) == 0
+    capsys.readouterr()
+    folder = tmp_path / "fit" / "checkpoints"
+    rows = demo.manifest_rows(folder / "t1c_exports.json")
+    assert {r["epoch"] for r in rows} == {0}
+    assert sorted(p.name for p in folder.glob("*.t1c")) == ["epoch=0-step=1.t1c", "last.t1c"]
+    assert (folder / "notes.txt").read_text() == "kept"
