@@ -260,6 +260,7 @@ def finetune(
             T1CExport(**(export_kwargs or {})),
         ],
         "deterministic": True,
+        "log_every_n_steps": 10,
     }
     options.update(trainer_kwargs or {})
     trainer = Trainer(**options)
