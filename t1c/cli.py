@@ -97,13 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="export a T1CModule checkpoint (.ckpt) to a .t1c file",
         description="Load a T1CModule checkpoint (the source graph travels inside it) and write "
-        "its current weights as a .t1c file, checked against the source graph's topology.",
+        "its current weights as a .t1c file, checked against the source graph's topology. A checkpoint "
+        "is a pickle: export only checkpoints you trust.",
     )
     p.add_argument("checkpoint", type=Path, help="a .ckpt file saved while training a T1CModule")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .t1c file to write")
     p.add_argument(
         "--integer-weights",
-        type=int,
+        type=_bits,
         metavar="BITS",
         default=None,
         help="also store the integer weights and scales of the BITS-bit quantized simulation",
@@ -118,6 +119,17 @@ def _silence_stdout() -> None:
 
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+def _bits(text: str) -> int:
+    """An argparse type: a weight width in 1..32."""
+    try:
+        bits = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer number of bits, got {text!r}") from None
+    if not 1 <= bits <= 32:
+        raise argparse.ArgumentTypeError(f"must be in 1..32, got {bits}")
+    return bits
 
 
 # -- inspect / verify: t1c.ir only ---------------------------------------------------------
@@ -238,8 +250,9 @@ def make_cli(args: Sequence[str], **kwargs: Any):
     """Build (and run) the LightningCLI that ``t1c fit`` uses.
 
     Args:
-        args: LightningCLI arguments, starting with its subcommand (``fit``).
-        kwargs: passed on to ``LightningCLI`` (``run=False`` to only parse).
+        args: LightningCLI arguments; they start with the subcommand (``fit``) unless
+            ``run=False`` is passed, which parses and instantiates without a subcommand.
+        kwargs: passed on to ``LightningCLI``; they win over t1c's defaults.
     """
     from lightning.pytorch import LightningDataModule
     from lightning.pytorch.cli import LightningCLI

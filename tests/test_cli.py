@@ -363,3 +363,10 @@ def test_export_errors_exit_2(tmp_path, capsys):
     assert "could not be loaded as a T1CModule checkpoint" in capsys.readouterr().err
     assert main(["export", str(junk), "-o", str(tmp_path / "no" / "x.t1c")]) == EXIT_ERROR
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_export_integer_weights_bits_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(tmp_path / "a.ckpt"), "-o", str(tmp_path / "a.t1c"), "--integer-weights", "40"])
+    assert exit_info.value.code == 2
+    assert "must be in 1..32" in capsys.readouterr().err
