@@ -182,8 +182,6 @@ def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None
     Raises:
         CommandError: the checkpoint is not a T1CModule's, or the export changed topology.
     """
-    import tempfile
-
     import torch
 
     from .lightning import T1CModule
@@ -202,18 +200,12 @@ def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None
             f"'{checkpoint}' could not be loaded as a T1CModule checkpoint (it holds no source graph "
             f"under '{CKPT_GRAPH_KEY}'; was it saved while training a T1CModule?)"
         )
-    # The source graph travels inside the checkpoint. It is handed over as a file path:
-    # a checkpoint saved by LightningCLI is rebuilt through jsonargparse, which reads a
-    # `graph` argument as a path.
-    with tempfile.TemporaryDirectory(prefix="t1c-export-") as folder:
-        source = Path(folder) / "source.t1c"
-        source.write_bytes(blob)
-        try:
-            module = T1CModule.load_from_checkpoint(checkpoint, map_location="cpu", graph=str(source))
-        except (KeyError, TypeError, RuntimeError, ValueError) as err:
-            raise CommandError(
-                f"'{checkpoint}' could not be loaded as a T1CModule checkpoint ({type(err).__name__}: {err})"
-            ) from None
+    try:  # the source graph travels inside the checkpoint: no .t1c file is needed
+        module = T1CModule.load_from_checkpoint(checkpoint, map_location="cpu")
+    except (KeyError, TypeError, RuntimeError, ValueError) as err:
+        raise CommandError(
+            f"'{checkpoint}' could not be loaded as a T1CModule checkpoint ({type(err).__name__}: {err})"
+        ) from None
     module.eval()
     graph = module.export_graph()
     diffs = ir.topology_diff(module.source_graph, graph)
