@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .atomic import atomic_target
 from .errors import T1CFormatError
 from .graph import Graph
 from .node import REGISTRY
@@ -80,49 +80,11 @@ def write(
         )
     if not graph.output_shapes:
         graph.validate()
-    tmp = _create_temp(path)
     try:
-        with h5py.File(tmp, "w") as f:
+        with atomic_target(path, fsync=fsync) as tmp, h5py.File(tmp, "w") as f:
             _write_graph(f, graph, compression, compression_opts)
-        if fsync:
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(err, T1CFormatError):
-            raise err.within(file=str(path)) from None
-        raise
-    if fsync:
-        _fsync_dir(path.parent)
-
-
-def _create_temp(path: Path) -> Path:
-    """A new empty file beside ``path`` (same file system, so the rename is atomic).
-
-    Created with mode 0o666 filtered by the umask, like any file a user writes;
-    ``tempfile.mkstemp`` would leave a 0o600 file that other users and the hardware
-    toolchain's service account could not read.
-    """
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return tmp
-    raise FileExistsError(f"could not create a temporary file beside '{path}'")
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    except T1CFormatError as err:
+        raise err.within(file=str(path)) from None
 
 
 def _write_graph(f: h5py.File, graph: Graph, compression, compression_opts) -> None:

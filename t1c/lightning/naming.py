@@ -26,11 +26,12 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from t1c.ir.atomic import atomic_target, temp_beside
 
 EXPORT_SUFFIX = ".t1c"
 CHECKPOINT_SUFFIX = ".ckpt"
@@ -225,31 +226,15 @@ def write_manifest(path: str | os.PathLike, manifest: Mapping[str, Any]) -> None
     """
     path = Path(path)
     text = json.dumps(_json_safe(manifest), indent=2, sort_keys=True) + "\n"
-    tmp = _temp_beside(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_target(path, fsync=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 # -- files -------------------------------------------------------------------------------
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy ``src`` over ``dst`` atomically (a reader never sees a partial ``dst``)."""
-    dst = Path(dst)
-    tmp = _temp_beside(dst)
-    try:
+    with atomic_target(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
@@ -259,7 +244,7 @@ def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
     """
     link = Path(link)
     relative = os.path.relpath(os.fspath(target), os.fspath(link.parent))
-    tmp = _temp_beside(link)
+    tmp = temp_beside(link)
     os.unlink(tmp)
     try:
         os.symlink(relative, tmp)
@@ -281,19 +266,6 @@ def remove_file(path: str | os.PathLike) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _temp_beside(path: Path) -> Path:
-    """A new empty file beside ``path`` with the umask's usual mode (not mkstemp's 0o600)."""
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return tmp
-    raise FileExistsError(f"could not create a temporary file beside '{path}'")
 
 
 def _json_safe(value: Any) -> Any:
