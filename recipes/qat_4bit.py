@@ -32,20 +32,7 @@ WEIGHT_BITS = 4
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("demo_runs/qat_4bit"), help="output folder")
-    parser.add_argument("--max-epochs", type=int, default=3, help="QAT fine-tuning epochs (0: export only)")
-    parser.add_argument("--pretrain-epochs", type=int, default=demo.PRETRAIN_EPOCHS, help="float epochs")
-    parser.add_argument("--hidden", type=int, default=demo.HIDDEN, help="hidden neurons")
-    parser.add_argument("--num-steps", type=int, default=demo.NUM_STEPS, help="time steps per sample")
-    parser.add_argument("--lr", type=float, default=demo.FINETUNE_LR, help="fine-tuning learning rate")
-    parser.add_argument(
-        "--limit-train-batches", type=demo.batch_limit, default=None, help="Trainer limit (quick runs)"
-    )
-    parser.add_argument(
-        "--limit-val-batches", type=demo.batch_limit, default=None, help="Trainer limit (quick runs)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
+    demo.add_training_args(parser, out=Path("demo_runs/qat_4bit"), max_epochs=3)
     return parser.parse_args(argv)
 
 

@@ -349,28 +349,41 @@ def batch_limit(text: str) -> int | float:
         return float(text)
 
 
+def add_training_args(
+    parser: argparse.ArgumentParser,
+    *,
+    out: Path,
+    max_epochs: int = FINETUNE_EPOCHS,
+    pretrain_epochs: int = PRETRAIN_EPOCHS,
+    hidden: int = HIDDEN,
+) -> argparse.ArgumentParser:
+    """The flags the demo and every recipe share, so that tests can run any of them tiny."""
+    parser.add_argument("--out", type=Path, default=out, help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--max-epochs", type=int, default=max_epochs, help="fine-tuning epochs (0: only build the .t1c)"
+    )
+    parser.add_argument("--pretrain-epochs", type=int, default=pretrain_epochs, help="plain PyTorch epochs")
+    parser.add_argument("--hidden", type=int, default=hidden, help="hidden neurons")
+    parser.add_argument("--num-steps", type=int, default=NUM_STEPS, help="time steps per sample")
+    parser.add_argument("--lr", type=float, default=FINETUNE_LR, help="fine-tuning learning rate")
+    for split in ("train", "val"):
+        parser.add_argument(
+            f"--limit-{split}-batches", type=batch_limit, default=None, help="Trainer limit (quick runs)"
+        )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m t1c.demo",
         description="Build a digits SNN .t1c (if missing), fine-tune it with Lightning and "
         "export a .t1c at every checkpoint.",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="output folder (default: %(default)s)")
-    parser.add_argument("--max-epochs", type=int, default=FINETUNE_EPOCHS, help="fine-tuning epochs")
-    parser.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS, help="pretraining epochs")
-    parser.add_argument("--hidden", type=int, default=HIDDEN, help="hidden neurons")
-    parser.add_argument("--num-steps", type=int, default=NUM_STEPS, help="time steps per sample")
-    parser.add_argument("--lr", type=float, default=FINETUNE_LR, help="fine-tuning learning rate")
-    parser.add_argument(
-        "--limit-train-batches", type=batch_limit, default=None, help="Trainer limit (for quick tries)"
-    )
-    parser.add_argument(
-        "--limit-val-batches", type=batch_limit, default=None, help="Trainer limit (for quick tries)"
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    add_training_args(parser, out=DEFAULT_DIR)
     parser.add_argument("--rebuild", action="store_true", help="rebuild the source .t1c even if it exists")
     parser.add_argument("--prepare-only", action="store_true", help="only build the source .t1c")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
