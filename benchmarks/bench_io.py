@@ -7,10 +7,11 @@ cost of durability is visible on its own. Best of ``--repeat`` runs, hot page ca
 
     python benchmarks/bench_io.py [--repeat 7] [--dir /tmp]
 
-Writes are timed twice: to a new path, and replacing an existing file. Replacing is
-slower for any atomic writer on ext4: renaming over a file frees the old one and makes
-the kernel start writeback of the new one (``auto_da_alloc``) inside ``rename``, which
-is why a "raw h5py tmp+rename" line is printed beside the truncating raw overwrite.
+Writes are timed twice: to a new path, and replacing an existing file. On ext4,
+replacing costs every writer the same (raw truncate, raw tmp+rename, t1c): renaming
+over a file, or truncating one, makes the kernel start writeback of the new data
+(``auto_da_alloc``). t1c's temporary file is created by h5py itself (mode ``"x"``),
+never pre-created and truncated, which would trigger the same flush on a new path.
 
 Target: t1c within 1.2x of raw h5py both ways (without fsync for writes).
 """

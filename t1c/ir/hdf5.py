@@ -81,7 +81,7 @@ def write(
     if not graph.output_shapes:
         graph.validate()
     try:
-        with atomic_target(path, fsync=fsync) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_target(path, fsync=fsync) as tmp, h5py.File(tmp, "x") as f:
             _write_graph(f, graph, compression, compression_opts)
     except T1CFormatError as err:
         raise err.within(file=str(path)) from None

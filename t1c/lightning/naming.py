@@ -245,7 +245,6 @@ def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
     link = Path(link)
     relative = os.path.relpath(os.fspath(target), os.fspath(link.parent))
     tmp = temp_beside(link)
-    os.unlink(tmp)
     try:
         os.symlink(relative, tmp)
     except OSError:
