@@ -32,12 +32,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def trainer_limits(args: argparse.Namespace) -> dict[str, float]:
-    """The Trainer's ``limit_*`` arguments that were given on the command line."""
-    limits = {"limit_train_batches": args.limit_train_batches, "limit_val_batches": args.limit_val_batches}
-    return {k: v for k, v in limits.items() if v is not None}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -52,18 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_epochs == 0:
         print(f"fine-tune it with: t1c fit --config configs/digits.yaml --model.graph={source}")
         return 0
-    manifest = demo.finetune(
-        source,
-        args.out / "fit",
-        max_epochs=args.max_epochs,
-        num_steps=args.num_steps,
-        lr=args.lr,
-        progress=not args.no_progress,
-        trainer_kwargs=trainer_limits(args),
-    )
-    rows = demo.manifest_rows(manifest)
-    print(f"\nexports and manifest in {manifest.parent}/\n")
-    print(demo.accuracy_table(rows))
+    rows = demo.finetune_from_args(source, args)
     diffs = ir.topology_diff(ir.read(source), ir.read(rows[-1]["t1c"]))
     print("\nlast export vs source:", "topology identical" if not diffs else "; ".join(diffs))
     return 0 if not diffs else 1

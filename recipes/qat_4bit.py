@@ -78,21 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_epochs == 0:
         print(f"fine-tune it with: t1c fit --config configs/qat_4bit.yaml --model.graph={source_path}")
         return 0
-    limits = {"limit_train_batches": args.limit_train_batches, "limit_val_batches": args.limit_val_batches}
-    manifest = demo.finetune(
+    rows = demo.finetune_from_args(
         source_path,
-        args.out / "fit",
-        max_epochs=args.max_epochs,
-        num_steps=args.num_steps,
-        lr=args.lr,
-        progress=not args.no_progress,
+        args,
+        weight_bits=WEIGHT_BITS,
         module_kwargs={"qat": True, "qat_weight_bits": WEIGHT_BITS},
         export_kwargs={"weight_bits": WEIGHT_BITS},
-        trainer_kwargs={k: v for k, v in limits.items() if v is not None},
     )
-    rows = demo.manifest_rows(manifest)
-    print(f"\nexports and manifest in {manifest.parent}/\n")
-    print(demo.accuracy_table(rows, weight_bits=WEIGHT_BITS))
     last = rows[-1]
     if isinstance(last["quant_acc"], float):
         print(f"\nafter QAT: {WEIGHT_BITS}-bit accuracy {last['quant_acc']:.3f} (was {ptq_acc:.3f} before)")

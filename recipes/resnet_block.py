@@ -86,19 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_epochs == 0:
         print(f"fine-tune it with: t1c fit --config configs/resnet_block.yaml --model.graph={source_path}")
         return 0
-    limits = {"limit_train_batches": args.limit_train_batches, "limit_val_batches": args.limit_val_batches}
-    manifest = demo.finetune(
-        source_path,
-        args.out / "fit",
-        max_epochs=args.max_epochs,
-        num_steps=args.num_steps,
-        lr=args.lr,
-        progress=not args.no_progress,
-        trainer_kwargs={k: v for k, v in limits.items() if v is not None},
-    )
-    rows = demo.manifest_rows(manifest)
-    print(f"\nexports and manifest in {manifest.parent}/\n")
-    print(demo.accuracy_table(rows))
+    rows = demo.finetune_from_args(source_path, args)
     diffs = ir.topology_diff(source, ir.read(rows[-1]["t1c"]))
     print(
         f"\n{rows[-1]['t1c']} vs source:", "topology identical" if not diffs else "\n  " + "\n  ".join(diffs)

@@ -268,6 +268,46 @@ def finetune(
     return ckpt_dir / "t1c_exports.json"
 
 
+def finetune_from_args(
+    source: str | Path,
+    args: argparse.Namespace,
+    *,
+    weight_bits: int = 8,
+    module_kwargs: dict[str, Any] | None = None,
+    export_kwargs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`finetune` driven by the shared flags (:func:`add_training_args`); prints the
+    float/quantized table of the exports and returns its rows."""
+    limits = {
+        key: value
+        for key in ("limit_train_batches", "limit_val_batches")
+        if (value := getattr(args, key)) is not None
+    }
+    start = time.perf_counter()
+    manifest = finetune(
+        source,
+        args.out / "fit",
+        max_epochs=args.max_epochs,
+        num_steps=args.num_steps,
+        lr=args.lr,
+        progress=not args.no_progress,
+        module_kwargs=module_kwargs,
+        export_kwargs=export_kwargs,
+        trainer_kwargs=limits,
+    )
+    seconds = time.perf_counter() - start
+    rows = manifest_rows(manifest)
+    print()
+    print(f"fine-tuned {source} for {args.max_epochs} epoch(s) in {seconds:.1f} s")
+    print(f".t1c files (one per checkpoint) and the manifest: {manifest.parent}/")
+    for r in rows:
+        print(f"  {r['t1c']}")
+    print(f"  {manifest}")
+    print()
+    print(accuracy_table(rows, weight_bits=weight_bits))
+    return rows
+
+
 def clear_exports(folder: Path) -> None:
     """Remove an earlier run's checkpoints, `.t1c` files and manifest from ``folder``.
 
@@ -403,35 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.prepare_only:
         return 0
-    trainer_kwargs = {
-        k: v
-        for k, v in (
-            ("limit_train_batches", args.limit_train_batches),
-            ("limit_val_batches", args.limit_val_batches),
-        )
-        if v is not None
-    }
-    fit_dir = args.out / "fit"
-    start = time.perf_counter()
-    manifest = finetune(
-        source,
-        fit_dir,
-        max_epochs=args.max_epochs,
-        num_steps=args.num_steps,
-        lr=args.lr,
-        progress=not args.no_progress,
-        trainer_kwargs=trainer_kwargs,
-    )
-    seconds = time.perf_counter() - start
-    rows = manifest_rows(manifest)
-    print()
-    print(f"fine-tuned {source} for {args.max_epochs} epoch(s) in {seconds:.1f} s")
-    print(f".t1c files (one per checkpoint) and the manifest: {manifest.parent}/")
-    for r in rows:
-        print(f"  {r['t1c']}")
-    print(f"  {manifest}")
-    print()
-    print(accuracy_table(rows))
+    rows = finetune_from_args(source, args)
     print()
     print(f"look inside one:  t1c inspect {rows[-1]['t1c'] if rows else source}")
     print(f"check topology:   t1c verify {source} {rows[-1]['t1c'] if rows else source}")
