@@ -111,6 +111,11 @@ class GraphExecutor(nn.Module):
     modules must treat batch elements independently (``run_sequence`` folds time into
     the batch).
 
+    Held state (``keep_state=True``, snnTorch's ``init_hidden`` style): a call without
+    ``state`` continues from the state this instance kept after its previous call,
+    ``reset_state()`` zeroes it, and ``.to(device/dtype)`` moves it with the weights.
+    It belongs to this instance only; reset it at every batch when training.
+
     Recurrent graphs (``ir.Graph(..., allow_cycles=True)``): an edge back to an earlier
     node carries its source's output of the previous step (zero at the first step),
     kept in the state under ``"<source>/output"`` (``/`` never occurs in node names).
@@ -118,7 +123,12 @@ class GraphExecutor(nn.Module):
     """
 
     def __init__(
-        self, graph: ir.Graph, modules: Mapping[str, nn.Module | None], *, return_state: bool = False
+        self,
+        graph: ir.Graph,
+        modules: Mapping[str, nn.Module | None],
+        *,
+        return_state: bool = False,
+        keep_state: bool = False,
     ) -> None:
         super().__init__()
         self.node_names: list[str] = list(graph.nodes)
@@ -134,6 +144,8 @@ class GraphExecutor(nn.Module):
             self.io_shapes[name] = None if shape is None else tuple(int(d) for d in shape)
         self.metadata: dict[str, Any] = dict(graph.metadata)
         self.return_state = return_state
+        self.keep_state = keep_state
+        self._held_state: State | None = None
         self._order: list[str] = graph.topological_order()
         self._value_shapes: dict[str, tuple[int, ...]] = dict(graph.output_shapes)
         taken: set[str] = set()
@@ -222,12 +234,34 @@ class GraphExecutor(nn.Module):
 
     # -- running ---------------------------------------------------------------------
     def reset_state(self) -> None:
-        """Return the zero state (None); the executor keeps no state between calls.
+        """Zero the held state (``keep_state=True``); returns the zero state, None.
 
-        Kept for snnTorch-style code: ``state = net.reset_state()`` then
+        Also serves explicit-state code: ``state = net.reset_state()`` then
         ``y, state = net(x, state, return_state=True)`` at every step.
         """
+        self._held_state = None
         return None
+
+    @property
+    def state(self) -> State | None:
+        """The state held after the last call (``keep_state=True``), None when zero."""
+        return self._held_state
+
+    def _initial_state(self, state: State | None) -> State:
+        if state is None and self.keep_state:
+            state = self._held_state
+        return {} if state is None else state
+
+    def _keep(self, new_state: State) -> None:
+        if self.keep_state:
+            self._held_state = new_state
+
+    def _apply(self, fn, recurse: bool = True):
+        """``.to()``, ``.cuda()``, ``.double()``... move the held state too."""
+        super()._apply(fn, recurse)
+        if self._held_state is not None:
+            self._held_state = _map_tensors(fn, self._held_state)
+        return self
 
     def _inputs(self, x: Any, seq: bool) -> list[torch.Tensor]:
         names = self.input_names
@@ -282,7 +316,7 @@ class GraphExecutor(nn.Module):
             ``(output, state)``.
         """
         xs = self._inputs(x, seq=False)
-        state = {} if state is None else state
+        state = self._initial_state(state)
         vals: list = [None] * self._n_slots
         new_state: State = {}
         if self._back_slots:
@@ -290,6 +324,7 @@ class GraphExecutor(nn.Module):
         self._run_step(xs, vals, state, new_state)
         for cur, _prev, src in self._back_slots:
             new_state[f"{src}/output"] = vals[cur]
+        self._keep(new_state)
         out = self._outputs(vals)
         if return_state if return_state is not None else self.return_state:
             return out, new_state
@@ -349,7 +384,7 @@ class GraphExecutor(nn.Module):
         T, B = seqs[0].shape[:2]
         if T == 0:
             raise ValueError("run_sequence needs at least one time step, got xs with T = 0")
-        state = {} if state is None else state
+        state = self._initial_state(state)
         if self._back_slots:
             return self._step_sequence(seqs, state)
         vals: list = [None] * self._n_slots
@@ -385,6 +420,7 @@ class GraphExecutor(nn.Module):
             raise
         except Exception as err:
             raise NodeExecutionError(step.name, step.node_type, err) from err
+        self._keep(new_state)
         return self._outputs(vals), new_state
 
     def _step_sequence(self, seqs: list[torch.Tensor], state: State) -> tuple[Any, State]:
@@ -399,6 +435,17 @@ class GraphExecutor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"inputs={self.input_names}, outputs={self.output_names}, edges={len(self.edges)}"
+
+
+def _map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
+    """``fn`` applied to every tensor in a state (tensors, tuples, lists, dicts)."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, Mapping):
+        return {k: _map_tensors(fn, v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(fn, v) for v in value)
+    return value
 
 
 def _stateful_sequence(module: nn.Module, xs: torch.Tensor, s: Any) -> tuple[torch.Tensor, Any]:
@@ -445,6 +492,7 @@ def ir_to_torch(
     node_map: NodeMap | None = None,
     return_state: bool = False,
     validate: bool = True,
+    keep_state: bool = False,
 ) -> GraphExecutor:
     """Build a :class:`GraphExecutor` from a graph or a ``.t1c`` file.
 
@@ -456,6 +504,9 @@ def ir_to_torch(
         return_state: make the executor's ``forward`` return ``(output, state)``.
         validate: validate the graph first (an invalid graph raises
             :class:`t1c.ir.T1CFormatError` before any module is built).
+        keep_state: the executor holds its state between calls (snnTorch's
+            ``init_hidden`` style): ``executor(x)`` continues from the previous step
+            until ``reset_state()``. Off by default: ``state=None`` means zero state.
 
     Returns:
         The executor; its weights are ``nn.Parameter`` copies of the graph's.
@@ -492,7 +543,7 @@ def ir_to_torch(
                 f"node_map returned {type(module).__name__} for node '{name}'; expected an nn.Module"
             )
         modules[name] = module
-    return GraphExecutor(graph, modules, return_state=return_state)
+    return GraphExecutor(graph, modules, return_state=return_state, keep_state=keep_state)
 
 
 def load(path: str | os.PathLike, **kwargs: Any) -> GraphExecutor:

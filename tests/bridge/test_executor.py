@@ -385,3 +385,39 @@ def test_default_modules_compute_the_primitive(node, shape, ref) -> None:
 def test_run_sequence_needs_a_time_step() -> None:
     with pytest.raises(ValueError, match="T = 0"):
         ir_to_torch(mlp_graph()).run_sequence(torch.zeros(0, 2, 6))
+
+
+# -- held state (keep_state=True) ---------------------------------------------------------
+def test_keep_state_continues_like_explicit_state_and_resets(fixtures_dir):
+    data = np.load(fixtures_dir / "mlp_snn.npz")
+    xs, ys = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
+    held = ir_to_torch(fixtures_dir / "mlp_snn.t1c", keep_state=True)
+    for _ in range(2):  # the second pass proves reset_state() really zeroes
+        held.reset_state()
+        assert held.state is None
+        outs = torch.stack([held(x) for x in xs])
+        assert torch.equal(outs, ys)
+        assert set(held.state) == {"lif1", "lif2"}
+    # The plain executor keeps nothing: every call starts from zero.
+    plain = ir_to_torch(fixtures_dir / "mlp_snn.t1c")
+    plain(xs[0])
+    assert plain.state is None
+
+
+def test_keep_state_run_sequence_continues_from_held_state(fixtures_dir):
+    data = np.load(fixtures_dir / "mlp_snn.npz")
+    xs, ys = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
+    held = ir_to_torch(fixtures_dir / "mlp_snn.t1c", keep_state=True)
+    first, _ = held.run_sequence(xs[:3])
+    second, _ = held.run_sequence(xs[3:])
+    assert torch.equal(torch.cat([first, second]), ys)
+
+
+def test_held_state_is_per_instance_and_moves_with_to(fixtures_dir):
+    a = ir_to_torch(fixtures_dir / "mlp_snn.t1c", keep_state=True)
+    b = ir_to_torch(fixtures_dir / "mlp_snn.t1c", keep_state=True)
+    a(torch.ones(2, 64) * 1.5)
+    assert a.state is not None and b.state is None
+    a.to(torch.float64)
+    assert all(v.dtype == torch.float64 for v in a.state.values())
+    assert next(a.parameters()).dtype == torch.float64
