@@ -631,6 +631,7 @@ class T1CExport(Callback):
             name = os.path.relpath(checkpoint, folder) if checkpoint else ""
             pending.graph.metadata[METADATA_KEY]["checkpoint"] = name
             ir.write(path, pending.graph, fsync=True)
+            self._check_written(path, pending)
         if self._reference_file is None:
             self._reference_file = path
         return {
@@ -646,6 +647,16 @@ class T1CExport(Callback):
             "link": False,
             "kept": False,
         }
+
+    @staticmethod
+    def _check_written(path: str, pending: _Pending) -> None:
+        """Read the file back: it must hold exactly the graph whose accuracy was measured."""
+        written = ir.read(path).content_hash()
+        if written != pending.content_hash:
+            raise T1CExportError(
+                f"T1CExport: '{path}' read back differs from the graph measured at step "
+                f"{pending.step} (content hash {written[:12]} != {pending.content_hash[:12]})"
+            )
 
     def _update_last(self, folder: str, rank_zero: bool) -> None:
         """Own ``last.t1c``: a copy of the newest export in ``folder`` (unless a checkpoint owns the name)."""

@@ -309,3 +309,21 @@ def test_gap_check_warns_or_raises():
     with pytest.raises(T1CExportError, match="0.2000 below float"):
         T1CExport(max_quant_gap=0.1, on_quant_gap="raise")._check_gap({"t1c/quant_gap": 0.2}, trainer)
     assert not math.isnan(quant_metrics(1, 0, 1, 2)["t1c/quant_gap"])
+
+
+# -- what is measured is what ships ------------------------------------------------------------
+def test_check_written_accepts_the_measured_graph_and_refuses_another(tmp_path, fixtures_dir):
+    from t1c import ir
+    from t1c.lightning.callback import _Pending
+
+    graph = ir.read(fixtures_dir / "mlp_snn.t1c")
+    path = tmp_path / "epoch=0-step=1.t1c"
+    ir.write(path, graph)
+    measured = _Pending(1, 0, graph, {}, graph.content_hash(), None)
+    T1CExport._check_written(str(path), measured)  # the file holds the measured graph
+
+    other = ir.read(fixtures_dir / "mlp_snn.t1c")
+    other.nodes["fc1"].weight[0, 0] += 1.0
+    stale = _Pending(1, 0, other, {}, other.content_hash(), None)
+    with pytest.raises(T1CExportError, match="differs from the graph measured at step 1"):
+        T1CExport._check_written(str(path), stale)
