@@ -54,6 +54,7 @@ __all__ = [
     "ir_to_quantized",
     "quantize_bias",
     "quantize_executor",
+    "quantize_layer",
     "quantize_weights",
     "quantized_conv2d",
     "quantized_linear",
@@ -135,6 +136,14 @@ def quantize_bias(b: Tensor | None, scale: float, accumulator_bits: int, n: int 
         raise ValueError(f"scale must be positive, got {scale!r}")
     b = b.detach().to(torch.float64)
     return torch.round(b / scale).clamp_(low, high).to(torch.int64)
+
+
+def quantize_layer(
+    weight: Tensor, bias: Tensor | None, weight_bits: int, accumulator_bits: int
+) -> tuple[Tensor, Tensor, float]:
+    """A synapse's ``(w_int, b_int, scale)``: weights at ``weight_bits``, the bias at their scale."""
+    w_int, scale = quantize_weights(weight, weight_bits)
+    return w_int, quantize_bias(bias, scale, accumulator_bits, n=w_int.shape[0]), scale
 
 
 def saturate(acc: Tensor, accumulator_bits: int) -> Tensor:
@@ -289,8 +298,7 @@ class QuantizedLinear(_QuantizedBase):
         cls, linear: nn.Linear, weight_bits: int = 8, accumulator_bits: int = 32
     ) -> QuantizedLinear:
         """Quantize a float ``nn.Linear`` (its current, possibly fake-quantized, weights)."""
-        w_int, scale = quantize_weights(linear.weight, weight_bits)
-        b_int = quantize_bias(linear.bias, scale, accumulator_bits, n=w_int.shape[0])
+        w_int, b_int, scale = quantize_layer(linear.weight, linear.bias, weight_bits, accumulator_bits)
         spike_mode = getattr(linear, "spike_mode", None)
         return cls(w_int, b_int, scale, weight_bits, accumulator_bits, spike_mode).to(linear.weight.device)
 
@@ -342,8 +350,7 @@ class QuantizedConv2d(_QuantizedBase):
                 f"QuantizedConv2d supports numeric zero padding only, got padding={conv.padding!r}, "
                 f"padding_mode={conv.padding_mode!r}"
             )
-        w_int, scale = quantize_weights(conv.weight, weight_bits)
-        b_int = quantize_bias(conv.bias, scale, accumulator_bits, n=w_int.shape[0])
+        w_int, b_int, scale = quantize_layer(conv.weight, conv.bias, weight_bits, accumulator_bits)
         return cls(
             w_int,
             b_int,
@@ -392,9 +399,9 @@ def _node_integers(node: ir.Node, weight_bits: int, accumulator_bits: int) -> tu
         else:
             b_int = quantize_bias(torch.from_numpy(node.bias), scale, accumulator_bits)
         return w_int, b_int, scale
-    w_int, scale = quantize_weights(torch.from_numpy(node.weight), weight_bits)
-    b_int = quantize_bias(torch.from_numpy(node.bias), scale, accumulator_bits)
-    return w_int, b_int, scale
+    return quantize_layer(
+        torch.from_numpy(node.weight), torch.from_numpy(node.bias), weight_bits, accumulator_bits
+    )
 
 
 def _quantized_module(module: nn.Module, weight_bits: int, accumulator_bits: int) -> nn.Module | None:
@@ -477,8 +484,9 @@ def attach_integer_weights(graph: ir.Graph, weight_bits: int = 8, accumulator_bi
         node = copy.deepcopy(node)
         if isinstance(node, _INTEGER_NODES):
             bits, acc_bits, _ = _node_bits(node, weight_bits, accumulator_bits)
-            w_int, scale = quantize_weights(torch.from_numpy(node.weight), bits)
-            b_int = quantize_bias(torch.from_numpy(node.bias), scale, acc_bits)
+            w_int, b_int, scale = quantize_layer(
+                torch.from_numpy(node.weight), torch.from_numpy(node.bias), bits, acc_bits
+            )
             node.weight_int, node.weight_scale, node.bias_int = w_int.numpy(), scale, b_int.numpy()
             check_integer_weights(node)
         nodes[name] = node
