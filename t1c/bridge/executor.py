@@ -346,17 +346,13 @@ class GraphExecutor(nn.Module):
                 if kind == _CALL:
                     vals[pos] = module(vals[ins[0]])
                 elif kind == _STATEFUL:
-                    inp = vals[ins[0]]
-                    for i in ins[1:]:
-                        inp = inp + vals[i]
-                    vals[pos], new_state[name] = module(inp, state.get(name))
+                    vals[pos], new_state[name] = module(_summed(vals, ins), state.get(name))
                 elif kind == _INPUT:
                     vals[pos] = xs[ins[0]]
-                elif kind == _SUM or kind == _CALL_SUM:
-                    inp = vals[ins[0]]
-                    for i in ins[1:]:
-                        inp = inp + vals[i]
-                    vals[pos] = inp if kind == _SUM else module(inp)
+                elif kind == _SUM:
+                    vals[pos] = _summed(vals, ins)
+                elif kind == _CALL_SUM:
+                    vals[pos] = module(_summed(vals, ins))
                 else:
                     vals[pos] = module(*[vals[i] for i in ins])
                 for i in frees:
@@ -396,21 +392,13 @@ class GraphExecutor(nn.Module):
                 if kind == _INPUT:
                     vals[pos] = seqs[ins[0]]
                 elif kind == _STATEFUL:
-                    inp = vals[ins[0]]
-                    for i in ins[1:]:
-                        inp = inp + vals[i]
-                    vals[pos], new_state[name] = _stateful_sequence(module, inp, state.get(name))
+                    vals[pos], new_state[name] = _stateful_sequence(
+                        module, _summed(vals, ins), state.get(name)
+                    )
                 elif kind == _SUM:
-                    inp = vals[ins[0]]
-                    for i in ins[1:]:
-                        inp = inp + vals[i]
-                    vals[pos] = inp
+                    vals[pos] = _summed(vals, ins)
                 else:
-                    args = [vals[i] for i in ins]
-                    if kind == _CALL_SUM:
-                        for a in args[1:]:
-                            args[0] = args[0] + a
-                        args = args[:1]
+                    args = [_summed(vals, ins)] if kind == _CALL_SUM else [vals[i] for i in ins]
                     flat = [a.reshape(T * B, *a.shape[2:]) for a in args]
                     out = module(*flat)
                     vals[pos] = out.reshape(T, B, *out.shape[1:])
@@ -435,6 +423,14 @@ class GraphExecutor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"inputs={self.input_names}, outputs={self.output_names}, edges={len(self.edges)}"
+
+
+def _summed(vals: list, ins: tuple[int, ...]) -> torch.Tensor:
+    """The sum of a node's incoming values (SEMANTICS.md: several inputs are summed)."""
+    total = vals[ins[0]]
+    for i in ins[1:]:
+        total = total + vals[i]
+    return total
 
 
 def _map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
