@@ -10,8 +10,7 @@ imports torch/snnTorch only when it is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from t1c._lazy import lazy_exports
 
 _EXPORTS = {
     "to_ir": "exporter",
@@ -29,14 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 't1c.bridge' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

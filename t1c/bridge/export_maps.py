@@ -153,7 +153,7 @@ def convert_maxpool2d(module: nn.MaxPool2d, ctx: ExportContext) -> ir.Node:
         raise ctx.fail(module, "return_indices=True has no T1C-IR equivalent")
     return ir.MaxPool2d(
         kernel_size=module.kernel_size,
-        stride=module.stride if module.stride is not None else module.kernel_size,
+        stride=module.stride,  # torch already defaults it to kernel_size
         padding=module.padding,
         dilation=module.dilation,
         ceil_mode=module.ceil_mode,
@@ -170,7 +170,7 @@ def convert_avgpool2d(module: nn.AvgPool2d, ctx: ExportContext) -> ir.Node:
         )
     return ir.AvgPool2d(
         kernel_size=module.kernel_size,
-        stride=module.stride if module.stride is not None else module.kernel_size,
+        stride=module.stride,  # torch already defaults it to kernel_size
         padding=module.padding,
         ceil_mode=module.ceil_mode,
         count_include_pad=module.count_include_pad,
