@@ -16,3 +16,10 @@ def fixtures_dir() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.fail(f"reference fixtures not found at {SHARED_FIXTURES}")
     return SHARED_FIXTURES
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test inside its own temporary folder (commands that write to the cwd)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

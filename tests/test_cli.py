@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -201,16 +200,6 @@ FAST = [
     "--trainer.enable_model_summary=false",
     "--model.num_steps=4",
 ]
-
-
-@pytest.fixture
-def in_tmp(tmp_path):
-    old = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        yield tmp_path
-    finally:
-        os.chdir(old)
 
 
 def _source(kind: str, path: Path, fixtures_dir: Path) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from pathlib import Path
 from types import ModuleType
@@ -50,16 +49,6 @@ def load_recipe(name: str) -> ModuleType:
 def readme_python_blocks() -> list[str]:
     text = (REPO / "README.md").read_text(encoding="utf-8")
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
-
-
-@pytest.fixture
-def in_tmp(tmp_path):
-    old = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        yield tmp_path
-    finally:
-        os.chdir(old)
 
 
 def test_digits_recipe_tiny(tmp_path, capsys):
