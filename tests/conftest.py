@@ -1,4 +1,4 @@
-"""Shared test helpers: where the reference fixtures live."""
+"""Shared test helpers: where the reference fixtures live (tests/fixtures, copied from the toolchain)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
-FIXTURE_NAMES = sorted(p.stem for p in SHARED_FIXTURES.glob("*.t1c"))
+FIXTURES = REPO / "tests" / "fixtures"
+HYBRID_FIXTURES = FIXTURES / "hybrid"
+FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.t1c"))
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not SHARED_FIXTURES.is_dir():
-        pytest.fail(f"reference fixtures not found at {SHARED_FIXTURES}")
-    return SHARED_FIXTURES
+    if not FIXTURES.is_dir():
+        pytest.fail(f"reference fixtures not found at {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def hybrid_fixtures_dir() -> Path:
+    if not HYBRID_FIXTURES.is_dir():
+        pytest.fail(f"hybrid reference fixtures not found at {HYBRID_FIXTURES}")
+    return HYBRID_FIXTURES
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Every reference fixture is reproduced by the executor, stepping and run_sequence.
 
-The fixtures (``../shared/fixtures``) were written by the reference toolchain: the
+The fixtures (``tests/fixtures``, copied from the shared folder) were written by the reference toolchain: the
 ``.npz`` beside each ``.t1c`` holds inputs ``x [T, B, ...]`` and the outputs ``y`` its
 executor produced step by step from a zero state.
 """
@@ -17,9 +17,7 @@ from t1c import ir
 from t1c.bridge import load
 
 # Parametrisation needs the names at collection time; the path is tests/conftest.py's.
-FIXTURE_NAMES = sorted(
-    p.stem for p in (Path(__file__).resolve().parents[2].parent / "shared" / "fixtures").glob("*.t1c")
-)
+FIXTURE_NAMES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "fixtures").glob("*.t1c"))
 
 
 def _load(fixtures_dir: Path, name: str):

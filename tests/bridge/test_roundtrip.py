@@ -12,7 +12,7 @@ from t1c import ir
 from t1c.bridge.executor import ir_to_torch
 from t1c.bridge.exporter import T1CExporter, to_ir
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.t1c"))
 
 

@@ -18,9 +18,7 @@ from t1c import ir
 from .factories import f32, lif, mlp
 
 # Parametrisation needs the names at collection time; the path is tests/conftest.py's.
-FIXTURE_NAMES = sorted(
-    p.stem for p in (Path(__file__).resolve().parents[3] / "shared" / "fixtures").glob("*.t1c")
-)
+FIXTURE_NAMES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "fixtures").glob("*.t1c"))
 
 # -- fixtures from the reference toolchain ---------------------------------------------------
 
