@@ -40,21 +40,36 @@ class LIF(Node):
     strict_threshold: bool | None = spec("bool", optional=True, default=None)
 
     def __post_init__(self) -> None:
+        # +inf is legitimate in tau and r only where beta == 1 (snnTorch's non-leaky
+        # neuron, which the writer stores as tau = r = +inf); checked once beta is known.
         for name in ("tau", "r", "v_leak", "v_threshold"):
-            setattr(self, name, as_float_array(getattr(self, name), name))
+            setattr(self, name, as_float_array(getattr(self, name), name, allow_posinf=name in ("tau", "r")))
         shape = self.tau.shape
         for name in ("r", "v_leak", "v_threshold"):
             if getattr(self, name).shape != shape:
                 raise T1CFormatError(
                     f"has shape {list(getattr(self, name).shape)} but tau has {list(shape)}", field=name
                 )
-        if np.isnan(self.tau).any() or (self.tau <= 0).any():
+        if (self.tau <= 0).any():
             raise T1CFormatError("must be positive (tau = 1 / (1 - beta))", field="tau")
         if self.beta is not None:
             self.beta = as_float_array(self.beta, "beta")
             if self.beta.shape != shape:
                 raise T1CFormatError(
                     f"has shape {list(self.beta.shape)} but tau has {list(shape)}", field="beta"
+                )
+            if ((self.beta < 0) | (self.beta > 1)).any():
+                bad = self.beta[(self.beta < 0) | (self.beta > 1)]
+                raise T1CFormatError(
+                    f"must be in [0, 1] (the decay per step), got {float(bad[0]):g}", field="beta"
+                )
+        for name in ("tau", "r"):
+            infinite = np.isposinf(getattr(self, name))
+            if infinite.any() and (self.beta is None or (self.beta[infinite] != 1).any()):
+                raise T1CFormatError(
+                    "is +inf where beta is not 1; +inf is only the stored form of beta == 1 "
+                    "(give beta, or a finite value)",
+                    field=name,
                 )
         if self.reset_mechanism is not None:
             self.reset_mechanism = as_choice(self.reset_mechanism, "reset_mechanism", RESET_MECHANISMS)

@@ -106,8 +106,27 @@ class Node:
 
 
 # -- field coercion, shared by the primitives' __post_init__ -----------------------------
-def as_float_array(value: Any, field: str, *, allow_none: bool = False) -> np.ndarray | None:
-    """A float32 array (copy-free when already float32)."""
+#
+# One rule for non-finite values: every float a node stores (arrays through
+# ``as_float_array``, scalars through ``as_float``) must be finite, and a value that only
+# becomes infinite when it is stored as float32 (a float64 of 1e300) is refused as an
+# overflow. A primitive whose semantics give +inf a meaning asks for it explicitly
+# (``allow_posinf=True``) and says where it is allowed (LIF: tau = r = +inf for beta == 1).
+def as_float_array(
+    value: Any, field: str, *, allow_none: bool = False, allow_posinf: bool = False
+) -> np.ndarray | None:
+    """A float32 array (copy-free when already float32) whose values are all finite.
+
+    Args:
+        value: anything ``np.asarray`` takes (a torch tensor too).
+        field: the field name, for messages.
+        allow_none: return None for None instead of refusing it.
+        allow_posinf: let ``+inf`` through (the caller checks where it is legitimate);
+            NaN, ``-inf`` and float32 overflow are still refused.
+
+    Raises:
+        T1CFormatError: not numbers, NaN/inf, or a value beyond float32's range.
+    """
     if value is None:
         if allow_none:
             return None
@@ -117,7 +136,55 @@ def as_float_array(value: Any, field: str, *, allow_none: bool = False) -> np.nd
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiub":
         raise T1CFormatError(f"must hold numbers, got dtype {arr.dtype}", field=field)
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    check_finite(out, field, source=arr, allow_posinf=allow_posinf)
+    return out
+
+
+def check_finite(
+    values: np.ndarray, field: str, *, source: np.ndarray | None = None, allow_posinf: bool = False
+) -> None:
+    """Refuse NaN, infinities (``+inf`` only with ``allow_posinf``) and float32 overflow.
+
+    Args:
+        values: the float array as stored.
+        field: the field name, for messages.
+        source: the values before conversion to ``values``' dtype, to tell an overflow
+            (finite source, infinite result) from an infinity that was there already.
+        allow_posinf: accept ``+inf`` that was ``+inf`` in the source too.
+    """
+    if values.size == 0:
+        return
+    flat = values.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # One BLAS pass: NaN and inf propagate, so a finite result proves every value
+        # finite; an overflowing sum of squares only sends us to the exact check below.
+        if np.isfinite(np.dot(flat, flat)):
+            return
+    bad = ~np.isfinite(values)
+    src = None if source is None else np.asarray(source)
+    src_float = src is not None and src.dtype.kind == "f" and src.shape == values.shape
+    if allow_posinf:
+        keep = np.isposinf(values)
+        if src_float:
+            keep &= np.isposinf(src)
+        bad &= ~keep
+    if not bad.any():
+        return
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = f"at index {list(index)}" if values.ndim else ""
+    if src is not None and src.shape == values.shape and np.isfinite(src[index]):
+        raise T1CFormatError(
+            f"value {float(src[index]):g} {where} overflows float32 (largest finite value "
+            f"{float(np.finfo(np.float32).max):g}); rescale it",
+            field=field,
+        )
+    allowed = "NaN and -inf" if allow_posinf else "NaN and +/-inf"
+    raise T1CFormatError(
+        f"holds {float(values[index])} {where}; {allowed} are refused in every float field",
+        field=field,
+    )
 
 
 def as_int_array(value: Any, field: str) -> np.ndarray | None:
@@ -133,13 +200,21 @@ def as_int_array(value: Any, field: str) -> np.ndarray | None:
     return np.ascontiguousarray(arr, dtype=np.int32 if small else np.int64)
 
 
-def as_float(value: Any, field: str) -> float | None:
+def as_float(
+    value: Any, field: str, *, minimum: float | None = None, maximum: float | None = None
+) -> float | None:
+    """A finite Python float (None stays None), optionally within ``[minimum, maximum]``."""
     if value is None:
         return None
     arr = np.asarray(value)
     if arr.size != 1 or arr.dtype.kind not in "fiu":
         raise T1CFormatError(f"must be a number, got {value!r}", field=field)
-    return float(arr.reshape(()))
+    out = float(arr.reshape(()))
+    if not np.isfinite(out):
+        raise T1CFormatError(f"must be finite, got {out}; NaN and +/-inf are refused", field=field)
+    if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
+        raise T1CFormatError(f"must be in [{minimum}, {maximum}], got {out:g}", field=field)
+    return out
 
 
 def as_int(value: Any, field: str, *, minimum: int | None = None) -> int:
