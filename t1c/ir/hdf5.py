@@ -4,36 +4,64 @@ One path for every primitive: ``write`` asks each node for its fields, ``read`` 
 each dataset against the field kinds the node's class declares and builds the node
 through the registry. A reader of untrusted files must not be tricked, so ``read``:
 
+* opens only regular files (a FIFO, device or folder is refused before it is opened,
+  so a read never blocks), and reports a permission problem as a ``PermissionError``;
 * refuses soft and external links (it never opens another file or follows a path);
 * refuses datasets whose bytes live outside the file (external raw storage, virtual
   datasets), so a crafted file cannot read other files on the machine into a graph;
+* refuses HDF5 filters it does not know by name (:data:`KNOWN_FILTERS`), and keeps
+  libhdf5's plugin search path empty while it reads, so a file cannot make libhdf5 load
+  code from a plugin folder;
 * checks each dataset's declared size against the bytes it really stores before
-  reading it, and caps the total it reads at a multiple of the file's size, so a file
-  cannot make it allocate gigabytes from a header;
+  reading it, and caps the total it reads at :data:`MAX_BYTES` (``max_bytes=`` raises
+  it) and at a multiple of the file's size, so a file cannot make it allocate gigabytes
+  from a header or a compression bomb; running out of memory anyway is a
+  :class:`T1CFormatError`, not a ``MemoryError``;
+* checks ``/version`` (a newer major version is refused) and ``/graph/type``;
+* verifies the optional content hash (:data:`HASH_ATTRIBUTE`, written by default), so
+  a corrupted weight is detected;
 * turns every problem into a :class:`T1CFormatError` naming the file, node and field.
 
 ``write`` is atomic: it writes a temporary file in the destination folder and renames
 it over the destination, so an exception or a kill leaves either the old file or the
-new one, never a partial one.
+new one, never a partial one. A symbolic link as destination is written through (the
+file it points to is replaced, the link stays). ``docs/untrusted_files.md`` lists
+what t1c guarantees for files from elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-from collections.abc import Mapping
+import stat
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+from h5py import h5pl
 
 from .atomic import atomic_target
 from .errors import T1CFormatError
 from .graph import Graph
-from .node import REGISTRY
+from .node import REGISTRY, Node
 
 FORMAT_VERSION = "0.0.1"
+#: The newest major format version this reader understands.
+FORMAT_MAJOR = 0
+#: Default bound on the bytes one ``read`` may allocate for datasets (after
+#: decompression): 2 GiB, about 500 million float32 parameters. Checked against each
+#: dataset's declared size before it is read. ``read(path, max_bytes=...)`` raises it.
+MAX_BYTES = 2**31
+#: The HDF5 filters a file may use (all built into libhdf5 or h5py): id -> name.
+KNOWN_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
+#: Root attribute holding the SHA-256 of the graph's content (nodes, edges and metadata);
+#: readers that do not know it ignore it (FORMAT.md's layout lists datasets only).
+HASH_ATTRIBUTE = "t1c_content_sha256"
 COMPRESSIONS = (None, "gzip", "lzf")
 _STR = h5py.string_dtype()
 # A dataset may declare at most this many bytes beyond what it stores (compressed data
@@ -53,6 +81,7 @@ def write(
     compression: str | None = None,
     compression_opts: int | None = None,
     fsync: bool = False,
+    content_hash: bool = True,
 ) -> None:
     """Write ``graph`` to ``path`` atomically.
 
@@ -64,6 +93,9 @@ def write(
     The node and metadata groups record link creation order, so a graph read back
     lists its nodes (and so breaks topological-order ties) as the written one did.
 
+    When ``path`` is a symbolic link, the file it points to is replaced and the link
+    stays (as ``cp`` and most editors do); see :func:`t1c.ir.atomic.atomic_target`.
+
     Args:
         path: destination; its folder must exist.
         graph: a validated graph.
@@ -72,6 +104,9 @@ def write(
         compression_opts: gzip level 0..9.
         fsync: flush the file and its folder to disk around the rename (durable across
             a power loss). Off by default.
+        content_hash: store the SHA-256 of the graph's content as the root attribute
+            :data:`HASH_ATTRIBUTE`, which ``read`` verifies (on by default; readers that
+            do not know it ignore it).
     """
     path = Path(path)
     if compression not in COMPRESSIONS:
@@ -81,13 +116,15 @@ def write(
     if not graph.output_shapes:
         graph.validate()
     try:
-        with atomic_target(path, fsync=fsync) as tmp, h5py.File(tmp, "x") as f:
-            _write_graph(f, graph, compression, compression_opts)
+        with atomic_target(path, fsync=fsync) as tmp, h5py.File(tmp, "x") as f, _Digest() as digest:
+            _write_graph(f, graph, compression, compression_opts, digest if content_hash else None)
+            if content_hash:
+                f.attrs.create(HASH_ATTRIBUTE, digest.hexdigest(graph.edges, graph.metadata), dtype=_STR)
     except T1CFormatError as err:
         raise err.within(file=str(path)) from None
 
 
-def _write_graph(f: h5py.File, graph: Graph, compression, compression_opts) -> None:
+def _write_graph(f: h5py.File, graph: Graph, compression, compression_opts, digest=None) -> None:
     f.create_dataset("version", data=FORMAT_VERSION, dtype=_STR)
     g = f.create_group("graph")
     g.create_dataset("type", data="Graph", dtype=_STR)
@@ -97,6 +134,8 @@ def _write_graph(f: h5py.File, graph: Graph, compression, compression_opts) -> N
         group.create_dataset("type", data=node.TYPE, dtype=_STR)
         for field, value in node.to_fields().items():
             _write_value(group, field, value, compression, compression_opts)
+        if digest is not None:
+            digest.add(name, node)
     edges = g.create_group("edges")
     edges.create_dataset("src", data=[s for s, _ in graph.edges], dtype=_STR)
     edges.create_dataset("dst", data=[d for _, d in graph.edges], dtype=_STR)
@@ -137,9 +176,10 @@ def _write_value(group: h5py.Group, name: str, value: Any, compression=None, opt
 def _write_metadata(group: h5py.Group, metadata: Mapping[str, Any], where: str) -> None:
     for key, value in metadata.items():
         key = str(key)
-        if not key or "/" in key or key in (".", ".."):
+        if not key or "/" in key or "\x00" in key or key in (".", ".."):
             raise T1CFormatError(
-                f"metadata key {key!r} cannot be an HDF5 name (no '/')", field=f"{where}/{key}"
+                f"metadata key {key!r} cannot be an HDF5 name (no '/' or NUL, not '.' or '..')",
+                field=f"{where}/{key!r}" if "\x00" in key else f"{where}/{key}",
             )
         if value is None:
             continue
@@ -164,42 +204,68 @@ def read_version(path: str | os.PathLike) -> str:
 
     Raises:
         FileNotFoundError: there is no such file.
-        T1CFormatError: the file is not HDF5 or has no scalar string ``/version``.
+        PermissionError: the file cannot be opened for reading.
+        T1CFormatError: not a regular file, not HDF5, or no scalar string ``/version``.
     """
     file = str(path)
-    if not os.path.exists(file):
-        raise FileNotFoundError(f"no such .t1c file: '{file}'")
+    size = _regular_file_size(file)
     try:
-        with _open(file) as f:
+        with _open(file, size) as f:
             return _read_string(_child(f, "version", None, "version"), None, "version")
     except T1CFormatError as err:
         raise err.within(file=file) from None
+    except MemoryError:
+        raise T1CFormatError("ran out of memory reading it", file=file, field="version") from None
     except _READ_ERRORS as err:
         raise T1CFormatError(
             f"cannot be read ({type(err).__name__}: {err})", file=file, field="version"
         ) from err
 
 
-def read(path: str | os.PathLike, *, validate: bool = True) -> Graph:
+def read(
+    path: str | os.PathLike,
+    *,
+    validate: bool = True,
+    max_bytes: int | None = None,
+    max_elements: int | None = None,
+) -> Graph:
     """Read a `.t1c` file into a validated :class:`~t1c.ir.Graph`.
+
+    Args:
+        path: the file.
+        validate: validate the graph (structure, shapes) and verify the content hash
+            when the file has one. ``False`` only checks that the file is well-formed
+            T1C-IR, to inspect a broken graph.
+        max_bytes: the most bytes the datasets may take once read (decompressed);
+            ``None`` means :data:`MAX_BYTES` (2 GiB). Checked before anything is read.
+        max_elements: the most elements any inferred shape may have (batch excluded);
+            ``None`` means :data:`t1c.ir.graph.MAX_ELEMENTS`.
 
     Raises:
         FileNotFoundError: there is no such file.
+        PermissionError: the file cannot be opened for reading.
         T1CFormatError: the file is not valid T1C-IR; the message names file, node, field.
     """
     file = str(path)
-    if not os.path.exists(file):
-        raise FileNotFoundError(f"no such .t1c file: '{file}'")
-    reader = _Reader(budget=max(_ALWAYS_OK_BYTES, _MAX_EXPANSION * os.path.getsize(file)))
+    limit = MAX_BYTES if max_bytes is None else int(max_bytes)
+    reader = _Reader(budget=limit)
+    size = _regular_file_size(file)
     try:
-        with _open(file) as f:
-            _read_string(_child(f, "version", None, "version"), None, "version")
+        with _open(file, size) as f, _Digest() as digest:
+            reader.set_file_size(size, limit)
+            _check_version(_read_string(_child(f, "version", None, "version"), None, "version"))
+            expected = _stored_hash(f) if validate else None
             g = _child(f, "graph", None, "graph", group=True)
+            graph_type = _read_string(_child(g, "type", None, "graph/type"), None, "graph/type")
+            if graph_type != "Graph":
+                raise T1CFormatError(f"must be 'Graph', got {graph_type!r}", field="graph/type")
             nodes_group = _child(g, "nodes", None, "graph/nodes", group=True)
             nodes = {}
             for name in nodes_group:
                 reader.node, reader.field = name, None
-                nodes[name] = reader.node_from(nodes_group, name)
+                nodes[name] = node = reader.node_from(nodes_group, name)
+                if expected is not None:
+                    digest.add(name, node)  # hashed on a worker thread while we read on
             reader.node = None
             edges = reader.edges_from(_child(g, "edges", None, "graph/edges", group=True))
             metadata = {}
@@ -207,9 +273,24 @@ def read(path: str | os.PathLike, *, validate: bool = True) -> Graph:
                 metadata = reader.metadata_from(
                     _child(g, "metadata", None, "graph/metadata", group=True), "metadata", 0
                 )
-        return Graph(nodes, edges, metadata, validate=validate)
+            graph = Graph(nodes, edges, metadata, validate=validate, max_elements=max_elements)
+            if expected is not None and digest.hexdigest(graph.edges, graph.metadata) != expected:
+                raise T1CFormatError(
+                    "the content hash does not match the nodes, edges and metadata: the file was "
+                    "corrupted (or edited by a tool that did not update the hash) after t1c wrote it; "
+                    "export it again, or read it with validate=False to inspect it",
+                    field=HASH_ATTRIBUTE,
+                )
+        return graph
     except T1CFormatError as err:
         raise err.within(file=file) from None
+    except MemoryError:
+        raise T1CFormatError(
+            f"ran out of memory reading it (max_bytes={limit}); free memory or lower max_bytes",
+            file=file,
+            node=reader.node,
+            field=reader.field,
+        ) from None
     except _READ_ERRORS as err:
         raise T1CFormatError(
             f"cannot be read ({type(err).__name__}: {err})", file=file, node=reader.node, field=reader.field
@@ -230,18 +311,113 @@ _READ_ERRORS = (
 )
 
 
-@contextlib.contextmanager
-def _open(path):
+def _check_version(version: str) -> None:
+    parts = version.split(".")
+    if not version or not all(p.isdigit() for p in parts):
+        raise T1CFormatError(
+            f"must be a format version like '{FORMAT_VERSION}', got {version!r}", field="version"
+        )
+    if int(parts[0]) > FORMAT_MAJOR:
+        raise T1CFormatError(
+            f"is {version}, a newer major format version than this t1c reads ({FORMAT_MAJOR}.x, "
+            f"writes {FORMAT_VERSION}); upgrade t1c to read it",
+            field="version",
+        )
+
+
+def _stored_hash(f: h5py.File) -> str | None:
+    """The file's content hash attribute, checked to be a scalar 64-hex-digit string."""
+    if not f.attrs.__contains__(HASH_ATTRIBUTE):
+        return None
+    attr = h5py.h5a.open(f.id, HASH_ATTRIBUTE.encode())
+    if attr.shape != () or h5py.check_string_dtype(attr.dtype) is None:
+        raise T1CFormatError("must be a scalar string", field=HASH_ATTRIBUTE)
+    value = f.attrs[HASH_ATTRIBUTE]
+    value = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise T1CFormatError(f"must be 64 hex digits (a SHA-256), got {value[:80]!r}", field=HASH_ATTRIBUTE)
+    return value
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _regular_file_size(path: str) -> int:
+    """The size of ``path``, refusing anything but a readable regular file.
+
+    The file is opened non-blocking first, so a FIFO never blocks, and the check is made
+    on what was opened (``fstat``), not on a name that could change in between.
+    """
     try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        size = os.path.getsize(path) if os.path.exists(path) else None
-        what = "is empty" if size == 0 else "is not an HDF5 file, or is truncated"
-        raise T1CFormatError(f"{what} ({err})", file=str(path)) from None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such .t1c file: '{path}'") from None
+    except PermissionError as err:
+        raise PermissionError(
+            err.errno, f"cannot read .t1c file '{path}': permission denied (check its mode and owner)", path
+        ) from None
+    except IsADirectoryError:
+        raise T1CFormatError(
+            "is a folder, not a regular file; give the path of a .t1c file", file=path
+        ) from None
     try:
-        yield f
+        info = os.fstat(fd)
     finally:
-        f.close()
+        os.close(fd)
+    if not stat.S_ISREG(info.st_mode):
+        what = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise T1CFormatError(f"is {what}, not a regular file; t1c reads only regular .t1c files", file=path)
+    return info.st_size
+
+
+class _NoPlugins:
+    """Empties libhdf5's plugin search path while any t1c read is open (reference-counted,
+    so concurrent reads in threads share it) and restores it afterwards."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: list[bytes] = []
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = [h5pl.get(i) for i in range(h5pl.size())]
+                while h5pl.size():
+                    h5pl.remove(0)
+            self._users += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for folder in self._saved:
+                    h5pl.append(folder)
+                self._saved = []
+
+
+_NO_PLUGINS = _NoPlugins()
+
+
+@contextlib.contextmanager
+def _open(path: str, size: int) -> Iterator[h5py.File]:
+    """The HDF5 file at ``path`` (checked by :func:`_regular_file_size`), plugins off."""
+    with _NO_PLUGINS:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as err:
+            what = "is empty" if size == 0 else "is not an HDF5 file, or is truncated"
+            raise T1CFormatError(f"{what} ({err})", file=str(path)) from None
+        try:
+            yield f
+        finally:
+            f.close()
 
 
 def _child(parent: h5py.Group, name: str, node: str | None, field: str, *, group: bool = False):
@@ -264,7 +440,25 @@ def _child(parent: h5py.Group, name: str, node: str | None, field: str, *, group
         raise T1CFormatError(
             f"is {where}; data outside the file is never read, store it in the file", node=node, field=field
         )
+    if not group:
+        _check_filters(obj, node, field)
     return obj
+
+
+def _check_filters(dset: h5py.Dataset, node: str | None, field: str) -> None:
+    """Refuse a filter t1c does not know by id and name (libhdf5 would look for a plugin)."""
+    plist = dset.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _flags, _values, name = plist.get_filter(i)
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        known = KNOWN_FILTERS.get(code)
+        if known is None:
+            raise T1CFormatError(
+                f"uses HDF5 filter {code} ({name or 'unnamed'}), which t1c does not read; known filters: "
+                f"{', '.join(sorted(KNOWN_FILTERS.values()))} (rewrite it with h5py using gzip or lzf)",
+                node=node,
+                field=field,
+            )
 
 
 class _Reader:
@@ -275,6 +469,14 @@ class _Reader:
         self.node: str | None = None
         self.field: str | None = None
         self.budget = budget
+        self.max_bytes = budget
+        self.file_cap = budget
+
+    def set_file_size(self, size: int, max_bytes: int) -> None:
+        """Cap the total at ``max_bytes`` and at a multiple of the file's size."""
+        self.max_bytes = max_bytes
+        self.file_cap = max(_ALWAYS_OK_BYTES, _MAX_EXPANSION * size)
+        self.budget = min(max_bytes, self.file_cap)
 
     def checked(self, dset: h5py.Dataset, node: str | None, field: str) -> h5py.Dataset:
         """Refuse a dataset whose declared size is out of proportion to what it stores."""
@@ -293,9 +495,16 @@ class _Reader:
                 field=field,
             )
         if declared > self.budget:
+            if self.max_bytes <= self.file_cap:
+                why = (
+                    f"of the max_bytes budget of {self.max_bytes} bytes for one read; if the file is "
+                    "trusted and that much memory is free, pass max_bytes= to ir.read"
+                )
+            else:
+                why = "of what this file's size allows to be read (datasets hard-linked many times?)"
             raise T1CFormatError(
                 f"declares shape {list(dset.shape)} ({declared} bytes), more than the {self.budget} bytes "
-                "left of what this file's size allows to be read (datasets hard-linked many times?)",
+                f"left {why}",
                 node=node,
                 field=field,
             )
@@ -330,7 +539,8 @@ class _Reader:
                 out = np.empty(shape, dtype=np.float32)
                 dset.read_direct(out)
                 return out
-            return np.asarray(dset[()], dtype=np.float32)
+            # float16/64 as stored: the node converts it and refuses float32 overflow.
+            return np.asarray(dset[()])
         if kind == "int_array":
             if dtype.kind not in "iu":
                 raise T1CFormatError(f"must be an integer array, got dtype {dtype}", node=node, field=field)
@@ -433,3 +643,106 @@ def _read_string(dset: h5py.Dataset, node, field) -> str:
         return value.decode("utf-8") if isinstance(value, bytes) else str(value)
     except UnicodeDecodeError as err:
         raise T1CFormatError(f"is not valid UTF-8 ({err})", node=node, field=field) from None
+
+
+# -- content hash ------------------------------------------------------------------------
+# The hash covers what a graph means, not how HDF5 laid it out: node names and types,
+# every field the node writes, node metadata (where a node type has it), the edges in
+# order and the graph metadata. Each value is encoded canonically (text as UTF-8,
+# integers as int64, floats by value, arrays little-endian with dtype and shape), so the
+# graph written and the graph read back hash alike whatever the string storage or byte
+# order in the file.
+_THREADED_BYTES = 1 << 20  # nodes holding more than this are hashed on a worker thread
+
+
+class _Digest:
+    """SHA-256 of a graph's content, fed node by node; large nodes are hashed on worker
+    threads (hashlib releases the GIL) while the caller goes on reading or writing."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._nodes: dict[str, bytes | Future] = {}
+
+    def __enter__(self) -> _Digest:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, name: str, node: Node) -> None:
+        size = sum(v.nbytes for v in node.to_fields().values() if isinstance(v, np.ndarray))
+        if size < _THREADED_BYTES:
+            self._nodes[name] = _node_digest(node)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+        self._nodes[name] = self._pool.submit(_node_digest, node)
+
+    def hexdigest(self, edges: list[tuple[str, str]], metadata: Mapping[str, Any]) -> str:
+        h = hashlib.sha256(b"t1c-graph-v1\n")
+        for name in sorted(self._nodes):
+            part = self._nodes[name]
+            _feed(h, name)
+            h.update(part.result() if isinstance(part, Future) else part)
+        h.update(b"edges")
+        for src, dst in edges:
+            _feed(h, src)
+            _feed(h, dst)
+        h.update(b"metadata")
+        _feed(h, metadata)
+        return h.hexdigest()
+
+
+def _node_digest(node: Node) -> bytes:
+    h = hashlib.sha256()
+    _feed(h, node.TYPE)
+    _feed(h, node.to_fields())
+    _feed(h, getattr(node, "metadata", None) or {})
+    return h.digest()
+
+
+def _feed(h, value: Any) -> None:
+    """Feed one value's canonical encoding to the hash ``h``."""
+    if value is None:
+        h.update(b"N;")
+    elif isinstance(value, Graph):
+        with _Digest() as inner:
+            for name, node in value.nodes.items():
+                inner.add(name, node)
+            h.update(b"G" + inner.hexdigest(value.edges, value.metadata).encode())
+    elif isinstance(value, Node):
+        h.update(b"T" + _node_digest(value))
+    elif isinstance(value, Mapping):
+        h.update(b"{")
+        for key in sorted(value, key=str):
+            if value[key] is not None:  # the writer leaves None entries out
+                _feed(h, str(key))
+                _feed(h, value[key])
+        h.update(b"}")
+    elif isinstance(value, (str, bytes)):
+        data = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+        h.update(b"s%d:" % len(data) + data)
+    elif isinstance(value, (bool, np.bool_)):
+        h.update(b"b1;" if value else b"b0;")
+    elif isinstance(value, (int, np.integer)):
+        h.update(b"i%d;" % int(value))
+    elif isinstance(value, (float, np.floating)):
+        h.update(b"f" + repr(float(value)).encode() + b";")
+    else:
+        arr = np.asarray(value)
+        if arr.ndim == 0:
+            _feed(h, arr.item())
+        elif arr.dtype.kind in "USO":
+            h.update(b"S%d[" % arr.size)
+            for item in arr.reshape(-1).tolist():
+                _feed(h, item if isinstance(item, (str, bytes)) else str(item))
+        elif arr.dtype.kind in "fiub":
+            # Integers and booleans as int64 (int32 and int64 storage hash alike); floats
+            # keep their width, in little-endian order.
+            want = np.dtype("<i8") if arr.dtype.kind in "iub" else arr.dtype.newbyteorder("<")
+            arr = np.ascontiguousarray(arr, dtype=want)
+            h.update(f"A{want.str}{list(arr.shape)};".encode())
+            h.update(arr.reshape(-1).view(np.uint8))
+        else:
+            raise T1CFormatError(f"cannot hash a value of type {type(value).__name__}")
