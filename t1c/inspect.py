@@ -7,11 +7,18 @@ command line stays fast and every line of a report can be tested without a file:
     from t1c.inspect import format_graph
 
     print(format_graph(ir.read("net.t1c"), path="net.t1c"))
+
+Names, metadata and paths come from files that may be hostile, so every piece of text
+goes through :func:`safe_text`: control characters (terminal escapes), bidirectional
+and other invisible format characters are shown escaped (``\\x1b``, ``\\u202e``), and
+table cells are cut to :data:`MAX_CELL` characters, so a report never reprograms the
+terminal and its size stays proportional to the number of nodes and edges.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +33,40 @@ _BULK_FIELDS = frozenset(
 )
 #: Fields that repeat the shape columns.
 _SHAPE_FIELDS = frozenset({"shape"})
+#: Widest a table cell or metadata value is shown (longer text is cut, saying so).
+MAX_CELL = 80
+#: Input shapes listed for a node with many inputs (the rest are counted).
+MAX_LISTED_INPUTS = 8
+#: Unicode categories shown escaped: controls, format characters (bidi overrides,
+#: zero-width), surrogates, private use, unassigned, line/paragraph separators.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def safe_text(text: Any, limit: int | None = None) -> str:
+    r"""``text`` with control and invisible characters escaped, cut after ``limit`` chars.
+
+    Example:
+        >>> safe_text("fc\x1b]0;owned\x07\u202e")
+        'fc\\x1b]0;owned\\x07\\u202e'
+        >>> safe_text("x" * 100, limit=20)
+        'xxxxxxxxxxxxxxxxxxxx...(+80 chars)'
+    """
+    text = str(text)
+    out: list[str] = []
+    width = 0
+    for i, ch in enumerate(text):
+        if ch.isprintable() and unicodedata.category(ch) not in _ESCAPED_CATEGORIES:
+            piece = ch
+        else:
+            code = ord(ch)
+            piece = (
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
+        if limit is not None and width + len(piece) > limit:
+            return "".join(out) + f"...(+{len(text) - i} chars)"
+        out.append(piece)
+        width += len(piece)
+    return "".join(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +155,7 @@ def node_rows(graph: Graph) -> list[NodeRow]:
             NodeRow(
                 name=name,
                 type=node.TYPE,
-                input_shape=" + ".join(format_shape(s) for s in in_shapes) if in_shapes else "-",
+                input_shape=_input_shapes(in_shapes),
                 output_shape=format_shape(graph.output_shapes.get(name)),
                 params=param_count(node),
                 fields=node_fields(node),
@@ -123,9 +164,25 @@ def node_rows(graph: Graph) -> list[NodeRow]:
     return rows
 
 
+def _input_shapes(shapes: Sequence[Sequence[int]]) -> str:
+    """``[4] + [4]``; a node with many inputs lists the first few and counts them all."""
+    if not shapes:
+        return "-"
+    text = " + ".join(format_shape(s) for s in shapes[:MAX_LISTED_INPUTS])
+    if len(shapes) > MAX_LISTED_INPUTS:
+        text += f" + ... ({len(shapes):,} inputs)"
+    return text
+
+
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Iterable[int] = ()) -> str:
-    """Columns padded to their widest cell; the columns in ``right`` are right-aligned."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    """Columns padded to their widest cell; the columns in ``right`` are right-aligned.
+
+    Every cell goes through :func:`safe_text` (escaped, cut at :data:`MAX_CELL`), so no
+    column is wider than that.
+    """
+    cells = [[safe_text(h, MAX_CELL) for h in headers]] + [
+        [safe_text(c, MAX_CELL) for c in row] for row in rows
+    ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     right = set(right)
     lines = []
@@ -159,12 +216,14 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
     """
     rows = node_rows(graph)
     total = sum(r.params for r in rows)
-    header = [f"file: {path}" if path is not None else "graph"]
+    header = [f"file: {safe_text(path)}" if path is not None else "graph"]
     if version is not None:
-        header.append(f"format version: {version}")
+        header.append(f"format version: {safe_text(version, MAX_CELL)}")
+    inputs = safe_text(", ".join(graph.input_names), 4 * MAX_CELL)
+    outputs = safe_text(", ".join(graph.output_names), 4 * MAX_CELL)
     header.append(
         f"{len(graph.nodes)} nodes, {len(graph.edges)} edges, {total:,} parameters; "
-        f"inputs: {', '.join(graph.input_names)}; outputs: {', '.join(graph.output_names)}"
+        f"inputs: {inputs}; outputs: {outputs}"
     )
     header.append(f"content hash: {graph.content_hash()[:16]}")
     table = format_table(
@@ -172,9 +231,10 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
         [(r.name, r.type, r.input_shape, r.output_shape, f"{r.params:,}", r.fields) for r in rows],
         right=[4],
     )
-    edges = [f"  {src} -> {dst}" for src, dst in graph.edges] or ["  (none)"]
+    edges = [f"  {safe_text(src, MAX_CELL)} -> {safe_text(dst, MAX_CELL)}" for src, dst in graph.edges]
     meta = flatten_metadata(graph.metadata)
-    meta_lines = [f"  {k}: {v}" for k, v in meta] or ["  (none)"]
+    meta_lines = [f"  {safe_text(k, MAX_CELL)}: {safe_text(v, MAX_CELL)}" for k, v in meta]
+    edges, meta_lines = edges or ["  (none)"], meta_lines or ["  (none)"]
     return "\n".join(
         header
         + ["", "nodes (topological order):", table]
@@ -187,8 +247,9 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
 
 def format_verify(diffs: Sequence[str], expected: str, actual: str) -> str:
     """The ``t1c verify`` report: ``topology identical`` or one line per difference."""
+    expected, actual = safe_text(expected), safe_text(actual)
     if not diffs:
         return f"topology identical: {expected} and {actual}"
     lines = [f"topology differs: {expected} (expected) vs {actual} (actual), {len(diffs)} difference(s):"]
-    lines += [f"  {d}" for d in diffs]
+    lines += [f"  {safe_text(d, 4 * MAX_CELL)}" for d in diffs]
     return "\n".join(lines)
