@@ -3,6 +3,7 @@
 * :class:`T1CModule`: a LightningModule around a :class:`~t1c.bridge.GraphExecutor`.
 * :class:`T1CExport`: a Callback that writes a `.t1c` beside each checkpoint.
 * :class:`DigitsDataModule`, :class:`TensorDataModule`: the built-in data.
+* :class:`EventDataModule`: event frames from any tonic dataset (``pip install 't1c[events]'``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ _EXPORTS = {
     "T1CExport": "callback",
     "DigitsDataModule": "data",
     "TensorDataModule": "data",
+    "EventDataModule": "events",
+    "DatasetNotFoundError": "events",
 }
 
 __all__ = sorted(_EXPORTS)
