@@ -15,24 +15,49 @@ Primitives (one module per family), the :class:`Graph`, and `.t1c` files::
     ir.write("net.t1c", g)
     assert ir.topology_diff(g, ir.read("net.t1c")) == []
 
+Hybrid ANN-SNN graphs use the toolchain's ANN types too (``ReLU``, ``BatchNorm1d``,
+``HybridRegion``, a nested ``Graph`` as :class:`Subgraph`...; see ``docs/hybrid.md``), and
+:func:`regions` lists a graph's ANN and SNN parts.
+
 Importing this package needs only numpy and h5py.
 """
 
+from .activations import ELU, GELU, Dropout, PReLU, ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv2d, SepConv2d
 from .errors import T1CFormatError
 from .graph import Edge, Graph
 from .hdf5 import FORMAT_VERSION, read, read_version, write
+from .hybrid import ANN_TYPES, MODES, SNN_TYPES, HybridRegion, Region, Subgraph, regions
 from .io import Input, Output
 from .linear import SPIKE_MODES, Affine, SpikingAffine
 from .neurons import LIF, RESET_MECHANISMS
 from .node import REGISTRY, Node
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool2d, MaxPool2d, Upsample
 from .reshape import Flatten
 from .skip import SKIP_TYPES, Skip
 from .topology import same_topology, topology_diff
 
 __all__ = [
+    "ANN_TYPES",
+    "ELU",
     "FORMAT_VERSION",
+    "GELU",
+    "MODES",
+    "SNN_TYPES",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Dropout",
+    "HybridRegion",
+    "LayerNorm",
+    "PReLU",
+    "ReLU",
+    "Region",
+    "Sigmoid",
+    "Softmax",
+    "Subgraph",
+    "Tanh",
+    "regions",
     "REGISTRY",
     "RESET_MECHANISMS",
     "SKIP_TYPES",

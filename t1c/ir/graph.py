@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -231,6 +232,7 @@ class Graph:
                     err = T1CFormatError(f"{err.reason} (inputs: {feeds})", node=err.node, field=err.field)
                 raise err.within(node=name) from None
             self._check_size(name, shapes[name])
+            _warn_size_hint(self.nodes[name], name, shapes[name])
             inputs[name] = in_shapes
             node = self.nodes[name]
             if isinstance(node, Output) and node.shape is None:
@@ -258,6 +260,9 @@ class Graph:
             node = self.nodes[name]
             h.update(f"node:{name}:{node.TYPE}\n".encode())
             for field, value in sorted(node.to_fields().items()):
+                if isinstance(value, Graph):  # a nested graph
+                    h.update(f"{field}:graph:{value.content_hash()}\n".encode())
+                    continue
                 arr = np.asarray(value)
                 h.update(f"{field}:{arr.dtype.str}:{arr.shape}\n".encode())
                 h.update(arr.tobytes() if arr.dtype.kind != "U" else str(value).encode())
@@ -267,3 +272,12 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges, inputs={self.input_names}, outputs={self.output_names})"
+
+
+def _warn_size_hint(node: Node, name: str, shape: Shape) -> None:
+    """Warn once per node when its size hint (``features``) disagrees with ``shape``."""
+    note = node.size_hint_note(shape)
+    if note is None or getattr(node, "_size_hint_warned", False):
+        return
+    node._size_hint_warned = True
+    warnings.warn(f"node '{name}' ({node.TYPE}): {note}", UserWarning, stacklevel=4)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator, Mapping
@@ -71,6 +72,8 @@ _ALWAYS_OK_BYTES = 64 * 2**20
 # Nested metadata groups deeper than this are refused (hard links can make a group its
 # own child; following that would never end).
 _MAX_METADATA_DEPTH = 32
+# Graphs nested as nodes deeper than this are refused (same reason).
+_MAX_GRAPH_DEPTH = 8
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -128,19 +131,32 @@ def _write_graph(f: h5py.File, graph: Graph, compression, compression_opts, dige
     f.create_dataset("version", data=FORMAT_VERSION, dtype=_STR)
     g = f.create_group("graph")
     g.create_dataset("type", data="Graph", dtype=_STR)
+    _write_nodes_edges(g, graph, compression, compression_opts, digest, "")
+    if graph.metadata:
+        _write_metadata(g.create_group("metadata", track_order=True), graph.metadata, "metadata")
+
+
+def _write_nodes_edges(
+    g: h5py.Group, graph: Graph, compression, compression_opts, digest, prefix: str
+) -> None:
+    """``nodes/`` and ``edges/`` of ``graph`` into ``g`` (``/graph``, or a nested Graph node's group)."""
     nodes = g.create_group("nodes", track_order=True)  # keeps the graph's node order
     for name, node in graph.nodes.items():
         group = nodes.create_group(name)
         group.create_dataset("type", data=node.TYPE, dtype=_STR)
         for field, value in node.to_fields().items():
+            if isinstance(value, Graph):  # a nested graph: its nodes/ and edges/ in this group
+                _write_nodes_edges(group, value, compression, compression_opts, None, f"{prefix}{name}/")
+                continue
             _write_value(group, field, value, compression, compression_opts)
+        if node.metadata:  # last in the group, as the toolchain writes it
+            where = f"nodes/{prefix}{name}/metadata"
+            _write_metadata(group.create_group("metadata", track_order=True), node.metadata, where)
         if digest is not None:
             digest.add(name, node)
     edges = g.create_group("edges")
     edges.create_dataset("src", data=[s for s, _ in graph.edges], dtype=_STR)
     edges.create_dataset("dst", data=[d for _, d in graph.edges], dtype=_STR)
-    if graph.metadata:
-        _write_metadata(g.create_group("metadata", track_order=True), graph.metadata, "metadata")
 
 
 def _write_value(group: h5py.Group, name: str, value: Any, compression=None, opts=None) -> None:
@@ -468,6 +484,7 @@ class _Reader:
     def __init__(self, budget: int) -> None:
         self.node: str | None = None
         self.field: str | None = None
+        self.depth = 0  # of nested Graph nodes
         self.budget = budget
         self.max_bytes = budget
         self.file_cap = budget
@@ -528,6 +545,9 @@ class _Reader:
         if kind == "str":
             return _read_string(dset, node, field)
         dtype, shape = dset.dtype, dset.shape
+        if kind in _SPELLED and shape == () and _is_string(dset):
+            # The toolchain re-writes numpy scalars it read as their str(): "8", "False".
+            return _spelled(kind, _read_string(dset, node, field), node, field)
         if _is_string(dset) or dtype.kind not in "fiub":
             raise T1CFormatError(f"must hold numbers, got dtype {dtype}", node=node, field=field)
         if kind == "float_array":
@@ -581,16 +601,64 @@ class _Reader:
         fields = {}
         for field, (kind, optional) in cls.field_specs().items():
             self.field = field
+            if kind == "graph":  # the node's own group holds nodes/ and edges/, as /graph does
+                fields[field] = self.subgraph_from(group, name)
+                continue
             if group.get(field, getlink=True) is None:
                 if optional:
                     continue
                 raise T1CFormatError(f"is missing (required by {type_name})", node=name, field=field)
             fields[field] = self.field_from(_child(group, field, name, field), kind, name, field)
+        metadata = {}
+        if group.get("metadata", getlink=True) is not None:
+            self.field = "metadata"
+            try:
+                metadata = self.metadata_from(
+                    _child(group, "metadata", name, "metadata", group=True), "metadata", 0
+                )
+            except T1CFormatError as err:
+                raise err.within(node=name) from None
         self.field = None
         try:
-            return cls.from_fields(fields)
+            node = cls.from_fields(fields)
         except T1CFormatError as err:
             raise err.within(node=name) from None
+        if metadata:
+            node.metadata = metadata
+        return node
+
+    def subgraph_from(self, group: h5py.Group, name: str) -> Graph:
+        """The graph nested as node ``name``: its group holds ``nodes/`` and ``edges/``.
+
+        Errors name the inner node as ``outer/inner``. Nesting is capped (a group
+        hard-linked into itself would never end).
+        """
+        self.depth += 1
+        try:
+            if self.depth > _MAX_GRAPH_DEPTH:
+                raise T1CFormatError(
+                    f"nests graphs deeper than {_MAX_GRAPH_DEPTH} levels (a group linked into itself?)",
+                    node=name,
+                    field="nodes",
+                )
+            nodes_group = _child(group, "nodes", name, "nodes", group=True)
+            nodes = {}
+            for inner in nodes_group:
+                self.node = f"{name}/{inner}"
+                try:
+                    nodes[inner] = self.node_from(nodes_group, inner)
+                except T1CFormatError as err:
+                    raise T1CFormatError(
+                        err.reason, node=f"{name}/{err.node or inner}", field=err.field
+                    ) from None
+            self.node = name
+            try:
+                edges = self.edges_from(_child(group, "edges", name, "edges", group=True))
+            except T1CFormatError as err:
+                raise err.within(node=name) from None
+            return Graph(nodes, edges, validate=False)
+        finally:
+            self.depth -= 1
 
     def edges_from(self, group: h5py.Group) -> list[tuple[str, str]]:
         self.field = "edges"
@@ -627,6 +695,32 @@ class _Reader:
                 value = value.item()
             out[key] = value
         return out
+
+
+# Scalar kinds the toolchain may have stored as decimal strings (FORMAT_HYBRID.md, "read ->
+# write by the reference is lossy"): only strings that spell a value of the kind are read.
+_SPELLED = {
+    "int": (re.compile(r"[+-]?[0-9]+"), int, "an integer"),
+    "float": (
+        re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"),
+        float,
+        "a finite decimal number",
+    ),
+    "bool": (re.compile(r"True|False"), lambda text: text == "True", "a boolean ('True' or 'False')"),
+}
+
+
+def _spelled(kind: str, text: str, node: str | None, field: str) -> Any:
+    """The value a decimal string spells (``"8"``, ``"0.5"``, ``"False"``), or an error."""
+    pattern, convert, what = _SPELLED[kind]
+    if len(text) > 64 or not pattern.fullmatch(text):
+        shown = text if len(text) <= 64 else text[:64] + "..."
+        raise T1CFormatError(
+            f"is the string {shown!r}, which does not spell {what}; store numbers with their numeric dtype",
+            node=node,
+            field=field,
+        )
+    return convert(text)
 
 
 def _is_string(dset: h5py.Dataset) -> bool:

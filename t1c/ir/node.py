@@ -21,18 +21,25 @@ Shape = tuple[int, ...]
 
 #: On-disk kinds of fields: float32 array of any rank, integer array of any rank,
 #: int64 array of rank 1 (a shape), int64 array of two (an (h, w) pair), int64 scalar,
-#: float scalar, bool scalar, string.
-FIELD_KINDS = ("float_array", "int_array", "int_vector", "int_pair", "int", "float", "bool", "str")
+#: float scalar, bool scalar, string, and a whole graph (``nodes/`` and ``edges/`` in the
+#: node's own group, as under ``/graph``: a nested ``Graph`` node).
+FIELD_KINDS = ("float_array", "int_array", "int_vector", "int_pair", "int", "float", "bool", "str", "graph")
 
 #: Type name -> primitive class, filled by ``Node.__init_subclass__``.
 REGISTRY: dict[str, type[Node]] = {}
 
 
-def spec(kind: str, *, optional: bool = False, **kwargs: Any) -> Any:
-    """A dataclass field with its on-disk kind; optional fields are omitted when None."""
+def spec(kind: str, *, optional: bool = False, omit_default: bool = False, **kwargs: Any) -> Any:
+    """A dataclass field with its on-disk kind; optional fields are omitted when None.
+
+    ``omit_default=True`` (with ``optional=True`` and a ``default``): the field is also
+    left out of the file when it equals its default (Python ``==``), and a reader fills
+    the default back in; this is how the toolchain writes its ANN types' scalars.
+    """
     if kind not in FIELD_KINDS:
         raise ValueError(f"unknown field kind {kind!r}")
-    return dataclasses.field(metadata={"kind": kind, "optional": optional}, **kwargs)
+    meta = {"kind": kind, "optional": optional, "omit_default": omit_default}
+    return dataclasses.field(metadata=meta, **kwargs)
 
 
 @dataclasses.dataclass(eq=False)
@@ -40,6 +47,9 @@ class Node:
     """Base class of the primitives. Subclasses set ``TYPE`` (the on-disk type name)."""
 
     TYPE: ClassVar[str] = ""
+    #: Free-form entries stored in the node's ``metadata/`` subgroup (same encoding as the
+    #: graph's metadata); they do not change what the node computes.
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict, kw_only=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -59,11 +69,13 @@ class Node:
     def to_fields(self) -> dict[str, Any]:
         """The datasets of this node's group, as numpy values or Python scalars."""
         out: dict[str, Any] = {}
-        for name in self.field_specs():
-            value = getattr(self, name)
-            if value is None:
+        for f in dataclasses.fields(self):
+            if "kind" not in f.metadata:
                 continue
-            out[name] = value
+            value = getattr(self, f.name)
+            if value is None or (f.metadata.get("omit_default") and _equal(value, f.default)):
+                continue
+            out[f.name] = value
         return out
 
     @classmethod
@@ -79,6 +91,14 @@ class Node:
         and the node passes that shape on.
         """
         return merged_sum_shape(input_shapes)
+
+    def size_hint_note(self, shape: Shape) -> str | None:
+        """Why a size hint of this node disagrees with the shape it receives, or None.
+
+        Graph shape inference warns (once per node) with this text and goes on: a hint
+        (``features`` of the ANN types) is never a reason to refuse a graph.
+        """
+        return None
 
     def param_shapes(self) -> dict[str, Shape]:
         """Shapes of the required array fields; part of what "same topology" means.
@@ -103,6 +123,13 @@ class Node:
             else:
                 parts.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _equal(value: Any, default: Any) -> bool:
+    """``value == default`` as Python/numpy compare them (arrays: same shape and values)."""
+    if isinstance(value, np.ndarray) or isinstance(default, np.ndarray):
+        return bool(np.array_equal(value, default))
+    return bool(value == default)
 
 
 # -- field coercion, shared by the primitives' __post_init__ -----------------------------

@@ -148,6 +148,85 @@ def make_skip_passthrough() -> ir.Skip:
     return ir.Skip(skip_type="passthrough")
 
 
+# -- the toolchain's ANN / normalisation / region types (FORMAT_HYBRID.md) ----------------
+# Shapes fit the [3, 8, 8] input the round-trip test feeds (192 values); optional fields
+# are set to non-defaults so that dropping one shows up.
+
+
+def make_relu() -> ir.ReLU:
+    return ir.ReLU(features=192)
+
+
+def make_leaky_relu() -> ir.ReLU:
+    return ir.ReLU(features=192, negative_slope=0.1)
+
+
+def make_prelu() -> ir.PReLU:
+    return ir.PReLU(features=192, weight=np.array([0.25, 0.1, 0.3]))
+
+
+def make_sigmoid() -> ir.Sigmoid:
+    return ir.Sigmoid(features=192)
+
+
+def make_tanh() -> ir.Tanh:
+    return ir.Tanh(features=192)
+
+
+def make_softmax() -> ir.Softmax:
+    return ir.Softmax(features=192, dim=1)
+
+
+def make_gelu_exact() -> ir.GELU:
+    return ir.GELU(features=192, approximate=False)
+
+
+def make_elu() -> ir.ELU:
+    return ir.ELU(features=192, alpha=0.5)
+
+
+def make_dropout() -> ir.Dropout:
+    return ir.Dropout(features=192, p=0.2)
+
+
+def make_hybrid_region() -> ir.HybridRegion:
+    return ir.HybridRegion(mode="snn", features=192, name="core")
+
+
+def _bn_arrays(n: int) -> dict[str, np.ndarray]:
+    rng = _rng()
+    return {
+        "weight": rng.standard_normal(n),
+        "bias": rng.standard_normal(n),
+        "running_mean": rng.standard_normal(n),
+        "running_var": rng.uniform(0.5, 2.0, n),
+    }
+
+
+def make_batchnorm1d() -> ir.BatchNorm1d:
+    return ir.BatchNorm1d(num_features=3, **_bn_arrays(3), eps=1e-3, momentum=0.2)
+
+
+def make_batchnorm2d() -> ir.BatchNorm2d:
+    return ir.BatchNorm2d(num_features=3, **_bn_arrays(3), momentum=None)
+
+
+def make_layernorm() -> ir.LayerNorm:
+    return ir.LayerNorm(normalized_shape=[8, 8], weight=f32(8, 8), bias=f32(8, 8, seed=1), eps=1e-6)
+
+
+def make_subgraph() -> ir.Subgraph:
+    """A nested graph [3, 8, 8] -> ReLU -> Flatten: 192 values."""
+    inner = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([3, 8, 8])}),
+        ir.ReLU(features=192),
+        ir.Flatten(),
+        ir.Output(),
+        names=["input", "relu", "flat", "output"],
+    )
+    return ir.Subgraph(graph=inner)
+
+
 FACTORIES: dict[str, Callable[[], ir.Node]] = {
     f.__name__.removeprefix("make_"): f
     for f in (
@@ -170,6 +249,20 @@ FACTORIES: dict[str, Callable[[], ir.Node]] = {
         make_skip_residual,
         make_skip_concatenate,
         make_skip_passthrough,
+        make_relu,
+        make_leaky_relu,
+        make_prelu,
+        make_sigmoid,
+        make_tanh,
+        make_softmax,
+        make_gelu_exact,
+        make_elu,
+        make_dropout,
+        make_hybrid_region,
+        make_batchnorm1d,
+        make_batchnorm2d,
+        make_layernorm,
+        make_subgraph,
     )
 }
 
