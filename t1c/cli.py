@@ -6,6 +6,7 @@
     t1c inspect net.t1c                         # node table, edges, metadata
     t1c verify source.t1c exported.t1c          # topology diff; exit 1 when they differ
     t1c export epoch=3-step=120.ckpt -o net.t1c # a T1CModule checkpoint -> .t1c
+    t1c convert model.nir model.t1c --dt 1e-3   # NIR <-> T1C-IR (and back: net.t1c net.nir)
 
 ``inspect`` and ``verify`` need only :mod:`t1c.ir` (numpy + h5py) and never import torch,
 so they answer in a fraction of a second. ``fit`` hands every argument after it to
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
-    p = sub.add_parser("inspect", help="print a .t1c file's nodes, shapes, edges and metadata")
-    p.add_argument("file", type=Path, help="the .t1c file")
+    p = sub.add_parser("inspect", help="print a .t1c (or .nir) file's nodes, shapes, edges and metadata")
+    p.add_argument("file", type=Path, help="the .t1c file, or a .nir file (shown as converted, needs --dt)")
+    p.add_argument("--dt", type=_positive, default=None, help="time step a .nir file is discretized at")
     p.set_defaults(handler=cmd_inspect)
 
     p = sub.add_parser(
@@ -110,6 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="also store the integer weights and scales of the BITS-bit quantized simulation",
     )
     p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser(
+        "convert",
+        help="convert NIR <-> T1C-IR (model.nir model.t1c --dt 1e-3, or back)",
+        description="Convert a .nir file to a .t1c file or back; the direction follows the suffixes. "
+        "Every node converts exactly or the command fails naming the node (docs/nir.md). Needs the "
+        "optional 'nir' package: pip install 't1c[nir]'.",
+    )
+    p.add_argument("source", type=Path, help="the .nir or .t1c file to read")
+    p.add_argument("target", type=Path, help="the .t1c or .nir file to write")
+    p.add_argument("--dt", type=_positive, required=True, help="the time step (NIR's time unit, e.g. 1e-3)")
+    p.add_argument(
+        "--approximate",
+        action="store_true",
+        help="to .nir: export LIF nodes with snnTorch reset fields as NIR's reset-to-zero LIF (warns)",
+    )
+    p.set_defaults(handler=cmd_convert)
     return parser
 
 
@@ -119,6 +139,17 @@ def _silence_stdout() -> None:
 
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a positive finite number (a time step)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def _bits(text: str) -> int:
@@ -133,20 +164,55 @@ def _bits(text: str) -> int:
 
 
 # -- inspect / verify: t1c.ir only ---------------------------------------------------------
-def read_graph(path: Path) -> ir.Graph:
-    """Read a `.t1c` file, turning every problem into a :class:`CommandError`."""
+def read_graph(path: Path, dt: float | None = None) -> ir.Graph:
+    """Read a `.t1c` file (or a `.nir` file converted at ``dt``), turning every problem into a
+    :class:`CommandError`."""
     if not path.is_file():
         raise CommandError(f"file '{path}' does not exist")
     try:
+        if path.suffix.lower() == ".nir":
+            if dt is None:
+                raise CommandError(f"'{path}' is a NIR file: pass --dt, the time step to discretize it at")
+            from .nir import from_nir
+
+            return from_nir(path, dt)
         return ir.read(path)
-    except ir.T1CFormatError as err:
+    except (ir.T1CFormatError, ImportError) as err:
         raise CommandError(str(err)) from None
 
 
 def cmd_inspect(ns: argparse.Namespace) -> int:
     """``t1c inspect FILE``: print the node table, edges and metadata."""
-    graph = read_graph(ns.file)
-    print(format_graph(graph, path=str(ns.file), version=ir.read_version(ns.file)))
+    graph = read_graph(ns.file, ns.dt)
+    if ns.file.suffix.lower() == ".nir":
+        version = f"NIR {import_module('nir.serialization').read_version(ns.file)}, converted at dt={ns.dt:g}"
+    else:
+        version = ir.read_version(ns.file)
+    print(format_graph(graph, path=str(ns.file), version=version))
+    return EXIT_OK
+
+
+def cmd_convert(ns: argparse.Namespace) -> int:
+    """``t1c convert A.nir B.t1c --dt DT`` (or ``A.t1c B.nir``): NIR <-> T1C-IR."""
+    kinds = (ns.source.suffix.lower(), ns.target.suffix.lower())
+    if kinds not in ((".nir", ".t1c"), (".t1c", ".nir")):
+        raise CommandError(f"convert goes .nir -> .t1c or .t1c -> .nir, got '{ns.source}' -> '{ns.target}'")
+    if not ns.target.parent.is_dir():
+        raise CommandError(f"the folder of '{ns.target}' does not exist; create it first")
+    if kinds[0] == ".nir":
+        graph = read_graph(ns.source, ns.dt)
+        ir.write(ns.target, graph)
+        print(f"wrote {ns.target} ({len(graph.nodes)} nodes, {len(graph.edges)} edges) from {ns.source}")
+        return EXIT_OK
+    graph = read_graph(ns.source)
+    try:
+        from .nir import import_nir, to_nir
+
+        nir_graph = to_nir(graph, ns.dt, approximate=ns.approximate)
+        import_nir().write(ns.target, nir_graph)
+    except (ir.T1CFormatError, ImportError) as err:
+        raise CommandError(str(err)) from None
+    print(f"wrote {ns.target} ({len(nir_graph.nodes)} nodes, {len(nir_graph.edges)} edges) from {ns.source}")
     return EXIT_OK
 
 
