@@ -100,6 +100,8 @@ class T1CModule(pl.LightningModule):
     Args:
         graph: the `.t1c` file to start from, an ``ir.Graph``, or the bytes of a `.t1c`
             file. One ``Input`` node and one ``Output`` node of shape ``[num_classes]``.
+            A `.nir` file works too (with ``nir_dt``): it is imported with
+            :func:`t1c.nir.from_nir` and exports as `.t1c` like any graph.
         num_steps: time steps each sample is presented for.
         encoding: ``"rate"`` (Bernoulli spikes of the intensity) or ``"direct"`` (repeated input).
         loss: ``"ce_count"`` (cross-entropy of spike counts, default), ``"ce_rate"``
@@ -118,6 +120,8 @@ class T1CModule(pl.LightningModule):
         learn_beta, learn_threshold: also train the LIF decay / thresholds.
         eval_seed: seed of the rate encoding during validation (and the default of
             :meth:`predict_with`), so validation sees the same spikes every epoch.
+        nir_dt: the time step a `.nir` ``graph`` is discretized at (NIR's time unit,
+            e.g. ``1e-3``); required for `.nir` files, unused otherwise.
 
     The graph the run started from is kept as :attr:`source_graph` (and
     :attr:`source_path`) and stored in every checkpoint under ``"t1c_source_graph"``.
@@ -139,10 +143,11 @@ class T1CModule(pl.LightningModule):
         learn_beta: bool = False,
         learn_threshold: bool = False,
         eval_seed: int = 0,
+        nir_dt: float | None = None,
     ) -> None:
         super().__init__()
         self._check_args(num_steps, encoding, loss, lr, qat_weight_bits, correct_rate, incorrect_rate)
-        self.source_graph, self.source_path = self._read_graph(graph)
+        self.source_graph, self.source_path = self._read_graph(graph, nir_dt)
         # hparams record where the graph came from (a path or None), never the graph itself,
         # which travels in the checkpoint (on_save_checkpoint). save_hyperparameters reads the
         # __init__ arguments from this frame's locals, hence the rebinding.
@@ -201,7 +206,7 @@ class T1CModule(pl.LightningModule):
             )
 
     @staticmethod
-    def _read_graph(graph: Any) -> tuple[ir.Graph, str | None]:
+    def _read_graph(graph: Any, nir_dt: float | None = None) -> tuple[ir.Graph, str | None]:
         if isinstance(graph, ir.Graph):
             graph.validate()
             return graph, None
@@ -214,6 +219,15 @@ class T1CModule(pl.LightningModule):
                     f"T1CModule(graph={str(graph)!r}): no such .t1c file; to restore a trained model use "
                     "T1CModule.load_from_checkpoint(ckpt), which needs no .t1c file"
                 )
+            if path.suffix.lower() == ".nir":  # NIR model: imported exactly (t1c.nir, docs/nir.md)
+                if nir_dt is None:
+                    raise ValueError(
+                        f"T1CModule(graph={str(graph)!r}): a .nir graph needs nir_dt, the time step its "
+                        "neurons are discretized at, e.g. T1CModule('model.nir', nir_dt=1e-3)"
+                    )
+                from t1c.nir import from_nir
+
+                return from_nir(path, dt=nir_dt), str(path)
             return ir.read(path), str(path)
         raise TypeError(
             f"T1CModule(graph=...) takes a .t1c path, an ir.Graph or .t1c bytes, got {type(graph).__name__}"
