@@ -109,7 +109,8 @@ class GraphExecutor(nn.Module):
     offer ``forward_sequence(xs, state)`` for :meth:`run_sequence`. A module with
     ``multi_input = True`` gets each incoming value as a separate argument. Stateless
     modules must treat batch elements independently (``run_sequence`` folds time into
-    the batch).
+    the batch), unless they set ``couples_batch = True`` (a Softmax over the batch axis):
+    ``run_sequence`` then calls them once per time step.
 
     Held state (``keep_state=True``, snnTorch's ``init_hidden`` style): a call without
     ``state`` continues from the state this instance kept after its previous call,
@@ -143,6 +144,10 @@ class GraphExecutor(nn.Module):
                 shape = graph.output_shapes.get(name)
             self.io_shapes[name] = None if shape is None else tuple(int(d) for d in shape)
         self.metadata: dict[str, Any] = dict(graph.metadata)
+        #: node name -> the node's metadata (only nodes that have some), for export.
+        self.node_metadata: dict[str, dict[str, Any]] = {
+            n: dict(node.metadata) for n, node in graph.nodes.items() if node.metadata
+        }
         self.return_state = return_state
         self.keep_state = keep_state
         self._held_state: State | None = None
@@ -399,9 +404,12 @@ class GraphExecutor(nn.Module):
                     vals[pos] = _summed(vals, ins)
                 else:
                     args = [_summed(vals, ins)] if kind == _CALL_SUM else [vals[i] for i in ins]
-                    flat = [a.reshape(T * B, *a.shape[2:]) for a in args]
-                    out = module(*flat)
-                    vals[pos] = out.reshape(T, B, *out.shape[1:])
+                    if getattr(module, "couples_batch", False):  # mixes a step's samples
+                        vals[pos] = torch.stack([module(*[a[t] for a in args]) for t in range(T)])
+                    else:
+                        flat = [a.reshape(T * B, *a.shape[2:]) for a in args]
+                        out = module(*flat)
+                        vals[pos] = out.reshape(T, B, *out.shape[1:])
                 for i in frees:
                     vals[i] = None
         except NodeExecutionError:
@@ -505,7 +513,9 @@ def ir_to_torch(
             until ``reset_state()``. Off by default: ``state=None`` means zero state.
 
     Returns:
-        The executor; its weights are ``nn.Parameter`` copies of the graph's.
+        The executor, in evaluation mode: it computes the deployed function (Dropout is
+        the identity, BatchNorm uses the stored statistics). Call ``.train()`` to
+        fine-tune. Its weights are ``nn.Parameter`` copies of the graph's.
 
     Raises:
         T1CFormatError: invalid graph, or a node no map knows how to build.
@@ -539,7 +549,7 @@ def ir_to_torch(
                 f"node_map returned {type(module).__name__} for node '{name}'; expected an nn.Module"
             )
         modules[name] = module
-    return GraphExecutor(graph, modules, return_state=return_state, keep_state=keep_state)
+    return GraphExecutor(graph, modules, return_state=return_state, keep_state=keep_state).eval()
 
 
 def load(path: str | os.PathLike, **kwargs: Any) -> GraphExecutor:

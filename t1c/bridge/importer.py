@@ -4,10 +4,19 @@
 (after the user's ``node_map``, which wins). A factory takes the node and returns an
 ``nn.Module``, or None for nodes the executor handles itself (``Input``, ``Output``).
 Weights are copied, so the module owns them as ``nn.Parameter``\\ s and trains.
+
+The hybrid ANN types (FORMAT_HYBRID.md) become the plain torch modules that compute
+them (``ReLU`` -> ``nn.ReLU``/``nn.LeakyReLU``, ``BatchNorm1d`` -> ``nn.BatchNorm1d``
+with the stored statistics, ...; the full table is in ``docs/hybrid.md``), a
+``HybridRegion`` a :class:`~t1c.bridge.hybrid_modules.HybridRegionModule` and a nested
+``Graph`` a :class:`~t1c.bridge.hybrid_modules.SubgraphModule`. A Softmax across the
+batch axis (``dim = 0``) gets ``couples_batch = True``: ``run_sequence`` then gives it one
+time step at a time instead of folding time into the batch.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -15,6 +24,7 @@ from torch import nn
 
 from t1c import ir
 
+from .hybrid_modules import HybridRegionModule, SubgraphModule
 from .modules import LIFModule, SepConv2dModule, SkipModule, SpikingAffineModule
 
 NodeFactory = Callable[[ir.Node], "nn.Module | None"]
@@ -82,6 +92,51 @@ def _flatten(node: ir.Flatten) -> nn.Flatten:
     return nn.Flatten(start, end)
 
 
+def _relu(node: ir.ReLU) -> nn.Module:
+    if node.negative_slope > 0:
+        return nn.LeakyReLU(node.negative_slope)
+    if node.negative_slope < 0:
+        warnings.warn(
+            f"a ReLU node with negative_slope = {node.negative_slope:g} runs as max(x, 0), as the toolchain "
+            "that defines the format runs it (docs/hybrid.md); a negative slope has no T1C-IR form",
+            UserWarning,
+            stacklevel=4,
+        )
+    return nn.ReLU()
+
+
+def _prelu(node: ir.PReLU) -> nn.PReLU:
+    module = nn.PReLU(num_parameters=node.weight.size)
+    _copy_(module.weight, node.weight)
+    return module
+
+
+def _batchnorm(node: ir.BatchNorm1d | ir.BatchNorm2d) -> nn.Module:
+    cls = nn.BatchNorm1d if isinstance(node, ir.BatchNorm1d) else nn.BatchNorm2d
+    module = cls(node.num_features, eps=node.eps, momentum=node.momentum)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        _copy_(getattr(module, name), getattr(node, name))
+    return module.eval()
+
+
+def _softmax(node: ir.Softmax) -> nn.Softmax:
+    module = nn.Softmax(dim=node.dim)
+    if node.couples_batch():
+        module.couples_batch = True
+    return module
+
+
+def _gelu(node: ir.GELU) -> nn.GELU:
+    return nn.GELU(approximate="tanh" if node.approximate else "none")
+
+
+def _layernorm(node: ir.LayerNorm) -> nn.LayerNorm:
+    module = nn.LayerNorm(tuple(int(d) for d in node.normalized_shape), eps=node.eps)
+    _copy_(module.weight, node.weight)
+    _copy_(module.bias, node.bias)
+    return module
+
+
 def _none(node: ir.Node) -> None:
     return None
 
@@ -100,6 +155,19 @@ DEFAULT_NODE_MAP: dict[type[ir.Node], NodeFactory] = {
     ir.Flatten: _flatten,
     ir.LIF: LIFModule.from_node,
     ir.Skip: SkipModule.from_node,
+    ir.ReLU: _relu,
+    ir.PReLU: _prelu,
+    ir.BatchNorm1d: _batchnorm,
+    ir.BatchNorm2d: _batchnorm,
+    ir.Sigmoid: lambda node: nn.Sigmoid(),
+    ir.Tanh: lambda node: nn.Tanh(),
+    ir.Softmax: _softmax,
+    ir.GELU: _gelu,
+    ir.ELU: lambda node: nn.ELU(alpha=node.alpha),
+    ir.LayerNorm: _layernorm,
+    ir.Dropout: lambda node: nn.Dropout(p=node.p),
+    ir.HybridRegion: HybridRegionModule.from_node,
+    ir.Subgraph: SubgraphModule.from_node,
 }
 
 
