@@ -3,8 +3,15 @@
 The graph is imported once into a trainable :class:`~t1c.bridge.GraphExecutor`
 (``self.executor``); every batch is encoded into spike trains (:mod:`.encoding`),
 unrolled for ``num_steps`` steps with ``run_sequence`` and scored from the output
-spikes. The graph the run started from travels inside every checkpoint, so
+spikes. Batches that already hold their time steps (event frames from
+:class:`~t1c.lightning.EventDataModule`, ``[B, T, ...]``) use ``encoding="sequence"``. The graph the run started from travels inside every checkpoint, so
 ``T1CModule.load_from_checkpoint(ckpt)`` works after the `.t1c` file is gone.
+
+Evaluation is reproducible whatever the batching: in validation, prediction and
+:meth:`T1CModule.predict_with` (the export callback's float/quantized metrics), each
+sample's rate spikes come from a seed computed from the sample itself and ``eval_seed``
+(:func:`~t1c.lightning.encoding.sample_seeds`), so a sample is encoded the same in a
+batch of 1, of 16 or in the whole set, and every executor sees the same spike trains.
 
 Network state is local to each forward call: ``run_sequence`` starts from the zero
 state and the executor keeps no state between calls, so every training batch, every
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -42,12 +50,22 @@ from t1c.bridge.executor import GraphExecutor, ir_to_torch
 from t1c.bridge.exporter import to_ir
 from t1c.bridge.modules import LIFModule
 
-from .encoding import check_encoding, encode
+from .encoding import check_encoding, encode, sample_seeds
 
-__all__ = ["LOSSES", "T1CModule", "graph_from_bytes", "graph_to_bytes", "resolve_spike_grad"]
+__all__ = [
+    "DEFAULT_NUM_STEPS",
+    "LOSSES",
+    "T1CModule",
+    "graph_from_bytes",
+    "graph_to_bytes",
+    "resolve_spike_grad",
+]
 
 #: Loss names accepted by :class:`T1CModule` (snnTorch's ``functional`` semantics).
 LOSSES = ("ce_count", "ce_rate", "mse_count", "ce_membrane")
+
+#: Steps a static sample is presented for when ``num_steps`` is not given.
+DEFAULT_NUM_STEPS = 25
 
 #: Checkpoint keys under which the source graph (serialized `.t1c` bytes) and its path travel.
 CKPT_GRAPH_KEY = "t1c_source_graph"
@@ -102,8 +120,11 @@ class T1CModule(pl.LightningModule):
             file. One ``Input`` node and one ``Output`` node of shape ``[num_classes]``.
             A `.nir` file works too (with ``nir_dt``): it is imported with
             :func:`t1c.nir.from_nir` and exports as `.t1c` like any graph.
-        num_steps: time steps each sample is presented for.
-        encoding: ``"rate"`` (Bernoulli spikes of the intensity) or ``"direct"`` (repeated input).
+        num_steps: time steps each sample is presented for (default
+            :data:`DEFAULT_NUM_STEPS`). With ``encoding="sequence"`` the data sets the
+            steps: None accepts any number, a number must match every batch.
+        encoding: ``"rate"`` (Bernoulli spikes of the intensity), ``"direct"`` (repeated
+            input) or ``"sequence"`` (the batch holds its steps: event frames, binned audio).
         loss: ``"ce_count"`` (cross-entropy of spike counts, default), ``"ce_rate"``
             (cross-entropy at every step, averaged), ``"mse_count"`` (spike counts vs
             ``correct_rate``/``incorrect_rate`` targets) or ``"ce_membrane"`` (cross-entropy
@@ -118,10 +139,17 @@ class T1CModule(pl.LightningModule):
         spike_grad: surrogate gradient name (:func:`resolve_spike_grad`).
         correct_rate, incorrect_rate: firing-rate targets of ``"mse_count"``.
         learn_beta, learn_threshold: also train the LIF decay / thresholds.
-        eval_seed: seed of the rate encoding during validation (and the default of
-            :meth:`predict_with`), so validation sees the same spikes every epoch.
+        eval_seed: global seed of the rate encoding in validation, prediction and
+            :meth:`predict_with`; mixed with a key of each sample, so a sample's spikes do
+            not depend on its batch, and validation sees the same spikes every epoch.
+        time_first: ``encoding="sequence"`` only: batches are ``[T, B, ...]`` instead of
+            ``[B, T, ...]`` (tonic's ``PadTensors(batch_first=True)`` gives the latter).
         nir_dt: the time step a `.nir` ``graph`` is discretized at (NIR's time unit,
             e.g. ``1e-3``); required for `.nir` files, unused otherwise.
+
+    With ``encoding="sequence"``, each step of a sample must have the graph's input shape;
+    when the graph's input is 1-D, steps are flattened first (SHD frames ``[1, 700]`` feed
+    an Input of shape ``[700]``, as ``nn.Flatten`` would).
 
     The graph the run started from is kept as :attr:`source_graph` (and
     :attr:`source_path`) and stored in every checkpoint under ``"t1c_source_graph"``.
@@ -130,7 +158,7 @@ class T1CModule(pl.LightningModule):
     def __init__(
         self,
         graph: str | os.PathLike | ir.Graph | bytes,
-        num_steps: int = 25,
+        num_steps: int | None = None,
         encoding: str = "rate",
         loss: str = "ce_count",
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -143,6 +171,7 @@ class T1CModule(pl.LightningModule):
         learn_beta: bool = False,
         learn_threshold: bool = False,
         eval_seed: int = 0,
+        time_first: bool = False,
         nir_dt: float | None = None,
     ) -> None:
         super().__init__()
@@ -155,7 +184,10 @@ class T1CModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.spike_grad = resolve_spike_grad(spike_grad)
+        if num_steps is None and encoding != "sequence":
+            num_steps = DEFAULT_NUM_STEPS
         self.num_steps, self.encoding, self.loss_name = num_steps, encoding, loss
+        self.time_first = bool(time_first)
 
         self.input_name, self.output_name = self._io_names(self.source_graph)
         self.input_shape = tuple(int(d) for d in self.source_graph.nodes[self.input_name].shape)
@@ -179,15 +211,20 @@ class T1CModule(pl.LightningModule):
         self.executor: GraphExecutor = ir_to_torch(self.source_graph, node_map=lif)
         if qat:
             quantize.enable_qat(self.executor, qat_weight_bits)
-        self.example_input_array = torch.zeros(1, *self.input_shape)
+        self.example_input_array = self._example_input()
         self.train_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
 
     # -- construction helpers ------------------------------------------------------------
     @staticmethod
     def _check_args(num_steps, encoding, loss, lr, qat_weight_bits, correct_rate, incorrect_rate) -> None:
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"T1CModule(num_steps={num_steps!r}): must be a positive integer")
+        if num_steps is not None and (
+            isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1
+        ):
+            raise ValueError(
+                f"T1CModule(num_steps={num_steps!r}): must be a positive integer (or None: "
+                f"{DEFAULT_NUM_STEPS} for static inputs, the data's steps with encoding='sequence')"
+            )
         check_encoding(encoding)
         if loss not in LOSSES:
             raise ValueError(f"T1CModule(loss={loss!r}): must be one of {list(LOSSES)}")
@@ -248,10 +285,47 @@ class T1CModule(pl.LightningModule):
         preds = graph.predecessors(output)
         return bool(preds) and all(isinstance(graph.nodes[p], ir.LIF) for p in preds)
 
+    def _example_input(self) -> Tensor:
+        """A zero batch of one sample in the layout ``forward`` takes."""
+        if self.encoding != "sequence":
+            return torch.zeros(1, *self.input_shape)
+        steps = self.num_steps or 1
+        return (
+            torch.zeros(steps, 1, *self.input_shape)
+            if self.time_first
+            else torch.zeros(1, steps, *self.input_shape)
+        )
+
     # -- the public helpers (also used by the T1CExport callback) ------------------------
-    def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Encode a static batch ``[B, *input_shape]`` as ``[num_steps, B, *input_shape]``."""
-        return encode(x, self.num_steps, self.encoding, generator=generator)
+    def encode(self, x: Tensor, generator: torch.Generator | None = None, seed: int | None = None) -> Tensor:
+        """Encode a batch as ``[T, B, *input_shape]``.
+
+        Args:
+            x: a static batch ``[B, *input_shape]``, or with ``encoding="sequence"`` a batch
+                with its steps ``[B, T, ...]`` (``[T, B, ...]`` when ``time_first``).
+            generator: seeded generator for the rate spikes of the whole batch (training
+                draws from torch's global random state when None).
+            seed: a global seed for per-sample rate spikes (:func:`~t1c.lightning.encoding.sample_seeds`):
+                each sample's spikes then depend only on the sample and ``seed``.
+        """
+        if self.encoding == "sequence":
+            return self._steps(encode(x, self.num_steps, "sequence", time_first=self.time_first))
+        seeds = None if seed is None or self.encoding != "rate" else sample_seeds(x, seed)
+        return encode(x, self.num_steps, self.encoding, generator=generator, seeds=seeds)
+
+    def _steps(self, xs: Tensor) -> Tensor:
+        """Time-first steps ``[T, B, ...]`` with the graph's input shape (1-D inputs flattened)."""
+        step_shape = tuple(xs.shape[2:])
+        if step_shape == self.input_shape:
+            return xs
+        if len(self.input_shape) == 1 and math.prod(step_shape) == self.input_shape[0]:
+            return xs.reshape(*xs.shape[:2], -1)
+        layout = "[T, B, ...]" if self.time_first else "[B, T, ...]"
+        raise ValueError(
+            f"T1CModule(encoding='sequence'): each time step of the batch has shape {list(step_shape)} "
+            f"(batch {layout}), but the graph's Input '{self.input_name}' takes {list(self.input_shape)}; "
+            "frame the events to that shape (sensor size, polarities) or export the model with that input"
+        )
 
     def logits(self, ys: Tensor) -> Tensor:
         """Class scores ``[B, classes]`` from outputs per step ``[T, B, classes]``.
@@ -264,22 +338,21 @@ class T1CModule(pl.LightningModule):
     def predict_with(self, executor: torch.nn.Module, x: Tensor, seed: int | None = None) -> Tensor:
         """Predicted classes ``[B]`` of any executor on deterministically encoded inputs.
 
-        The encoding is drawn from a generator seeded with ``seed`` (default
-        ``eval_seed``), so the live executor, a re-imported file and a quantized copy see
-        exactly the same spike trains and their predictions are comparable one to one.
-        Ties between classes go to the lowest index.
+        Each sample's rate spikes are drawn from a seed made of the sample itself and
+        ``seed`` (default ``eval_seed``), so the live executor, a re-imported file and a
+        quantized copy see exactly the same spike trains, whatever the batch size, and
+        their predictions are comparable one to one. Sequences (``encoding="sequence"``)
+        are used as they are. Ties between classes go to the lowest index.
 
         Args:
             executor: anything with ``run_sequence(xs) -> (ys, state)``, e.g. ``self.executor``,
                 ``t1c.bridge.load(path)`` or ``quantize.quantize_executor(self.executor)``.
-            x: static batch ``[B, *input_shape]``.
-            seed: encoding seed.
+            x: a batch as :meth:`encode` takes it.
+            seed: global encoding seed.
         """
         seed = self.hparams.eval_seed if seed is None else seed
-        device = _device_of(executor, x.device)
-        x = x.to(device)
-        xs = self.encode(x, generator=torch.Generator(device=device).manual_seed(int(seed)))
-        ys, _ = executor.run_sequence(xs)
+        x = x.to(_device_of(executor, x.device))
+        ys, _ = executor.run_sequence(self.encode(x, seed=int(seed)))
         return self.logits(ys).argmax(-1)
 
     def export_graph(self) -> ir.Graph:
@@ -295,9 +368,9 @@ class T1CModule(pl.LightningModule):
         return graph
 
     # -- forward and losses --------------------------------------------------------------
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Outputs per step ``[num_steps, B, classes]`` for a static batch ``x``, from the zero state."""
-        ys, _ = self.executor.run_sequence(self.encode(x, generator))
+    def forward(self, x: Tensor, generator: torch.Generator | None = None, seed: int | None = None) -> Tensor:
+        """Outputs per step ``[T, B, classes]`` for a batch ``x``, from the zero state (arguments of :meth:`encode`)."""
+        ys, _ = self.executor.run_sequence(self.encode(x, generator, seed))
         return ys
 
     def compute_loss(self, ys: Tensor, y: Tensor) -> Tensor:
@@ -335,15 +408,14 @@ class T1CModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        seed = int(self.hparams.eval_seed) + batch_idx
-        ys = self(x, torch.Generator(device=x.device).manual_seed(seed))
+        ys = self(x, seed=int(self.hparams.eval_seed))
         self.val_acc(self.logits(ys), y)
         self.log("val_loss", self.compute_loss(ys, y), on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.predict_with(self.executor, x, seed=int(self.hparams.eval_seed) + batch_idx)
+        return self.predict_with(self.executor, x)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CKPT_GRAPH_KEY] = graph_to_bytes(self.source_graph)

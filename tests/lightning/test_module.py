@@ -285,3 +285,110 @@ def test_lightning_cli_checkpoint_loads_without_the_source_file(mlp_path, tmp_pa
     assert restored.source_path == str(mlp_path) and restored.num_steps == 3
     for key, value in cli.model.state_dict().items():
         assert torch.equal(value, restored.state_dict()[key]), key
+
+
+# -- evaluation independent of batching (rate encoding) -----------------------------------
+def _dyadic_graph(path, digits):
+    """A briefly trained snnTorch MLP whose weights and biases are multiples of 2**-6, decay 0.5.
+
+    With spike inputs and 8 steps every sum is exact in float32 whatever the summation
+    order, so predictions can be compared exactly across batch sizes on any CPU.
+    """
+    import snntorch as snn
+    from torch import nn
+
+    from t1c import demo
+    from t1c.bridge import to_ir
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(64, 32),
+        snn.Leaky(beta=0.5, init_hidden=True),
+        nn.Linear(32, 10),
+        snn.Leaky(beta=0.5, init_hidden=True),
+    )
+    demo.pretrain(model, digits.train_dataloader(), epochs=1, num_steps=8, lr=5e-3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.round(p * 64) / 64)
+    ir.write(path, to_ir(model, torch.zeros(1, 64)))
+    return path
+
+
+def _frozen_sgd(params):
+    return torch.optim.SGD(params, lr=0.0)  # weights stay on the dyadic grid
+
+
+def test_evaluation_does_not_depend_on_the_validation_batch_size(digits, tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from t1c.lightning import T1CExport
+
+    source = _dyadic_graph(tmp_path / "dyadic.t1c", digits)
+    x, y = (t[:96] for t in digits.val_set.tensors)
+    train = DataLoader(TensorDataset(x[:8], y[:8]), batch_size=8)
+    results, losses = {}, {}
+    for size in (1, 16, len(y)):
+        pl.seed_everything(0)
+        model = T1CModule(source, num_steps=8, encoding="rate", optimizer=_frozen_sgd)
+        preds = torch.cat([model.predict_with(model.executor, c) for c in x.split(size)])
+        val = DataLoader(TensorDataset(x, y), batch_size=size)
+        export = T1CExport(dirpath=tmp_path / f"bs{size}")
+        trainer = _trainer(tmp_path, limit_train_batches=1, limit_val_batches=None, callbacks=[export])
+        trainer.fit(model, train, val)
+        written = ir.read(tmp_path / f"bs{size}" / "last.t1c").metadata["t1c_export"]["metrics"]["t1c"]
+        results[size] = (preds, float(trainer.callback_metrics["val_acc"]), written)
+        losses[size] = float(trainer.callback_metrics["val_loss"])
+    preds, val_acc, written = results[1]
+    assert 0.5 < val_acc < 1.0 and written["float_acc"] == pytest.approx(val_acc)
+    for size, (p, acc, w) in results.items():
+        assert torch.equal(p, preds), size
+        assert acc == val_acc and w["float_acc"] == written["float_acc"], size
+        assert w["quant_acc"] == written["quant_acc"] and w["export_agreement"] == 1.0, size
+        assert losses[size] == pytest.approx(losses[1], rel=1e-5), size  # a mean of batch means
+
+
+# -- sequences: batches that hold their time steps ----------------------------------------
+def test_sequence_batches_take_their_steps_from_the_data(mlp_path):
+    model = T1CModule(mlp_path, encoding="sequence")
+    assert model.num_steps is None and model.hparams.num_steps is None
+    assert model.example_input_array.shape == (1, 1, 64)
+    x = (torch.rand(3, 9, 64) < 0.3).float()
+    ys = model(x)
+    assert ys.shape == (9, 3, 10)
+    assert torch.equal(model.encode(x), x.transpose(0, 1))
+    first = T1CModule(mlp_path, encoding="sequence", time_first=True, num_steps=9)
+    assert first.example_input_array.shape == (9, 1, 64)
+    assert torch.equal(first(x.transpose(0, 1)), ys)
+    assert torch.equal(
+        first.predict_with(first.executor, x.transpose(0, 1)), model.predict_with(model.executor, x)
+    )
+    assert T1CModule(mlp_path).num_steps == 25  # static inputs keep the default
+
+
+def test_sequence_mismatches_name_the_shapes(mlp_path):
+    model = T1CModule(mlp_path, encoding="sequence", num_steps=5)
+    with pytest.raises(ValueError, match=r"holds 9 time steps .* num_steps=5"):
+        model(torch.zeros(2, 9, 64))
+    with pytest.raises(ValueError, match=r"has shape \[2, 30\] .* Input '.*' takes \[64\]"):
+        model(torch.zeros(2, 5, 2, 30))
+    assert model(torch.zeros(2, 5, 1, 64)).shape == (5, 2, 10)  # [1, 64] steps flattened into [64]
+
+
+def test_sequence_training_validation_and_qat(mlp_path, tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    pl.seed_everything(0)
+    y = torch.arange(60) % 10
+    x = (torch.rand(60, 6, 64) < 0.05).float()
+    x[torch.arange(60), :, y * 6] = 1.0  # a class-specific input channel fires at every step
+    data = DataLoader(TensorDataset(x, y), batch_size=20, shuffle=True)
+    val = DataLoader(TensorDataset(x, y), batch_size=20)
+    model = T1CModule(mlp_path, encoding="sequence", num_steps=6, lr=5e-3, qat=True, qat_weight_bits=6)
+    before = _fixed_batch_loss(model, x, y)
+    trainer = _trainer(tmp_path, max_epochs=4, limit_train_batches=None, enable_checkpointing=False)
+    trainer.fit(model, data, val)
+    assert _fixed_batch_loss(model, x, y) < 0.9 * before
+    assert Q.qat_enabled(model.executor) and "val_acc" in trainer.callback_metrics
+    preds = trainer.predict(model, val)
+    assert torch.equal(torch.cat(preds), model.predict_with(model.executor, x))
