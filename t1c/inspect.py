@@ -24,12 +24,22 @@ from typing import Any
 
 import numpy as np
 
-from .ir import Graph, Node
+from .ir import Graph, Node, regions
 
 #: Arrays counted as parameters but not shown field by field (they are what the
 #: parameter count sums up; showing them would flood the table).
 _BULK_FIELDS = frozenset(
-    {"weight", "bias", "depthwise_weight", "pointwise_weight", "depthwise_bias", "pointwise_bias", "bias_int"}
+    {
+        "weight",
+        "bias",
+        "depthwise_weight",
+        "pointwise_weight",
+        "depthwise_bias",
+        "pointwise_bias",
+        "bias_int",
+        "running_mean",
+        "running_var",
+    }
 )
 #: Fields that repeat the shape columns.
 _SHAPE_FIELDS = frozenset({"shape"})
@@ -106,6 +116,8 @@ def format_value(value: Any) -> str:
     """
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
+    if isinstance(value, Graph):  # a nested Graph node
+        return f"<graph: {len(value.nodes)} nodes, {len(value.edges)} edges>"
     if isinstance(value, (float, np.floating)):
         return f"{float(value):g}"
     if isinstance(value, (int, np.integer)):
@@ -132,6 +144,8 @@ def param_count(node: Node) -> int:
     for value in node.to_fields().values():
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             total += int(value.size)
+        elif isinstance(value, Graph):
+            total += sum(param_count(inner) for inner in value.nodes.values())
     return total
 
 
@@ -233,6 +247,8 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
     )
     edges = [f"  {safe_text(src, MAX_CELL)} -> {safe_text(dst, MAX_CELL)}" for src, dst in graph.edges]
     meta = flatten_metadata(graph.metadata)
+    for name, node in graph.nodes.items():
+        meta += flatten_metadata(node.metadata, prefix=f"nodes/{name}/")
     meta_lines = [f"  {safe_text(k, MAX_CELL)}: {safe_text(v, MAX_CELL)}" for k, v in meta]
     edges, meta_lines = edges or ["  (none)"], meta_lines or ["  (none)"]
     return "\n".join(
@@ -240,9 +256,26 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
         + ["", "nodes (topological order):", table]
         + ["", "edges (file order):"]
         + edges
+        + ["", "regions (HybridRegion markers, else node kinds):"]
+        + region_lines(graph)
         + ["", "metadata:"]
         + meta_lines
     )
+
+
+def region_lines(graph: Graph) -> list[str]:
+    """One line per ANN/SNN region (:func:`t1c.ir.regions`): mode, marker, nodes."""
+    lines = []
+    for region in regions(graph):
+        if region.marker is None:
+            origin = "by node kinds"
+        else:
+            origin = f"marker '{region.marker}'" + (f" ({region.name})" if region.name else "")
+        names = ", ".join(region.nodes[:MAX_LISTED_INPUTS])
+        if len(region.nodes) > MAX_LISTED_INPUTS:
+            names += f", ... ({len(region.nodes):,} nodes)"
+        lines.append(f"  {region.mode}  {safe_text(origin, MAX_CELL)}: {safe_text(names, 4 * MAX_CELL)}")
+    return lines or ["  (none)"]
 
 
 def format_verify(diffs: Sequence[str], expected: str, actual: str) -> str:

@@ -125,6 +125,7 @@ class Softmax(_ElementWise):
     """
 
     TYPE = "Softmax"
+    TOPOLOGY_FIELDS = ("dim",)
     dim: int = spec("int", optional=True, omit_default=True, default=-1)
 
     def __post_init__(self) -> None:
@@ -157,6 +158,7 @@ class GELU(_ElementWise):
     """
 
     TYPE = "GELU"
+    TOPOLOGY_FIELDS = ("approximate",)
     approximate: bool = spec("bool", optional=True, omit_default=True, default=True)
 
     def __post_init__(self) -> None:

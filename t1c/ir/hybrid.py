@@ -50,6 +50,7 @@ class HybridRegion(Node):
     """
 
     TYPE = "HybridRegion"
+    TOPOLOGY_FIELDS = ("mode", "name")
     mode: str = spec("str")
     features: int = spec("int")
     name: str | None = spec("str", optional=True, default=None)

@@ -109,6 +109,7 @@ class LayerNorm(Node):
     """
 
     TYPE = "LayerNorm"
+    TOPOLOGY_FIELDS = ("normalized_shape",)
     normalized_shape: np.ndarray = spec("int_vector")
     weight: np.ndarray = spec("float_array")
     bias: np.ndarray = spec("float_array")

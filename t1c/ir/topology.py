@@ -1,14 +1,22 @@
 """Topology comparison: do two graphs have the same structure?
 
 "Same topology" means: the same node names with the same types, the exact same edge
-list (order included), the same skip types, and the same parameter shapes. Weights may
-differ; that is what fine-tuning changes. The export callback uses this to prove that a
+list (order included), the same skip types, the same parameter shapes, the same values
+of the fields a type lists in ``TOPOLOGY_FIELDS`` (what it computes, which training does
+not change: ``Softmax.dim``, ``GELU.approximate``, ``LayerNorm.normalized_shape``,
+``HybridRegion.mode``/``name``), and for a nested graph the same inner topology.
+Weights and statistics may differ; that is what fine-tuning changes. The export callback uses this to prove that a
 re-exported graph is the graph the hardware toolchain already knows.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from .graph import Graph
+from .hybrid import Subgraph
 from .skip import Skip
 
 
@@ -30,6 +38,12 @@ def topology_diff(expected: Graph, actual: Graph) -> list[str]:
             continue
         if isinstance(a, Skip) and a.skip_type != b.skip_type:
             diffs.append(f"node '{name}': skip_type {a.skip_type} became {b.skip_type}")
+        for field in getattr(type(a), "TOPOLOGY_FIELDS", ()):
+            va, vb = getattr(a, field), getattr(b, field)
+            if not _same_value(va, vb):
+                diffs.append(f"node '{name}': {field} {_shown(va)} became {_shown(vb)}")
+        if isinstance(a, Subgraph):
+            diffs += [f"node '{name}' (nested graph): {d}" for d in topology_diff(a.graph, b.graph)]
         pa, pb = a.param_shapes(), b.param_shapes()
         for field in sorted(set(pa) | set(pb)):
             if pa.get(field) != pb.get(field):
@@ -52,6 +66,16 @@ def topology_diff(expected: Graph, actual: Graph) -> list[str]:
                 + ", ".join(f"{s}->{d}" for s, d in actual.edges)
             )
     return diffs
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return a == b
+
+
+def _shown(value: Any) -> str:
+    return str(value.tolist()) if isinstance(value, np.ndarray) else repr(value)
 
 
 def same_topology(expected: Graph, actual: Graph) -> bool:
