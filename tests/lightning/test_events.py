@@ -319,3 +319,102 @@ def test_shd_frames_feed_an_mlp_on_700_channels(tmp_path):
     assert model(x).shape == (8, 4, 4)  # [1, 700] frames flattened into the Input's [700]
     assert model.predict_with(model.executor, x).shape == (4,)
     assert frame_shape((700, 1, 1), has_y=False) == (1, 700)
+
+
+# -- t1c fit --config configs/nmnist.yaml ------------------------------------------------------
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _recipe():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_nmnist_conv", REPO / "recipes" / "nmnist_conv.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fit_args(save_to: Path, *extra: str) -> list[str]:
+    return [
+        "fit",
+        "--config",
+        str(REPO / "configs" / "nmnist.yaml"),
+        f"--data.init_args.save_to={save_to}",
+        "--data.init_args.download=false",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.batch_size=6",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        *extra,
+    ]
+
+
+def test_fit_nmnist_config_on_a_folder_in_tonics_layout(in_tmp):
+    import json
+
+    from t1c.cli import main
+
+    torch.manual_seed(0)
+    source = in_tmp / "nmnist_runs" / "source.t1c"  # where configs/nmnist.yaml looks
+    source.parent.mkdir(parents=True)
+    graph = to_ir(_recipe().build_conv_snn(channels=4), torch.zeros(1, 2, 34, 34))
+    ir.write(source, graph)
+    write_nmnist(in_tmp / "data")
+    assert main(_fit_args(in_tmp / "data")) == 0
+    manifests = list((in_tmp / "nmnist_runs" / "cli").rglob("t1c_exports.json"))
+    assert len(manifests) == 1
+    exports = json.loads(manifests[0].read_text())["exports"]
+    assert "last.t1c" in exports
+    for name, entry in exports.items():
+        assert 0.0 <= entry["metrics"]["t1c/quant_acc"] <= 1.0
+        assert entry["metrics"]["t1c/export_agreement"] == 1.0
+        assert ir.topology_diff(graph, ir.read(manifests[0].parent / name)) == [], name
+    assert list((in_tmp / "data" / "t1c_cache").glob("NMNIST-train-*"))
+
+
+def test_fit_nmnist_config_on_an_empty_folder_says_what_is_missing(in_tmp, capsys):
+    from t1c.cli import main
+
+    source = in_tmp / "nmnist_runs" / "source.t1c"
+    source.parent.mkdir(parents=True)
+    ir.write(source, to_ir(_recipe().build_conv_snn(channels=4), torch.zeros(1, 2, 34, 34)))
+    (in_tmp / "empty").mkdir()
+    assert main(_fit_args(in_tmp / "empty")) != 0
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert str(in_tmp / "empty" / "NMNIST") in err and "train.zip" in err and "online" in err
+
+
+def test_nmnist_recipe_runs_tiny(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    root = write_nmnist(tmp_path / "data")
+    args = [
+        "--data",
+        str(root),
+        "--offline",
+        "--workers",
+        "0",
+        "--batch-size",
+        "6",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    tiny = [
+        "--pretrain-epochs",
+        "1",
+        "--max-epochs",
+        "1",
+        "--num-steps",
+        "4",
+        "--hidden",
+        "4",
+        "--no-progress",
+    ]
+    try:
+        assert _recipe().main([*args, *tiny, "--limit-train-batches", "2", "--limit-val-batches", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "float acc" in out and "8-bit acc" in out and "topology identical" in out
+    assert ir.read(tmp_path / "run" / "source.t1c").nodes["input"].shape == (2, 34, 34)
