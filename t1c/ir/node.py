@@ -126,9 +126,15 @@ class Node:
 
 
 def _equal(value: Any, default: Any) -> bool:
-    """``value == default`` as Python/numpy compare them (arrays: same shape and values)."""
+    """``value == default`` as the toolchain compares them (arrays: same shape and values).
+
+    A float default also matches its float32 rounding: the toolchain compares a
+    ``np.float32(1e-5)`` in float32 and leaves it out, while ``1e-5 + 1e-12`` is written.
+    """
     if isinstance(value, np.ndarray) or isinstance(default, np.ndarray):
         return bool(np.array_equal(value, default))
+    if isinstance(default, float) and isinstance(value, float) and value == float(np.float32(default)):
+        return True
     return bool(value == default)
 
 
