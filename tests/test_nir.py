@@ -213,7 +213,7 @@ def test_conv_if_sumpool_flatten(tmp_path):
                 groups=1,
                 bias=np.zeros(4, dtype=np.float32),
             ),
-            "if": nir.IF(r=np.full((4, 6, 6), 1 / DT), v_threshold=np.full((4, 6, 6), 1.5)),
+            "if": nir.IF(r=np.full((4, 6, 6), 2 / DT), v_threshold=np.full((4, 6, 6), 3.0)),
             "pool": nir.SumPool2d(
                 kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
             ),
@@ -357,6 +357,67 @@ def test_threshold_and_zero_delay_and_identity_scale(tmp_path):
     graph = check_against_reference(g, tmp_path, (5,))
     assert graph.nodes["delay"].skip_type == "passthrough" and graph.nodes["scale"].skip_type == "passthrough"
     assert (graph.nodes["threshold"].tau == 1).all()
+
+
+def test_conv_scale_folds_per_channel_and_subgraph_ports(tmp_path):
+    """A per-channel Scale after a Conv2d goes into its filters; edges may name a subgraph's port."""
+    per_channel = np.broadcast_to(np.array([2.0, 0.5, 1.0, 4.0])[:, None, None], (4, 4, 4)).copy()
+    block = nir.NIRGraph(
+        nodes={
+            "x": nir.Input(input_type=np.array([2, 4, 4])),
+            "conv": nir.Conv2d(
+                input_shape=(4, 4),
+                weight=ints((4, 2, 3, 3), 16),
+                stride=1,
+                padding=1,
+                dilation=1,
+                groups=1,
+                bias=np.full(4, 0.5, dtype=np.float32),
+            ),
+            "scale": nir.Scale(scale=per_channel),
+            "y": nir.Output(output_type=np.array([4, 4, 4])),
+        },
+        edges=[("x", "conv"), ("conv", "scale"), ("scale", "y")],
+    )
+    g = nir.NIRGraph(
+        nodes={
+            "in": nir.Input(input_type=np.array([2, 4, 4])),
+            "block": block,
+            "lif": lif((4, 4, 4)),
+            "out": nir.Output(output_type=np.array([4, 4, 4])),
+        },
+        edges=[("in", "block"), ("block", "lif"), ("lif", "out")],
+    )
+    graph = check_against_reference(g, tmp_path, (2, 4, 4))
+    assert "block.scale" not in graph.nodes
+    np.testing.assert_array_equal(graph.nodes["block.conv"].bias, [1.0, 0.25, 0.5, 2.0])
+    # nir 1.0's type check knows only the subgraph's name; untyped graphs may name its ports
+    ports = nir.NIRGraph(
+        nodes=dict(g.nodes),
+        edges=[("in", "block.x"), ("block.y", "lif"), ("lif", "out")],
+        type_check=False,
+    )
+    assert ir.topology_diff(graph, from_nir(ports, dt=DT)) == []
+
+
+def test_node_map_overrides_win():
+    g = _chain_nir(nir.Delay(delay=np.full(4, 2e-3)))
+    with pytest.raises(NIRConversionError, match="no delay line"):
+        from_nir(g, dt=DT)
+    graph = from_nir(g, dt=DT, node_map={nir.Delay: lambda name, node, ctx: ir.Skip(skip_type="passthrough")})
+    assert graph.nodes["delay"].skip_type == "passthrough"
+    pool = _t1c_chain(ir.MaxPool2d(kernel_size=2), shape=(2, 4, 4))
+    mine = {
+        ir.MaxPool2d: lambda name, node, ctx: [
+            (
+                name,
+                nir.AvgPool2d(
+                    kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+                ),
+            )
+        ]
+    }
+    assert isinstance(to_nir(pool, dt=DT, node_map=mine).nodes["maxpool2d_1"], nir.AvgPool2d)
 
 
 # -- T1C-IR -> NIR -> T1C-IR ----------------------------------------------------------------
@@ -563,6 +624,37 @@ NIR_REFUSALS = {
         "v_threshold <= 0",
     ),
     "if_negative_r": (lambda: _chain_nir(nir.IF(r=-np.ones(4), v_threshold=np.ones(4))), "r > 0"),
+    "declared_output_shape": (
+        lambda: nir.NIRGraph(
+            nodes={
+                "input": nir.Input(input_type=np.array([4])),
+                "fc": nir.Affine(weight=np.ones((3, 4)), bias=np.zeros(3)),
+                "output": nir.Output(output_type=np.array([5])),
+            },
+            edges=[("input", "fc"), ("fc", "output")],
+            type_check=False,
+        ),
+        "NIR declares output shape",
+    ),
+    "conv_input_shape": (
+        lambda: _chain_nir(_bad_conv(weight=np.ones((2, 2, 3, 3)), input_shape=(5, 5)), shape=(2, 6, 6)),
+        r"NIR declares output shape \[2, 5, 5\]",
+    ),
+    "conv_input_shape_same_output": (  # (5 + 2 - 3) // 2 + 1 == (6 + 2 - 3) // 2 + 1
+        lambda: _chain_nir(
+            _bad_conv(weight=np.ones((2, 2, 3, 3)), input_shape=(5, 5), stride=2, padding=1), shape=(2, 6, 6)
+        ),
+        r"input_shape \[5, 5\] but it receives \[6, 6\]",
+    ),
+    "scale_varies_over_hw": (
+        lambda: _chain_nir(
+            _bad_conv(weight=np.ones((2, 2, 3, 3))),
+            nir.Scale(scale=np.arange(72, dtype=np.float64).reshape(2, 6, 6) + 1),
+            lif((2, 6, 6)),
+            shape=(2, 6, 6),
+        ),
+        "not an Affine",
+    ),
     "affine_3d": (
         lambda: _chain_nir(nir.Affine(weight=np.ones((2, 3, 4)), bias=np.zeros(3))),
         "2-D Affine only",
