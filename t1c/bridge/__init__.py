@@ -23,6 +23,8 @@ _EXPORTS = {
     "SkipModule": "modules",
     "SepConv2dModule": "modules",
     "SpikingAffineModule": "modules",
+    "HybridRegionModule": "hybrid_modules",
+    "SubgraphModule": "hybrid_modules",
 }
 
 __all__ = sorted(_EXPORTS)
