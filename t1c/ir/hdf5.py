@@ -436,14 +436,22 @@ def _open(path: str, size: int) -> Iterator[h5py.File]:
             f.close()
 
 
+_LINK_KINDS = {h5py.h5l.TYPE_SOFT: "SoftLink", h5py.h5l.TYPE_EXTERNAL: "ExternalLink"}
+
+
 def _child(parent: h5py.Group, name: str, node: str | None, field: str, *, group: bool = False):
     """``parent[name]``, refusing links and data stored outside the file."""
-    link = parent.get(name, getlink=True)
-    if link is None:
-        raise T1CFormatError("is missing", node=node, field=field)
-    if not isinstance(link, h5py.HardLink):
+    try:  # one low-level lookup (h5py's get(getlink=True) makes three)
+        link_type = parent.id.links.get_info(name.encode("utf-8")).type
+    except (KeyError, RuntimeError):
+        link = parent.get(name, getlink=True)
+        if link is None:
+            raise T1CFormatError("is missing", node=node, field=field) from None
+        link_type = h5py.h5l.TYPE_HARD if isinstance(link, h5py.HardLink) else -1
+    if link_type != h5py.h5l.TYPE_HARD:
+        kind = _LINK_KINDS.get(link_type, "user-defined link")
         raise T1CFormatError(
-            f"is a {type(link).__name__}; links are not followed, the data must be in the file",
+            f"is a {kind}; links are not followed, the data must be in the file",
             node=node,
             field=field,
         )
@@ -599,18 +607,19 @@ class _Reader:
                 field="type",
             )
         fields = {}
+        present = set(group)  # one listing instead of a lookup per field
         for field, (kind, optional) in cls.field_specs().items():
             self.field = field
             if kind == "graph":  # the node's own group holds nodes/ and edges/, as /graph does
                 fields[field] = self.subgraph_from(group, name)
                 continue
-            if group.get(field, getlink=True) is None:
+            if field not in present:
                 if optional:
                     continue
                 raise T1CFormatError(f"is missing (required by {type_name})", node=name, field=field)
             fields[field] = self.field_from(_child(group, field, name, field), kind, name, field)
         metadata = {}
-        if group.get("metadata", getlink=True) is not None:
+        if "metadata" in present:
             self.field = "metadata"
             try:
                 metadata = self.metadata_from(
@@ -732,7 +741,9 @@ def _read_string(dset: h5py.Dataset, node, field) -> str:
         raise T1CFormatError(
             f"must be a scalar string, got {dset.dtype} of shape {list(dset.shape)}", node=node, field=field
         )
-    value = dset[()]
+    value = np.empty((), dtype=dset.dtype)
+    dset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, value)  # ~6x faster than dset[()] for a scalar
+    value = value[()]
     try:
         return value.decode("utf-8") if isinstance(value, bytes) else str(value)
     except UnicodeDecodeError as err:

@@ -112,6 +112,24 @@ def _lif_shape(n: int):
     return mutate
 
 
+def _poke(field: str, value: float):
+    """Set element 0 of a float dataset to ``value`` (NaN, inf) in place."""
+
+    def mutate(f, _):
+        data = f[f"graph/nodes/{field}"][()]
+        data.reshape(-1)[0] = value
+        _replace(f, f"graph/nodes/{field}", data=data)
+
+    return mutate
+
+
+def _beta(value: float):
+    def mutate(f, _):
+        f.create_dataset("graph/nodes/lif/beta", data=np.full(8, value, dtype=np.float32))
+
+    return mutate
+
+
 MUTATIONS: dict[str, tuple[Callable, str | None, str | None, str]] = {
     "missing_version": (lambda f, _: f.__delitem__("version"), None, "version", "missing"),
     "version_not_string": (lambda f, _: _replace(f, "version", data=1), None, "version", "scalar string"),
@@ -126,6 +144,37 @@ MUTATIONS: dict[str, tuple[Callable, str | None, str | None, str]] = {
         None,
         "version",
         "UTF-8",
+    ),
+    "version_newer_major": (
+        lambda f, _: _replace(f, "version", data="99.0", dtype=STR),
+        None,
+        "version",
+        "newer major format version",
+    ),
+    "version_empty": (
+        lambda f, _: _replace(f, "version", data="", dtype=STR),
+        None,
+        "version",
+        "like '0.0.1'",
+    ),
+    "version_words": (
+        lambda f, _: _replace(f, "version", data="latest", dtype=STR),
+        None,
+        "version",
+        "like '0.0.1'",
+    ),
+    "missing_graph_type": (lambda f, _: f.__delitem__("graph/type"), None, "graph/type", "missing"),
+    "graph_type_wrong": (
+        lambda f, _: _replace(f, "graph/type", data="NotAGraph", dtype=STR),
+        None,
+        "graph/type",
+        "must be 'Graph', got 'NotAGraph'",
+    ),
+    "graph_type_number": (
+        lambda f, _: _replace(f, "graph/type", data=7),
+        None,
+        "graph/type",
+        "scalar string",
     ),
     "missing_graph": (lambda f, _: f.__delitem__("graph"), None, "graph", "missing"),
     "graph_is_dataset": (
@@ -294,6 +343,31 @@ MUTATIONS: dict[str, tuple[Callable, str | None, str | None, str]] = {
         "lif",
         "tau",
         "positive",
+    ),
+    "weight_nan": (_poke("fc/weight", np.nan), "fc", "weight", "nan"),
+    "bias_inf": (_poke("fc/bias", np.inf), "fc", "bias", "inf"),
+    "lif_r_nan": (_poke("lif/r", np.nan), "lif", "r", "nan"),
+    "lif_r_inf_without_beta": (_poke("lif/r", np.inf), "lif", "r", "beta is not 1"),
+    "lif_tau_inf_without_beta": (_poke("lif/tau", np.inf), "lif", "tau", "beta is not 1"),
+    "lif_v_leak_inf": (_poke("lif/v_leak", -np.inf), "lif", "v_leak", "-inf"),
+    "lif_v_threshold_nan": (_poke("lif/v_threshold", np.nan), "lif", "v_threshold", "nan"),
+    "lif_beta_5": (_beta(5.0), "lif", "beta", "[0, 1]"),
+    "lif_beta_negative": (_beta(-1.0), "lif", "beta", "[0, 1]"),
+    "lif_beta_nan": (_beta(np.nan), "lif", "beta", "nan"),
+    "weight_float64_overflows_float32": (
+        lambda f, _: _replace(f, "graph/nodes/fc/weight", data=np.full((8, 36), 1e300)),
+        "fc",
+        "weight",
+        "overflows float32",
+    ),
+    "weight_scale_nan": (
+        lambda f, _: (
+            f.create_dataset("graph/nodes/fc/weight_int", data=np.ones((8, 36), dtype=np.int8)),
+            f.create_dataset("graph/nodes/fc/weight_scale", data=np.nan),
+        ),
+        "fc",
+        "weight_scale",
+        "finite",
     ),
     "input_shape_zero": (
         lambda f, _: _replace(f, "graph/nodes/input/shape", data=np.array([2, 0, 6])),

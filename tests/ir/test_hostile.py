@@ -1,0 +1,580 @@
+"""Hostile files and hostile folders (issue 10): each test reproduces one reported hole.
+
+Reads that hang, crawl or explode; files that make libhdf5 look for plugins; weights
+that change without anyone noticing; names that reprogram the terminal; writes that
+leave temporary files behind or replace a symbolic link.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import zlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from t1c import ir
+from t1c.inspect import MAX_CELL, format_graph, format_verify
+from t1c.ir import hdf5
+
+from .factories import f32, lif, mlp
+
+STR = h5py.string_dtype()
+
+
+def _chain(n: int) -> ir.Graph:
+    """input -> n-2 passthrough Skips -> output."""
+    nodes = [ir.Input(input_type={"input": np.array([4])})]
+    nodes += [ir.Skip() for _ in range(n - 2)]
+    return ir.Graph.from_chain(*nodes, ir.Output(), names=[f"n{i}" for i in range(n)])
+
+
+# -- 3. t1c inspect shows hostile text escaped and stays small -----------------------------
+
+
+def test_inspect_escapes_terminal_control_and_bidi_characters():
+    evil = "fc\x1b]0;owned\x07\x1b[2J"
+    g = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([4])}),
+        ir.Affine(weight=f32(2, 4)),
+        ir.Output(),
+        names=["input", evil, "out\u202etxt.exe"],
+        metadata={"note\x1b[31m": "rtl \u202e override \u2066 isolate \x00 nul", "line": "a\nb"},
+    )
+    report = format_graph(g, path="net\x1b[2J.t1c")
+    for raw in ("\x1b", "\x07", "\u202e", "\u2066", "\x00"):
+        assert raw not in report
+    assert "fc\\x1b]0;owned\\x07\\x1b[2J" in report
+    assert "out\\u202etxt.exe" in report
+    assert "a\\x0ab" in report  # a newline inside a value cannot start a fake line
+    assert "\x1b" not in format_verify([f"node '{evil}' differs"], "a\x1b.t1c", "b.t1c")
+
+
+def test_inspect_of_a_skip_with_20000_inputs_stays_small():
+    n = 20_000
+    nodes: dict[str, ir.Node] = {"input": ir.Input(input_type={"input": np.array([1])})}
+    edges = []
+    for i in range(n):
+        nodes[f"b{i}"] = ir.Skip()
+        edges.append(("input", f"b{i}"))
+    nodes["cat"] = ir.Skip(skip_type="concatenate")
+    nodes["output"] = ir.Output()
+    edges += [(f"b{i}", "cat") for i in range(n)] + [("cat", "output")]
+    g = ir.Graph(nodes, edges)
+    assert g.output_shapes["cat"] == (n,)
+    report = format_graph(g)
+    lines = report.splitlines()
+    # Every line is bounded (cells are cut at MAX_CELL), so the report is linear in the
+    # node count: before, each of the 20,003 rows was padded to a 120 KB cell (2.3 GB).
+    assert max(len(line) for line in lines) < 8 * MAX_CELL
+    assert len(report) < 200 * len(lines)
+    assert "(20,000 inputs)" in report
+
+
+# -- 4. no HDF5 plugins, no unknown filters -------------------------------------------------
+
+
+def _with_unknown_filter(path: Path) -> Path:
+    ir.write(path, mlp())
+    with h5py.File(path, "a") as f:
+        del f["graph/nodes/fc1/weight"]
+        d = f["graph/nodes/fc1"].create_dataset(
+            "weight", shape=(6, 8), dtype="f4", chunks=(6, 8), compression=32004, allow_unknown_filter=True
+        )
+        d.id.write_direct_chunk((0, 0), np.zeros((6, 8), np.float32).tobytes())
+    return path
+
+
+def test_unknown_filter_is_refused_by_name_before_reading(tmp_path):
+    # Before: libhdf5 searched its plugin folders for filter 32004 while reading.
+    path = _with_unknown_filter(tmp_path / "lz4.t1c")
+    with pytest.raises(ir.T1CFormatError) as info:
+        ir.read(path)
+    err = info.value
+    assert (err.file, err.node, err.field) == (str(path), "fc1", "weight")
+    assert "filter 32004" in str(err) and "gzip" in str(err)
+
+
+def test_plugin_search_path_is_empty_while_reading_and_restored_after(tmp_path, monkeypatch):
+    from h5py import h5pl
+
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp())
+    before = [h5pl.get(i) for i in range(h5pl.size())]
+    seen = []
+    node_from = hdf5._Reader.node_from
+
+    def spy(self, group, name):
+        seen.append(h5pl.size())
+        return node_from(self, group, name)
+
+    monkeypatch.setattr(hdf5._Reader, "node_from", spy)
+    ir.read(path)
+    assert seen and set(seen) == {0}
+    assert [h5pl.get(i) for i in range(h5pl.size())] == before
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf"])
+def test_filters_t1c_writes_are_read(tmp_path, compression):
+    path = tmp_path / "c.t1c"
+    ir.write(path, mlp(), compression=compression)
+    assert ir.topology_diff(mlp(), ir.read(path)) == []
+
+
+# -- 8. only regular files; permission errors said as such ----------------------------------
+
+
+def _read_in_thread(path) -> BaseException | None:
+    """Read ``path`` on a daemon thread; fail the test if it blocks."""
+    box: list[BaseException | None] = []
+
+    def run():
+        try:
+            ir.read(path)
+            box.append(None)
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            box.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert box, f"ir.read('{path}') blocked"
+    return box[0]
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.t1c"
+    os.mkfifo(fifo)
+    err = _read_in_thread(fifo)
+    assert isinstance(err, ir.T1CFormatError) and "FIFO" in str(err) and err.file == str(fifo)
+
+
+@pytest.mark.parametrize(
+    ("path", "words"), [("/dev/zero", "character device"), ("/dev/null", "character device")]
+)
+def test_devices_are_refused_clearly(path, words):
+    if not os.path.exists(path):
+        pytest.skip(f"{path} does not exist here")
+    err = _read_in_thread(path)
+    assert isinstance(err, ir.T1CFormatError) and words in str(err), err
+    with pytest.raises(ir.T1CFormatError, match=words):
+        ir.read_version(path)
+
+
+def test_folder_is_refused(tmp_path):
+    with pytest.raises(ir.T1CFormatError, match="folder"):
+        ir.read(tmp_path)
+
+
+def test_permission_denied_is_a_permission_error(tmp_path, monkeypatch):
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp())
+    real_open = os.open
+
+    def denied(file, flags, *args, **kwargs):
+        if os.fspath(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
+    for reader in (ir.read, ir.read_version):
+        with pytest.raises(PermissionError, match="permission denied") as info:
+            reader(path)
+        assert "not an HDF5 file" not in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_is_a_permission_error(tmp_path):
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp())
+    path.chmod(0)
+    try:
+        with pytest.raises(PermissionError, match="permission denied"):
+            ir.read(path)
+    finally:
+        path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+# -- 9. validation is linear ----------------------------------------------------------------
+
+
+class _CountingList(list):
+    """A list that counts full iterations (what a per-node edge scan does)."""
+
+    def __init__(self, items):
+        super().__init__(items)
+        self.scans = 0
+
+    def __iter__(self):
+        self.scans += 1
+        return super().__iter__()
+
+
+def test_validation_scans_the_edge_list_a_constant_number_of_times():
+    # Before: predecessors()/successors() scanned every edge for every node (680 s for a
+    # 100k-node chain). Counting scans proves the fix without timing anything.
+    g = _chain(2_000)
+    g.edges = _CountingList(g.edges)
+    g.validate()
+    assert g.edges.scans <= 5
+    assert g.predecessors("n5") == ["n4"] and g.successors("n5") == ["n6"]
+    assert g.edges.scans <= 6
+
+
+def test_10k_node_chain_builds_writes_and_reads(tmp_path):
+    g = _chain(10_000)
+    path = tmp_path / "chain.t1c"
+    ir.write(path, g)
+    back = ir.read(path)
+    assert back.topological_order() == [f"n{i}" for i in range(10_000)]
+
+
+def test_adjacency_follows_a_replaced_or_extended_edge_list():
+    g = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([4])}), ir.Skip(), ir.Skip(), ir.Output(), names="abcd"
+    )
+    assert g.successors("a") == ["b"]
+    g.edges.append(("a", "c"))
+    assert g.successors("a") == ["b", "c"]
+    g.edges = [("a", "c"), ("c", "d"), ("a", "b"), ("b", "d")]
+    assert g.predecessors("d") == ["c", "b"]
+
+
+# -- 10. decompression bomb: absolute budget, checked before reading ------------------------
+
+
+def _gzip_zero_bomb(path: Path, side: int = 32768, chunk: int = 1024) -> Path:
+    """A file holding an all-zero ``side`` x ``side`` float32 weight, gzip-compressed.
+
+    Every chunk is written pre-compressed (write_direct_chunk), so building a 4 GiB
+    weight takes a moment and about 4 MB of disk.
+    """
+    g = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([side])}), ir.Affine(weight=np.zeros((1, side))), ir.Output()
+    )
+    ir.write(path, g, content_hash=False)
+    packed = zlib.compress(np.zeros((chunk, chunk), np.float32).tobytes(), 9)
+    with h5py.File(path, "a") as f:
+        del f["graph/nodes/affine_1/weight"]
+        del f["graph/nodes/affine_1/bias"]
+        d = f["graph/nodes/affine_1"].create_dataset(
+            "weight", shape=(side, side), dtype="f4", chunks=(chunk, chunk), compression="gzip"
+        )
+        for i in range(0, side, chunk):
+            for j in range(0, side, chunk):
+                d.id.write_direct_chunk((i, j), packed)
+        f["graph/nodes/affine_1"].create_dataset("bias", data=np.zeros(side, np.float32))
+    return path
+
+
+_BOMB_READER = """
+import resource, sys
+from t1c import ir
+try:
+    ir.read(sys.argv[1])
+    print("read")
+except ir.T1CFormatError as err:
+    print("refused:", err)
+print("peak_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_gzip_bomb_is_refused_before_it_is_decompressed(tmp_path):
+    # Before: this 4.3 MB file made ir.read allocate 4 GiB (gzip stays under the
+    # 4096x-file-size rule), and a raw numpy MemoryError escaped under a memory limit.
+    path = _gzip_zero_bomb(tmp_path / "bomb.t1c")
+    assert path.stat().st_size < 8 * 2**20
+    result = subprocess.run(
+        [sys.executable, "-c", _BOMB_READER, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "refused:" in out and "max_bytes" in out and "affine_1" in out, out
+    peak = int(out.rsplit("peak_mib", 1)[1])
+    assert peak < 1024, f"reading the bomb peaked at {peak} MiB"
+
+
+def test_max_bytes_is_the_budget_and_can_be_raised(tmp_path):
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp(n_in=256, hidden=256))
+    with pytest.raises(ir.T1CFormatError, match="max_bytes") as info:
+        ir.read(path, max_bytes=100_000)
+    assert info.value.node is not None
+    assert ir.read(path, max_bytes=10**7).nodes["fc1"].weight.shape == (256, 256)
+
+
+def test_memory_error_becomes_a_format_error(tmp_path, monkeypatch):
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp())
+
+    def no_memory(self, *args, **kwargs):
+        raise MemoryError("Unable to allocate 4.00 GiB")
+
+    monkeypatch.setattr(h5py.Dataset, "read_direct", no_memory)
+    with pytest.raises(ir.T1CFormatError, match="ran out of memory") as info:
+        ir.read(path)
+    assert info.value.file == str(path) and info.value.node == "fc1"
+
+
+# -- 11. inferred shapes are bounded ---------------------------------------------------------
+
+
+def _upsample_bomb() -> tuple[dict, list]:
+    nodes = {
+        "input": ir.Input(input_type={"input": np.array([1, 4, 4])}),
+        "up": ir.Upsample(scale_factor=65536),
+        "pool": ir.AvgPool2d(kernel_size=65536),
+        "output": ir.Output(),
+    }
+    return nodes, [("input", "up"), ("up", "pool"), ("pool", "output")]
+
+
+def test_upsample_bomb_is_refused_naming_the_node(tmp_path):
+    # Before: an 18 KB file read and imported, then the first forward pass asked for 256 GiB.
+    nodes, edges = _upsample_bomb()
+    with pytest.raises(ir.T1CFormatError, match="max_elements") as info:
+        ir.Graph(nodes, edges)
+    assert info.value.node == "up" and "[1, 262144, 262144]" in str(info.value)
+    path = tmp_path / "bomb.t1c"
+    ir.write(path, ir.Graph(nodes, edges, max_elements=2**40))
+    assert path.stat().st_size < 64 * 1024
+    with pytest.raises(ir.T1CFormatError, match="node 'up'"):
+        ir.read(path)
+    assert ir.read(path, max_elements=2**40).output_shapes["pool"] == (1, 4, 4)
+
+
+# -- 14. one rule for non-finite values ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: ir.Affine(weight=np.full((2, 2), np.nan)), "weight"),
+        (lambda: ir.Affine(weight=np.ones((2, 2)), bias=[0.0, np.inf]), "bias"),
+        (lambda: ir.Affine(weight=np.full((2, 2), 1e300)), "weight"),
+        (lambda: ir.Conv2d(weight=np.full((1, 1, 1, 1), -np.inf)), "weight"),
+        (
+            lambda: ir.SepConv2d(depthwise_weight=np.ones((1, 1, 1, 1)), pointwise_weight=[[[[np.nan]]]]),
+            "pointwise",
+        ),
+        (lambda: lif(3, threshold=np.inf), "v_threshold"),
+        (lambda: ir.LIF(tau=[5.0], r=[np.nan], v_leak=[0.0], v_threshold=[1.0]), "r"),
+        (lambda: ir.LIF(tau=[np.inf], r=[1.0], v_leak=[0.0], v_threshold=[1.0]), "tau"),
+        (lambda: ir.LIF(tau=[np.inf], r=[np.inf], v_leak=[0], v_threshold=[1], beta=[0.5]), "tau"),
+        (lambda: ir.LIF(tau=[5.0], r=[5.0], v_leak=[0], v_threshold=[1], beta=[5.0]), "beta"),
+        (lambda: ir.LIF(tau=[5.0], r=[5.0], v_leak=[0], v_threshold=[1], beta=[-1.0]), "beta"),
+        (
+            lambda: ir.Affine(
+                weight=np.ones((2, 2), int), weight_int=np.ones((2, 2), int), weight_scale=np.inf
+            ),
+            "weight_scale",
+        ),
+    ],
+)
+def test_non_finite_and_out_of_range_floats_are_refused(make, field):
+    with pytest.raises(ir.T1CFormatError) as info:
+        make()
+    assert info.value.field is not None and info.value.field.startswith(field)
+
+
+def test_beta_one_keeps_infinite_tau_and_r():
+    node = ir.LIF(tau=[np.inf, 2.0], r=[np.inf, 2.0], v_leak=[0, 0], v_threshold=[1, 1], beta=[1.0, 0.5])
+    assert np.isposinf(node.tau[0]) and np.isposinf(node.r[0])
+
+
+def test_float64_overflow_is_an_error_not_a_warning(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ir.T1CFormatError, match="overflows float32"):
+            ir.Affine(weight=np.full((2, 2), 1e300))
+
+
+# -- 15. content hash ------------------------------------------------------------------------
+
+
+def _weight_offset(path: Path, dataset: str) -> tuple[int, int]:
+    with h5py.File(path, "r") as f:
+        d = f[dataset]
+        return d.id.get_offset(), d.id.get_storage_size()
+
+
+def test_content_hash_is_written_and_verified(tmp_path):
+    path = tmp_path / "net.t1c"
+    g = mlp(metadata={"run": {"lr": 0.01, "tags": ["a", "b"], "ok": True, "n": 3, "arr": np.arange(3)}})
+    ir.write(path, g)
+    with h5py.File(path, "r") as f:
+        assert len(f.attrs[ir.hdf5.HASH_ATTRIBUTE]) == 64
+    assert ir.read(path).metadata["run"]["n"] == 3
+    ir.write(path, g, content_hash=False)
+    with h5py.File(path, "r") as f:
+        assert ir.hdf5.HASH_ATTRIBUTE not in f.attrs
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_byte_edits_to_weights_are_detected(tmp_path, seed):
+    # Before: 37 random byte edits read back as valid graphs with different weights.
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp(n_in=64, hidden=32))
+    offset, size = _weight_offset(path, "graph/nodes/fc1/weight")
+    rng = np.random.default_rng(seed)
+    data = bytearray(path.read_bytes())
+    for pos in rng.choice(size, size=int(rng.integers(1, 4)), replace=False):
+        data[offset + int(pos)] ^= int(rng.integers(1, 256))
+    path.write_bytes(bytes(data))
+    with pytest.raises(ir.T1CFormatError) as info:
+        ir.read(path)
+    assert info.value.file == str(path)
+    message = str(info.value)
+    assert "content hash" in message or "nan" in message or "inf" in message, message
+    if "content hash" in message:
+        ir.read(path, validate=False)  # still inspectable
+
+
+def test_edited_metadata_and_edges_are_detected(tmp_path):
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp(metadata={"note": "x"}))
+    with h5py.File(path, "a") as f:
+        del f["graph/metadata/note"]
+        f["graph/metadata"].create_dataset("note", data="y", dtype=STR)
+    with pytest.raises(ir.T1CFormatError, match="content hash") as info:
+        ir.read(path)
+    assert info.value.field == ir.hdf5.HASH_ATTRIBUTE
+
+
+@pytest.mark.parametrize("value", ["not a hash", np.int64(3)])
+def test_malformed_hash_attribute_is_refused(tmp_path, value):
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp())
+    with h5py.File(path, "a") as f:
+        f.attrs[ir.hdf5.HASH_ATTRIBUTE] = value
+    with pytest.raises(ir.T1CFormatError) as info:
+        ir.read(path)
+    assert info.value.field == ir.hdf5.HASH_ATTRIBUTE
+
+
+# -- 16. NUL in names ------------------------------------------------------------------------
+
+
+def test_node_name_with_nul_is_refused_by_the_graph():
+    with pytest.raises(ir.T1CFormatError, match="NUL") as info:
+        ir.Graph.from_chain(
+            ir.Input(input_type={"input": np.array([2])}),
+            ir.Skip(),
+            ir.Output(),
+            names=["in", "a\x00b", "out"],
+        )
+    assert info.value.node == "'a\\x00b'"
+
+
+def test_metadata_key_with_nul_is_refused(tmp_path):
+    with pytest.raises(ir.T1CFormatError, match="NUL"):
+        ir.write(tmp_path / "m.t1c", mlp(metadata={"a\x00b": 1}))
+
+
+# -- 17. leftover temporary files ------------------------------------------------------------
+
+
+def test_leftover_temp_files_of_the_same_target_are_removed(tmp_path):
+    path = tmp_path / "net.t1c"
+    stale = tmp_path / ".net.t1c.0123456789ab.tmp"
+    keep = [
+        tmp_path / ".other.t1c.0123456789ab.tmp",  # another target
+        tmp_path / ".net.t1c.notours.tmp",  # not t1c's pattern
+        tmp_path / "net.t1c.0123456789ab.tmp",  # not hidden
+    ]
+    for p in [stale, *keep]:
+        p.write_bytes(b"partial")
+    ir.write(path, mlp())
+    assert not stale.exists()
+    assert all(p.exists() for p in keep)
+
+
+def test_temp_files_are_kept_while_another_writer_holds_the_folder(tmp_path):
+    path = tmp_path / "net.t1c"
+    busy = tmp_path / ".net.t1c.0123456789ab.tmp"
+    busy.write_bytes(b"being written")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # what a writer in another process holds
+        ir.write(path, mlp())
+        assert busy.exists()
+    finally:
+        os.close(fd)
+    ir.write(path, mlp())
+    assert not busy.exists()
+
+
+_TERMINATED_WRITER = """
+import sys, time
+from t1c.ir import hdf5
+from tests.ir.factories import mlp
+
+def stall(*args, **kwargs):
+    print("writing", flush=True)
+    time.sleep(120)
+
+hdf5._write_graph = stall
+hdf5.write(sys.argv[1], mlp())
+"""
+
+
+def test_sigterm_during_a_write_removes_the_temp_file(tmp_path):
+    path = tmp_path / "net.t1c"
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _TERMINATED_WRITER, str(path)], stdout=subprocess.PIPE, text=True, cwd=repo
+    )
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        assert any(p.name.startswith(".net.t1c.") for p in tmp_path.iterdir())
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGTERM  # still ends as SIGTERM would
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- 18. symlinked targets -------------------------------------------------------------------
+
+
+def test_writing_to_a_symlink_writes_through_to_its_target(tmp_path):
+    real = tmp_path / "store" / "net.t1c"
+    real.parent.mkdir()
+    ir.write(real, mlp(metadata={"v": "old"}))
+    link = tmp_path / "net.t1c"
+    link.symlink_to(real)
+    ir.write(link, mlp(metadata={"v": "new"}))
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert ir.read(real).metadata == {"v": "new"}
+    assert sorted(p.name for p in real.parent.iterdir()) == ["net.t1c"]
+
+
+def test_writing_to_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "net.t1c"
+    link.symlink_to(tmp_path / "real.t1c")
+    ir.write(link, mlp())
+    assert link.is_symlink() and ir.read(tmp_path / "real.t1c").metadata == {}
+
+
+def test_read_version_and_read_agree_on_hostile_text_version(tmp_path):
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp())
+    with h5py.File(path, "a") as f:
+        del f["version"]
+        f.create_dataset("version", data="1.0\x1b[2J", dtype=STR)
+    assert ir.read_version(path) == "1.0\x1b[2J"
+    with pytest.raises(ir.T1CFormatError, match="version"):
+        ir.read(path)
