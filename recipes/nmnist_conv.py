@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     pl.seed_everything(0)
     data = EventDataModule(
-        "tonic.datasets.NMNIST", save_to=args.data, num_steps=args.num_steps, batch_size=args.batch_size,
+        "tonic.datasets.NMNIST", save_to=args.data, n_time_bins=args.num_steps, batch_size=args.batch_size,
         num_workers=args.workers, download=not args.offline, dataset_args={"first_saccade_only": True},
     )  # fmt: skip
     data.setup("fit")

@@ -6,7 +6,7 @@ interface) chosen by class path, and serves event frames ``[B, T, *frame]`` thro
 tonic's own pieces:
 
 * ``tonic.transforms.Denoise`` and ``Downsample`` (optional), then
-  ``tonic.transforms.ToFrame(sensor_size, n_time_bins=num_steps)`` (or ``time_window=``);
+  ``tonic.transforms.ToFrame(sensor_size, n_time_bins)`` (or ``time_window``);
 * ``tonic.DiskCachedDataset``: each framed sample is written once to an HDF5 cache
   whose folder name carries every framing parameter, so a change never serves stale frames;
 * ``tonic.collation.PadTensors``: samples of different lengths (``time_window``) are
@@ -26,7 +26,7 @@ Files a user placed there by hand are used as they are (tonic's presence check, 
 for N-MNIST wants the ``.zip`` and 10000 extracted files, is not needed).
 
 Example (configs/nmnist.yaml does the same from YAML):
-    >>> dm = EventDataModule("tonic.datasets.NMNIST", save_to="data", num_steps=20)  # doctest: +SKIP
+    >>> dm = EventDataModule("tonic.datasets.NMNIST", save_to="data", n_time_bins=20)  # doctest: +SKIP
     >>> dm.setup("fit")                                                             # doctest: +SKIP
     >>> x, y = next(iter(dm.train_dataloader()))                                    # doctest: +SKIP
     >>> x.shape, dm.input_shape, dm.num_classes                                     # doctest: +SKIP
@@ -83,8 +83,10 @@ class EventDataModule(pl.LightningDataModule):
             ``split``) when it has a test split.
         save_to: folder of the files (tonic reads ``<save_to>/<class name>/``).
         dataset_args: more arguments of the dataset class (``first_saccade_only: true``).
-        num_steps: time bins per sample (``ToFrame(n_time_bins=num_steps)``).
-        time_window: instead of ``num_steps``, bins of this duration (the events' time
+        n_time_bins: time bins per sample (tonic's ``ToFrame(n_time_bins=...)``);
+            ``T1CModule(encoding="sequence", num_steps=...)`` must agree or be None, and
+            says so at the first batch otherwise.
+        time_window: instead of ``n_time_bins``, bins of this duration (the events' time
             unit, microseconds in tonic); samples then differ in length and are padded.
         denoise_time: apply ``tonic.transforms.Denoise(filter_time=denoise_time)`` first.
         target_size: downsample the sensor to ``[W, H]`` (``[X, 1]`` for audio) with
@@ -111,7 +113,7 @@ class EventDataModule(pl.LightningDataModule):
         dataset: str | type = "tonic.datasets.NMNIST",
         save_to: str | os.PathLike = "data",
         dataset_args: dict[str, Any] | None = None,
-        num_steps: int | None = 25,
+        n_time_bins: int | None = 25,
         time_window: float | None = None,
         denoise_time: float | None = None,
         target_size: list[int] | None = None,
@@ -129,9 +131,9 @@ class EventDataModule(pl.LightningDataModule):
         self.dataset_class = _resolve_class(dataset)
         self.dataset_name = f"{self.dataset_class.__module__}.{self.dataset_class.__qualname__}"
         self.dataset_args = dict(dataset_args or {})
-        _check_args(self.dataset_args, num_steps, time_window, val_fraction, batch_size, num_workers)
+        _check_args(self.dataset_args, n_time_bins, time_window, val_fraction, batch_size, num_workers)
         self.save_to = Path(os.path.expanduser(os.fspath(save_to)))
-        self.num_steps, self.time_window = num_steps, time_window
+        self.n_time_bins, self.time_window = n_time_bins, time_window
         self.denoise_time = denoise_time
         self.target_size = None if target_size is None else [int(v) for v in target_size]
         self.sensor_size = self._sensor_size(sensor_size)
@@ -170,7 +172,9 @@ class EventDataModule(pl.LightningDataModule):
                 )
             )
         framing = (
-            {"n_time_bins": self.num_steps} if self.time_window is None else {"time_window": self.time_window}
+            {"n_time_bins": self.n_time_bins}
+            if self.time_window is None
+            else {"time_window": self.time_window}
         )
         steps.append(transforms.ToFrame(sensor_size=self.frame_sensor_size, **framing))
         return transforms.Compose(steps)
@@ -180,7 +184,7 @@ class EventDataModule(pl.LightningDataModule):
         settings = {
             "dataset": self.dataset_name,
             "args": self.dataset_args,
-            "num_steps": self.num_steps,
+            "n_time_bins": self.n_time_bins,
             "time_window": self.time_window,
             "denoise_time": self.denoise_time,
             "target_size": self.target_size,
@@ -333,22 +337,22 @@ def _resolve_class(dataset: str | type) -> type:
     return cls
 
 
-def _check_args(dataset_args, num_steps, time_window, val_fraction, batch_size, num_workers) -> None:
+def _check_args(dataset_args, n_time_bins, time_window, val_fraction, batch_size, num_workers) -> None:
     reserved = sorted(set(dataset_args) & set(_RESERVED))
     if reserved:
         raise ValueError(
             f"EventDataModule(dataset_args=...): {reserved} are set by the data module; use save_to, "
             "val_fraction and the framing arguments instead"
         )
-    if (num_steps is None) == (time_window is None):
+    if (n_time_bins is None) == (time_window is None):
         raise ValueError(
-            f"EventDataModule(num_steps={num_steps!r}, time_window={time_window!r}): give exactly one "
+            f"EventDataModule(n_time_bins={n_time_bins!r}, time_window={time_window!r}): give exactly one "
             "(time bins per sample, or the duration of a bin)"
         )
-    if num_steps is not None and (
-        isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1
+    if n_time_bins is not None and (
+        isinstance(n_time_bins, bool) or not isinstance(n_time_bins, int) or n_time_bins < 1
     ):
-        raise ValueError(f"EventDataModule(num_steps={num_steps!r}): must be a positive integer")
+        raise ValueError(f"EventDataModule(n_time_bins={n_time_bins!r}): must be a positive integer")
     if time_window is not None and not time_window > 0:
         raise ValueError(f"EventDataModule(time_window={time_window!r}): must be positive")
     if val_fraction is not None and not 0.0 < float(val_fraction) < 1.0:

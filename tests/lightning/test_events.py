@@ -118,7 +118,7 @@ def brute_frames(events: np.ndarray, frame: tuple[int, ...], bins: int) -> np.nd
 
 
 def _dm(tmp_path: Path, **kwargs) -> EventDataModule:
-    args = dict(dataset=TinyCamera, save_to=tmp_path / "data", num_steps=5, batch_size=8, download=False)
+    args = dict(dataset=TinyCamera, save_to=tmp_path / "data", n_time_bins=5, batch_size=8, download=False)
     return EventDataModule(**(args | kwargs))
 
 
@@ -146,7 +146,7 @@ def test_cache_folder_changes_with_every_framing_parameter(tmp_path):
     base = _dm(tmp_path).cache_path("train")
     assert base.parent == tmp_path / "data" / "t1c_cache"
     for change in (
-        {"num_steps": 6},
+        {"n_time_bins": 6},
         {"denoise_time": 1000.0},
         {"target_size": [3, 3]},
         {"cache_dir": tmp_path},
@@ -171,12 +171,12 @@ def test_downsampling_and_denoising_use_tonic(tmp_path):
 
 
 def test_time_window_frames_are_padded_by_tonic(tmp_path):
-    dm = _dm(tmp_path, num_steps=None, time_window=30_000.0, cache=False)
+    dm = _dm(tmp_path, n_time_bins=None, time_window=30_000.0, cache=False)
     dm.setup("fit")
     x, _ = next(iter(dm.val_dataloader()))
     assert x.shape[0] == 8 and x.shape[2:] == (2, 6, 6) and x.shape[1] >= 3
     with pytest.raises(ValueError, match="give exactly one"):
-        _dm(tmp_path, num_steps=5, time_window=1.0)
+        _dm(tmp_path, n_time_bins=5, time_window=1.0)
 
 
 def test_stratified_validation_split_without_a_test_split(tmp_path):
@@ -211,7 +211,7 @@ def test_loaders_follow_lightning_conventions(tmp_path):
         ({"dataset": "tonic.datasets.NoSuchSet"}, "not a class path"),
         ({"dataset": "nowhere.Set"}, "cannot import nowhere"),
         ({"dataset_args": {"train": False}}, "set by the data module"),
-        ({"num_steps": 0}, "num_steps=0"),
+        ({"n_time_bins": 0}, "n_time_bins=0"),
         ({"val_fraction": 1.5}, "val_fraction"),
         ({"batch_size": 0}, "batch_size"),
     ],
@@ -224,7 +224,7 @@ def test_bad_arguments_fail_early(tmp_path, kwargs, match):
 # -- real tonic classes on files in their layouts --------------------------------------------
 def test_nmnist_layout_is_read_by_tonic(tmp_path):
     root = write_nmnist(tmp_path / "data")
-    dm = EventDataModule("tonic.datasets.NMNIST", save_to=root, num_steps=4, batch_size=4, download=False)
+    dm = EventDataModule("tonic.datasets.NMNIST", save_to=root, n_time_bins=4, batch_size=4, download=False)
     dm.setup("fit")
     assert dm.input_shape == (2, 34, 34) and dm.num_classes == 10
     assert len(dm.train_set) == 12 and len(dm.val_set) == 12  # N-MNIST's own test split
@@ -241,7 +241,7 @@ def test_nmnist_layout_is_read_by_tonic(tmp_path):
 
 def test_shd_layout_is_read_by_tonic(tmp_path):
     root = write_shd(tmp_path / "data")
-    dm = EventDataModule("tonic.datasets.SHD", save_to=root, num_steps=10, batch_size=6, download=False)
+    dm = EventDataModule("tonic.datasets.SHD", save_to=root, n_time_bins=10, batch_size=6, download=False)
     dm.setup("fit")
     assert dm.input_shape == (1, 700) and dm.num_classes == 4
     x, y = next(iter(dm.val_dataloader()))
@@ -284,7 +284,7 @@ def _mlp_graph(path: Path, frame: tuple[int, ...], classes: int) -> Path:
 
 def test_training_on_frames_lowers_the_loss_and_exports_reproduce_the_model(tmp_path):
     pl.seed_everything(0)
-    dm = _dm(tmp_path, num_steps=6, batch_size=10)
+    dm = _dm(tmp_path, n_time_bins=6, batch_size=10)
     dm.setup("fit")
     model = T1CModule(_mlp_graph(tmp_path / "tiny.t1c", (2, 6, 6), 3), encoding="sequence", lr=1e-2)
     x, y = next(iter(dm.val_dataloader()))
@@ -312,7 +312,7 @@ def test_training_on_frames_lowers_the_loss_and_exports_reproduce_the_model(tmp_
 
 def test_shd_frames_feed_an_mlp_on_700_channels(tmp_path):
     root = write_shd(tmp_path / "data")
-    dm = EventDataModule("tonic.datasets.SHD", save_to=root, num_steps=8, batch_size=4, download=False)
+    dm = EventDataModule("tonic.datasets.SHD", save_to=root, n_time_bins=8, batch_size=4, download=False)
     model = T1CModule(_mlp_graph(tmp_path / "shd.t1c", (700,), 4), encoding="sequence", num_steps=8)
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
@@ -418,3 +418,30 @@ def test_nmnist_recipe_runs_tiny(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "float acc" in out and "8-bit acc" in out and "topology identical" in out
     assert ir.read(tmp_path / "run" / "source.t1c").nodes["input"].shape == (2, 34, 34)
+
+
+def test_fit_shd_config_on_files_in_shds_layout(in_tmp, capsys):
+    from t1c.cli import main
+
+    source = in_tmp / "shd_runs" / "source.t1c"  # where configs/shd.yaml looks
+    source.parent.mkdir(parents=True)
+    _mlp_graph(source, (700,), 20)
+    write_shd(in_tmp / "data")
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs" / "shd.yaml"),
+        "--data.init_args.download=false",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.batch_size=4",
+        "--data.init_args.n_time_bins=12",
+        "--model.num_steps=12",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+    ]
+    assert main(args) == 0
+    assert list((in_tmp / "shd_runs" / "cli").rglob("last.t1c"))
+    capsys.readouterr()
+    assert main([*args[:-2], "--model.num_steps=10", "--trainer.enable_progress_bar=false"]) != 0
+    err = capsys.readouterr().err
+    assert "holds 12 time steps" in err and "num_steps=10" in err and "Traceback" not in err, err
