@@ -314,6 +314,8 @@ def _beta_matches(beta: np.ndarray, node: Any, dt: float) -> bool:
     """Whether a stored ``t1c_beta`` still describes this NIR LIF (it may have been retrained)."""
     if beta.shape != np.shape(node.tau) or not bool(np.all((beta > 0) & (beta < 1))):
         return False
+    if not bool(np.all(_f64(node.v_threshold) > 0)):  # snnTorch's algorithm differs there
+        return False
     return bool(
         np.allclose(_f64(node.tau), dt / (1.0 - beta), rtol=1e-6, atol=0)
         and np.allclose(_f64(node.r), 1.0 / (1.0 - beta), rtol=1e-6, atol=0)
@@ -494,6 +496,28 @@ def _bypass(name: str, edges: list[tuple[str, str]], file: str | None) -> list[t
     return out
 
 
+#: Node metadata keys this module interprets (they are not copied as plain metadata).
+_OWN_KEYS = frozenset(
+    {META_TYPE, META_STRICT, META_BETA, "spike_mode", "weight_bits", "accumulator_bits", "skip_type"}
+)
+
+
+def _plain_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's free-form metadata that both formats can store (numbers, strings, bools,
+    numeric arrays, dicts of them), without the keys this module writes for itself."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if not isinstance(key, str) or key in _OWN_KEYS:
+            continue
+        if isinstance(value, Mapping):
+            out[key] = _plain_metadata(value)
+        elif isinstance(value, (str, bool, int, float, np.generic)) or (
+            isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+        ):
+            out[key] = value
+    return out
+
+
 def _successors(edges: list[tuple[str, str]], name: str) -> list[str]:
     return [d for s, d in edges if s == name]
 
@@ -520,7 +544,7 @@ def _with_weights(node: ir.Node, weight: np.ndarray, bias: np.ndarray) -> ir.Nod
         k: v for k, v in node.to_fields().items() if k not in ("weight_int", "weight_scale", "bias_int")
     }
     fields.update(weight=weight.astype(np.float32), bias=bias.astype(np.float32))
-    return type(node)(**fields)
+    return type(node)(**fields, metadata=dict(node.metadata))
 
 
 def _scale_outputs(node: ir.Node, scale: np.ndarray) -> ir.Node | None:
@@ -681,7 +705,9 @@ def from_nir(
                 f"no converter for NIR type {type(node).__name__}; pass node_map={{nir.{type(node).__name__}: fn}}",
             )
         try:
-            nodes[name] = fn(name, node, ctx)
+            nodes[name] = converted = fn(name, node, ctx)
+            if converted is not None:
+                converted.metadata = {**_plain_metadata(_meta(node)), **converted.metadata}
         except T1CFormatError as err:
             if isinstance(err, NIRConversionError):
                 raise
@@ -691,7 +717,7 @@ def from_nir(
     for name, factor in ctx.forward_folds:
         _fold_forward(name, factor, nodes, edges, ctx, f"SumPool2d (sum = {factor.item():g} x average)")
     edges = _insert_sums(nodes, edges)
-    metadata = {k: v for k, v in (source.metadata or {}).items() if isinstance(k, str)}
+    metadata = _plain_metadata(source.metadata or {})
     metadata.update(source_format="nir", nir_dt=dt)
     try:
         graph = ir.Graph(nodes, edges, metadata)
@@ -766,6 +792,10 @@ def _to_affine(name: str, node: ir.Affine, ctx: ExportContext) -> list:
     return [(name, nir.Affine(weight=node.weight.copy(), bias=node.bias.copy(), metadata=meta))]
 
 
+def _ints(values: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in values)
+
+
 def _to_conv2d(name: str, node: ir.Conv2d, ctx: ExportContext) -> list:
     nir = import_nir()
     hw = tuple(int(d) for d in ctx.graph.input_shapes[name][0][1:])
@@ -777,9 +807,9 @@ def _to_conv2d(name: str, node: ir.Conv2d, ctx: ExportContext) -> list:
             nir.Conv2d(
                 input_shape=hw,
                 weight=node.weight.copy(),
-                stride=tuple(int(d) for d in node.stride),
-                padding=tuple(int(d) for d in node.padding),
-                dilation=tuple(int(d) for d in node.dilation),
+                stride=_ints(node.stride),
+                padding=_ints(node.padding),
+                dilation=_ints(node.dilation),
                 groups=int(node.groups),
                 bias=node.bias.copy(),
             ),
@@ -792,13 +822,12 @@ def _to_sepconv2d(name: str, node: ir.SepConv2d, ctx: ExportContext) -> list:
     c, h, w = (int(d) for d in ctx.graph.input_shapes[name][0])
     dw = node.depthwise_weight
     out_hw = ir.conv.conv_output_hw((h, w), dw.shape[2:], node.stride, node.padding, node.dilation)
-    pair = lambda v: tuple(int(d) for d in v)  # noqa: E731
     depthwise = nir.Conv2d(
         input_shape=None,  # grouped: nir 1.0 would type it as 1 channel; NIRGraph infers it
         weight=dw.copy(),
-        stride=pair(node.stride),
-        padding=pair(node.padding),
-        dilation=pair(node.dilation),
+        stride=_ints(node.stride),
+        padding=_ints(node.padding),
+        dilation=_ints(node.dilation),
         groups=c,
         bias=node.depthwise_bias.copy(),
     )
@@ -1015,6 +1044,8 @@ def to_nir(
         if fn is None:
             raise ctx.fail(name, f"no NIR converter for {node.TYPE}; pass node_map={{ir.{node.TYPE}: fn}}")
         chain = fn(name, node, ctx)
+        for _, converted in chain:  # the node's own metadata travels; this module's keys win
+            converted.metadata = {**_plain_metadata(node.metadata), **(converted.metadata or {})}
         for (a, _), (b, _) in zip(chain[:-1], chain[1:]):
             inner.append((a, b))
         nodes.update(chain)

@@ -506,12 +506,14 @@ def test_if_round_trip_and_sepconv_spiking_affine_export():
         ir.Output(),
         names=["input", "sa", "if", "output"],
     )
+    graph.nodes["sa"].metadata = {"origin": "test", "layer": 3}
     exported = to_nir(graph, dt=DT)
     assert isinstance(exported.nodes["if"], nir.IF) and isinstance(exported.nodes["sa"], nir.Affine)
     assert exported.nodes["sa"].metadata["weight_bits"] == 4
     back = from_nir(exported, dt=DT)
     assert ir.topology_diff(graph, back) == []
     assert isinstance(back.nodes["sa"], ir.SpikingAffine) and back.nodes["sa"].spike_mode == "graded"
+    assert back.nodes["sa"].metadata == {"origin": "test", "layer": 3}  # plain node metadata travels
     xs = spikes_in((3,))
     np.testing.assert_array_equal(run_t1c(back, xs), run_t1c(graph, xs))
 
