@@ -14,17 +14,29 @@ Lightning's ``LightningCLI`` (``t1c fit --help`` lists them all): each option of
 model, the data module, the trainer and its callbacks (``T1CExport`` among them) can be
 set in a YAML file or on the command line.
 
-Exit status: 0 success; 1 ``verify`` found differences; 2 a file is missing or is not a
-valid `.t1c` file, or the arguments are wrong.
+Exit status (every command):
+
+* 0: success;
+* 1: ``verify`` found that the topologies differ (and only that);
+* 2: a mistake the user can fix, told in one line: a missing file, a file that is not a
+  valid `.t1c` file or a loadable checkpoint, wrong arguments, or (``fit``) a config or
+  data that does not fit the graph;
+* 3: anything else (out of memory, an unexpected error), told in one line.
+
+No command prints a traceback unless asked: ``t1c --debug COMMAND ...``, ``t1c fit
+--debug ...`` or the environment variable ``T1C_DEBUG=1`` show it.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import re
 import sys
 from collections.abc import Sequence
 from importlib import import_module
-from pathlib import Path
+from pathlib import Path, PosixPath, PurePosixPath, PureWindowsPath, WindowsPath
 from typing import Any
 
 from . import __version__, ir
@@ -33,6 +45,7 @@ from .inspect import format_graph, format_verify
 EXIT_OK = 0
 EXIT_DIFFERENT = 1
 EXIT_ERROR = 2
+EXIT_UNEXPECTED = 3
 
 
 class CommandError(Exception):
@@ -46,23 +59,89 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: arguments without the program name; ``sys.argv[1:]`` when None.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("T1C_DEBUG", "") not in ("", "0")
+    if args and args[0] == "--debug":
+        debug, args = True, args[1:]
     if args and args[0] == "fit":
         # Everything after `fit` belongs to LightningCLI (its own --help, --config, ...).
-        return run_fit(args[1:])
+        fit_args = [a for a in args[1:] if a != "--debug"]
+        return _run_command("fit", lambda: run_fit(fit_args), debug or len(fit_args) < len(args) - 1)
     parser = build_parser()
     ns = parser.parse_args(args)
     if ns.command is None:
         parser.print_help()
         return EXIT_ERROR
+    return _run_command(ns.command, lambda: ns.handler(ns), debug)
+
+
+def _run_command(command: str, run: Any, debug: bool) -> int:
+    """Run one command; a problem becomes one line on stderr and an exit status, no traceback.
+
+    :class:`CommandError` (and, for ``fit``, the user's mistakes that Lightning, the data
+    module or T1CModule report) exit with :data:`EXIT_ERROR`; any other exception with
+    :data:`EXIT_UNEXPECTED`. With ``debug`` the exception propagates, traceback and all.
+    """
     try:
-        return ns.handler(ns)
-    except CommandError as err:
-        print(f"t1c {ns.command}: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
+        return run()
     except BrokenPipeError:
         # `t1c inspect big.t1c | head`: the reader left; that is not an error of ours.
         _silence_stdout()
         return EXIT_OK
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:
+        if debug:
+            raise
+        mistake = err if isinstance(err, CommandError) else _user_mistake(err) if command == "fit" else None
+        if mistake is not None:
+            print(f"t1c {command}: error: {_one_line(mistake)}", file=sys.stderr)
+            return EXIT_ERROR
+        print(
+            f"t1c {command}: unexpected error: {type(err).__name__}: {_one_line(err)} "
+            "(run with T1C_DEBUG=1 to see the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (its own name when it has no message)."""
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _user_mistake(err: BaseException) -> BaseException | None:
+    """The user's mistake behind an exception raised while ``t1c fit`` runs, or None.
+
+    Mistakes are reported as ``OSError`` (a missing `.t1c` or data file), ``ValueError``
+    (``T1CFormatError``, ``ExportError``, data that does not fit the graph, a bad
+    argument) or Lightning's ``MisconfigurationException``. jsonargparse wraps an error
+    raised while it builds the model or the data module into its own ``ValueError``; the
+    first mistake in the exception's chain that was raised outside jsonargparse is the
+    one that names the problem.
+    """
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    kinds = (OSError, ValueError, MisconfigurationException)
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    mistakes = [e for e in chain if isinstance(e, kinds)]
+    for candidate in mistakes:
+        if "jsonargparse" not in _raised_in(candidate):
+            return candidate
+    return mistakes[-1] if mistakes else None
+
+
+def _raised_in(err: BaseException) -> str:
+    """The file of the frame that raised ``err``."""
+    tb = err.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Carry spiking neural networks between PyTorch/snnTorch and T1C-IR (.t1c files).",
     )
     parser.add_argument("--version", action="version", version=f"t1c {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error (also T1C_DEBUG=1; must come before the command)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser(
@@ -177,7 +261,7 @@ def read_graph(path: Path, dt: float | None = None) -> ir.Graph:
 
             return from_nir(path, dt)
         return ir.read(path)
-    except (ir.T1CFormatError, ImportError) as err:
+    except (ir.T1CFormatError, ImportError, OSError) as err:  # OSError: unreadable (permissions, ...)
         raise CommandError(str(err)) from None
 
 
@@ -237,8 +321,52 @@ def cmd_export(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: What a Lightning checkpoint may hold beyond tensors and plain values: paths in the
+#: hyperparameters of a model or data module (``TensorDataModule(path=Path(...))``).
+SAFE_CHECKPOINT_GLOBALS = (PurePosixPath, PureWindowsPath, PosixPath, WindowsPath)
+
+
+def load_checkpoint_safely(data: bytes, name: str | Path) -> Any:
+    """``torch.load(weights_only=True)`` of a checkpoint's bytes: no code in it can run.
+
+    A checkpoint is a pickle, and a plain ``torch.load`` runs whatever code the pickle
+    names. The weights-only loader builds tensors, containers, numbers and strings (and
+    the paths of :data:`SAFE_CHECKPOINT_GLOBALS`) and refuses everything else.
+
+    Raises:
+        CommandError: the file is not a checkpoint, or holds objects other than those.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"WeightsUnpickler error: (.*?)(?:\. |\.?$)", str(err), flags=re.M)
+        reason = found.group(1) if found else _one_line(err)
+        raise CommandError(
+            f"'{name}' holds objects a weights-only load refuses ({reason}); t1c export loads "
+            "checkpoints with torch.load(weights_only=True) so that no code in them runs, and a "
+            "T1CModule checkpoint holds only tensors and plain values: export a checkpoint written by "
+            "a T1CModule run you trust"
+        ) from None
+    except Exception as err:  # torch reports a file that is not a checkpoint with many exception types
+        raise CommandError(
+            f"'{name}' could not be loaded as a T1CModule checkpoint ({type(err).__name__}: {_one_line(err)})"
+        ) from None
+
+
 def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None = None) -> ir.Graph:
     """The graph of a saved T1CModule, verified against its source graph's topology.
+
+    The checkpoint is read once and loaded with ``torch.load(weights_only=True)``
+    (:func:`load_checkpoint_safely`), so a crafted checkpoint cannot run code. The
+    graph's metadata holds the facts of this export only (under ``"t1c_export"``: the
+    checkpoint's name, epoch and global step, the source graph's content hash and, with
+    integer weights, their width); nothing is carried over from the source graph's
+    metadata, which describes another file.
 
     Args:
         checkpoint: a ``.ckpt`` written while training a :class:`~t1c.lightning.T1CModule`.
@@ -246,20 +374,21 @@ def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None
             quantized simulation at this many bits.
 
     Raises:
-        CommandError: the checkpoint is not a T1CModule's, or the export changed topology.
+        CommandError: the checkpoint cannot be loaded safely, is not a T1CModule's, or the
+            export changed topology.
     """
     import torch
 
     from .lightning import T1CModule
+    from .lightning.callback import METADATA_KEY
     from .lightning.module import CKPT_GRAPH_KEY
 
     checkpoint = Path(checkpoint)
     try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch reports a bad file with many exception types
-        raise CommandError(
-            f"'{checkpoint}' could not be loaded as a T1CModule checkpoint ({type(err).__name__}: {err})"
-        ) from None
+        data = checkpoint.read_bytes()
+    except OSError as err:
+        raise CommandError(f"checkpoint '{checkpoint}' cannot be read ({err.strerror or err})") from None
+    saved = load_checkpoint_safely(data, checkpoint)
     blob = saved.get(CKPT_GRAPH_KEY) if isinstance(saved, dict) else None
     if blob is None:
         raise CommandError(
@@ -267,28 +396,39 @@ def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None
             f"under '{CKPT_GRAPH_KEY}'; was it saved while training a T1CModule?)"
         )
     try:  # the source graph travels inside the checkpoint: no .t1c file is needed
-        module = T1CModule.load_from_checkpoint(checkpoint, map_location="cpu")
+        with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
+            module = T1CModule.load_from_checkpoint(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
         raise CommandError(
-            f"'{checkpoint}' could not be loaded as a T1CModule checkpoint ({type(err).__name__}: {err})"
+            f"'{checkpoint}' could not be loaded as a T1CModule checkpoint ({type(err).__name__}: {_one_line(err)})"
         ) from None
     module.eval()
     graph = module.export_graph()
     diffs = ir.topology_diff(module.source_graph, graph)
     if diffs:
         raise CommandError("the export does not keep the source graph's topology:\n  " + "\n  ".join(diffs))
+    facts: dict[str, Any] = {
+        "exported_by": "t1c export",
+        "checkpoint": checkpoint.name,
+        "epoch": _int_or(saved.get("epoch"), -1),
+        "global_step": _int_or(saved.get("global_step"), -1),
+        "source_hash": module.source_graph.content_hash(),
+    }
     if integer_weight_bits is not None:
         from .bridge.quantize import attach_integer_weights
 
         graph = attach_integer_weights(graph, weight_bits=integer_weight_bits)
-    graph.metadata.update(
-        {
-            "checkpoint": checkpoint.name,
-            "epoch": int(saved.get("epoch", -1)),
-            "global_step": int(saved.get("global_step", -1)),
-        }
-    )
-    return graph
+        facts.update(weight_bits=integer_weight_bits, accumulator_bits=32, integer_weights=True)
+    metadata = {"producer": "t1c", "producer_version": __version__, METADATA_KEY: facts}
+    return ir.Graph(graph.nodes, graph.edges, metadata, allow_cycles=graph.allow_cycles)
+
+
+def _int_or(value: Any, default: int) -> int:
+    """``value`` as an int when it is an integer number (a checkpoint's epoch), else ``default``."""
+    try:
+        return int(value) if not isinstance(value, bool) and int(value) == value else default
+    except (TypeError, ValueError):
+        return default
 
 
 # -- fit: LightningCLI ---------------------------------------------------------------------

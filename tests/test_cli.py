@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from t1c import ir
-from t1c.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, build_parser, main
+from t1c.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_UNEXPECTED, build_parser, main
 from t1c.inspect import format_graph, format_table, format_value, node_rows, param_count
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,6 +180,55 @@ def test_verify_bad_file_exits_2(tmp_path, fixtures_dir, capsys):
     assert "is empty" in capsys.readouterr().err
 
 
+def test_verify_input_shape_difference_reads_once(tmp_path, capsys):
+    a, b = tmp_path / "a.t1c", tmp_path / "b.t1c"
+    ir.write(a, _chain())
+    changed = _chain()
+    changed.nodes["input"] = ir.Input(input_type={"input": np.array([1])})
+    changed.nodes["fc"] = ir.Affine(weight=np.ones((4, 1)), bias=np.zeros(4))
+    ir.write(b, changed)
+    assert main(["verify", str(a), str(b)]) == EXIT_DIFFERENT
+    out = capsys.readouterr().out
+    assert "  node 'input': shape [3] became [1]" in out
+    assert "shape shape" not in out
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("HDF5 library crashed")])
+def test_verify_unexpected_error_exits_3_in_one_line(tmp_path, capsys, monkeypatch, error):
+    a = tmp_path / "a.t1c"
+    ir.write(a, _chain())
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(ir, "read", fail)
+    assert main(["verify", str(a), str(a)]) == EXIT_UNEXPECTED
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err
+    assert lines[0].startswith(f"t1c verify: unexpected error: {type(error).__name__}")
+    assert "T1C_DEBUG=1" in lines[0]
+    monkeypatch.setenv("T1C_DEBUG", "1")  # the traceback on request
+    with pytest.raises(type(error)):
+        main(["verify", str(a), str(a)])
+    monkeypatch.delenv("T1C_DEBUG")
+    with pytest.raises(type(error)):
+        main(["--debug", "verify", str(a), str(a)])
+
+
+def test_verify_unreadable_file_exits_2(tmp_path, capsys, monkeypatch):
+    a = tmp_path / "a.t1c"
+    ir.write(a, _chain())
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(f"file '{path}' cannot be opened for reading (permission denied)")
+
+    monkeypatch.setattr(ir, "read", denied)
+    assert main(["verify", str(a), str(a)]) == EXIT_ERROR
+    assert "permission denied" in capsys.readouterr().err
+
+
 def test_no_command_prints_help(capsys):
     assert main([]) == EXIT_ERROR
     assert "inspect" in capsys.readouterr().out
@@ -296,6 +345,60 @@ def test_fit_tensor_datamodule_from_command_line(in_tmp, fixtures_dir):
     assert list((in_tmp / "demo_runs" / "cli" / "digits").rglob("last.t1c"))
 
 
+def _fit_error(args: list[str], capsys) -> str:
+    """Run `t1c fit` expecting a user mistake: exit 2, one line on stderr, no traceback."""
+    assert main(["fit", *FAST, "--trainer.logger=false", *args]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("t1c fit: error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_fit_missing_graph_is_one_line(in_tmp, capsys):
+    line = _fit_error(["--model.graph=missing.t1c", "--data=t1c.lightning.DigitsDataModule"], capsys)
+    assert "'missing.t1c'" in line and "no such .t1c file" in line
+
+
+def test_fit_missing_npz_is_one_line(in_tmp, fixtures_dir, capsys):
+    graph = f"--model.graph={fixtures_dir / 'mlp_snn.t1c'}"
+    line = _fit_error([graph, "--data=t1c.lightning.TensorDataModule", "--data.path=nope.npz"], capsys)
+    assert "nope.npz" in line and "no such file" in line
+
+
+def test_fit_data_shape_mismatch_names_file_and_shapes(in_tmp, fixtures_dir, capsys):
+    np.savez(in_tmp / "small.npz", x=np.zeros((40, 10), np.float32), y=np.arange(40) % 10)
+    graph = f"--model.graph={fixtures_dir / 'mlp_snn.t1c'}"
+    line = _fit_error([graph, "--data=t1c.lightning.TensorDataModule", "--data.path=small.npz"], capsys)
+    assert "data file 'small.npz'" in line
+    assert "shape [10]" in line and "takes [64] at its Input 'input'" in line
+
+
+def test_fit_label_outside_classes_names_label_file_and_count(in_tmp, fixtures_dir, capsys):
+    y = np.arange(40) % 10
+    y[7] = 12
+    np.savez(
+        in_tmp / "labels.npz",
+        train_x=np.zeros((40, 64), np.float32),
+        train_y=y,
+        val_x=np.zeros((10, 64), np.float32),
+        val_y=np.arange(10),
+    )
+    graph = f"--model.graph={fixtures_dir / 'mlp_snn.t1c'}"
+    line = _fit_error([graph, "--data=t1c.lightning.TensorDataModule", "--data.path=labels.npz"], capsys)
+    assert "data file 'labels.npz' (train_x/train_y)" in line
+    assert "label 12" in line and "10 output classes" in line
+
+
+def test_fit_debug_shows_the_traceback(in_tmp, monkeypatch):
+    args = ["--model.graph=missing.t1c", "--data=t1c.lightning.DigitsDataModule"]
+    with pytest.raises(FileNotFoundError, match="missing.t1c"):
+        main(["fit", "--debug", *FAST, *args])
+    monkeypatch.setenv("T1C_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="missing.t1c"):
+        main(["fit", *FAST, *args])
+
+
 def test_fit_help_lists_model_data_and_callbacks(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--help"])
@@ -311,10 +414,19 @@ def test_fit_bad_option_exits_2(capsys):
     assert exit_info.value.code == 2
 
 
+#: What a source graph exported by an earlier run carries: facts about that run, not this one.
+STALE = {"t1c_export": {"epoch": 5, "global_step": 115, "val_acc": 0.31, "weight_bits": 8}, "epoch": 5}
+
+
 @pytest.fixture
 def trained_checkpoint(in_tmp, fixtures_dir):
-    """A real T1CModule checkpoint from `t1c fit`, plus the source graph it started from."""
+    """A real T1CModule checkpoint from `t1c fit`, plus the source graph it started from.
+
+    The source carries an earlier run's export metadata (:data:`STALE`).
+    """
     source_path = _source("digits", in_tmp / CONFIG_SOURCES["digits"], fixtures_dir)
+    stale = ir.read(source_path)
+    ir.write(source_path, ir.Graph(stale.nodes, stale.edges, STALE))
     assert main(["fit", "--config", str(REPO / "configs" / "digits.yaml"), *FAST]) == EXIT_OK
     ckpt = next((in_tmp / "demo_runs").rglob("epoch=0-step=2.ckpt"))
     return ckpt, ir.read(source_path), source_path
@@ -328,8 +440,11 @@ def test_export_checkpoint_without_source_file(trained_checkpoint, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
     exported = ir.read(out)
     assert ir.topology_diff(source, exported) == []
-    assert exported.metadata["checkpoint"] == ckpt.name
-    assert exported.metadata["global_step"] == 2
+    facts = exported.metadata["t1c_export"]
+    assert facts["checkpoint"] == ckpt.name
+    assert (facts["epoch"], facts["global_step"]) == (0, 2)
+    assert facts["source_hash"] == source.content_hash()
+    assert "weight_bits" not in facts and "val_acc" not in facts  # no integer weights, nothing measured
     beside = ir.read(ckpt.with_suffix(".t1c"))  # what T1CExport wrote at that checkpoint
     np.testing.assert_array_equal(exported.nodes["fc1"].weight, beside.nodes["fc1"].weight)
     assert not np.array_equal(exported.nodes["fc1"].weight, source.nodes["fc1"].weight)
@@ -341,6 +456,89 @@ def test_export_with_integer_weights(trained_checkpoint):
     assert main(["export", str(ckpt), "-o", str(out), "--integer-weights", "8"]) == EXIT_OK
     fc1 = ir.read(out).nodes["fc1"]
     assert fc1.weight_int is not None and int(np.abs(fc1.weight_int).max()) <= 127
+
+
+def test_export_writes_only_the_facts_of_this_export(trained_checkpoint):
+    ckpt, source, _ = trained_checkpoint
+    assert source.metadata == STALE  # the graph the run started from describes an earlier run
+    out = ckpt.parent / "int4.t1c"
+    assert main(["export", str(ckpt), "-o", str(out), "--integer-weights", "4"]) == EXIT_OK
+    metadata = ir.read(out).metadata
+    assert set(metadata) == {"producer", "producer_version", "t1c_export"}
+    assert metadata["t1c_export"] == {
+        "exported_by": "t1c export",
+        "checkpoint": ckpt.name,
+        "epoch": 0,
+        "global_step": 2,
+        "source_hash": source.content_hash(),
+        "weight_bits": 4,
+        "accumulator_bits": 32,
+        "integer_weights": True,
+    }
+    assert int(np.abs(ir.read(out).nodes["fc1"].weight_int).max()) <= 7
+
+
+class _Payload:
+    """Pickles as a call of ``exec``: loading it with a plain ``torch.load`` writes ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('code ran')",)
+
+
+def test_export_never_runs_code_from_a_checkpoint(tmp_path, fixtures_dir, capsys):
+    import torch
+
+    from t1c.lightning.module import CKPT_GRAPH_KEY
+
+    marker = tmp_path / "code_ran.txt"
+    ckpt = tmp_path / "crafted.ckpt"
+    blob = (fixtures_dir / "mlp_snn.t1c").read_bytes()
+    torch.save({CKPT_GRAPH_KEY: blob, "state_dict": {}, "hyper_parameters": _Payload(marker)}, ckpt)
+    torch.load(ckpt, weights_only=False)  # the payload is live: an unsafe load runs it
+    assert marker.read_text() == "code ran"
+    marker.unlink()
+
+    assert main(["export", str(ckpt), "-o", str(tmp_path / "out.t1c")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert not (tmp_path / "out.t1c").exists()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert f"'{ckpt}' holds objects a weights-only load refuses" in lines[0]
+    assert "exec" in lines[0] and "weights_only=True" in lines[0]
+
+
+def test_export_loads_a_plain_trainer_checkpoint_weights_only(in_tmp, fixtures_dir, capsys):
+    """A checkpoint of a Python-built run (a Path among the data module's hyperparameters) exports."""
+    import pickle
+
+    import lightning.pytorch as pl
+    import torch
+
+    from t1c.lightning import T1CModule, TensorDataModule
+
+    np.savez(in_tmp / "data.npz", x=np.random.default_rng(0).random((40, 64)), y=np.arange(40) % 10)
+    data = TensorDataModule(path=in_tmp / "data.npz", batch_size=8)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=in_tmp,
+    )
+    trainer.fit(T1CModule(fixtures_dir / "mlp_snn.t1c", num_steps=3), data)
+    ckpt = next(in_tmp.rglob("*.ckpt"))
+    with pytest.raises(pickle.UnpicklingError, match="PosixPath|WindowsPath"):
+        torch.load(ckpt, weights_only=True)  # the Path needs the allow-list t1c export uses
+    assert main(["export", str(ckpt), "-o", str(in_tmp / "plain.t1c")]) == EXIT_OK
+    exported = ir.read(in_tmp / "plain.t1c")
+    assert ir.topology_diff(ir.read(fixtures_dir / "mlp_snn.t1c"), exported) == []
+    assert exported.metadata["t1c_export"]["global_step"] == 2
 
 
 def test_export_errors_exit_2(tmp_path, capsys):

@@ -6,6 +6,11 @@ serves every encoding and number of steps. Splits are stratified (each class kee
 share in train and validation) and deterministic for a given ``seed``; no data is
 downloaded.
 
+When a Trainer sets a module up to fit a :class:`~t1c.lightning.T1CModule`, the data is
+checked against the module's graph before training starts (:func:`check_data_fits`): a
+sample shape the graph's ``Input`` does not take, or a label outside its output classes,
+stops the run with one message naming the data, both shapes or the label and the class count.
+
 Example:
     >>> dm = DigitsDataModule(batch_size=32)
     >>> dm.setup("fit")
@@ -16,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -25,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-__all__ = ["DigitsDataModule", "TensorDataModule", "stratified_split"]
+__all__ = ["DigitsDataModule", "TensorDataModule", "check_data_fits", "stratified_split"]
 
 
 def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,15 +76,30 @@ class _SplitDataModule(pl.LightningDataModule):
         self.val_set: TensorDataset | None = None
         self.num_classes = 0
         self.input_shape: tuple[int, ...] = ()
+        #: Where the data comes from and the names of its train x/y and val x/y arrays (for messages).
+        self.origin = type(self).__name__
+        self.array_names: tuple[str, str, str, str] | None = ("x", "y", "x", "y")
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        train_x, train_y, val_x, val_y = self._load()  # each subclass says where its data comes from
-        self.train_set = TensorDataset(train_x, train_y)
-        self.val_set = TensorDataset(val_x, val_y)
-        self.num_classes = int(torch.cat([train_y, val_y]).max()) + 1
-        self.input_shape = tuple(train_x.shape[1:])
+        """Load and split the data once; under a Trainer, check it against a T1CModule's graph."""
+        if self.train_set is None:
+            train_x, train_y, val_x, val_y = self._load()  # each subclass says where its data comes from
+            self.train_set = TensorDataset(train_x, train_y)
+            self.val_set = TensorDataset(val_x, val_y)
+            self.num_classes = int(torch.cat([train_y, val_y]).max()) + 1
+            self.input_shape = tuple(train_x.shape[1:])
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        if model is not None:
+            self.check_model(model)
+
+    def check_model(self, model: Any) -> None:
+        """Raise a ValueError when the data does not fit ``model``'s graph (:func:`check_data_fits`)."""
+        self._require_setup()
+        names = self.array_names or ("", "", "", "")
+        for dataset, x_name, y_name in ((self.train_set, *names[:2]), (self.val_set, *names[2:])):
+            samples, labels = dataset.tensors
+            where = f"{self.origin} ({x_name}/{y_name})" if x_name else self.origin
+            check_data_fits(model, tuple(samples.shape[1:]), labels, where)
 
     def _split(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         train, val = stratified_split(y.numpy(), self.val_fraction, self.seed)
@@ -132,6 +154,8 @@ class DigitsDataModule(_SplitDataModule):
     ):
         super().__init__(batch_size, val_fraction, seed, num_workers)
         self.flatten = bool(flatten)
+        self.origin = "DigitsDataModule (scikit-learn's 8x8 digits)"
+        self.array_names = None
         self.save_hyperparameters()
 
     def _load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -187,6 +211,7 @@ class TensorDataModule(_SplitDataModule):
         if self.path is not None and not self.path.is_file():
             raise FileNotFoundError(f"TensorDataModule(path={str(path)!r}): no such file")
         self._x, self._y = x, y
+        self.origin = "TensorDataModule(x, y)" if self.path is None else f"data file '{self.path}'"
         self.save_hyperparameters(ignore=["x", "y"])
 
     def _load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -202,11 +227,58 @@ class TensorDataModule(_SplitDataModule):
                         f"{self.path}: train_x samples have shape {list(train[0].shape[1:])} "
                         f"but val_x samples {list(val[0].shape[1:])}"
                     )
+                self.array_names = ("train_x", "train_y", "val_x", "val_y")
                 return (*train, *val)
             if {"x", "y"} <= keys:
                 return self._split(*_as_xy(data["x"], data["y"], f"{self.path}: x/y"))
         raise ValueError(
             f"{self.path} holds {sorted(keys)}; expected arrays x and y, or train_x, train_y, val_x and val_y"
+        )
+
+
+def check_data_fits(model: Any, sample_shape: tuple[int, ...], labels: Tensor, where: str) -> None:
+    """Check samples and labels against a :class:`~t1c.lightning.T1CModule`'s graph before training.
+
+    Other models are not checked (their ``forward`` may reshape what it receives).
+
+    Args:
+        model: the LightningModule being fitted.
+        sample_shape: the shape of one sample (without the batch dimension); with
+            ``encoding="sequence"`` its first dimension is time.
+        labels: the integer class labels of the data.
+        where: the data's origin for the message, e.g. ``"data file 'x.npz' (x/y)"``.
+
+    Raises:
+        ValueError: a sample shape the graph's ``Input`` does not take, or a label outside
+            the graph's output classes; the message names ``where``, both shapes or the
+            label and the class count.
+    """
+    from .module import T1CModule
+
+    if not isinstance(model, T1CModule):
+        return
+    graph = f"'{model.source_path}'" if model.source_path else "of the T1CModule"
+    input_shape = tuple(model.input_shape)
+    steps = model.encoding == "sequence"
+    step_shape = tuple(sample_shape[1:]) if steps else tuple(sample_shape)
+    fits = step_shape == input_shape or (
+        steps and len(input_shape) == 1 and math.prod(step_shape) == input_shape[0]
+    )
+    if not fits:
+        kind = "time steps" if steps else "samples"
+        raise ValueError(
+            f"{where}: {kind} have shape {list(step_shape)}, but the graph {graph} takes "
+            f"{list(input_shape)} at its Input '{model.input_name}'; give data of shape "
+            f"{list(input_shape)}, or fine-tune a graph whose input matches the data"
+        )
+    labels = torch.as_tensor(labels)
+    outside = labels[(labels < 0) | (labels >= model.num_classes)]
+    if len(outside):
+        label = int(outside.max()) if int(outside.max()) >= model.num_classes else int(outside.min())
+        raise ValueError(
+            f"{where}: label {label} is outside the {model.num_classes} output classes (0..{model.num_classes - 1}) "
+            f"of the graph {graph}; relabel the data as 0..{model.num_classes - 1}, or fine-tune a graph "
+            f"with {int(labels.max()) + 1} outputs"
         )
 
 

@@ -134,3 +134,48 @@ def test_tensor_data_module_errors_name_the_problem(tmp_path):
         TensorDataModule(torch.rand(10, 2), torch.rand(10)).setup()
     with pytest.raises(ValueError, match=r"shapes \[10, 2\] and \[9\]"):
         TensorDataModule(torch.rand(10, 2), torch.zeros(9, dtype=torch.long)).setup()
+
+
+# -- data checked against the graph before training ----------------------------------------
+def test_data_is_checked_against_the_graph(fixtures_dir, tmp_path):
+    from t1c.lightning import T1CModule
+    from t1c.lightning.data import check_data_fits
+
+    model = T1CModule(fixtures_dir / "mlp_snn.t1c", num_steps=2)  # Input [64], 10 classes
+    check_data_fits(model, (64,), torch.arange(10), "ok")
+    with pytest.raises(
+        ValueError, match=r"^here: samples have shape \[1, 8, 8\], but the graph '.*mlp_snn.t1c'"
+    ):
+        check_data_fits(model, (1, 8, 8), torch.arange(10), "here")
+    with pytest.raises(ValueError, match=r"label 10 is outside the 10 output classes \(0\.\.9\)"):
+        check_data_fits(model, (64,), torch.arange(11), "here")
+    check_data_fits(torch.nn.Linear(3, 3), (1, 8, 8), torch.arange(99), "a plain model is not checked")
+
+    sequence = T1CModule(fixtures_dir / "mlp_snn.t1c", encoding="sequence")
+    check_data_fits(sequence, (7, 64), torch.arange(10), "steps of the input shape")
+    check_data_fits(sequence, (7, 1, 64), torch.arange(10), "steps flattened to a 1-D input")
+    with pytest.raises(ValueError, match=r"time steps have shape \[32\]"):
+        check_data_fits(sequence, (7, 32), torch.arange(10), "here")
+
+
+def test_fit_stops_at_setup_when_the_data_does_not_fit(fixtures_dir, tmp_path):
+    import lightning.pytorch as pl
+
+    from t1c.lightning import T1CModule
+
+    labels = np.arange(30) % 10
+    labels[3] = 10
+    path = tmp_path / "eleven.npz"
+    np.savez(path, x=np.zeros((30, 64), np.float32), y=labels)
+    model = T1CModule(fixtures_dir / "mlp_snn.t1c", num_steps=2)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match=rf"data file '{path}' \(x/y\): label 10 is outside the 10 output"):
+        trainer.fit(model, TensorDataModule(path=path, batch_size=8))
+    assert trainer.global_step == 0
+
+    dm = DigitsDataModule(flatten=False)
+    dm.setup("fit")  # set up before the Trainer attaches it: still checked
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"DigitsDataModule .*samples have shape \[1, 8, 8\].*takes \[64\]"):
+        trainer.fit(model, dm)
+    assert trainer.global_step == 0
