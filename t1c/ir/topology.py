@@ -17,6 +17,7 @@ import numpy as np
 
 from .graph import Graph
 from .hybrid import Subgraph
+from .io import Input, Output
 from .skip import Skip
 
 
@@ -44,12 +45,19 @@ def topology_diff(expected: Graph, actual: Graph) -> list[str]:
                 diffs.append(f"node '{name}': {field} {_shown(va)} became {_shown(vb)}")
         if isinstance(a, Subgraph):
             diffs += [f"node '{name}' (nested graph): {d}" for d in topology_diff(a.graph, b.graph)]
+        if isinstance(a, Input):  # its one field is the shape itself: compare the values
+            if list(a.shape) != list(b.shape):
+                diffs.append(f"node '{name}': shape {list(a.shape)} became {list(b.shape)}")
+            continue
         pa, pb = a.param_shapes(), b.param_shapes()
         for field in sorted(set(pa) | set(pb)):
             if pa.get(field) != pb.get(field):
                 sa = list(pa[field]) if field in pa else "absent"
                 sb = list(pb[field]) if field in pb else "absent"
-                diffs.append(f"node '{name}': {field} shape {sa} became {sb}")
+                if isinstance(a, Output):  # an inferred shape: what differs here is its rank
+                    diffs.append(f"node '{name}': shape of rank {sa[0]} became rank {sb[0]}")
+                else:
+                    diffs.append(f"node '{name}': {field} shape {sa} became {sb}")
     if expected.edges != actual.edges:
         ea, eb = set(expected.edges), set(actual.edges)
         for src, dst in expected.edges:
