@@ -187,7 +187,7 @@ class LIFModule(nn.Module):
         tau, r, v_leak = _numpy(self.tau), _numpy(self.r), _numpy(self.v_leak)
         beta = None
         if self.snntorch_mode:
-            beta = _numpy(self.beta)
+            beta = np.clip(_numpy(self.beta), 0.0, 1.0)  # what forward uses; ir.LIF needs [0, 1]
             if self.learn_beta:
                 tau = _tau_from_beta(beta)
                 r, v_leak = tau.copy(), np.zeros_like(tau)
