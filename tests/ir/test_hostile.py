@@ -157,6 +157,25 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     assert isinstance(err, ir.T1CFormatError) and "FIFO" in str(err) and err.file == str(fifo)
 
 
+def test_fifo_given_to_ir_to_torch_is_refused_without_blocking(tmp_path):
+    from t1c.bridge import ir_to_torch
+
+    fifo = tmp_path / "pipe.t1c"
+    os.mkfifo(fifo)
+    box: list[BaseException] = []
+
+    def run():
+        try:
+            ir_to_torch(fifo)
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            box.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert box and isinstance(box[0], ir.T1CFormatError) and "FIFO" in str(box[0])
+
+
 @pytest.mark.parametrize(
     ("path", "words"), [("/dev/zero", "character device"), ("/dev/null", "character device")]
 )
