@@ -1,29 +1,40 @@
 """Default converters from PyTorch/snnTorch modules to T1C-IR primitives.
 
-A converter is ``fn(module, ctx) -> ir.Node | None``: it reads one module's parameters
-and returns the primitive that computes the same thing, or ``None`` when the module is
-dropped from the graph (its input flows on unchanged, e.g. ``nn.Dropout``). The
-exporter looks a module's type up along its MRO, first in the user's ``custom_map``
-then in :func:`default_export_map`, so users extend or override conversions with a
-plain dict::
+A converter is ``fn(module, ctx) -> ir.Node | None`` or ``fn(module) -> ir.Node | None``
+(the arity is read once from its signature, :func:`converter_arity`): it reads one
+module's parameters and returns the primitive that computes the same thing, or ``None``
+when the module is dropped from the graph (its input flows on unchanged, e.g.
+``nn.Dropout``). The exporter looks a module's type up along its MRO, first in the
+user's ``custom_map`` then in :func:`default_export_map`, so users extend or override
+conversions with a plain dict::
 
     from t1c.bridge import to_ir
 
     def my_neuron(module, ctx):
         return ir.LIF(tau=..., r=..., v_leak=..., v_threshold=...)
 
-    graph = to_ir(model, sample, custom_map={MyNeuron: my_neuron})
+    def my_linear(module):
+        return ir.SpikingAffine(weight=module.weight.detach().numpy(), bias=None)
+
+    graph = to_ir(model, sample, custom_map={MyNeuron: my_neuron, nn.Linear: my_linear})
 
 ``ctx`` (:class:`ExportContext`) carries what a converter cannot read off the module:
 its qualified path (for error messages), the shapes captured by forward hooks (batch
 excluded) and the exporter's hardware hints. BatchNorm is not converted but folded
 into the preceding Linear/Conv2d (:func:`fold_batchnorm`).
+
+A default converter applies to a subclass only when the subclass changes no behaviour
+(it defines no method besides ``__init__``/``extra_repr``): a subclass of ``nn.Linear``
+with its own ``forward``, or snnTorch's ``DeltaLeaky`` (a ``Leaky`` subclass), computes
+something else. snnTorch neurons without an exact T1C-IR form (:data:`REFUSED_NEURONS`)
+are refused by name, and their submodules (``RLeaky.recurrent``) are never exported as
+layers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,6 +66,9 @@ class ExportContext:
         spike_mode: ``SpikingAffine.spike_mode``.
         weight_bits: ``SpikingAffine.weight_bits``.
         accumulator_bits: ``SpikingAffine.accumulator_bits``.
+        input_nonnegative: the module's input is provably never negative in the
+            exported graph (spikes, or pools/reshapes/sums of spikes), so a ReLU there
+            is the identity.
     """
 
     path: str
@@ -64,13 +78,45 @@ class ExportContext:
     spike_mode: str = "binary"
     weight_bits: int = 8
     accumulator_bits: int = 16
+    input_nonnegative: bool = False
 
     def fail(self, module: nn.Module, reason: str) -> ExportError:
         """An :class:`ExportError` naming this module's path and type."""
         return ExportError(f"cannot export `{self.path}` ({type(module).__name__}): {reason}")
 
 
-Converter = Callable[[nn.Module, ExportContext], "ir.Node | None"]
+Converter = Callable[..., "ir.Node | None"]  # fn(module, ctx) or fn(module)
+
+
+def converter_arity(fn: Converter, key: type | None = None) -> int:
+    """How many arguments ``fn`` takes: 2 (``fn(module, ctx)``) or 1 (``fn(module)``).
+
+    Read from the signature once per converter, never by calling it and catching
+    ``TypeError`` (which would hide the converter's own errors). A callable without a
+    readable signature (a builtin) is called with both.
+
+    Raises:
+        ExportError: ``fn`` cannot be called with one or two positional arguments.
+    """
+    if not callable(fn):
+        raise ExportError(
+            f"custom_map[{getattr(key, '__name__', key)}] is {type(fn).__name__}, not a function; "
+            "map module types to fn(module) or fn(module, ctx) returning a t1c.ir node"
+        )
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 2
+    for arity in (2, 1):
+        try:
+            sig.bind(*([None] * arity))
+        except TypeError:
+            continue
+        return arity
+    raise ExportError(
+        f"the converter {getattr(fn, '__qualname__', fn)!s} for {getattr(key, '__name__', key)} has the "
+        f"signature {sig}; a converter is fn(module) or fn(module, ctx) returning a t1c.ir node or None"
+    )
 
 
 def _np(tensor: torch.Tensor | None) -> np.ndarray | None:
@@ -205,16 +251,23 @@ def convert_identity(module: nn.Identity, ctx: ExportContext) -> ir.Node:
 
 
 # -- dropped modules ------------------------------------------------------------------------
+RELU_FIX = (
+    "remove it, or apply it only to spikes (after a spiking neuron, where it is the identity), or "
+    "pass custom_map={nn.ReLU: fn} if you know better"
+)
+
+
 def drop_relu(module: nn.Module, ctx: ExportContext) -> None:
-    """``nn.ReLU`` is dropped: spiking neurons already emit non-negative values, but an ANN
-    that relies on the ReLU computes something else without it, so say so."""
-    warnings.warn(
-        f"`{ctx.path}` ({type(module).__name__}) was dropped from the T1C-IR graph: T1C-IR has no "
-        "ReLU. Fine before spiking neurons; it changes what a non-spiking network computes.",
-        UserWarning,
-        stacklevel=2,
+    """``nn.ReLU`` is dropped where it is the identity: on a provably non-negative input
+    (spikes, or pools/reshapes/sums of spikes). T1C-IR has no ReLU, so anywhere else the
+    graph would compute something else: refused."""
+    if ctx.input_nonnegative:
+        return None
+    raise ctx.fail(
+        module,
+        "T1C-IR has no ReLU and its input may be negative here (it does not come from a spiking "
+        f"neuron), so dropping it would change what the model computes; {RELU_FIX}",
     )
-    return None
 
 
 def drop_silently(module: nn.Module, ctx: ExportContext) -> None:
@@ -274,6 +327,61 @@ def _neuron_array(value: torch.Tensor | float, shape: Shape, name: str, module: 
         ) from None
 
 
+REFUSED_NEURONS: dict[str, str] = {
+    "RLeaky": "its recurrent connection (`recurrent`, its own spikes fed back as input) has no T1C-IR form",
+    "RSynaptic": "its recurrent connection and its synaptic current (alpha) have no T1C-IR form",
+    "Synaptic": "its synaptic current (a second state decaying with alpha) has no T1C-IR form",
+    "Alpha": "its two exponential synaptic currents (alpha kernel) have no T1C-IR form",
+    "Lapicque": "its RC update (input scaled by time_step/C, leak by time_step/(R*C)) is not the "
+    "T1C-IR LIF update spike for spike",
+    "SLSTM": "its LSTM gates have no T1C-IR form",
+    "SConv2dLSTM": "its convolutional LSTM gates have no T1C-IR form",
+    "DeltaLeaky": "it fires on the change of the membrane (|v_t - v_(t-1)| > delta_threshold), which "
+    "T1C-IR's LIF does not",
+    "StateLeaky": "it integrates a whole sequence in one call (a causal decay kernel, no reset), not one "
+    "time step",
+    "LinearLeaky": "it integrates a whole sequence in one call (a causal decay kernel, no reset), not one "
+    "time step",
+    "LeakyParallel": "it runs a whole sequence through an nn.RNN in one call, not one time step",
+    "AssociativeLeaky": "its matrix-valued associative-memory state has no T1C-IR form",
+    "GradedSpikes": "it scales spikes by per-neuron factors, which T1C-IR has no node for",
+}
+
+
+def refused_neuron(module: nn.Module) -> str | None:
+    """Why an snnTorch module without a converter cannot be exported, or None if it is
+    not an snnTorch neuron/layer."""
+    for cls in type(module).__mro__:
+        if cls.__name__ in REFUSED_NEURONS and cls.__module__.startswith("snntorch"):
+            return REFUSED_NEURONS[cls.__name__]
+    if type(module).__module__.startswith("snntorch"):
+        return f"snnTorch's {type(module).__name__} has no exact T1C-IR form"
+    try:
+        import snntorch
+    except ImportError:
+        return None
+    if isinstance(module, snntorch.SpikingNeuron):
+        return "it is an snnTorch neuron whose update T1C-IR cannot express exactly"
+    return None
+
+
+def _fires_on_positive(spike_fn: Callable) -> bool:
+    """Whether ``spike_fn``'s forward value is the step ``x > 0`` (all of snnTorch's
+    surrogates are); probed on values around 0, so a custom function that fires otherwise
+    (a sigmoid, a shifted step, noise) is caught."""
+    probe = torch.tensor([-1e3, -1.0, -1e-3, -1e-30, 0.0, 1e-30, 1e-3, 1.0, 1e3], dtype=torch.float32)
+    try:
+        with torch.no_grad():
+            out = spike_fn(probe.clone())
+    except Exception:  # noqa: BLE001 - any failure means "not provably a step"
+        return False
+    return (
+        isinstance(out, torch.Tensor)
+        and out.shape == probe.shape
+        and bool(torch.equal(out.float(), (probe > 0).float()))
+    )
+
+
 def convert_leaky(module: nn.Module, ctx: ExportContext) -> ir.Node:
     """``snn.Leaky`` -> ``LIF`` with snnTorch's exact semantics in the extension fields.
 
@@ -293,6 +401,8 @@ def convert_leaky(module: nn.Module, ctx: ExportContext) -> ir.Node:
         refused.append("learn_graded_spikes_factor=True")
     elif not bool(torch.all(torch.as_tensor(module.graded_spikes_factor) == 1)):
         refused.append(f"graded_spikes_factor={module.graded_spikes_factor.tolist()}")
+    if not _fires_on_positive(module.spike_grad):
+        refused.append("a spike_grad whose forward is not the step x > 0")
     if refused:
         raise ctx.fail(
             module,
@@ -355,13 +465,45 @@ def default_export_map() -> dict[type[nn.Module], Converter]:
     return mapping
 
 
+_BEHAVIOUR_FREE = frozenset({"__init__", "extra_repr", "__repr__", "__str__", "reset_parameters"})
+
+
+def _same_behaviour(sub: type, base: type) -> bool:
+    """Whether no class from ``sub`` up to (excluding) ``base`` defines a method of its own
+    (other than construction and printing), so ``base``'s converter describes ``sub`` too."""
+    for cls in sub.__mro__:
+        if cls is base:
+            return True
+        for name, value in vars(cls).items():
+            if name in _BEHAVIOUR_FREE:
+                continue
+            if inspect.isfunction(value) or isinstance(value, (staticmethod, classmethod, property)):
+                return False
+    return True
+
+
+def overridden_base(module: nn.Module, defaults: Mapping[type, Converter]) -> type | None:
+    """The class with a default converter that ``module``'s class subclasses while changing its
+    behaviour (so that converter was not used), or None."""
+    for cls in type(module).__mro__[1:]:
+        if cls in defaults:
+            return None if _same_behaviour(type(module), cls) else cls
+    return None
+
+
 def find_converter(
     module: nn.Module, custom_map: Mapping[type, Converter] | None, defaults: Mapping[type, Converter]
 ) -> Converter | None:
-    """The converter for ``module``: the user's map wins, each searched along the MRO."""
+    """The converter for ``module``: the user's map wins, each searched along the MRO.
+
+    A default converter found on a base class applies only if the subclass changes no
+    behaviour (:func:`_same_behaviour`); the user's own map applies to subclasses as written.
+    """
     mro = type(module).__mro__
-    for mapping in (custom_map or {}), defaults:
-        for cls in mro:
-            if cls in mapping:
-                return mapping[cls]
+    for cls in mro:
+        if custom_map and cls in custom_map:
+            return custom_map[cls]
+    for cls in mro:
+        if cls in defaults:
+            return defaults[cls] if _same_behaviour(type(module), cls) else None
     return None

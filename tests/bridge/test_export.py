@@ -224,12 +224,27 @@ def test_refused_leaky_exports_with_custom_map():
 
 
 # -- dropped and folded modules -----------------------------------------------------------------
-def test_relu_is_dropped_with_a_warning_and_dropout_silently():
+def test_relu_on_a_value_that_may_be_negative_is_refused():
+    # Dropping it (the seed's behaviour, with a warning) exported a different function.
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 2))
-    with pytest.warns(UserWarning, match=r"`1` \(ReLU\) was dropped") as record:
+    with pytest.raises(ExportError, match=r"`1` \(ReLU\): T1C-IR has no ReLU.*may be negative.*custom_map"):
+        to_ir(model, torch.rand(2, 3))
+
+
+def test_relu_of_spikes_and_dropout_are_dropped_silently():
+    model = nn.Sequential(
+        nn.Linear(3, 4), snn.Leaky(beta=0.5, init_hidden=True), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 2)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         graph = to_ir(model, torch.rand(2, 3))
-    assert len(record) == 1
-    assert graph.edges == [("input", "0"), ("0", "3"), ("3", "output")]
+    assert graph.edges == [("input", "0"), ("0", "1"), ("1", "4"), ("4", "output")]
+
+
+def test_relu_can_be_dropped_on_purpose_with_a_one_argument_converter():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    graph = to_ir(model, torch.rand(2, 3), custom_map={nn.ReLU: lambda module: None})
+    assert graph.edges == [("input", "0"), ("0", "2"), ("2", "output")]
 
 
 def test_batchnorm1d_is_folded_into_linear():

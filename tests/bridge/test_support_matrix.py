@@ -155,6 +155,76 @@ class Times(nn.Module):
         return self.fc(x) * 2
 
 
+class Pool(nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.kind == "max":
+            return F.max_pool2d(y, 2)
+        return F.avg_pool2d(y, 3, stride=2, padding=1, count_include_pad=False)
+
+
+class Dropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(F.dropout(x, 0.5, self.training))
+
+
+class ReluOfSpikes(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.lif, self.fc2 = nn.Linear(8, 6), snn.Leaky(beta=0.5, init_hidden=True), nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.lif(self.fc1(x))))
+
+
+class Slice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 6)
+
+    def forward(self, x):
+        return self.fc(x)[:, :4]
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return self.fc(-x)
+
+
+class TimeLoop(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.lif = nn.Linear(8, 4), snn.Leaky(beta=0.9, init_hidden=True)
+
+    def forward(self, x):
+        return torch.stack([self.lif(self.fc(x)) for _ in range(3)])
+
+
+class MembraneFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.lif = nn.Linear(8, 4), snn.Leaky(beta=0.9)
+
+    def forward(self, x):
+        spk, mem = self.lif(self.fc(x))
+        return mem, spk
+
+
 OP_MODELS = {
     "x + y": (Residual, [2, 8], ["Affine", "Skip"], ["Linear", "SkipModule"]),
     "torch.cat([a, b], dim=1)": (
@@ -164,8 +234,31 @@ OP_MODELS = {
         ["Linear", "Linear", "SkipModule"],
     ),
     "torch.flatten(x, 1)": (Flat, [2, 2, 3, 3], ["Conv2d", "Flatten"], ["Conv2d", "Flatten"]),
-    "F.relu(x)": (Relu, [2, 8], ["Affine"], ["Linear"]),
+    "F.max_pool2d(x, 2)": (
+        lambda: Pool("max"),
+        [2, 2, 6, 6],
+        ["Conv2d", "MaxPool2d"],
+        ["Conv2d", "MaxPool2d"],
+    ),
+    "F.avg_pool2d(x, 2)": (
+        lambda: Pool("avg"),
+        [2, 2, 6, 6],
+        ["Conv2d", "AvgPool2d"],
+        ["Conv2d", "AvgPool2d"],
+    ),
+    "F.dropout(x, 0.5, self.training)": (Dropout, [2, 8], ["Affine"], ["Linear"]),
+    "torch.relu(spikes)": (
+        ReluOfSpikes,
+        [2, 8],
+        ["Affine", "LIF", "Affine"],
+        ["Linear", "LIFModule", "Linear"],
+    ),
+    "F.relu(x)": (Relu, [2, 8], None, None),
     "x * 2": (Times, [2, 8], None, None),
+    "x[:, :4]": (Slice, [2, 8], None, None),
+    "if x.sum() > 0:": (Branchy, [2, 8], None, None),
+    "time loop inside forward": (TimeLoop, [2, 8], None, None),
+    "return mem, spk": (MembraneFirst, [2, 8], None, None),
 }
 
 
@@ -176,9 +269,11 @@ def test_every_operation_row_has_a_check():
 @pytest.mark.parametrize("row", OP_ROWS, ids=[r["operation"] for r in OP_ROWS])
 def test_operation_row(row, tmp_path):
     cls, shape, types, modules = OP_MODELS[row["operation"]]
-    if row["status"] == "refused":
-        with pytest.warns(UserWarning, match="has no T1C-IR equivalent"):
-            to_ir(cls(), torch.rand(*shape))
+    if row["status"] == "refused":  # refused, naming the fix; never a warning and a wrong file
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ExportError, match="Fix: |custom_map"):
+                to_ir(cls(), torch.rand(*shape) - 0.5)
         return
     if row["primitive"]:
         assert names(row["primitive"])[0] in types and names(row["module on import"])[0] in modules

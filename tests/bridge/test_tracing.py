@@ -11,6 +11,7 @@ from torch import nn
 from t1c import ir
 from t1c.bridge import exporter as exporter_module
 from t1c.bridge.executor import ir_to_torch
+from t1c.bridge.export_maps import ExportError
 from t1c.bridge.exporter import to_ir
 
 
@@ -146,10 +147,99 @@ def test_batch_flattening_reshapes_become_flatten(how):
     torch.testing.assert_close(imported_output(graph, x), model(x).detach())
 
 
-def test_functional_relu_is_dropped_with_a_warning():
-    with pytest.warns(UserWarning, match="relu in forward.*dropped"):
-        graph = to_ir(Reshapes("relu"), torch.randn(2, 1, 5, 5))
-    assert "relu" not in graph.nodes
+def test_functional_relu_on_values_that_may_be_negative_is_refused():
+    # The seed dropped it with a warning: the file then computed something else.
+    with pytest.raises(
+        ExportError, match=r"`F\.relu` \(fx node `relu`\) at test_tracing\.py:\d+.*may be negative"
+    ):
+        to_ir(Reshapes("relu"), torch.randn(2, 1, 5, 5))
+
+
+class ReluOfSpikes(nn.Module):
+    """ReLUs of spikes, of pooled spikes and of their concatenation: all the identity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.lif = snn.Leaky(beta=0.5, init_hidden=True)
+        self.fc = nn.Linear(4 * 2 * 2, 3)
+
+    def forward(self, x):
+        s = F.max_pool2d(self.lif(self.conv(x)), 2)
+        return self.fc(torch.relu(torch.cat([s, s.relu()], dim=1)).flatten(1))
+
+
+def test_relu_of_spikes_is_the_identity_and_dropped():
+    torch.manual_seed(6)
+    model = ReluOfSpikes()
+    xs = torch.rand(5, 2, 1, 6, 6) * 4
+    graph = to_ir(model, xs[0])
+    assert [graph.nodes[n].TYPE for n in graph.topological_order()] == [
+        "Input",
+        "Conv2d",
+        "LIF",
+        "MaxPool2d",
+        "Skip",
+        "Skip",
+        "Flatten",
+        "Affine",
+        "Output",
+    ]
+    # the same value twice: the second edge comes through a Skip(passthrough) copy
+    assert graph.predecessors("cat") == ["max_pool2d", "max_pool2d_copy"]
+    executor = ir_to_torch(graph)
+    state, out = None, []
+    with torch.no_grad():
+        expected = torch.stack([model(x) for x in xs])
+        for x in xs:
+            y, state = executor(x, state, return_state=True)
+            out.append(y)
+    torch.testing.assert_close(torch.stack(out), expected)
+
+
+class FunctionalPool(nn.Module):
+    def __init__(self, indices: bool = False, **pool) -> None:
+        super().__init__()
+        self.indices, self.pool = indices, pool
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.lif = snn.Leaky(beta=0.9, init_hidden=True)
+
+    def forward(self, x):
+        if self.indices:
+            return self.lif(F.max_pool2d(self.conv(x), 2, return_indices=True)[0])
+        return self.lif(F.max_pool2d(self.conv(x), 2, **self.pool))
+
+
+def test_functional_max_pool_becomes_a_max_pool_node():
+    torch.manual_seed(5)
+    model = FunctionalPool(padding=1, ceil_mode=True)
+    xs = torch.rand(6, 2, 1, 8, 8) * 3
+    graph = to_ir(model, xs[0])
+    pool = graph.nodes["max_pool2d"]
+    assert isinstance(pool, ir.MaxPool2d) and tuple(pool.padding) == (1, 1) and pool.ceil_mode
+    executor = ir_to_torch(graph)
+    state, out = None, []
+    with torch.no_grad():
+        expected = torch.stack([model(x) for x in xs])
+        for x in xs:
+            y, state = executor(x, state, return_state=True)
+            out.append(y)
+    assert torch.equal(torch.stack(out), expected)
+
+
+def test_functional_max_pool_with_unexpected_arguments_is_named():
+    # The seed chained the modules around it and failed on LIF shapes instead.
+    with pytest.raises(ExportError, match=r"F\.max_pool2d_with_indices.*at test_tracing\.py"):
+        to_ir(FunctionalPool(indices=True), torch.rand(2, 1, 8, 8))
+
+
+def test_functional_pool_arguments_computed_in_forward_are_refused():
+    class Computed(FunctionalPool):
+        def forward(self, x):
+            return self.lif(F.max_pool2d(self.conv(x), x.shape[1] + 1))
+
+    with pytest.raises(ExportError, match=r"F\.max_pool2d.*takes `kernel_size` that is computed in forward"):
+        to_ir(Computed(), torch.rand(2, 1, 8, 8))
 
 
 class Branchy(nn.Module):
@@ -167,11 +257,13 @@ class Branchy(nn.Module):
         return self.fc2(y)
 
 
-def test_untraceable_forward_falls_back_to_call_order_with_a_warning():
+def test_untraceable_forward_is_refused_unless_call_order_is_asked_for():
     model = Branchy()
     x = torch.randn(2, 3)
-    with pytest.warns(UserWarning, match="could not trace.*chaining its modules in call order"):
-        graph = to_ir(model, x)
+    with pytest.raises(ExportError, match=r"cannot export Branchy: torch\.fx cannot trace.*trace='order'"):
+        to_ir(model, x)
+    with pytest.warns(UserWarning, match="trace='order': chaining its modules in call order"):
+        graph = to_ir(model, x, trace="order")
     assert graph.edges == [("input", "fc1"), ("fc1", "fc2"), ("fc2", "output")]
     torch.testing.assert_close(imported_output(graph, x), model(x).detach())
 
@@ -185,9 +277,33 @@ class Scaled(nn.Module):
         return self.fc(x) * 2
 
 
-def test_operation_without_equivalent_is_reported_in_the_fallback_warning():
-    with pytest.warns(UserWarning, match=r"mul.*has no T1C-IR equivalent"):
+def test_operation_without_equivalent_is_refused_naming_it_and_its_line():
+    with pytest.raises(
+        ExportError,
+        match=r"`x \* y` \(operator\.mul\) \(fx node `mul`\) at test_tracing\.py:\d+: "
+        r"`return self\.fc\(x\) \* 2` has no T1C-IR node\. Fix: .*trace='order'",
+    ):
         to_ir(Scaled(), torch.randn(2, 3))
+    with pytest.warns(UserWarning, match=r"`x \* y`.*has no T1C-IR node; trace='order'"):
+        graph = to_ir(Scaled(), torch.randn(2, 3), trace="order")
+    assert graph.edges == [("input", "fc"), ("fc", "output")]
+
+
+class ScaledIntoNeuron(nn.Module):
+    """The issue's example: the file spiked 18 times where the model spiked 49."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.lif = snn.Leaky(beta=0.9, init_hidden=True)
+
+    def forward(self, x):
+        return self.lif(self.fc(x) * 2)
+
+
+def test_scaling_before_a_neuron_is_refused():
+    with pytest.raises(ExportError, match=r"cannot export ScaledIntoNeuron: operation `x \* y`"):
+        to_ir(ScaledIntoNeuron(), torch.randn(2, 3))
 
 
 class TimeLoop(nn.Module):
@@ -207,9 +323,13 @@ class TimeLoop(nn.Module):
         return torch.stack(out)
 
 
-def test_time_loop_inside_forward_exports_one_step_with_a_warning():
+def test_time_loop_inside_forward_is_refused_or_exports_one_step_on_request():
+    with pytest.raises(
+        ExportError, match=r"\['lif'\] are called several times in one forward.*one time step"
+    ):
+        to_ir(TimeLoop(), torch.randn(2, 3))
     with pytest.warns(UserWarning, match=r"called several times in one forward"):
-        graph = to_ir(TimeLoop(), torch.randn(2, 3))
+        graph = to_ir(TimeLoop(), torch.randn(2, 3), trace="order")
     assert graph.edges == [("input", "fc"), ("fc", "lif"), ("lif", "output")]
 
 
@@ -261,13 +381,13 @@ def test_batchnorm_whose_input_is_also_used_elsewhere_is_refused():
 
 
 class SharedModules(nn.Module):
-    """One ReLU and one Linear used twice: the Linear becomes two nodes with the same weights."""
+    """One Dropout and one Linear used twice: the Linear becomes two nodes with the same weights."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fc_in = nn.Linear(4, 6)
         self.shared = nn.Linear(6, 6)
-        self.act = nn.ReLU()
+        self.act = nn.Dropout(0.3)
 
     def forward(self, x):
         y = self.act(self.fc_in(x))
@@ -278,8 +398,7 @@ def test_stateless_modules_called_twice_become_separate_nodes():
     torch.manual_seed(4)
     model = SharedModules()
     x = torch.rand(3, 4)
-    with pytest.warns(UserWarning, match=r"\(ReLU\) was dropped"):
-        graph = to_ir(model, x)
+    graph = to_ir(model, x)
     assert graph.edges == [
         ("input", "fc_in"),
         ("fc_in", "shared"),
