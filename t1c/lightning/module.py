@@ -208,7 +208,9 @@ class T1CModule(pl.LightningModule):
         lif = {ir.LIF: lambda node: LIFModule.from_node(
             node, spike_grad=self.spike_grad, learn_beta=learn_beta, learn_threshold=learn_threshold
         )}  # fmt: skip
-        self.executor: GraphExecutor = ir_to_torch(self.source_graph, node_map=lif)
+        # ir_to_torch returns the deployed function (eval mode); a module that trains starts in
+        # training mode (Lightning keeps submodules' modes as they are).
+        self.executor: GraphExecutor = ir_to_torch(self.source_graph, node_map=lif).train()
         if qat:
             quantize.enable_qat(self.executor, qat_weight_bits)
         self.example_input_array = self._example_input()
