@@ -23,6 +23,11 @@ def check_features(value, field: str = "features") -> int:
     return as_int(value, field, minimum=1)
 
 
+def _or_default(value: float | None, default: float) -> float:
+    """``None`` means "not given" (the toolchain writes nothing for it): the default."""
+    return default if value is None else value
+
+
 def features_note(node: Node, shape: Shape, field: str = "features") -> str | None:
     """The size-hint warning text when ``node.<field>`` is not the number of values in ``shape``."""
     hint = getattr(node, field)
@@ -63,7 +68,7 @@ class ReLU(_ElementWise):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.negative_slope = as_float(self.negative_slope, "negative_slope")
+        self.negative_slope = _or_default(as_float(self.negative_slope, "negative_slope"), 0.0)
 
 
 @dataclasses.dataclass(eq=False, repr=False)
@@ -175,7 +180,7 @@ class ELU(_ElementWise):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.alpha = as_float(self.alpha, "alpha")
+        self.alpha = _or_default(as_float(self.alpha, "alpha"), 1.0)
 
 
 @dataclasses.dataclass(eq=False, repr=False)
@@ -191,4 +196,4 @@ class Dropout(_ElementWise):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.p = as_float(self.p, "p", minimum=0.0, maximum=1.0)
+        self.p = _or_default(as_float(self.p, "p", minimum=0.0, maximum=1.0), 0.5)

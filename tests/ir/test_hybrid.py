@@ -499,3 +499,9 @@ def test_topology_diff_looks_inside_nested_graphs():
     assert ir.topology_diff(a, b) == [
         "node 'subgraph_1' (nested graph): node 'relu': type ReLU became Sigmoid"
     ]
+
+
+def test_none_scalars_mean_the_default():
+    assert ir.ReLU(features=4, negative_slope=None).negative_slope == 0.0
+    assert ir.ELU(features=4, alpha=None).alpha == 1.0
+    assert ir.Dropout(features=4, p=None).p == 0.5
