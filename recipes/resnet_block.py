@@ -2,10 +2,11 @@
 
 The model's ``forward`` adds a branch to its input (``h + branch(h)``). :func:`t1c.bridge.to_ir`
 traces it with ``torch.fx`` and writes the sum as a ``Skip(residual)`` node with two incoming
-edges. The graph is fine-tuned from the file with Lightning; every exported checkpoint keeps
-the source topology (``T1CExport`` verifies it, and this script checks the last one again).
+edges. The graph is fine-tuned from the file with Lightning; ``ModelCheckpoint`` keeps the two
+best epochs and ``T1CExport`` writes their `.t1c` files, each verified to keep the source
+topology (this script checks ``last.t1c`` again).
 
-Run::
+This is a template: copy it and change the model or the callbacks. Run::
 
     python recipes/resnet_block.py
     python recipes/resnet_block.py --max-epochs 0   # only build the source .t1c
@@ -14,27 +15,28 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import lightning.pytorch as pl
 import snntorch as snn
 import torch
+from _common import parse_args, print_exports
+from digits_snn import pretrain
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
-from t1c import demo, ir
+from t1c import ir
+from t1c.bridge import to_ir
+from t1c.lightning import DigitsDataModule, T1CExport, T1CModule
 
 
 class ResidualSNN(nn.Module):
-    """64 pixels -> LIF stem -> residual block (two Linear layers around a LIF) -> 10 LIF.
+    """64 pixels -> LIF stem -> residual block (two Linear layers around a LIF) -> 10 LIF."""
 
-    Args:
-        hidden: width of the stem and of the residual block.
-        beta: membrane decay of every neuron.
-    """
-
-    def __init__(self, hidden: int = 64, beta: float = demo.BETA) -> None:
+    def __init__(self, hidden: int = 64, beta: float = 0.9) -> None:
         super().__init__()
         self.stem = nn.Linear(64, hidden)
         self.lif_stem = snn.Leaky(beta=beta, init_hidden=True)
@@ -52,44 +54,47 @@ class ResidualSNN(nn.Module):
         return self.lif_out(self.head(h))
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    demo.add_training_args(
-        parser, out=Path("demo_runs/resnet_block"), max_epochs=3, pretrain_epochs=10, hidden=64
-    )
-    return parser.parse_args(argv)
-
-
-def build_source(path: Path, *, hidden: int, epochs: int, num_steps: int, seed: int = demo.SEED) -> ir.Graph:
-    """Pretrain :class:`ResidualSNN` briefly and export it to ``path``."""
-    torch.manual_seed(seed)
-    model = ResidualSNN(hidden)
-    dm = demo.digits_data(seed=seed)
-    demo.pretrain(model, dm.train_dataloader(), epochs=epochs, num_steps=num_steps, seed=seed)
-    acc = demo.accuracy(model, dm.val_dataloader(), num_steps=num_steps, seed=seed)
-    graph = demo.export_model(model, path, torch.zeros(1, 64))
-    skips = {n: node.skip_type for n, node in graph.nodes.items() if isinstance(node, ir.Skip)}
-    print(
-        f"source graph: {path} (pretrained {epochs} epochs, validation accuracy {acc:.3f}; skip nodes {skips})"
-    )
-    return graph
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_args(argv, __doc__.splitlines()[0], out="demo_runs/resnet_block", max_epochs=3, hidden=64)
+    pl.seed_everything(0, verbose=False)
+    data = DigitsDataModule(batch_size=64, seed=0)
+    data.setup("fit")
+
+    snn_model = ResidualSNN(args.hidden)
+    pretrain(snn_model, data, args.pretrain_epochs, args.num_steps)
+    graph = to_ir(snn_model.eval(), torch.zeros(1, 64))  # fx tracing finds the residual sum
     args.out.mkdir(parents=True, exist_ok=True)
-    source_path = args.out / "source.t1c"
-    source = build_source(
-        source_path, hidden=args.hidden, epochs=args.pretrain_epochs, num_steps=args.num_steps
-    )
+    source = args.out / "source.t1c"
+    ir.write(source, graph)
+    skips = {name: node.skip_type for name, node in graph.nodes.items() if isinstance(node, ir.Skip)}
+    print(f"source graph: {source} (skip nodes {skips})")
     if args.max_epochs == 0:
-        print(f"fine-tune it with: t1c fit --config configs/resnet_block.yaml --model.graph={source_path}")
+        print(f"fine-tune it with: t1c fit --config configs/resnet_block.yaml --model.graph={source}")
         return 0
-    rows = demo.finetune_from_args(source_path, args)
-    diffs = ir.topology_diff(source, ir.read(rows[-1]["t1c"]))
+
+    model = T1CModule(source, num_steps=args.num_steps, lr=args.lr)
+    trainer = pl.Trainer(
+        max_epochs=args.max_epochs,
+        logger=CSVLogger(args.out),
+        callbacks=[
+            ModelCheckpoint(monitor="val_acc", mode="max", save_top_k=2, save_last=True),
+            T1CExport(weight_bits=8, verify="raise"),  # stop if an export changes the topology
+        ],
+        deterministic=True,
+        enable_progress_bar=args.progress,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        limit_train_batches=args.limit_train_batches,
+        limit_val_batches=args.limit_val_batches,
+    )
+    trainer.fit(model, data)
+
+    folder = Path(trainer.checkpoint_callback.dirpath)
+    print_exports(folder / "t1c_exports.json")
+    diffs = ir.topology_diff(graph, ir.read(folder / "last.t1c"))
     print(
-        f"\n{rows[-1]['t1c']} vs source:", "topology identical" if not diffs else "\n  " + "\n  ".join(diffs)
+        f"\n{folder / 'last.t1c'} vs source:",
+        "topology identical" if not diffs else "\n  " + "\n  ".join(diffs),
     )
     return 0 if not diffs else 1
 

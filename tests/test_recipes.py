@@ -1,4 +1,4 @@
-"""The recipes run end to end (tiny settings), and the README's Python code runs as written."""
+"""The recipes run end to end (tiny settings), read as templates, and the README's Python code runs as written."""
 
 from __future__ import annotations
 
@@ -30,12 +30,21 @@ TINY = [
 ]
 
 
+RECIPES = ("digits_snn", "qat_4bit", "resnet_block")
+
+
 @pytest.fixture(autouse=True)
 def keep_torch_threads():
     """The demo and recipes set torch's thread count (1 is fastest for them); restore it."""
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def recipes_on_path(monkeypatch):
+    """A recipe imports its neighbours (``_common``, ``digits_snn``) as scripts run from recipes/ do."""
+    monkeypatch.syspath_prepend(str(REPO / "recipes"))
 
 
 def load_recipe(name: str) -> ModuleType:
@@ -60,10 +69,11 @@ def test_digits_recipe_tiny(tmp_path, capsys):
     assert "topology identical" in out
     source = ir.read(tmp_path / "source.t1c")
     assert [n.TYPE for n in source.nodes.values()].count("LIF") == 2
-    exports = sorted((tmp_path / "fit" / "checkpoints").glob("*.t1c"))
-    assert exports, "no .t1c written beside the checkpoints"
-    for path in exports:
+    folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"  # Lightning's own layout
+    assert sorted(p.name for p in folder.glob("*.t1c")) == ["epoch=0-step=2.t1c", "last.t1c"]
+    for path in folder.glob("*.t1c"):
         assert ir.topology_diff(source, ir.read(path)) == []
+        assert path.with_suffix(".ckpt").is_file()
 
 
 def test_digits_recipe_export_only(tmp_path, capsys):
@@ -73,7 +83,7 @@ def test_digits_recipe_export_only(tmp_path, capsys):
         == 0
     )
     assert (tmp_path / "source.t1c").is_file()
-    assert not (tmp_path / "fit").exists()
+    assert not (tmp_path / "lightning_logs").exists()
     assert "t1c fit --config configs/digits.yaml" in capsys.readouterr().out
 
 
@@ -86,7 +96,7 @@ def test_resnet_recipe_keeps_skip_topology(tmp_path, capsys):
     skips = [n for n, node in source.nodes.items() if isinstance(node, ir.Skip)]
     assert len(skips) == 1 and source.nodes[skips[0]].skip_type == "residual"
     assert len(source.predecessors(skips[0])) == 2
-    last = ir.read(tmp_path / "fit" / "checkpoints" / "last.t1c")
+    last = ir.read(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.t1c")
     assert ir.topology_diff(source, last) == []
 
 
@@ -99,9 +109,7 @@ def test_resnet_model_exports_exactly():
     executor = ir_to_torch(to_ir(model, torch.zeros(1, 64)))
     xs = (torch.rand(12, 3, 64) < 0.4).float()
     ys, _ = executor.run_sequence(xs)
-    from t1c.demo import reset_neurons
-
-    reset_neurons(model)
+    load_recipe("digits_snn").reset(model)
     expected = torch.stack([model(x) for x in xs])
     assert torch.equal(ys, expected)
 
@@ -115,11 +123,54 @@ def test_qat_recipe_reports_4bit(tmp_path, capsys):
     source = ir.read(tmp_path / "source.t1c")
     affine = [n for n in source.nodes.values() if isinstance(n, ir.SpikingAffine)]
     assert len(affine) == 2 and {n.weight_bits for n in affine} == {4}
-    last = ir.read(tmp_path / "fit" / "checkpoints" / "last.t1c")
+    last = ir.read(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.t1c")
     assert ir.topology_diff(source, last) == []
     for node in last.nodes.values():
         if isinstance(node, ir.SpikingAffine):
             assert node.weight_bits == 4
+
+
+def test_recipe_pretraining_learns(tmp_path):
+    from t1c.lightning import DigitsDataModule
+    from t1c.lightning.encoding import encode
+
+    recipe = load_recipe("digits_snn")
+
+    torch.manual_seed(0)
+    data = DigitsDataModule(batch_size=64)
+    data.setup("fit")
+    model = recipe.build_model(hidden=32)
+
+    def accuracy() -> float:
+        x, y = data.val_set.tensors
+        with torch.no_grad():
+            recipe.reset(model)
+            steps = encode(x, 10, "rate", generator=torch.Generator().manual_seed(0))
+            counts = sum(model(step) for step in steps)
+        return float((counts.argmax(1) == y).float().mean())
+
+    before = accuracy()
+    recipe.pretrain(model, data, epochs=2, num_steps=5)
+    assert accuracy() > max(before, 0.5)
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipes_are_templates(name):
+    """The Lightning objects a user copies are written out in the recipe, which stays short."""
+    text = (REPO / "recipes" / f"{name}.py").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 120
+    for visible in (
+        "T1CModule(",
+        "pl.Trainer(",
+        "ModelCheckpoint(",
+        "T1CExport(",
+        "DigitsDataModule(",
+        "trainer.fit(",
+    ):
+        assert visible in text, f"recipes/{name}.py hides {visible}"
+    assert "t1c.demo" not in text and "from t1c import demo" not in text
+    common = (REPO / "recipes" / "_common.py").read_text(encoding="utf-8")
+    assert "Trainer(" not in common and "T1CModule" not in common.split('"""')[2]
 
 
 def test_readme_has_python_quick_start():

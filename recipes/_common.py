@@ -1,0 +1,54 @@
+"""What the recipes share that is not their point: command-line flags and the printed table.
+
+Everything a recipe is about (the snnTorch model, its export, ``T1CModule``, the
+``Trainer``, ``ModelCheckpoint``, ``T1CExport``, the data module) is written out in the
+recipe itself, so that it can be copied as a template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t1c import demo
+
+
+def parse_args(
+    argv: Sequence[str] | None,
+    description: str,
+    *,
+    out: str,
+    max_epochs: int = demo.FINETUNE_EPOCHS,
+    pretrain_epochs: int = demo.PRETRAIN_EPOCHS,
+    hidden: int = demo.HIDDEN,
+) -> argparse.Namespace:
+    """The flags of every recipe (``--out``, ``--max-epochs``, ``--num-steps``, ...; ``--help``).
+
+    Also sets torch's CPU threads (``--threads``) and ``args.progress``: Lightning's progress
+    bar only on a terminal and without ``--no-progress``.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    demo.add_training_args(
+        parser, out=Path(out), max_epochs=max_epochs, pretrain_epochs=pretrain_epochs, hidden=hidden
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.progress = not args.no_progress and sys.stdout.isatty()
+    return args
+
+
+def print_exports(manifest: str | Path, weight_bits: int = 8) -> list[dict[str, Any]]:
+    """Print the `.t1c` files of a run and their float vs quantized accuracy; return the rows."""
+    manifest = Path(manifest)
+    rows = demo.manifest_rows(manifest)
+    print(f"\n.t1c files (one per checkpoint) and the manifest: {manifest.parent}/")
+    for row in rows:
+        print(f"  {Path(row['t1c']).name}")
+    print()
+    print(demo.accuracy_table(rows, weight_bits=weight_bits))
+    return rows
