@@ -9,14 +9,19 @@
    measures it in float and in the 8-bit quantized simulation.
 3. Print where the files are and a float vs quantized accuracy table per checkpoint.
 
-The pieces (:func:`build_digits_snn`, :func:`pretrain`, :func:`prepare_source`,
-:func:`finetune`, :func:`accuracy_table`) are shared with ``recipes/digits_snn.py``.
-Run ``python -m t1c.demo --help`` for the knobs.
+On a terminal Lightning shows its progress bar; when stdout is a file or a pipe
+(``make demo > log``, CI) each epoch is one plain line instead (:class:`EpochLines`).
+
+``recipes/digits_snn.py`` does the same with every Lightning object written out, as a
+template to copy; the recipes share only this module's flags (:func:`add_training_args`)
+and table (:func:`manifest_rows`, :func:`accuracy_table`). Run ``python -m t1c.demo
+--help`` for the knobs.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +30,7 @@ from typing import Any
 
 import snntorch as snn
 import torch
+from lightning.pytorch import Callback
 from torch import nn
 
 from . import ir
@@ -231,7 +237,8 @@ def finetune(
         lr: learning rate.
         batch_size: digits batch size.
         seed: seeds Lightning, the split and the encoding.
-        progress: show Lightning's progress bar.
+        progress: show Lightning's progress bar; otherwise one plain line per epoch
+            (:class:`EpochLines`), as a log file or a CI console wants.
         module_kwargs: more :class:`~t1c.lightning.T1CModule` arguments (``qat=True``...).
         export_kwargs: :class:`~t1c.lightning.T1CExport` arguments (``weight_bits=4``...).
         trainer_kwargs: more ``Trainer`` arguments (they win over the defaults).
@@ -258,6 +265,7 @@ def finetune(
         "callbacks": [
             ModelCheckpoint(dirpath=str(ckpt_dir), save_top_k=-1, save_last=True),
             T1CExport(**(export_kwargs or {})),
+            *([] if progress else [EpochLines()]),
         ],
         "deterministic": True,
         "log_every_n_steps": 10,
@@ -266,6 +274,26 @@ def finetune(
     trainer = Trainer(**options)
     trainer.fit(model, digits_data(batch_size=batch_size, seed=seed))
     return ckpt_dir / "t1c_exports.json"
+
+
+class EpochLines(Callback):
+    """Instead of a progress bar: one plain line per epoch (for logs and pipes).
+
+    Example line: ``epoch 2: train_acc 0.912  train_loss 0.512  val_acc 0.956  val_loss 0.431``
+    (epoch means of what the module logs; the export callback's ``t1c/*`` metrics are in the
+    table at the end).
+    """
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics: dict[str, float] = {}
+        for name, value in sorted(trainer.callback_metrics.items()):
+            if "/" in name or name.endswith("_step") or value.numel() != 1:
+                continue
+            metrics[name.removesuffix("_epoch")] = float(value)
+        shown = "  ".join(f"{name} {value:.3f}" for name, value in metrics.items())
+        print(f"epoch {trainer.current_epoch}: {shown}", flush=True)
 
 
 def finetune_from_args(
@@ -290,7 +318,7 @@ def finetune_from_args(
         max_epochs=args.max_epochs,
         num_steps=args.num_steps,
         lr=args.lr,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stdout.isatty(),
         module_kwargs=module_kwargs,
         export_kwargs=export_kwargs,
         trainer_kwargs=limits,

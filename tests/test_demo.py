@@ -190,3 +190,50 @@ def test_rerun_shows_only_its_own_exports(tmp_path, capsys):
     assert {r["epoch"] for r in rows} == {0}
     assert sorted(p.name for p in folder.glob("*.t1c")) == ["epoch=0-step=1.t1c", "last.t1c"]
     assert (folder / "notes.txt").read_text() == "kept"
+
+
+def test_demo_prints_plain_lines_when_stdout_is_not_a_terminal(tmp_path, capsys):
+    """`make demo > log`: no progress bar flood, one line per epoch instead."""
+    tiny = ["--out", str(tmp_path), "--pretrain-epochs", "0", "--hidden", "8", "--num-steps", "2"]
+    limits = ["--limit-train-batches", "2", "--limit-val-batches", "1", "--max-epochs", "2"]
+    assert demo.main([*tiny, *limits]) == 0  # no --no-progress: capsys's stdout is not a TTY
+    out = capsys.readouterr().out
+    assert "\r" not in out and "it/s" not in out
+    epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 0", "epoch 1"]
+    assert "val_acc" in epochs[0] and "t1c/" not in epochs[0]
+    assert len(out) < 4000
+
+
+def test_demo_shows_the_progress_bar_on_a_terminal(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_finetune(source, out_dir, **kwargs):
+        seen.update(kwargs)
+        return _manifest(tmp_path)
+
+    monkeypatch.setattr(demo, "finetune", fake_finetune)
+    args = demo.build_parser().parse_args(["--out", str(tmp_path)])
+    monkeypatch.setattr(demo.sys.stdout, "isatty", lambda: True, raising=False)
+    demo.finetune_from_args(tmp_path / "src.t1c", args)
+    assert seen["progress"] is True
+    monkeypatch.setattr(demo.sys.stdout, "isatty", lambda: False, raising=False)
+    demo.finetune_from_args(tmp_path / "src.t1c", args)
+    assert seen["progress"] is False
+
+
+def test_pyproject_license_is_an_spdx_expression():
+    """pip and setuptools read the metadata without the deprecated-license warning."""
+    import warnings
+    from pathlib import Path
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), pyproject)
+    assert dist.metadata.license_expression == "Apache-2.0"
+    assert not [w for w in caught if "license" in str(w.message).lower()]
+    assert 'requires = ["setuptools>=77"]' in pyproject.read_text()
