@@ -267,7 +267,11 @@ def _source(kind: str, path: Path, fixtures_dir: Path) -> Path:
             "recipe_resnet_block", REPO / "recipes" / "resnet_block.py"
         )
         recipe = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(recipe)
+        sys.path.insert(0, str(REPO / "recipes"))  # as when the script runs: its neighbours import
+        try:
+            spec.loader.exec_module(recipe)
+        finally:
+            sys.path.remove(str(REPO / "recipes"))
         model = recipe.ResidualSNN(hidden=12)
         demo.export_model(model, path, torch.zeros(1, 64))
     else:
