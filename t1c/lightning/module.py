@@ -144,6 +144,10 @@ class T1CModule(pl.LightningModule):
             not depend on its batch, and validation sees the same spikes every epoch.
         time_first: ``encoding="sequence"`` only: batches are ``[T, B, ...]`` instead of
             ``[B, T, ...]`` (tonic's ``PadTensors(batch_first=True)`` gives the latter).
+        grad_checkpoint_steps: in training, run the time steps in chunks of this many and
+            recompute each chunk's forward pass during backward (gradient checkpointing):
+            activations are then kept for one chunk at a time, for one more forward pass.
+            For long sequences (SHD: T=500); None keeps every step's activations.
         nir_dt: the time step a `.nir` ``graph`` is discretized at (NIR's time unit,
             e.g. ``1e-3``); required for `.nir` files, unused otherwise.
 
@@ -172,6 +176,7 @@ class T1CModule(pl.LightningModule):
         learn_threshold: bool = False,
         eval_seed: int = 0,
         time_first: bool = False,
+        grad_checkpoint_steps: int | None = None,
         nir_dt: float | None = None,
     ) -> None:
         super().__init__()
@@ -188,6 +193,15 @@ class T1CModule(pl.LightningModule):
             num_steps = DEFAULT_NUM_STEPS
         self.num_steps, self.encoding, self.loss_name = num_steps, encoding, loss
         self.time_first = bool(time_first)
+        if grad_checkpoint_steps is not None and (
+            isinstance(grad_checkpoint_steps, bool)
+            or not isinstance(grad_checkpoint_steps, int)
+            or grad_checkpoint_steps < 1
+        ):
+            raise ValueError(
+                f"T1CModule(grad_checkpoint_steps={grad_checkpoint_steps!r}): must be None or a positive integer"
+            )
+        self.grad_checkpoint_steps = grad_checkpoint_steps
 
         self.input_name, self.output_name = self._io_names(self.source_graph)
         self.input_shape = tuple(int(d) for d in self.source_graph.nodes[self.input_name].shape)
@@ -372,8 +386,20 @@ class T1CModule(pl.LightningModule):
     # -- forward and losses --------------------------------------------------------------
     def forward(self, x: Tensor, generator: torch.Generator | None = None, seed: int | None = None) -> Tensor:
         """Outputs per step ``[T, B, classes]`` for a batch ``x``, from the zero state (arguments of :meth:`encode`)."""
-        ys, _ = self.executor.run_sequence(self.encode(x, generator, seed))
-        return ys
+        xs = self.encode(x, generator, seed)
+        chunk = self.grad_checkpoint_steps
+        if chunk is None or xs.shape[0] <= chunk or not torch.is_grad_enabled():
+            ys, _ = self.executor.run_sequence(xs)
+            return ys
+        from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
+
+        outs, state = [], None
+        # Recomputation runs whole chunks: stopping it early raises through the executor's loop.
+        with set_checkpoint_early_stop(False):
+            for part in xs.split(chunk):  # the state carried between chunks: the same steps as one run
+                ys, state = checkpoint(self.executor.run_sequence, part, state, use_reentrant=False)
+                outs.append(ys)
+        return torch.cat(outs)
 
     def compute_loss(self, ys: Tensor, y: Tensor) -> Tensor:
         """The configured loss of outputs per step ``ys [T, B, C]`` against labels ``y [B]``."""

@@ -288,11 +288,12 @@ def test_lightning_cli_checkpoint_loads_without_the_source_file(mlp_path, tmp_pa
 
 
 # -- evaluation independent of batching (rate encoding) -----------------------------------
-def _dyadic_graph(path, digits):
-    """A briefly trained snnTorch MLP whose weights and biases are multiples of 2**-6, decay 0.5.
+def _dyadic_graph(path, digits=None):
+    """An snnTorch MLP (briefly trained on ``digits`` if given) whose weights and biases are
+    multiples of 2**-6, decay 0.5.
 
-    With spike inputs and 8 steps every sum is exact in float32 whatever the summation
-    order, so predictions can be compared exactly across batch sizes on any CPU.
+    With spike inputs and up to ~12 steps every sum is exact in float32 whatever the
+    summation order, so spikes can be compared exactly across batchings on any CPU.
     """
     import snntorch as snn
     from torch import nn
@@ -307,10 +308,11 @@ def _dyadic_graph(path, digits):
         nn.Linear(32, 10),
         snn.Leaky(beta=0.5, init_hidden=True),
     )
-    demo.pretrain(model, digits.train_dataloader(), epochs=1, num_steps=8, lr=5e-3)
+    if digits is not None:
+        demo.pretrain(model, digits.train_dataloader(), epochs=1, num_steps=8, lr=5e-3)
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(torch.round(p * 64) / 64)
+            p.copy_(torch.round(p * (64 if digits is not None else 256)) / 64)
     ir.write(path, to_ir(model, torch.zeros(1, 64)))
     return path
 
@@ -392,3 +394,25 @@ def test_sequence_training_validation_and_qat(mlp_path, tmp_path):
     assert Q.qat_enabled(model.executor) and "val_acc" in trainer.callback_metrics
     preds = trainer.predict(model, val)
     assert torch.equal(torch.cat(preds), model.predict_with(model.executor, x))
+
+
+def test_gradient_checkpointing_in_chunks_gives_the_same_step(tmp_path):
+    source = _dyadic_graph(tmp_path / "dyadic.t1c")  # exact sums: chunked spikes equal by proof
+    torch.manual_seed(0)
+    x, y = (torch.rand(6, 12, 64) < 0.2).float(), torch.arange(6)
+    grads = {}
+    for chunk in (None, 5, 12):
+        model = T1CModule(source, encoding="sequence", grad_checkpoint_steps=chunk, learn_beta=True)
+        ys = model(x)
+        model.compute_loss(ys, y).backward()
+        grads[chunk] = (ys.detach(), {n: p.grad.clone() for n, p in model.executor.named_parameters()})
+    ys, reference = grads[None]
+    assert ys.sum() > 0
+    for chunk in (5, 12):
+        assert torch.equal(grads[chunk][0], ys), chunk  # spikes: the same steps, state carried over
+        for name, g in reference.items():
+            assert torch.allclose(grads[chunk][1][name], g, rtol=1e-4, atol=1e-6), (chunk, name)
+    with torch.no_grad():
+        assert torch.equal(T1CModule(source, encoding="sequence", grad_checkpoint_steps=5)(x), ys)
+    with pytest.raises(ValueError, match="grad_checkpoint_steps=0"):
+        T1CModule(source, encoding="sequence", grad_checkpoint_steps=0)
