@@ -438,9 +438,11 @@ def run_fit(args: Sequence[str]) -> int:
     The data module is chosen by class path (``data.class_path:
     t1c.lightning.DigitsDataModule`` or ``t1c.lightning.TensorDataModule``, or any
     LightningDataModule); callbacks such as ``t1c.lightning.T1CExport`` go in
-    ``trainer.callbacks``.
+    ``trainer.callbacks``. Lightning's progress bar is on only when stdout is a terminal
+    (a log file or a CI console gets no progress-bar flood); ``--trainer.enable_progress_bar``
+    decides otherwise.
     """
-    make_cli(["fit", *args])
+    make_cli(["fit", *args], trainer_defaults={"enable_progress_bar": sys.stdout.isatty()})
     return EXIT_OK
 
 

@@ -403,6 +403,22 @@ def test_fit_debug_shows_the_traceback(in_tmp, monkeypatch):
         main(["fit", *FAST, *args])
 
 
+@pytest.mark.parametrize("tty", [False, True])
+def test_fit_progress_bar_only_on_a_terminal(in_tmp, fixtures_dir, monkeypatch, tty):
+    from t1c import cli
+
+    _source("digits", in_tmp / CONFIG_SOURCES["digits"], fixtures_dir)
+    built, make_cli = {}, cli.make_cli
+
+    def parse_only(args, **kwargs):  # build the LightningCLI `t1c fit` would run, without fitting
+        built["cli"] = make_cli(args[1:], run=False, **kwargs)
+
+    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: tty, raising=False)
+    monkeypatch.setattr(cli, "make_cli", parse_only)
+    assert main(["fit", "--config", str(REPO / "configs" / "digits.yaml")]) == EXIT_OK
+    assert (built["cli"].trainer.progress_bar_callback is not None) is tty
+
+
 def test_fit_help_lists_model_data_and_callbacks(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--help"])
