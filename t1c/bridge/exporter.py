@@ -292,10 +292,10 @@ def _is_sequential_chain(containers: list[nn.Module]) -> bool:
 class _UnitTracer(fx.Tracer):
     """Symbolic tracer that keeps the exporter's units (and snnTorch neurons) as leaves."""
 
-    def __init__(self, leaves: set[int]) -> None:
+    def __init__(self, leaves: set[int], stacks: bool = False) -> None:
         super().__init__()
         self._leaves = leaves
-        self.record_stack_traces = True  # each refusal names its source line
+        self.record_stack_traces = stacks  # so that a refusal names its source line
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return id(m) in self._leaves
@@ -689,9 +689,15 @@ def _bind(signature: Callable, node: fx.Node) -> dict[str, Any]:
         ) from err
 
 
-def _traced_flow(model: nn.Module, units: Mapping[str, _Unit], cap: _Capture) -> tuple[list[_Flow], str]:
-    """The data flow of ``model``'s forward, from a torch.fx trace with the units as leaves."""
-    tracer = _UnitTracer({id(u.module) for u in units.values()})
+def _traced_flow(
+    model: nn.Module, units: Mapping[str, _Unit], cap: _Capture, stacks: bool = False
+) -> tuple[list[_Flow], str]:
+    """The data flow of ``model``'s forward, from a torch.fx trace with the units as leaves.
+
+    Traced without source lines (they cost a third of the export); a refusal traces again
+    with them (``stacks``), so that its message names the line.
+    """
+    tracer = _UnitTracer({id(u.module) for u in units.values()}, stacks)
     try:
         graph = tracer.trace(model)
     except Exception as err:
@@ -700,7 +706,12 @@ def _traced_flow(model: nn.Module, units: Mapping[str, _Unit], cap: _Capture) ->
             f"torch.fx cannot trace its forward ({type(err).__name__}: {first})",
             fix="remove data-dependent Python control flow from forward",
         ) from err
-    return _FlowReader(graph, units, cap).read()
+    try:
+        return _FlowReader(graph, units, cap).read()
+    except _Untraceable as err:
+        if stacks or err.node is None:
+            raise
+    return _traced_flow(model, units, cap, stacks=True)  # raises again, now naming the source line
 
 
 # -- building the graph ----------------------------------------------------------------------
@@ -997,34 +1008,45 @@ class T1CExporter:
         cap, _ = _capture(model, units, args)
         self._input_shapes = dict(cap.input_shapes)
         self._output_shapes = dict(cap.output_shapes)
-        flow, output_key = self._flow(model, units, containers, cap)
-        builder = _Builder(units, cap, self._hints)
-        for step in flow:
-            builder.add(step)
-        built = builder.finish(tuple(args[0].shape[1:]), output_key)
         metadata = {"producer": "t1c", "producer_version": t1c.__version__}
-        return _validated(built, metadata, cap)
+        for stacks in (False, True):
+            flow, output_key, traced = self._flow(model, units, containers, cap, stacks)
+            try:
+                builder = _Builder(units, cap, self._hints)
+                for step in flow:
+                    builder.add(step)
+                built = builder.finish(tuple(args[0].shape[1:]), output_key)
+                return _validated(built, metadata, cap)
+            except ExportError:
+                if stacks or not traced:
+                    raise
+        raise AssertionError("unreachable: the second pass returns or raises")
 
-    def _flow(self, model, units, containers, cap) -> tuple[list[_Flow], str]:
+    def _flow(self, model, units, containers, cap, stacks: bool = False) -> tuple[list[_Flow], str, bool]:
+        """The data flow, and whether it was read off a torch.fx trace (``stacks``: with
+        source lines, for messages)."""
         if not cap.order:
             raise ExportError(f"the forward pass of {type(model).__name__} called no convertible module")
         repeated = [p for p, n in cap.calls.items() if n > 1 and _is_stateful(units[p].module)]
         if repeated:
-            return self._call_order(
-                model,
-                cap,
-                _Untraceable(
-                    f"the stateful modules {repeated} are called several times in one forward (a time "
-                    "loop inside forward?), but a T1C-IR graph computes one time step",
-                    fix="write forward for one time step and loop outside the model",
+            return (
+                *self._call_order(
+                    model,
+                    cap,
+                    _Untraceable(
+                        f"the stateful modules {repeated} are called several times in one forward (a time "
+                        "loop inside forward?), but a T1C-IR graph computes one time step",
+                        fix="write forward for one time step and loop outside the model",
+                    ),
                 ),
+                False,
             )
         if _is_sequential_chain(containers) and all(n == 1 for n in cap.calls.values()):
-            return _chain_flow(cap.order)
+            return (*_chain_flow(cap.order), False)
         try:
-            return _traced_flow(model, units, cap)
+            return (*_traced_flow(model, units, cap, stacks), True)
         except _Untraceable as err:
-            return self._call_order(model, cap, err)
+            return (*self._call_order(model, cap, err), False)
 
     def _call_order(self, model: nn.Module, cap: _Capture, err: _Untraceable) -> tuple[list[_Flow], str]:
         """Refuse (``trace="exact"``), or chain the units in call order with a warning (``"order"``)."""
