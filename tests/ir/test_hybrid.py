@@ -87,6 +87,23 @@ def test_quirk_file_with_decimal_strings_reads_as_the_graph_it_was(tmp_path):
             assert fixed[key][:2] == (dtype, shape), key
 
 
+def test_snn_fields_rewritten_as_strings_read_too(tmp_path):
+    """The same toolchain quirk on the SNN primitives (groups, start_dim, ceil_mode...)."""
+    src = HYBRID.parent / "conv_snn.t1c"
+    path = tmp_path / "rewritten.t1c"
+    path.write_bytes(src.read_bytes())
+    with h5py.File(path, "r+") as f:
+        for key in list(_datasets(src)):
+            dset = f.get(key)
+            if isinstance(dset, h5py.Dataset) and dset.shape == () and dset.dtype.kind in "ib":
+                text = str(np.bool_(dset[()])) if dset.dtype.kind == "b" else str(int(dset[()]))
+                del f[key]
+                f.create_dataset(key, data=text, dtype=STR)
+        assert f["graph/nodes/pool2/count_include_pad"][()] == b"True"
+    original, rewritten = ir.read(src), ir.read(path)
+    assert original.content_hash() == rewritten.content_hash()
+
+
 def test_unknown_type_names_the_type_the_node_and_the_file():
     path = HYBRID / "quirks" / "unknown_type_SiLU.t1c"
     with pytest.raises(ir.T1CFormatError) as info:
