@@ -9,6 +9,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from batching import assert_batching_independent
 
 from t1c import ir
 
@@ -111,6 +112,7 @@ def test_resnet_model_exports_exactly():
     ys, _ = executor.run_sequence(xs)
     load_recipe("digits_snn").reset(model)
     expected = torch.stack([model(x) for x in xs])
+    assert_batching_independent(executor, xs)  # exact spikes: provably batching-independent
     assert torch.equal(ys, expected)
 
 

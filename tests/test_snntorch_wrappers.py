@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import snntorch as snn
 import torch
+from batching import assert_batching_independent
 from torch import nn
 
 from t1c import ir
@@ -40,6 +41,7 @@ def test_import_from_ir_reads_a_graph_or_a_file(source, tmp_path):
     with torch.no_grad():
         expected = torch.stack([net(x) for x in xs])
         actual, _ = executor.run_sequence(xs)
+    assert_batching_independent(executor, xs)  # exact spikes: provably batching-independent
     torch.testing.assert_close(actual, expected, rtol=0, atol=0)
 
 

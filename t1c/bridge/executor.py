@@ -13,11 +13,12 @@ and frees values after their last use. Semantics follow ``SEMANTICS.md``:
 
 :meth:`GraphExecutor.run_sequence` runs ``T`` steps at once, as stepping would:
 stateless nodes see all ``T * B`` samples in one call (one matmul per layer) and only
-stateful nodes loop over time. Every element-wise computation is bit-identical to
-stepping; a BLAS matmul over ``T * B`` rows may round a last bit differently from ``T``
-matmuls over ``B`` rows (the library picks kernels by size), so membranes agree to
-float rounding and spikes agree except for a membrane within that rounding of its
-threshold (none in the tests and the reference fixtures).
+stateful nodes loop over time. Every element-wise computation is the same as in
+stepping, but a BLAS/oneDNN matmul or convolution over ``T * B`` rows may sum in another
+order than ``T`` calls over ``B`` rows (kernels are chosen by size and CPU), so
+``run_sequence`` is not bit-identical to stepping: membranes agree within a rounding
+bound, and spikes agree except where a membrane lies within that bound of its threshold.
+``docs/lif_extensions.md`` ("Running many steps") states the bound.
 
 Example:
     >>> import torch
@@ -368,10 +369,13 @@ class GraphExecutor(nn.Module):
             raise NodeExecutionError(step.name, step.node_type, err) from err
 
     def run_sequence(self, xs: Any, state: State | None = None) -> tuple[Any, State]:
-        """Run ``T`` time steps; identical to calling :meth:`forward` ``T`` times.
+        """Run ``T`` time steps: :meth:`forward` ``T`` times, up to matmul rounding.
 
         Stateless nodes run once over all ``T * B`` samples; stateful nodes loop over time
-        (``forward_sequence`` when they have it). Recurrent graphs are stepped.
+        (``forward_sequence`` when they have it). Recurrent graphs are stepped. Layers
+        summed in another order than stepping round differently in the last bits (see
+        the module docstring); spikes differ only where a membrane is that close to its
+        threshold.
 
         Args:
             xs: ``[T, B, *input_shape]`` (a dict by input name for several inputs).

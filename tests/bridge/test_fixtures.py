@@ -3,6 +3,11 @@
 The fixtures (``tests/fixtures``, copied from the shared folder) were written by the reference toolchain: the
 ``.npz`` beside each ``.t1c`` holds inputs ``x [T, B, ...]`` and the outputs ``y`` its
 executor produced step by step from a zero state.
+
+Output spikes are compared exactly because ``test_output_spikes_are_the_same_on_any_cpu``
+proves that every float32 run, however batched and on whatever CPU, gives them
+(``tests/batching.py``); membranes and non-spike outputs are compared within the rounding
+bound that proof derives, never exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from batching import assert_matches_an_outcome, outcomes
 
 from t1c import ir
 from t1c.bridge import load
@@ -35,14 +41,29 @@ def test_fixtures_present() -> None:
     assert set(FIXTURE_NAMES) >= {"conv_snn", "mlp_snn", "resnet_block", "spiking_affine"}
 
 
-def _assert_reproduces(net, ys: torch.Tensor, y: torch.Tensor, state: dict) -> None:
-    """Spikes exactly, other outputs within 1e-5; a state entry per LIF node."""
+def _assert_reproduces(net, x: torch.Tensor, ys: torch.Tensor, y: torch.Tensor, state: dict) -> None:
+    """Spikes exactly, other outputs and membranes within the rounding bound; a state entry per LIF."""
     assert ys.shape == y.shape
     if _is_spiking_output(net):
         assert torch.equal(ys, y), f"{int((ys != y).sum())} spikes differ"
-    else:
-        torch.testing.assert_close(ys, y, rtol=0, atol=1e-5)
     assert set(state) == {n for n, t in net.node_types.items() if t == "LIF"}
+    assert_matches_an_outcome(net, x, ys, state)
+    assert_matches_an_outcome(net, x, y)
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_output_spikes_are_the_same_on_any_cpu(fixtures_dir: Path, name: str) -> None:
+    """Every spike history a float32 run can produce gives the fixture's output spikes.
+
+    conv_snn has one threshold test no rounding analysis can decide (lif1, step 1: a
+    membrane 2 ulps above its threshold): its two histories differ in that hidden spike
+    but not at the output.
+    """
+    net, x, y = _load(fixtures_dir, name)
+    found = outcomes(net, x)
+    assert len(found) == (2 if name == "conv_snn" else 1), [o.forced for o in found]
+    if _is_spiking_output(net):
+        assert all(torch.equal(o.outputs.float(), y) for o in found)
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
@@ -54,7 +75,7 @@ def test_stepping_reproduces_fixture(fixtures_dir: Path, name: str) -> None:
         for t in range(x.shape[0]):
             out, state = net(x[t], state, return_state=True)
             outs.append(out)
-    _assert_reproduces(net, torch.stack(outs), y, state)
+    _assert_reproduces(net, x, torch.stack(outs), y, state)
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
@@ -62,20 +83,29 @@ def test_run_sequence_reproduces_fixture(fixtures_dir: Path, name: str) -> None:
     net, x, y = _load(fixtures_dir, name)
     with torch.no_grad():
         ys, state = net.run_sequence(x)
-    _assert_reproduces(net, ys, y, state)
+    _assert_reproduces(net, x, ys, y, state)
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
-def test_internal_spikes_identical_between_stepping_and_sequence(fixtures_dir: Path, name: str) -> None:
-    """Hidden LIF layers too: the final membranes agree exactly."""
+def test_hidden_membranes_of_stepping_and_sequence_agree_within_the_bound(
+    fixtures_dir: Path, name: str
+) -> None:
+    """Hidden LIF layers: one matmul over T*B rows rounds differently from T matmuls over B
+    rows on some CPUs, so membranes agree within the derived bound (not bit for bit), with
+    the same spike history where only one is possible."""
     net, x, _ = _load(fixtures_dir, name)
     with torch.no_grad():
         _, seq_state = net.run_sequence(x)
         state = None
         for t in range(x.shape[0]):
             _, state = net(x[t], state, return_state=True)
-    for key in state:
-        assert torch.equal(state[key], seq_state[key]), key
+    assert_matches_an_outcome(net, x, None, state)
+    assert_matches_an_outcome(net, x, None, seq_state)
+    found = outcomes(net, x)
+    if len(found) == 1:  # one spike history: the two runs differ by rounding only
+        for key in state:
+            bound = float(found[0].state_bounds[key].max())
+            torch.testing.assert_close(state[key], seq_state[key], rtol=0, atol=bound)
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
@@ -113,3 +143,17 @@ def test_training_through_imported_fixture_reduces_loss(fixtures_dir: Path) -> N
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_the_rounding_check_rejects_a_membrane_beyond_its_bound(fixtures_dir: Path) -> None:
+    net, x, y = _load(fixtures_dir, "mlp_snn")
+    with torch.no_grad():
+        ys, state = net.run_sequence(x)
+    (outcome,) = outcomes(net, x)
+    state["lif1"] = state["lif1"] + 2 * outcome.state_bounds["lif1"].float()
+    with pytest.raises(AssertionError, match="match none"):
+        assert_matches_an_outcome(net, x, ys, state)
+    flipped = y.clone()
+    flipped.view(-1)[int(y.flatten().argmax())] = 0
+    with pytest.raises(AssertionError, match="match none"):
+        assert_matches_an_outcome(net, x, flipped)

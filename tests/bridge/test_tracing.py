@@ -6,6 +6,7 @@ import pytest
 import snntorch as snn
 import torch
 import torch.nn.functional as F
+from batching import assert_batching_independent
 from torch import nn
 
 from t1c import ir
@@ -111,6 +112,7 @@ def test_spiking_residual_block_spikes_identically(tmp_path):
         expected = torch.stack([model(x) for x in xs])
         actual, _ = executor.run_sequence(xs)
     assert 0.02 < expected.mean() < 0.98
+    assert_batching_independent(executor, xs)  # exact spikes: provably batching-independent
     assert int((expected != actual).sum()) == 0
 
 
