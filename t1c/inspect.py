@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .ir import Graph, Node, regions
+from .ir import Graph, Node, Subgraph, regions
 
 #: Arrays counted as parameters but not shown field by field (they are what the
 #: parameter count sums up; showing them would flood the table).
@@ -240,11 +240,7 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
         f"inputs: {inputs}; outputs: {outputs}"
     )
     header.append(f"content hash: {graph.content_hash()[:16]}")
-    table = format_table(
-        ["name", "type", "input shape", "output shape", "params", "fields"],
-        [(r.name, r.type, r.input_shape, r.output_shape, f"{r.params:,}", r.fields) for r in rows],
-        right=[4],
-    )
+    table = _node_table(rows)
     edges = [f"  {safe_text(src, MAX_CELL)} -> {safe_text(dst, MAX_CELL)}" for src, dst in graph.edges]
     meta = flatten_metadata(graph.metadata)
     for name, node in graph.nodes.items():
@@ -260,7 +256,36 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
         + region_lines(graph)
         + ["", "metadata:"]
         + meta_lines
+        + nested_lines(graph)
     )
+
+
+def _node_table(rows: Sequence[NodeRow]) -> str:
+    return format_table(
+        ["name", "type", "input shape", "output shape", "params", "fields"],
+        [(r.name, r.type, r.input_shape, r.output_shape, f"{r.params:,}", r.fields) for r in rows],
+        right=[4],
+    )
+
+
+def nested_lines(graph: Graph, prefix: str = "") -> list[str]:
+    """For each nested ``Graph`` node: its node table and edges (and theirs, recursively)."""
+    lines: list[str] = []
+    for name, node in graph.nodes.items():
+        if not isinstance(node, Subgraph):
+            continue
+        inner = node.graph
+        if not inner.output_shapes:
+            inner.validate()
+        path = f"{prefix}{name}"
+        lines += [
+            "",
+            f"nested graph '{safe_text(path, MAX_CELL)}' (topological order):",
+            _node_table(node_rows(inner)),
+        ]
+        lines += [f"  {safe_text(s, MAX_CELL)} -> {safe_text(d, MAX_CELL)}" for s, d in inner.edges]
+        lines += nested_lines(inner, prefix=f"{path}/")
+    return lines
 
 
 def region_lines(graph: Graph) -> list[str]:

@@ -522,3 +522,10 @@ def test_none_scalars_mean_the_default():
     assert ir.ReLU(features=4, negative_slope=None).negative_slope == 0.0
     assert ir.ELU(features=4, alpha=None).alpha == 1.0
     assert ir.Dropout(features=4, p=None).p == 0.5
+
+
+def test_inspect_lists_a_nested_graphs_nodes():
+    report = format_graph(_graph(ir.Affine(weight=f32(8, 8)), ir.Subgraph(graph=_inner())))
+    assert "subgraph_2  Graph" in report and "graph=<graph: 4 nodes, 3 edges>" in report
+    nested = report.split("nested graph 'subgraph_2' (topological order):")[1]
+    assert "relu    ReLU" in nested and "lif     LIF" in nested and "  relu -> lif" in nested
