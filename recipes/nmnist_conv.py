@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    pl.seed_everything(0)
+    pl.seed_everything(0, verbose=False)
     data = EventDataModule(
         "tonic.datasets.NMNIST", save_to=args.data, n_time_bins=args.num_steps, batch_size=args.batch_size,
         num_workers=args.workers, download=not args.offline, dataset_args={"first_saccade_only": True},
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit_val_batches=args.limit_val_batches,
         default_root_dir=args.out,
         logger=False,
-        enable_progress_bar=not args.no_progress,
+        enable_progress_bar=not args.no_progress and sys.stdout.isatty(),
         callbacks=[
             ModelCheckpoint(dirpath=checkpoints, monitor="val_acc", mode="max", save_top_k=2, save_last=True),
             T1CExport(weight_bits=8, max_quant_gap=0.03),

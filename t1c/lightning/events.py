@@ -194,6 +194,12 @@ class EventDataModule(pl.LightningDataModule):
         return self.cache_dir / f"{self.dataset_class.__name__}-{split}-{key}"
 
     # -- Lightning hooks -----------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Open every split once, on one process per node: tonic downloads what is missing."""
+        split_args = self._split_args()
+        for args in split_args if split_args is not None else ({},):
+            self._open(args)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
@@ -390,7 +396,7 @@ def _fetch(dataset: Any, cls: type, allowed: bool, name: str) -> None:
     location = Path(_location(dataset, Path("."), cls))
     archive = getattr(dataset, "filename", None)
     has_archive = bool(archive) and (location / str(archive)).is_file()
-    if not has_archive and location.is_dir() and any(p.is_file() for p in location.rglob("*")):
+    if not has_archive and _placed_by_hand(dataset, location):
         return  # files placed by hand (extracted, or a subset): use them as they are
     if not allowed and not has_archive:
         raise DatasetNotFoundError(f"{name}: no data in {location}; {_where_hint(dataset, False)}")
@@ -401,6 +407,16 @@ def _fetch(dataset: Any, cls: type, allowed: bool, name: str) -> None:
             f"{name}: no usable data in {location} and tonic could not fetch it "
             f"({type(err).__name__}: {err}); {_where_hint(dataset, allowed)}"
         ) from err
+
+
+def _placed_by_hand(dataset: Any, location: Path) -> bool:
+    """Whether the split's extracted files are there: its folder (``folder_name``) or data file
+    (``data_filename``) when the dataset names them, else any file under ``location``."""
+    expected = [getattr(dataset, key, None) for key in ("folder_name", "data_filename")]
+    expected = [location / str(e) for e in expected if e]
+    if not expected:
+        return location.is_dir() and any(p.is_file() for p in location.rglob("*"))
+    return all(p.is_file() or (p.is_dir() and any(q.is_file() for q in p.rglob("*"))) for p in expected)
 
 
 def _labels(raw: Any, framed: Dataset) -> list[int]:

@@ -445,3 +445,11 @@ def test_fit_shd_config_on_files_in_shds_layout(in_tmp, capsys):
     assert main([*args[:-2], "--model.num_steps=10", "--trainer.enable_progress_bar=false"]) != 0
     err = capsys.readouterr().err
     assert "holds 12 time steps" in err and "num_steps=10" in err and "Traceback" not in err, err
+
+
+def test_prepare_data_opens_every_split_and_explains_a_missing_one(tmp_path):
+    root = write_shd(tmp_path / "data")
+    EventDataModule("tonic.datasets.SHD", save_to=root, download=False).prepare_data()
+    (root / "SHD" / "shd_test.h5").unlink()
+    with pytest.raises(DatasetNotFoundError, match="shd_test.h5"):
+        EventDataModule("tonic.datasets.SHD", save_to=root, download=False).prepare_data()
