@@ -36,10 +36,16 @@ def export_to_ir(model: nn.Module, sample: Any, **kwargs: Any) -> ir.Graph:
         sample: one time step's batch ``[B, *input_shape]``, or a tuple of the
             forward's arguments.
         **kwargs: passed to :func:`t1c.bridge.to_ir` (``custom_map``, ``spiking``,
-            ``spike_mode``, ``weight_bits``, ``accumulator_bits``).
+            ``spike_mode``, ``weight_bits``, ``accumulator_bits``, ``trace``).
 
     Returns:
         The graph; write it with :func:`t1c.ir.write`.
+
+    Raises:
+        t1c.bridge.ExportError: a module or an operation in ``forward`` has no exact
+            T1C-IR form (snnTorch neurons other than ``Leaky``, ``x * 2``, ...); the
+            message names it and the fix. ``trace="order"`` chains the modules in call
+            order instead of refusing the wiring, with a warning.
     """
     from t1c.bridge.exporter import to_ir
 

@@ -498,3 +498,138 @@ def test_sample_may_be_the_forward_arguments_or_only_the_input():
     from_tensor = to_ir(ExplicitState(), x)  # the membrane argument gets None (zero state)
     assert from_tuple.edges == from_tensor.edges == [("input", "fc"), ("fc", "lif"), ("lif", "output")]
     assert from_tuple.nodes["lif"].shape == (4,)
+
+
+# -- refused snnTorch neurons -----------------------------------------------------------------
+def test_rleaky_is_refused_and_its_recurrent_linear_never_becomes_a_layer():
+    # The seed exported [Affine, Affine('1.recurrent')]: the neuron gone, its feedback chained.
+    model = nn.Sequential(nn.Linear(8, 4), snn.RLeaky(beta=0.9, linear_features=4, init_hidden=True))
+    with pytest.raises(
+        ExportError, match=r"`1` \(RLeaky\): its recurrent connection.*custom_map=\{RLeaky: fn\}"
+    ):
+        to_ir(model, torch.rand(1, 8))
+
+    def as_lif(module, ctx):
+        n = ctx.output_shape[0]
+        return ir.LIF(tau=np.full(n, 10.0), r=np.full(n, 10.0), v_leak=np.zeros(n), v_threshold=np.ones(n))
+
+    graph = to_ir(model, torch.rand(1, 8), custom_map={snn.RLeaky: as_lif})
+    assert list(graph.nodes) == ["input", "0", "1", "output"]  # no '1.recurrent' layer
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "why"),
+    [
+        (lambda: snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True), "Synaptic", "synaptic current"),
+        (lambda: snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True), "Alpha", "synaptic currents"),
+        (lambda: snn.Lapicque(beta=0.9, init_hidden=True), "Lapicque", "RC update"),
+        (
+            lambda: snn.RSynaptic(alpha=0.9, beta=0.8, linear_features=4, init_hidden=True),
+            "RSynaptic",
+            "recurrent",
+        ),
+        (lambda: snn.DeltaLeaky(beta=0.9, init_hidden=True), "DeltaLeaky", "change of the membrane"),
+    ],
+)
+def test_snntorch_neurons_without_an_exact_form_are_refused_by_name(make, name, why):
+    model = nn.Sequential(nn.Linear(8, 4), make())
+    with pytest.raises(
+        ExportError, match=rf"^cannot export `1` \({name}\): .*{why}.*custom_map=\{{{name}: fn\}}"
+    ):
+        to_ir(model, torch.rand(2, 8))
+
+
+def test_a_refused_neuron_exports_with_a_one_argument_custom_converter():
+    model = nn.Sequential(nn.Linear(8, 4), snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True))
+
+    def as_lif(module):
+        return ir.LIF(tau=np.full(4, 10.0), r=np.full(4, 10.0), v_leak=np.zeros(4), v_threshold=np.ones(4))
+
+    graph = to_ir(model, torch.rand(2, 8), custom_map={snn.Synaptic: as_lif})
+    assert [graph.nodes[n].TYPE for n in graph.topological_order()] == ["Input", "Affine", "LIF", "Output"]
+
+
+def test_leaky_whose_spike_function_is_not_a_step_is_refused():
+    model = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.5, spike_grad=torch.sigmoid, init_hidden=True))
+    with pytest.raises(ExportError, match=r"`1` \(Leaky\): a spike_grad whose forward is not the step x > 0"):
+        to_ir(model, torch.rand(2, 3))
+    surrogate = snn.surrogate.fast_sigmoid(slope=10)
+    to_ir(
+        nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.5, spike_grad=surrogate, init_hidden=True)),
+        torch.rand(2, 3),
+    )
+
+
+def test_a_subclass_that_changes_behaviour_does_not_get_its_base_converter():
+    class Doubled(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    with pytest.raises(
+        ExportError, match=r"`0` \(Doubled\) \(it subclasses Linear but changes its behaviour\)"
+    ):
+        to_ir(nn.Sequential(Doubled(3, 4)), torch.rand(2, 3))
+    graph = to_ir(nn.Sequential(Doubled(3, 4)), torch.rand(2, 3), custom_map={Doubled: lambda m: None})
+    assert graph.edges == [("input", "output")]
+
+
+# -- converter signatures ---------------------------------------------------------------------
+def test_one_argument_converter_from_the_guide_works():
+    # The seed called fn(module, ctx) always: "takes 1 positional argument but 2 were given".
+    def fn(module):
+        return ir.SpikingAffine(
+            weight=module.weight.detach().numpy(), bias=None, weight_bits=4, accumulator_bits=12
+        )
+
+    graph = to_ir(nn.Sequential(nn.Linear(3, 4)), torch.rand(2, 3), custom_map={nn.Linear: fn})
+    assert isinstance(graph.nodes["0"], ir.SpikingAffine) and graph.nodes["0"].weight_bits == 4
+
+
+def test_converter_arity_comes_from_the_signature_not_from_catching_type_errors():
+    calls = []
+
+    def two(module, ctx=None):  # binds two arguments: called with the context
+        calls.append(ctx)
+        return None
+
+    to_ir(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), torch.rand(2, 3), custom_map={nn.Linear: two})
+    assert [c.path for c in calls] == ["0", "1"]
+
+    def broken(module):
+        raise TypeError("a bug inside the converter")
+
+    with pytest.raises(TypeError, match="a bug inside the converter"):  # not retried with other arguments
+        to_ir(nn.Sequential(nn.Linear(3, 4)), torch.rand(2, 3), custom_map={nn.Linear: broken})
+    with pytest.raises(ExportError, match=r"converter .* for Linear has the signature \(a, b, c\)"):
+        to_ir(nn.Sequential(nn.Linear(3, 4)), torch.rand(2, 3), custom_map={nn.Linear: lambda a, b, c: None})
+    with pytest.raises(ExportError, match=r"custom_map\[Linear\] is int, not a function"):
+        to_ir(nn.Sequential(nn.Linear(3, 4)), torch.rand(2, 3), custom_map={nn.Linear: 3})
+
+
+# -- the trace argument -----------------------------------------------------------------------
+class Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+        self.lif = snn.Leaky(beta=0.9, init_hidden=True)
+
+    def forward(self, x):
+        return self.lif(self.fc(x) * 2)
+
+
+def test_trace_order_is_an_explicit_opt_in_on_every_entry_point():
+    from t1c.snntorch import export_to_ir
+
+    x = torch.rand(2, 3)
+    for export in (
+        lambda **kw: to_ir(Scaled(), x, **kw),
+        lambda **kw: T1CExporter(**kw).export(Scaled(), x),
+        lambda **kw: export_to_ir(Scaled(), x, **kw),
+    ):
+        with pytest.raises(ExportError, match=r"`x \* y`.*trace='order'"):
+            export()
+        with pytest.warns(UserWarning, match="trace='order': chaining its modules in call order"):
+            graph = export(trace="order")
+        assert graph.edges == [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+    with pytest.raises(ValueError, match=r"trace must be one of \['exact', 'order'\]"):
+        T1CExporter(trace="fx")

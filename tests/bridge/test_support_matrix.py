@@ -177,6 +177,15 @@ class Dropout(nn.Module):
         return self.fc(F.dropout(x, 0.5, self.training))
 
 
+class SameValues(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(x.contiguous().clone().detach())
+
+
 class ReluOfSpikes(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -247,6 +256,7 @@ OP_MODELS = {
         ["Conv2d", "AvgPool2d"],
     ),
     "F.dropout(x, 0.5, self.training)": (Dropout, [2, 8], ["Affine"], ["Linear"]),
+    "x.contiguous()": (SameValues, [2, 8], ["Affine"], ["Linear"]),
     "torch.relu(spikes)": (
         ReluOfSpikes,
         [2, 8],
