@@ -16,8 +16,9 @@ Reproducible rate spikes for evaluation. :func:`sample_seeds` gives every sample
 computed from its own values and a global seed (an exact integer hash of the float32
 bits), and :func:`encode` with ``seeds=`` draws each sample's spikes from its own
 generator. A sample's spike train then depends only on the sample and the global
-seed: not on the batch it comes in, its position there, the batch size, the shuffling
-or the number of devices, and it works for any dataset (no sample index needed).
+seed: not on the batch it comes in, its position there, the batch size, the shuffling,
+the number of devices or their kind (the draws happen on the CPU), and it works for any
+dataset (no sample index needed).
 
 Example:
     >>> import torch
@@ -157,16 +158,21 @@ def _sequence(x: Tensor, num_steps: int | None, time_first: bool) -> Tensor:
 
 
 def _rate_per_sample(x: Tensor, num_steps: int, seeds: Sequence[int]) -> Tensor:
-    """Rate spikes ``[T, B, ...]`` with sample ``i`` drawn from a generator seeded with ``seeds[i]``."""
+    """Rate spikes ``[T, B, ...]`` with sample ``i`` drawn from a CPU generator seeded with ``seeds[i]``.
+
+    The draws happen on the CPU whatever ``x``'s device (then move there), so a sample's
+    spikes are the same on every device, not only whatever the batching.
+    """
     seeds = list(seeds)
     if len(seeds) != len(x):
         raise ValueError(f"encode() got {len(seeds)} seeds for a batch of {len(x)} samples")
-    out = torch.empty(num_steps, *x.shape, dtype=x.dtype, device=x.device)
-    generator = torch.Generator(device=x.device)
+    probs = x.detach().cpu().clamp(0.0, 1.0)
+    out = torch.empty(num_steps, *x.shape, dtype=x.dtype)
+    generator = torch.Generator()
     for i, seed in enumerate(seeds):
-        p = x[i].contiguous().clamp(0.0, 1.0).unsqueeze(0).expand(num_steps, *x.shape[1:])
+        p = probs[i].contiguous().unsqueeze(0).expand(num_steps, *x.shape[1:])
         out[:, i] = torch.bernoulli(p, generator=generator.manual_seed(int(seed)))
-    return out
+    return out.to(x.device)
 
 
 def _splitmix64(value: int) -> int:
