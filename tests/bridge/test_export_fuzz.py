@@ -26,7 +26,14 @@ from t1c.bridge.executor import ir_to_torch
 from t1c.bridge.export_maps import ExportError
 from t1c.bridge.exporter import to_ir
 
-MODELS = 72
+MODELS = 100
+EVERY_KIND = {
+    *("Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Upsample", "Flatten", "Dropout", "Identity"),
+    *("Leaky", "BatchNorm1d", "BatchNorm2d", "ReLU", "Sequential"),
+    *("res()", "cat()", "flatten()", "view()", "max_pool()", "avg_pool()", "dropout()", "relu()"),
+    *("Synaptic", "Alpha", "Lapicque", "RLeaky", "Sigmoid"),
+    *("scale()", "shift()", "slice()", "max_pool_indices()"),
+}
 STEPS = 20
 BATCH = 3
 
@@ -54,6 +61,8 @@ class Planned(nn.Module):
                 y = y.view(y.size(0), -1)
             elif op == "max_pool":
                 y = F.max_pool2d(y, 2)
+            elif op == "max_pool_indices":
+                y = F.max_pool2d(y, 2, return_indices=True)[0]
             elif op == "avg_pool":
                 y = F.avg_pool2d(y, 2, stride=1)
             elif op == "dropout":
@@ -81,6 +90,7 @@ class Draft:
     layers: list[nn.Module] = field(default_factory=list)
     model: Planned = field(default_factory=Planned)
     last_neuron: bool = False
+    kinds: set[str] = field(default_factory=set)  # every module type and operation drawn
 
     def add(self, module: nn.Module, shape: tuple[int, ...], nonnegative: bool, neuron: bool = False) -> None:
         if self.graph:
@@ -89,13 +99,16 @@ class Draft:
             self.model.plan.append(("mod", name, None))
         else:
             self.layers.append(module)
+        self.kinds.update(type(m).__name__ for m in module.modules())
         self.shape, self.nonnegative, self.last_neuron = shape, nonnegative, neuron
 
     def op(self, op: str, shape: tuple[int, ...], nonnegative: bool, a=None, b=None) -> None:
         self.model.plan.append((op, a, b))
+        self.kinds.add(f"{op}()")
         self.shape, self.nonnegative, self.last_neuron = shape, nonnegative, False
 
     def child(self, module: nn.Module) -> str:
+        self.kinds.update(type(m).__name__ for m in module.modules())
         name = f"m{len(self.model.mods)}"
         self.model.mods[name] = module
         return name
@@ -155,8 +168,13 @@ def refused_module(d: Draft) -> None:
 def refused_op(d: Draft) -> None:
     """Insert an operation on the data flow that has no exact T1C-IR form here."""
     kinds = ["scale", "shift", "slice"] + ([] if d.nonnegative else ["relu"])
+    if len(d.shape) == 3 and d.shape[1] >= 2:
+        kinds.append("max_pool_indices")
     kind = d.rng.choice(kinds)
-    if kind == "slice":
+    if kind == "max_pool_indices":
+        c, h, w = d.shape
+        d.op(kind, (c, h // 2, w // 2), d.nonnegative)
+    elif kind == "slice":
         keep = max(1, d.shape[0] - 1)
         d.op("slice", (keep, *d.shape[1:]), d.nonnegative, a=keep)
     else:
@@ -202,8 +220,17 @@ def conv_step(d: Draft) -> None:  # noqa: PLR0912 - one branch per support-matri
             d.add(pool, (c, (h - 1) // 2 + 1, (w - 1) // 2 + 1), d.nonnegative)
     elif kind == "upsample":
         mode = rng.choice(["nearest", "bilinear"])
-        up = nn.Upsample(scale_factor=2, mode=mode, align_corners=True if mode == "bilinear" else None)
-        d.add(up, (c, 2 * h, 2 * w), d.nonnegative)
+        align = rng.choice([True, False]) if mode == "bilinear" else None
+        if rng.random() < 0.5:
+            d.add(
+                nn.Upsample(scale_factor=2, mode=mode, align_corners=align), (c, 2 * h, 2 * w), d.nonnegative
+            )
+        else:
+            d.add(
+                nn.Upsample(size=(h + 3, w + 3), mode=mode, align_corners=align),
+                (c, h + 3, w + 3),
+                d.nonnegative,
+            )
     elif kind == "flatten":
         d.add(nn.Flatten(), (c * h * w,), d.nonnegative)
     elif kind == "dropout":
@@ -265,8 +292,9 @@ def vector_step(d: Draft) -> None:
         d.op("relu", d.shape, True)
 
 
-def draw(seed: int) -> tuple[nn.Module, tuple[int, ...], list[str], bool]:
-    """A random model, its sample shape (no batch), the refused kinds in it, spiking output."""
+def draw(seed: int) -> tuple[nn.Module, tuple[int, ...], list[str], bool, set[str]]:
+    """A random model, its sample shape (no batch), the refused kinds in it, whether it
+    outputs spikes, and every module type and operation in it."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     conv = rng.random() < 0.5
@@ -289,7 +317,7 @@ def draw(seed: int) -> tuple[nn.Module, tuple[int, ...], list[str], bool]:
         for m in model.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d)):
                 m.weight.mul_(2.5)
-    return model.eval(), shape, d.refused, d.last_neuron
+    return model.eval(), shape, d.refused, d.last_neuron, d.kinds
 
 
 def reset_neurons(model: nn.Module) -> None:
@@ -326,9 +354,10 @@ def one_thread():
 
 def test_export_is_exact_or_refused(one_thread):
     outcomes = {"exported": 0, "refused": 0}
-    spikes = []
+    spikes, drawn = [], set()
     for seed in range(MODELS):
-        model, shape, refused, spiking = draw(seed)
+        model, shape, refused, spiking, kinds = draw(seed)
+        drawn |= kinds
         gen = torch.Generator().manual_seed(seed)
         xs = torch.where(torch.rand(STEPS, BATCH, *shape, generator=gen) < 0.5, 1.0, 0.0)
         xs = xs * torch.randn(STEPS, BATCH, *shape, generator=gen).abs() * 2 - 0.5 * (seed % 2)
@@ -352,6 +381,8 @@ def test_export_is_exact_or_refused(one_thread):
             actual, expected, rtol=1e-5, atol=1e-5, msg=lambda m, what=what: f"{what}: {m}"
         )
         outcomes["exported"] += 1
-    # both outcomes happen, and the spiking models do spike (the comparisons are not vacuous)
+    # every row and refused kind was drawn, both outcomes happen, and the spiking models do
+    # spike: the comparisons are not vacuous
+    assert not EVERY_KIND - drawn, f"never drawn: {sorted(EVERY_KIND - drawn)}"
     assert outcomes["exported"] >= MODELS // 3 and outcomes["refused"] >= MODELS // 6, outcomes
     assert len(spikes) >= 10 and sum(0.01 < s < 0.99 for s in spikes) >= len(spikes) // 2, spikes
