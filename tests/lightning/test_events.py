@@ -31,6 +31,16 @@ pytest.importorskip("tonic")
 XYTP = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
 
 
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Tests never download: tonic's fetches go through urllib.request.urlopen."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a test tried to download {args[:1]}")
+
+    monkeypatch.setattr("urllib.request.urlopen", refuse)
+
+
 # -- synthetic events in tonic's formats -------------------------------------------------------
 def _camera_events(label: int, seed: int, width: int, n: int = 300) -> np.ndarray:
     """Events of class ``label``: most in column band ``label`` (2 pixels wide), a few anywhere."""
@@ -253,6 +263,41 @@ def test_shd_layout_is_read_by_tonic(tmp_path):
             events["x"], events["p"] = f["spikes/units"][i], 0
             assert int(y[i]) == int(f["labels"][i])
             assert np.array_equal(x[i].numpy(), brute_frames(events, (1, 700), 10)), i
+
+
+def test_dvs_gesture_layout_downsampled_to_32x32(tmp_path):
+    """tonic's DVSGesture reads ``ibmGesture{Train,Test}/user*_<lighting>/<label>.npy`` (x, y, p, t in ms)."""
+    root = tmp_path / "data"
+    for folder, offset in (("ibmGestureTrain", 0), ("ibmGestureTest", 100)):
+        for user in (1, 2):
+            path = root / "DVSGesture" / folder / f"user{user:02d}_fluorescent"
+            path.mkdir(parents=True)
+            for label in range(3):
+                ev = _camera_events(label, offset + 10 * user + label, 128, n=500)
+                ev["t"] //= 1000  # milliseconds, as the .npy files hold them
+                np.save(
+                    path / f"{label}.npy", np.stack([ev["x"], ev["y"], ev["p"], ev["t"]], 1).astype(np.int64)
+                )
+    dm = EventDataModule(
+        "tonic.datasets.DVSGesture",
+        save_to=root,
+        n_time_bins=5,
+        target_size=[32, 32],
+        batch_size=6,
+        download=False,
+    )
+    dm.setup("fit")
+    assert dm.input_shape == (2, 32, 32) and dm.num_classes == 11 and len(dm.val_set) == 6
+    x, y = next(iter(dm.val_dataloader()))
+    assert x.shape == (6, 5, 2, 32, 32)
+    raw = dm.val_set.dataset  # the tonic dataset under the cache: its file list and labels
+    for i in range(6):
+        columns = np.load(raw.data[i])
+        events = np.empty(len(columns), dtype=[("x", int), ("y", int), ("p", int), ("t", int)])
+        events["x"], events["y"] = columns[:, 0] // 4, columns[:, 1] // 4
+        events["p"], events["t"] = columns[:, 2], columns[:, 3] * 1000
+        assert int(y[i]) == raw.targets[i] == int(Path(raw.data[i]).stem)
+        assert np.array_equal(x[i].numpy(), brute_frames(events, (2, 32, 32), 5)), i
 
 
 def test_missing_dataset_says_where_to_put_the_files(tmp_path):
