@@ -21,7 +21,11 @@ conversions with a plain dict::
 ``ctx`` (:class:`ExportContext`) carries what a converter cannot read off the module:
 its qualified path (for error messages), the shapes captured by forward hooks (batch
 excluded) and the exporter's hardware hints. BatchNorm is not converted but folded
-into the preceding Linear/Conv2d (:func:`fold_batchnorm`).
+into the preceding Linear/Conv2d (:func:`fold_batchnorm`), ReLU is dropped where it is
+the identity (on spikes) and refused elsewhere, and Dropout is dropped (the identity when
+deployed). ``hybrid=True`` (:func:`hybrid_export_map`) exports those and the other ANN
+modules of FORMAT_HYBRID.md (LeakyReLU, PReLU, Sigmoid, Tanh, Softmax, GELU, ELU,
+LayerNorm, t1c's HybridRegionModule and SubgraphModule) as their own nodes.
 
 A default converter applies to a subclass only when the subclass changes no behaviour
 (it defines no method besides ``__init__``/``extra_repr``): a subclass of ``nn.Linear``
@@ -35,11 +39,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from t1c import ir
@@ -252,20 +258,22 @@ def convert_identity(module: nn.Identity, ctx: ExportContext) -> ir.Node:
 
 # -- dropped modules ------------------------------------------------------------------------
 RELU_FIX = (
-    "remove it, or apply it only to spikes (after a spiking neuron, where it is the identity), or "
-    "pass custom_map={nn.ReLU: fn} if you know better"
+    "pass hybrid=True to export it as a T1C-IR ReLU node (an nn.ReLU module; a hybrid ANN-SNN graph), "
+    "remove it, apply it only to spikes (after a spiking neuron, where it is the identity), or pass "
+    "custom_map={nn.ReLU: fn} if you know better"
 )
 
 
 def drop_relu(module: nn.Module, ctx: ExportContext) -> None:
     """``nn.ReLU`` is dropped where it is the identity: on a provably non-negative input
-    (spikes, or pools/reshapes/sums of spikes). T1C-IR has no ReLU, so anywhere else the
-    graph would compute something else: refused."""
+    (spikes, or pools/reshapes/sums of spikes). Outside a hybrid graph (``hybrid=True``,
+    :func:`convert_relu`) T1C-IR has no ReLU, so anywhere else the graph would compute
+    something else: refused."""
     if ctx.input_nonnegative:
         return None
     raise ctx.fail(
         module,
-        "T1C-IR has no ReLU and its input may be negative here (it does not come from a spiking "
+        "T1C-IR has no ReLU outside a hybrid graph and its input may be negative here (it does not come from a spiking "
         f"neuron), so dropping it would change what the model computes; {RELU_FIX}",
     )
 
@@ -290,7 +298,8 @@ def fold_batchnorm(node: ir.Node, bn: nn.Module, ctx: ExportContext) -> ir.Node:
         raise ctx.fail(
             bn,
             f"BatchNorm is folded into the Linear/Conv2d before it, but it follows a "
-            f"{node.TYPE}; move it after a Linear/Conv2d or pass custom_map",
+            f"{node.TYPE}; move it after a Linear/Conv2d or pass hybrid=True to export it as a "
+            "BatchNorm node",
         )
     if bn.running_mean is None or bn.running_var is None:
         raise ctx.fail(bn, "track_running_stats=False: there are no running statistics to fold")
@@ -432,11 +441,177 @@ def convert_t1c_module(module: nn.Module, ctx: ExportContext) -> ir.Node:
     return module.to_node()
 
 
-def default_export_map() -> dict[type[nn.Module], Converter]:
+# -- hybrid ANN nodes (``hybrid=True``; FORMAT_HYBRID.md) -------------------------------------
+def _features(module: nn.Module, ctx: ExportContext) -> int:
+    """The number of values per sample that pass (the hybrid nodes' ``features`` size hint)."""
+    if ctx.input_shape is None:
+        raise ctx.fail(module, "its input shape is unknown (it was not called by the sample forward pass)")
+    return int(np.prod(ctx.input_shape, dtype=np.int64))
+
+
+def convert_relu(module: nn.ReLU, ctx: ExportContext) -> ir.Node:
+    """``nn.ReLU`` -> ``ReLU``."""
+    return ir.ReLU(features=_features(module, ctx))
+
+
+def convert_leaky_relu(module: nn.LeakyReLU, ctx: ExportContext) -> ir.Node:
+    """``nn.LeakyReLU(s)`` -> ``ReLU(negative_slope=s)``; a negative ``s`` is refused.
+
+    A ReLU node with a negative slope runs as ``max(x, 0)`` (the toolchain that defines
+    the format runs it so, and so does t1c), while torch computes ``s * x`` below zero.
+    """
+    slope = float(module.negative_slope)
+    if slope < 0:
+        raise ctx.fail(
+            module,
+            f"negative_slope={slope:g} is negative, and a T1C-IR ReLU node with a negative slope runs as "
+            "max(x, 0) (FORMAT_HYBRID.md), not as torch's s * x below zero; use a slope >= 0 or nn.PReLU "
+            "with the slope as its weight",
+        )
+    return ir.ReLU(features=_features(module, ctx), negative_slope=slope)
+
+
+def convert_prelu(module: nn.PReLU, ctx: ExportContext) -> ir.Node:
+    """``nn.PReLU(n)`` -> ``PReLU(weight=[n])`` (one shared slope or one per channel/feature)."""
+    return ir.PReLU(features=_features(module, ctx), weight=_np(module.weight).reshape(-1))
+
+
+def convert_batchnorm(module: nn.Module, ctx: ExportContext) -> ir.Node:
+    """``nn.BatchNorm1d/2d`` -> ``BatchNorm1d/2d`` with the running statistics (eval mode).
+
+    ``affine=False`` writes weight 1 and bias 0; ``momentum=None`` (cumulative average)
+    is kept; ``track_running_stats=False`` is refused: torch then normalises with each
+    batch's own statistics, which a deployed node cannot (there are none to store).
+    """
+    if not module.track_running_stats or module.running_mean is None or module.running_var is None:
+        raise ctx.fail(
+            module,
+            "track_running_stats=False: torch normalises with each batch's statistics even in eval mode, "
+            "and there are no running statistics to store in a BatchNorm node; train it with "
+            "track_running_stats=True",
+        )
+    channels = module.num_features
+    weight = _np(module.weight) if module.weight is not None else np.ones(channels, np.float32)
+    bias = _np(module.bias) if module.bias is not None else np.zeros(channels, np.float32)
+    cls = ir.BatchNorm2d if isinstance(module, nn.BatchNorm2d) else ir.BatchNorm1d
+    return cls(
+        num_features=channels,
+        weight=weight,
+        bias=bias,
+        running_mean=_np(module.running_mean),
+        running_var=_np(module.running_var),
+        eps=float(module.eps),
+        momentum=None if module.momentum is None else float(module.momentum),
+    )
+
+
+def convert_sigmoid(module: nn.Sigmoid, ctx: ExportContext) -> ir.Node:
+    """``nn.Sigmoid`` -> ``Sigmoid``."""
+    return ir.Sigmoid(features=_features(module, ctx))
+
+
+def convert_tanh(module: nn.Tanh, ctx: ExportContext) -> ir.Node:
+    """``nn.Tanh`` -> ``Tanh``."""
+    return ir.Tanh(features=_features(module, ctx))
+
+
+def convert_softmax(module: nn.Softmax, ctx: ExportContext) -> ir.Node:
+    """``nn.Softmax(dim)`` -> ``Softmax(dim)``; ``dim`` counts the batch axis, as torch's.
+
+    ``dim=None`` is torch's legacy implicit choice for the batched input's rank (0 for
+    ranks 0, 1 and 3, else 1), written as the number it is. A negative ``dim`` that
+    reaches the batch axis is written as 0.
+    """
+    features = _features(module, ctx)
+    rank = len(ctx.input_shape) + 1
+    dim = module.dim
+    if dim is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation note on the implicit dim
+            dim = F._get_softmax_dim("softmax", rank, 0)
+    elif dim < 0 and dim + rank == 0:
+        dim = 0
+    return ir.Softmax(features=features, dim=int(dim))
+
+
+def convert_gelu(module: nn.GELU, ctx: ExportContext) -> ir.Node:
+    """``nn.GELU("none")`` -> ``GELU(approximate=False)``, ``"tanh"`` -> ``approximate=True``."""
+    if module.approximate not in ("none", "tanh"):
+        raise ctx.fail(module, f"approximate={module.approximate!r} is not 'none' or 'tanh'")
+    return ir.GELU(features=_features(module, ctx), approximate=module.approximate == "tanh")
+
+
+def convert_elu(module: nn.ELU, ctx: ExportContext) -> ir.Node:
+    """``nn.ELU(alpha)`` -> ``ELU(alpha)``."""
+    return ir.ELU(features=_features(module, ctx), alpha=float(module.alpha))
+
+
+def convert_layernorm(module: nn.LayerNorm, ctx: ExportContext) -> ir.Node:
+    """``nn.LayerNorm`` -> ``LayerNorm``; without affine parameters (or without a bias), weight 1
+    and bias 0 of shape ``normalized_shape``."""
+    shape = tuple(int(d) for d in module.normalized_shape)
+    weight = _np(module.weight) if module.weight is not None else np.ones(shape, np.float32)
+    bias = _np(module.bias) if module.bias is not None else np.zeros(shape, np.float32)
+    return ir.LayerNorm(normalized_shape=shape, weight=weight, bias=bias, eps=float(module.eps))
+
+
+def convert_dropout(module: nn.Dropout, ctx: ExportContext) -> ir.Node:
+    """``nn.Dropout(p)`` -> ``Dropout(p)`` (the identity when deployed; drops when training)."""
+    return ir.Dropout(features=_features(module, ctx), p=float(module.p))
+
+
+def refuse_feature_dropout(module: nn.Module, ctx: ExportContext) -> None:
+    """``nn.Dropout1d/2d/3d`` with ``hybrid=True``: T1C-IR's Dropout drops single values, not
+    whole channels, so a hybrid graph that trains would train something else."""
+    raise ctx.fail(
+        module,
+        "T1C-IR has no channel dropout (its Dropout node drops single values when training); use "
+        "nn.Dropout, or export without hybrid=True (dropout is then left out: the identity when deployed)",
+    )
+
+
+def hybrid_export_map() -> dict[type[nn.Module], Converter]:
+    """The converters ``hybrid=True`` adds to (or changes in) :func:`default_export_map`."""
+    from .hybrid_modules import HybridRegionModule, SubgraphModule
+
+    return {
+        nn.ReLU: convert_relu,
+        nn.LeakyReLU: convert_leaky_relu,
+        nn.PReLU: convert_prelu,
+        nn.BatchNorm1d: convert_batchnorm,
+        nn.BatchNorm2d: convert_batchnorm,
+        nn.Sigmoid: convert_sigmoid,
+        nn.Tanh: convert_tanh,
+        nn.Softmax: convert_softmax,
+        nn.GELU: convert_gelu,
+        nn.ELU: convert_elu,
+        nn.LayerNorm: convert_layernorm,
+        nn.Dropout: convert_dropout,
+        nn.Dropout1d: refuse_feature_dropout,
+        nn.Dropout2d: refuse_feature_dropout,
+        nn.Dropout3d: refuse_feature_dropout,
+        HybridRegionModule: convert_t1c_module,
+        SubgraphModule: convert_t1c_module,
+    }
+
+
+HYBRID_HINT = "pass hybrid=True to export it as its T1C-IR node"
+
+
+def hybrid_hint(module: nn.Module) -> str:
+    """``"; pass hybrid=True ..."`` when ``hybrid=True`` would export ``module`` exactly, else ``""``."""
+    converter = find_converter(module, None, hybrid_export_map())
+    if converter is None or converter is refuse_feature_dropout:
+        return ""
+    return f"; {HYBRID_HINT}"
+
+
+def default_export_map(hybrid: bool = False) -> dict[type[nn.Module], Converter]:
     """The default ``{module type: converter}`` map (a fresh dict each call).
 
     snnTorch's ``Leaky`` is included when snnTorch is installed; exporting plain torch
-    models never needs it.
+    models never needs it. ``hybrid=True`` adds :func:`hybrid_export_map` (ReLU, BatchNorm,
+    Dropout, ... become their own nodes instead of being dropped or folded).
     """
     from . import modules
 
@@ -457,6 +632,8 @@ def default_export_map() -> dict[type[nn.Module], Converter]:
         modules.SepConv2dModule: convert_t1c_module,
         modules.SpikingAffineModule: convert_t1c_module,
     }
+    if hybrid:
+        mapping.update(hybrid_export_map())
     try:
         import snntorch
     except ImportError:  # snnTorch is optional for exporting plain torch models

@@ -4,8 +4,10 @@ How an export works:
 
 1. **Units.** Every module with a converter (user ``custom_map`` first, then
    :func:`~t1c.bridge.export_maps.default_export_map`) is a unit; BatchNorm is a unit
-   folded into the Linear/Conv2d before it; a container without a converter is looked
-   into; a leaf without one is an error (naming its path) if the model calls it.
+   folded into the Linear/Conv2d before it (with ``hybrid=True`` it is converted to its
+   own node, like ReLU, Dropout and the other ANN modules of FORMAT_HYBRID.md); a
+   container without a converter is looked into; a leaf without one is an error (naming
+   its path, and ``hybrid=True`` where that would export it) if the model calls it.
 2. **Shapes.** One ``torch.no_grad()`` forward pass of ``sample`` in eval mode, with
    forward hooks on the units, records each unit's input/output shape and call order.
    The model's modes, parameters, buffers and snnTorch hidden state are restored
@@ -66,6 +68,7 @@ from .export_maps import (
     default_export_map,
     find_converter,
     fold_batchnorm,
+    hybrid_hint,
     overridden_base,
     refused_neuron,
 )
@@ -141,8 +144,9 @@ def _find_units(
             units[path] = _Unit(path, module, converter)
         elif isinstance(module, BATCHNORM_TYPES):
             units[path] = _Unit(path, module, None, batchnorm=True)
-        elif refusal is not None or next(iter(module.children()), None) is None:
-            # A refused neuron is a leaf: its submodules (RLeaky.recurrent) are not layers.
+        elif refusal is not None or hybrid_hint(module) or next(iter(module.children()), None) is None:
+            # A refused neuron is a leaf: its submodules (RLeaky.recurrent) are not layers; so is
+            # a module that only hybrid=True converts (a SubgraphModule's inner executor).
             base = overridden_base(module, defaults)
             units[path] = _Unit(
                 path, module, None, refusal=refusal, overrides=base.__name__ if base else None
@@ -774,7 +778,7 @@ class _Builder:
         if key in self.stale:
             raise ExportError(
                 f"cannot fold BatchNorm `{self.stale[key]}`: the value it normalizes is also used by "
-                f"`{user}`; export the BatchNorm as its own layer with custom_map"
+                f"`{user}`; pass hybrid=True to export the BatchNorm as its own node"
             )
         return self.resolved[key]
 
@@ -784,7 +788,7 @@ class _Builder:
             if step.relu is not None and sources[0] not in self.nonnegative:
                 where = self.paths.get(sources[0], sources[0])
                 raise ExportError(
-                    f"cannot export {step.relu}: T1C-IR has no ReLU and its input (`{where}`) may be "
+                    f"cannot export {step.relu}: T1C-IR has no ReLU outside a hybrid graph and its input (`{where}`) may be "
                     f"negative, so dropping it would change what the model computes; {RELU_FIX}"
                 )
             self.resolved[step.key] = sources[0]
@@ -810,7 +814,7 @@ class _Builder:
             base = f" (it subclasses {unit.overrides} but changes its behaviour)" if unit.overrides else ""
             raise ExportError(
                 f"no converter for `{step.path}` ({name}){base}; T1C-IR cannot express it "
-                f"by default. Pass custom_map={{{name}: fn}} with "
+                f"by default{hybrid_hint(unit.module)}. Pass custom_map={{{name}: fn}} with "
                 "fn(module) or fn(module, ctx) returning a t1c.ir node (see docs/support.md)"
             )
         try:
@@ -852,12 +856,16 @@ class _Builder:
     def _fold(self, step: _Flow, unit: _Unit, ctx: ExportContext, source: str) -> None:
         prev = self.nodes.get(source)
         if prev is None:
-            raise ctx.fail(unit.module, "BatchNorm must follow a Linear or Conv2d to be folded into it")
+            raise ctx.fail(
+                unit.module,
+                "BatchNorm must follow a Linear or Conv2d to be folded into it; pass hybrid=True to export "
+                "it as a BatchNorm node",
+            )
         if any(src == source for src, _ in self.edges):
             raise ctx.fail(
                 unit.module,
                 f"the output of `{self.paths.get(source, source)}` is used elsewhere too, so the "
-                "BatchNorm cannot be folded into it",
+                "BatchNorm cannot be folded into it; pass hybrid=True to export it as a BatchNorm node",
             )
         self.nodes[source] = fold_batchnorm(prev, unit.module, ctx)
         self.nonnegative.discard(source)
@@ -920,6 +928,11 @@ class T1CExporter:
             ``"order"``: where that would refuse the *wiring* (an operation with no node,
             an untraceable or looping forward), chain the modules in call order instead,
             with a warning; right only for plain chains. Modules are refused either way.
+        hybrid: export ``nn.ReLU``, ``nn.LeakyReLU``, ``nn.PReLU``, ``nn.BatchNorm1d/2d``,
+            ``nn.Sigmoid``, ``nn.Tanh``, ``nn.Softmax``, ``nn.GELU``, ``nn.ELU``,
+            ``nn.LayerNorm``, ``nn.Dropout`` and t1c's ``HybridRegionModule``/``SubgraphModule``
+            as their own nodes (FORMAT_HYBRID.md) instead of dropping ReLU/Dropout and folding
+            BatchNorm. A ``GraphExecutor`` always exports the node types it was built from.
 
     After :meth:`export`, ``_input_shapes`` / ``_output_shapes`` hold the shapes the
     forward hooks captured (batch excluded) per module qualified name (per node name
@@ -933,11 +946,15 @@ class T1CExporter:
         weight_bits: int = 8,
         accumulator_bits: int = 16,
         trace: str = "exact",
+        hybrid: bool = False,
     ) -> None:
         call = (
             f"T1CExporter(spiking={spiking!r}, spike_mode={spike_mode!r}, "
-            f"weight_bits={weight_bits!r}, accumulator_bits={accumulator_bits!r}, trace={trace!r})"
+            f"weight_bits={weight_bits!r}, accumulator_bits={accumulator_bits!r}, trace={trace!r}, "
+            f"hybrid={hybrid!r})"
         )
+        if not isinstance(hybrid, bool):
+            raise ValueError(f"{call}: hybrid must be True or False")
         if trace not in TRACE_MODES:
             raise ValueError(f"{call}: trace must be one of {list(TRACE_MODES)}")
         if not isinstance(spiking, bool):
@@ -957,6 +974,7 @@ class T1CExporter:
         self.weight_bits = weight_bits
         self.accumulator_bits = accumulator_bits
         self.trace = trace
+        self.hybrid = hybrid
         self._input_shapes: dict[str, Shape] = {}
         self._output_shapes: dict[str, Shape] = {}
 
@@ -993,8 +1011,10 @@ class T1CExporter:
             raise ExportError(
                 f"custom_map must be a dict {{module type: fn}}, got {type(custom_map).__name__}"
             )
-        defaults = default_export_map()
         from .executor import GraphExecutor
+
+        # An executor exports the node types it stores (its ReLU/BatchNorm modules are nodes).
+        defaults = default_export_map(hybrid=self.hybrid or isinstance(model, GraphExecutor))
 
         with _preserved(model):
             if isinstance(model, GraphExecutor):
@@ -1078,6 +1098,13 @@ class T1CExporter:
             cap, _ = _capture(executor, units, (sample,))
         self._input_shapes = dict(cap.input_shapes)
         self._output_shapes = dict(cap.output_shapes)
+        stored = executor._value_shapes  # the graph's inferred shapes, for converters (features)
+        for name in names:
+            sources = [src for src, dst in executor.edges if dst == name]
+            if name not in cap.input_shapes and sources and stored.get(sources[0]) is not None:
+                cap.input_shapes[name] = tuple(stored[sources[0]])
+            if name not in cap.output_shapes and stored.get(name) is not None:
+                cap.output_shapes[name] = tuple(stored[name])
         builder = _Builder(units, cap, self._hints)
         nodes: dict[str, ir.Node] = {}
         for name in names:
@@ -1104,6 +1131,9 @@ class T1CExporter:
             if not isinstance(node, ir.Node):
                 raise ctx.fail(module, "a GraphExecutor node must export to exactly one t1c.ir node")
             nodes[name] = node
+        for name, metadata in executor.node_metadata.items():  # node metadata goes back with the node
+            if name in nodes:
+                nodes[name] = dataclasses.replace(nodes[name], metadata=dict(metadata))
         built = _Built(nodes, list(executor.edges), {n: n for n in units})
         return _validated(built, dict(executor.metadata), cap)
 
@@ -1117,6 +1147,7 @@ def to_ir(
     weight_bits: int = 8,
     accumulator_bits: int = 16,
     trace: str = "exact",
+    hybrid: bool = False,
 ) -> ir.Graph:
     """Export ``model`` to a validated T1C-IR graph that computes what the model computed.
 
@@ -1133,6 +1164,11 @@ def to_ir(
         trace: ``"exact"`` (refuse any forward whose wiring is not provably exact) or
             ``"order"`` (chain the modules in call order instead, with a warning); see
             :class:`T1CExporter`.
+        hybrid: export ReLU, LeakyReLU, PReLU, BatchNorm, Sigmoid, Tanh, Softmax, GELU,
+            ELU, LayerNorm, Dropout and HybridRegion markers as their own nodes (a hybrid
+            ANN-SNN graph, FORMAT_HYBRID.md); by default ReLU is dropped only where it is
+            the identity (on spikes) and refused elsewhere, Dropout is dropped and BatchNorm
+            folded into the layer before it. See :class:`T1CExporter`.
 
     Returns:
         The graph, with nodes named after the modules' qualified names plus ``input``
@@ -1147,5 +1183,6 @@ def to_ir(
         weight_bits=weight_bits,
         accumulator_bits=accumulator_bits,
         trace=trace,
+        hybrid=hybrid,
     )
     return exporter.export(model, sample, custom_map=custom_map)
