@@ -771,6 +771,7 @@ def test_nir_is_optional(tmp_path):
     code = (
         "import sys; sys.modules['nir'] = None\n"
         "import t1c, t1c.ir, t1c.bridge, t1c.nir, t1c.cli\n"
+        "from t1c.lightning import T1CExport, T1CModule\n"
         "from t1c.bridge import ir_to_torch\n"
         "ir_to_torch(t1c.ir.read(sys.argv[1]))\n"
         "try:\n"
