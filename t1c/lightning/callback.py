@@ -48,8 +48,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import os
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,6 +65,7 @@ from torch import nn
 from t1c import ir
 
 from .naming import (
+    CHECKPOINT_SUFFIX,
     EXPORT_SUFFIX,
     LAST_STEM,
     MANIFEST_NAME,
@@ -70,8 +73,10 @@ from .naming import (
     atomic_symlink,
     export_path_for,
     format_name,
+    manifest_entries,
+    manifest_entry,
+    manifest_lock,
     nest_metrics,
-    read_manifest,
     remove_file,
     sanitize_stem,
     scalar_metrics,
@@ -84,7 +89,7 @@ VERIFY_MODES = ("raise", "warn", "off")
 GAP_ACTIONS = ("warn", "raise")
 METRIC_PREFIX = "t1c/"
 METADATA_KEY = "t1c_export"
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 class T1CExportError(RuntimeError):
@@ -112,6 +117,7 @@ class _Held:
     checkpoint_dir: str
     export_dir: str
     link_to: str | None = None
+    from_file: bool = False
 
 
 class T1CExport(Callback):
@@ -140,6 +146,10 @@ class T1CExport(Callback):
             default: ``model``, ``net``, or its only child module with parameters.
         export_kwargs: extra keyword arguments for :func:`t1c.bridge.to_ir` (``custom_map``,
             ``spiking``...), for plain LightningModules.
+        sample: the export sample of a plain LightningModule's model: one time step of one
+            sample, ``[1, *input_shape]``. Default: ``example_input_array``, else the first
+            training batch's input, one time step of one sample taken from it (``[B, T, ...]``
+            and ``[T, B, ...]`` batches are told apart by the model's first layer and the labels).
 
     Raises:
         ValueError: an argument is out of range; the message repeats it.
@@ -160,6 +170,7 @@ class T1CExport(Callback):
         on_quant_gap: Literal["warn", "raise"] = "warn",
         module_attr: str | None = None,
         export_kwargs: Mapping[str, Any] | None = None,
+        sample: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         _check_init(
@@ -187,17 +198,32 @@ class T1CExport(Callback):
         self.on_quant_gap = on_quant_gap
         self.module_attr = module_attr
         self.export_kwargs = dict(export_kwargs or {})
+        if sample is not None and not isinstance(sample, torch.Tensor):
+            raise ValueError(
+                f"T1CExport(sample={type(sample).__name__}): must be a tensor [1, *input_shape], one time step"
+            )
+        self.sample = sample
 
         # entries by absolute .t1c path (plain types: this is the resumable state)
         self.entries: dict[str, dict[str, Any]] = {}
         self._reference_file: str | None = None
         self._last_own_step: int | None = None
+        # this run's id, kept across resumes: files of other runs in the folder are never touched
+        self._run = uuid.uuid4().hex
         # in memory only
         self._pending: dict[int, _Pending] = {}
         self._reference: ir.Graph | None = None
         self._sample: Any = None
+        self._sample_source = ""
+        self._layout: str | None = None  # "static", "BT" or "TB": how the batches hold time
         self._own_dir: str | None = None
         self._dirty = False
+        self._check_disk = False  # first reconcile of a fit: read held checkpoints' steps from disk
+        self._written: set[str] = set()  # .t1c files written in this fit (same-step copies)
+        self._saved: dict[str, int] = {}  # checkpoints saved in this fit -> the step of their weights
+        self._deleted: set[str] = set()  # files this run deleted (left out of merged manifests)
+        self._module: LightningModule | None = None
+        self._no_metrics_reason: str | None = None
 
     @property
     def state_key(self) -> str:
@@ -210,16 +236,25 @@ class T1CExport(Callback):
         folder = self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints")
         self._own_dir = os.path.normpath(trainer.strategy.broadcast(folder))
 
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # callback and ModelCheckpoint states are restored before this hook
+        self._module = pl_module
+        self._saved.clear()
         self._merge_manifests_from_disk(trainer)
+        self._check_disk = True
         self._dirty = True
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._should_skip(trainer):
+            with _rng_preserved(pl_module):
+                self._dry_run(trainer, pl_module)
         self._reconcile(trainer)
 
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self._sample is None and _example_input(pl_module) is None:
-            self._sample = _batch_input(batch)
+        if self._layout is None:
+            self._observe_batch(batch, pl_module)
         self._reconcile(trainer)
 
     def on_train_batch_end(
@@ -239,6 +274,7 @@ class T1CExport(Callback):
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        self._note_saves(trainer)
         if not self._should_export_at_save(trainer):
             return
         with _rng_preserved(pl_module):
@@ -249,9 +285,13 @@ class T1CExport(Callback):
         self._reconcile(trainer)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # ModelCheckpoint.on_train_end may save after our on_train_end
+        # ModelCheckpoint.on_train_end may save after our on_train_end; a resume with no
+        # training left reconciles only here
         self._reconcile(trainer)
         self._pending.clear()
+        self._written.clear()
+        self._saved.clear()
+        self._module = None
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -260,12 +300,24 @@ class T1CExport(Callback):
             "entries": copy.deepcopy(self.entries),
             "reference_file": self._reference_file,
             "last_own_step": self._last_own_step,
+            "run": self._run,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.entries = copy.deepcopy(dict(state_dict.get("entries", {})))
-        self._reference_file = state_dict.get("reference_file")
-        self._last_own_step = state_dict.get("last_own_step")
+        """Restore the state saved in a checkpoint; entries with an unsafe or mistyped field are dropped."""
+        entries = state_dict.get("entries", {})
+        self.entries = {}
+        for path, entry in entries.items() if isinstance(entries, Mapping) else []:
+            checked = _state_entry(path, entry)
+            if checked is not None:
+                self.entries[checked["file"]] = checked
+        reference = state_dict.get("reference_file")
+        self._reference_file = reference if reference in self.entries else None
+        step = state_dict.get("last_own_step")
+        self._last_own_step = step if isinstance(step, int) else None
+        run = state_dict.get("run")
+        if isinstance(run, str) and run:
+            self._run = run
 
     # -- predicates -----------------------------------------------------------------------
     @staticmethod
@@ -288,9 +340,12 @@ class T1CExport(Callback):
         )
 
     def _should_delete(self, entry: Mapping[str, Any], held: set[str]) -> bool:
-        """An entry of a checkpoint its ModelCheckpoint no longer holds (decided with the disk)."""
+        """An entry of this run for a checkpoint its ModelCheckpoint no longer holds (decided with the disk)."""
         return (
-            entry.get("checkpoint") is not None and entry["checkpoint"] not in held and not entry.get("kept")
+            entry.get("run") == self._run
+            and entry.get("checkpoint") is not None
+            and entry["checkpoint"] not in held
+            and not entry.get("kept")
         )
 
     # -- export ---------------------------------------------------------------------------
@@ -301,62 +356,146 @@ class T1CExport(Callback):
         draw random numbers, and training must continue with the stream it would have had.
         """
         step = trainer.global_step
-        if step in self._pending:
-            return self._pending[step]
+        if step not in self._pending:
+            self._pending[step] = self._build(trainer, pl_module, step, trainer.current_epoch, live=True)
+        return self._pending[step]
+
+    def _build(
+        self, trainer: Trainer, pl_module: LightningModule, step: int, epoch: int, live: bool
+    ) -> _Pending:
+        """Export, verify and measure ``pl_module``'s current weights as the export of ``step``.
+
+        ``live``: the weights are the training model's now, so the Trainer's metrics describe
+        them; otherwise they were loaded from a checkpoint file and only what is measured here
+        goes into the metadata.
+        """
         graph = self._export_graph(pl_module)
         reference = self._reference_graph(pl_module, graph)
-        self._verify(graph, reference, trainer)
-        if self.integer_weights and _is_t1c_module(pl_module):
+        self._verify(graph, reference, f"epoch {epoch}, step {step}")
+        first = reference is graph
+        if self.integer_weights:
             from t1c.bridge.quantize import attach_integer_weights
 
             graph = attach_integer_weights(graph, self.weight_bits, self.accumulator_bits)
-        metrics = scalar_metrics(
-            {k: v for k, v in trainer.callback_metrics.items() if not k.startswith(METRIC_PREFIX)}
-        )
-        metrics = trainer.strategy.broadcast(metrics)
+        if first:  # the first export is the reference: as it ships
+            self._reference = reference = graph
+        metrics: dict[str, float] = {}
+        if live:
+            metrics = scalar_metrics(
+                {k: v for k, v in trainer.callback_metrics.items() if not k.startswith(METRIC_PREFIX)}
+            )
+            metrics = trainer.strategy.broadcast(metrics)
         measured = self._measure(trainer, pl_module, graph)
         metrics.update(measured)
-        self._log(trainer, measured)
-        self._check_gap(measured, trainer)
+        self._log(trainer, measured, step)
+        self._check_gap(measured, f"epoch {epoch}, step {step}")
         source_hash = reference.content_hash() if reference is not None else graph.content_hash()
-        pending = _Pending(
+        meta: dict[str, Any] = {
+            "epoch": epoch,
+            "global_step": step,
+            "metrics": nest_metrics(metrics),
+            "source_hash": source_hash,
+            "weights": "live model at the checkpoint's save" if live else "loaded from the checkpoint file",
+            "integer_weights": self.integer_weights,
+        }
+        if self.integer_weights or measured:  # only what was written or measured is claimed
+            meta.update(weight_bits=self.weight_bits, accumulator_bits=self.accumulator_bits)
+        graph.metadata[METADATA_KEY] = meta
+        return _Pending(
             step=step,
-            epoch=trainer.current_epoch,
+            epoch=epoch,
             graph=graph,
             metrics=metrics,
             content_hash=graph.content_hash(),
             source_hash=source_hash,
         )
-        graph.metadata[METADATA_KEY] = {
-            "epoch": pending.epoch,
-            "global_step": step,
-            "metrics": nest_metrics(metrics),
-            "source_hash": source_hash,
-            "weight_bits": self.weight_bits,
-            "accumulator_bits": self.accumulator_bits,
-        }
-        self._pending[step] = pending
-        return pending
+
+    def _dry_run(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Export and verify once before training, so a model that cannot be exported fails in seconds."""
+        if not _is_t1c_module(pl_module) and self._layout is None:
+            batch = _first_batch(trainer)
+            if batch is not None:
+                self._observe_batch(batch, pl_module)
+        graph = self._export_graph(pl_module)
+        reference = self._reference_graph(pl_module, graph)
+        if reference is graph:  # the first written export is the reference, not the untrained weights
+            self._reference = None
+        self._verify(graph, reference, "fit start (dry run)")
+        if self.integer_weights:
+            from t1c.bridge.quantize import attach_integer_weights
+
+            attach_integer_weights(graph, self.weight_bits, self.accumulator_bits)
+
+    def _observe_batch(self, batch: Any, pl_module: LightningModule) -> None:
+        """Learn from a training batch how it holds time, and take an export sample from it."""
+        if _is_t1c_module(pl_module):
+            self._layout = "t1c"
+            return
+        x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+        if not isinstance(x, torch.Tensor):
+            return
+        y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+        size = int(y.shape[0]) if isinstance(y, torch.Tensor) and y.ndim >= 1 else None
+        try:
+            model = self._find_model(pl_module)
+        except T1CExportError:
+            model = None
+        self._layout = _layout_of(x, model, size)
+        self._sample = _one_step(x.detach(), self._layout).clone()
+        self._sample_source = (
+            f"the first training batch (input {list(x.shape)}, {_LAYOUT_WORDS[self._layout]})"
+        )
+
+    def _sample_for(self, pl_module: LightningModule) -> tuple[Any, str]:
+        """The export sample of a plain module and where it came from."""
+        if self.sample is not None:
+            return self.sample, "T1CExport(sample=...)"
+        example = _example_input(pl_module)
+        if isinstance(example, torch.Tensor):
+            try:
+                model = self._find_model(pl_module)
+            except T1CExportError:
+                model = None
+            layout = self._layout if self._layout in ("BT", "TB") else _layout_of(example, model, None)
+            return _one_step(example, layout), f"example_input_array {list(example.shape)}"
+        if example is not None:
+            return example, "example_input_array"
+        return self._sample, self._sample_source
 
     def _export_graph(self, pl_module: LightningModule) -> ir.Graph:
         """``T1CModule.export_graph()``, else ``to_ir`` on a copy of the wrapped model."""
         if _is_t1c_module(pl_module):
             return pl_module.export_graph()
         from t1c.bridge import to_ir
+        from t1c.bridge.export_maps import ExportError
 
         model = self._find_model(pl_module)
-        sample = _example_input(pl_module)
-        if sample is None:
-            sample = self._sample
+        sample, source = self._sample_for(pl_module)
+        if sample is None and self._layout is None:  # e.g. a resume with no training left
+            batch = _first_batch(pl_module.trainer)
+            if batch is not None:
+                self._observe_batch(batch, pl_module)
+                sample, source = self._sample_for(pl_module)
         if sample is None:
             raise T1CExportError(
                 f"T1CExport cannot export {type(pl_module).__name__}: it has no `example_input_array` and no "
-                "training batch was seen yet; set `self.example_input_array` in its __init__"
+                "training batch was seen yet; set `self.example_input_array` in its __init__ or pass "
+                "T1CExport(sample=torch.zeros(1, *input_shape))"
             )
         twin = _copy_module(model).eval()
         device = next((p.device for p in twin.parameters()), torch.device("cpu"))
-        with torch.no_grad():
-            return to_ir(twin, _to_device(sample, device), **self.export_kwargs)
+        try:
+            with torch.no_grad():
+                return to_ir(twin, _to_device(sample, device), **self.export_kwargs)
+        except ExportError as err:
+            shape = list(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
+            raise ExportError(
+                f"T1CExport cannot export {type(pl_module).__name__}'s {type(model).__name__} with the sample "
+                f"{shape} taken from {source}: {err} -- if that sample is not one time step of one sample "
+                "[1, *input_shape], set `example_input_array` on the LightningModule or pass "
+                "T1CExport(sample=...); if the model is split across attributes, pass T1CExport(module_attr=...) "
+                "naming one module that holds all of it"
+            ) from err
 
     def _find_model(self, pl_module: LightningModule) -> nn.Module:
         """The module to export: ``module_attr``, ``model``, ``net``, or the only child with parameters."""
@@ -378,7 +517,8 @@ class T1CExport(Callback):
         names = ", ".join(n for n, _ in children) or "none"
         raise T1CExportError(
             f"T1CExport cannot tell which sub-module of {type(pl_module).__name__} to export (children with "
-            f"parameters: {names}); pass T1CExport(module_attr='<attribute name>')"
+            f"parameters: {names}); pass T1CExport(module_attr='<attribute name>') naming one module that "
+            "holds the whole network"
         )
 
     def _reference_graph(self, pl_module: LightningModule, graph: ir.Graph) -> ir.Graph | None:
@@ -390,22 +530,22 @@ class T1CExport(Callback):
             for path in [self._reference_file] + sorted(
                 self.entries, key=lambda p: self.entries[p]["global_step"]
             ):
-                if path and os.path.isfile(path):
+                if path and path in self.entries and os.path.isfile(path):
                     self._reference = ir.read(path)
                     break
         if self._reference is None:
             self._reference = graph
         return self._reference
 
-    def _verify(self, graph: ir.Graph, reference: ir.Graph | None, trainer: Trainer) -> None:
+    def _verify(self, graph: ir.Graph, reference: ir.Graph | None, when: str) -> None:
         if self.verify == "off" or reference is None or reference is graph:
             return
         diff = ir.topology_diff(reference, graph)
         if not diff:
             return
         text = (
-            f"the graph exported at epoch {trainer.current_epoch}, step {trainer.global_step} does not have the "
-            "topology of the source graph:\n  - " + "\n  - ".join(diff)
+            f"the graph exported at {when} does not have the topology of the source graph:\n  - "
+            + "\n  - ".join(diff)
         )
         if self.verify == "raise":
             raise T1CExportError(
@@ -418,16 +558,15 @@ class T1CExport(Callback):
         """Float and quantized accuracy of ``graph`` and its agreement with the live module.
 
         Evaluates copies (the float executor, the quantized one built from the very
-        integers stored in the file, a deep copy of the live executor) under ``no_grad``
-        with the global RNG restored afterwards, so training is not disturbed.
+        integers stored in the file, a copy of the live model) under ``no_grad`` with the
+        global RNG restored afterwards, so training is not disturbed. A plain
+        LightningModule's ``forward`` gives the live predictions (see :func:`_classes`).
         """
-        if not _is_t1c_module(pl_module):
+        if self._no_metrics_reason is not None:
             return {}
         loader = _val_loader(trainer)
         if loader is None:
-            rank_zero_warn(
-                "T1CExport: no validation data, so t1c/float_acc and t1c/quant_acc are not measured"
-            )
+            self._no_metrics("there is no validation data")
             return {}
         from t1c.bridge import ir_to_torch
         from t1c.bridge.quantize import ir_to_quantized
@@ -435,16 +574,50 @@ class T1CExport(Callback):
         device = pl_module.device
         float_exec = ir_to_torch(graph).to(device).eval()
         quant_exec = ir_to_quantized(graph, self.weight_bits, self.accumulator_bits).to(device).eval()
-        live = _copy_module(pl_module.executor).eval()
+        if _is_t1c_module(pl_module):
+            live = _copy_module(pl_module.executor).eval()
+
+            def predict(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                x = _to_device(batch[0], device)
+                return tuple(pl_module.predict_with(e, x).to(device) for e in (float_exec, quant_exec, live))
+
+        else:
+            live = _copy_lightning_module(pl_module).eval()
+            layout = self._layout or "static"
+
+            def predict(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                x = _to_device(batch[0], device)
+                live_classes, steps = _classes(live(x), _batch_size(x, layout))
+                xs = _time_first(x, layout, steps)
+                return (
+                    *(e.run_sequence(xs)[0].sum(0).argmax(-1) for e in (float_exec, quant_exec)),
+                    live_classes,
+                )
+
         counts = torch.zeros(4, dtype=torch.float64)
         with torch.no_grad():
             for index, batch in enumerate(loader):
                 if self.limit_batches is not None and index >= self.limit_batches:
                     break
-                x, y = _to_device(batch[0], device), batch[1].to(device)
-                pred_float = pl_module.predict_with(float_exec, x).to(device)
-                pred_quant = pl_module.predict_with(quant_exec, x).to(device)
-                pred_live = pl_module.predict_with(live, x).to(device)
+                y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+                if not isinstance(y, torch.Tensor) or y.ndim != 1:
+                    self._no_metrics(
+                        "the validation batches have no label tensor [B] as their second element"
+                    )
+                    return {}
+                y = y.to(device)
+                try:
+                    pred_float, pred_quant, pred_live = predict(batch)
+                    if not pred_float.shape == pred_live.shape == y.shape:
+                        raise ValueError(
+                            f"predictions of shape {list(pred_live.shape)} and {list(pred_float.shape)} "
+                            f"for labels {list(y.shape)}"
+                        )
+                except Exception as err:  # a plain module's forward is the user's: say why, keep training
+                    if _is_t1c_module(pl_module):
+                        raise
+                    self._no_metrics(f"{type(pl_module).__name__}.forward could not be compared ({err})")
+                    return {}
                 counts += torch.tensor(
                     [
                         (pred_float == y).sum().item(),
@@ -457,26 +630,60 @@ class T1CExport(Callback):
         counts = trainer.strategy.reduce(counts.to(device), reduce_op="sum").cpu()
         return quant_metrics(*counts.tolist())
 
-    def _log(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+    def _no_metrics(self, reason: str) -> None:
+        """Warn once that the t1c/* metrics are not measured, and why."""
+        self._no_metrics_reason = reason
+        rank_zero_warn(
+            f"T1CExport: t1c/float_acc, t1c/quant_acc and t1c/export_agreement are not measured: {reason}. "
+            "A plain LightningModule's forward must return outputs [B, C] or per step [T, B, C] / [B, T, C] "
+            "for the batch's input, with the labels [B] as the batch's second element (docs/export_callback.md)"
+        )
+
+    def _log(self, trainer: Trainer, metrics: Mapping[str, float], step: int) -> None:
         if not metrics or not trainer.is_global_zero:
             return
         for logger in trainer.loggers:
-            logger.log_metrics(dict(metrics), step=trainer.global_step)
+            logger.log_metrics(dict(metrics), step=step)
             logger.save()
 
-    def _check_gap(self, metrics: Mapping[str, float], trainer: Trainer) -> None:
+    def _check_gap(self, metrics: Mapping[str, float], when: str) -> None:
         gap = metrics.get(METRIC_PREFIX + "quant_gap")
         if self.max_quant_gap is None or gap is None or gap <= self.max_quant_gap:
             return
         text = (
-            f"quantized accuracy at {self.weight_bits} bits is {gap:.4f} below float at epoch "
-            f"{trainer.current_epoch}, step {trainer.global_step} (max_quant_gap={self.max_quant_gap})"
+            f"quantized accuracy at {self.weight_bits} bits is {gap:.4f} below float at {when} "
+            f"(max_quant_gap={self.max_quant_gap})"
         )
         if self.on_quant_gap == "raise":
             raise T1CExportError(
                 f"T1CExport(on_quant_gap='raise'): {text}; train with QAT or raise weight_bits"
             )
         rank_zero_warn(f"T1CExport: {text}")
+
+    def _from_checkpoint_file(self, trainer: Trainer, checkpoint: str) -> _Pending | None:
+        """The export of a checkpoint file's own weights (loaded with ``weights_only=True``)."""
+        loaded = None
+        if trainer.is_global_zero:
+            loaded = _load_checkpoint_weights(checkpoint)
+        loaded = trainer.strategy.broadcast(loaded)
+        if isinstance(loaded, str) or loaded is None:
+            rank_zero_warn(f"T1CExport: {checkpoint} has no .t1c and its weights {loaded}; skipped")
+            return None
+        state, step, epoch = loaded
+        pl_module = self._module
+        if pl_module is None:
+            return None
+        try:
+            with _rng_preserved(pl_module), _weights_loaded(pl_module, state):
+                return self._build(trainer, pl_module, step, epoch, live=False)
+        except RuntimeError as err:
+            if isinstance(err, T1CExportError):
+                raise
+            rank_zero_warn(
+                f"T1CExport: the weights of {checkpoint} do not fit {type(pl_module).__name__} "
+                f"({str(err).splitlines()[0]}); it gets no .t1c"
+            )
+            return None
 
     # -- without a ModelCheckpoint ----------------------------------------------------------
     def _export_own(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -497,9 +704,12 @@ class T1CExport(Callback):
         if not self._dirty:
             return
         self._dirty = False
+        self._note_saves(trainer)
         held: list[_Held] = []
         for mc in _model_checkpoints(trainer):
-            held.extend(self._held_by(mc))
+            held.extend(self._held_by(mc, trainer))
+        held.extend(self._resumed_from(trainer, held))
+        self._check_disk = False
         actions = self._plan(held)
         held_paths = {h.checkpoint for h in held}
         candidates = [p for p, e in self.entries.items() if self._should_delete(e, held_paths)]
@@ -515,52 +725,103 @@ class T1CExport(Callback):
         # every save of an earlier step has been resolved; the current step may still get one
         self._pending = {s: p for s, p in self._pending.items() if s >= trainer.global_step}
 
-    def _held_by(self, mc: ModelCheckpoint) -> list[_Held]:
-        """The checkpoints ``mc`` holds now, each with the global step of its weights."""
+    def _note_saves(self, trainer: Trainer) -> None:
+        """Record the checkpoint each ModelCheckpoint saved last in this fit, with its step.
+
+        Called at every save (a ModelCheckpoint saves top-k and ``last`` one after the other at
+        one step) and every reconcile, so each checkpoint written in this fit is known with the
+        step whose live weights were exported at its ``on_save_checkpoint``.
+        """
+        for mc in _model_checkpoints(trainer):
+            if mc._last_checkpoint_saved:
+                self._saved[os.path.normpath(mc._last_checkpoint_saved)] = mc._last_global_step_saved
+
+    def _disk_steps(self, trainer: Trainer, paths: list[str]) -> dict[str, int | None]:
+        """The global step stored in each checkpoint file (None: unreadable), read on rank zero."""
+        steps: dict[str, int | None] = {}
+        if trainer.is_global_zero:
+            steps = {p: _checkpoint_step(p) for p in paths}
+        return trainer.strategy.broadcast(steps)
+
+    def _held_by(self, mc: ModelCheckpoint, trainer: Trainer) -> list[_Held]:
+        """The checkpoints ``mc`` holds now, each with the global step of its weights.
+
+        Only the checkpoints saved in this fit (:meth:`_note_saves`) have the step of their
+        save (their weights are the pending export's). Any other is a file from before: its step is the one its
+        entry records, checked against the file at the first reconcile of a fit (a crash may
+        have left a newer file than its export); a checkpoint without an entry, or whose
+        entry is stale, is exported from the file's own weights (``from_file``).
+        """
         if not mc.dirpath:
             return []
         checkpoint_dir = os.path.normpath(os.fspath(mc.dirpath))
-        export_dir = self.dirpath or checkpoint_dir
         saved = os.path.normpath(mc._last_checkpoint_saved) if mc._last_checkpoint_saved else ""
         saved_step = mc._last_global_step_saved if saved else None
-        known = {e["checkpoint"]: e["global_step"] for e in self.entries.values() if e.get("checkpoint")}
+        known = {
+            e["checkpoint"]: e["global_step"]
+            for e in self.entries.values()
+            if e.get("checkpoint") and e.get("run") == self._run
+        }
         last = os.path.normpath(mc.last_model_path) if mc.last_model_path else ""
         paths = [os.path.normpath(p) for p in [*mc.best_k_models, mc.best_model_path] if p]
-        held: list[_Held] = []
-        for path in dict.fromkeys(p for p in paths if p != last):
-            if path == saved or path not in known:
-                step = saved_step
-            else:
-                step = known[path]
-            held.append(_Held(path, step, checkpoint_dir, export_dir))
+        others = [p for p in dict.fromkeys([*paths, last]) if p and p not in self._saved]
+        check = [p for p in others if self._check_disk or p not in known]
+        on_disk = self._disk_steps(trainer, check) if check else {}
+
+        def held(path: str, link_to: str | None = None) -> _Held:
+            export_dir = self.dirpath or (
+                checkpoint_dir if _under(path, checkpoint_dir) else os.path.dirname(path)
+            )
+            if link_to is not None:
+                return _Held(path, saved_step, checkpoint_dir, export_dir, link_to=link_to)
+            if path in self._saved:
+                return _Held(path, self._saved[path], checkpoint_dir, export_dir)
+            if path in on_disk:
+                step = on_disk[path]
+                stale = step is None or known.get(path) != step
+                return _Held(path, step, checkpoint_dir, export_dir, from_file=stale)
+            return _Held(path, known[path], checkpoint_dir, export_dir)
+
+        out = [held(p) for p in dict.fromkeys(p for p in paths if p != last)]
         if last:
             if mc.save_last == "link" and saved and saved != last and mc.save_top_k != 0:
-                held.append(_Held(last, saved_step, checkpoint_dir, export_dir, link_to=saved))
+                out.append(held(last, link_to=saved))
             else:
-                step = saved_step if last == saved else known.get(last)
-                held.append(_Held(last, step, checkpoint_dir, export_dir))
-        for h in held:
-            if h.step is None:
-                rank_zero_warn(
-                    f"T1CExport: checkpoint {h.checkpoint} was saved without this callback seeing its weights "
-                    "(saved before the callback was added, or the run stopped before its export); it has no .t1c"
-                )
-        return held
+                out.append(held(last))
+        return [h for h in out if h.step is not None or h.from_file]
 
-    def _plan(self, held: Iterable[_Held]) -> list[tuple[str, str, str | None, int, str | None]]:
-        """``(kind, t1c_path, checkpoint, step, source)`` for every file to write, copy or link."""
+    def _resumed_from(self, trainer: Trainer, held: list[_Held]) -> list[_Held]:
+        """The checkpoint this fit resumed from, when no ModelCheckpoint holds it (another folder)."""
+        if not self._check_disk or not trainer.ckpt_path:
+            return []
+        path = os.path.normpath(os.path.abspath(os.fspath(trainer.ckpt_path)))
+        if any(h.checkpoint == path for h in held) or not path.endswith(".ckpt"):
+            return []
+        folder = os.path.dirname(path)
+        known = {e["checkpoint"]: e["global_step"] for e in self.entries.values() if e.get("checkpoint")}
+        step = self._disk_steps(trainer, [path]).get(path)
+        if step is None:
+            return []
+        return [_Held(path, step, folder, self.dirpath or folder, from_file=known.get(path) != step)]
+
+    def _plan(self, held: Iterable[_Held]) -> list[tuple[str, str, str | None, int | None, str | None]]:
+        """``(kind, t1c_path, checkpoint, step, source)`` for every file to write, copy, link or load."""
         actions = []
         by_checkpoint: dict[str, str] = {}
         for h in held:
-            if h.step is None:
-                continue
             path = os.path.normpath(export_path_for(h.checkpoint, h.checkpoint_dir, h.export_dir))
+            if h.export_dir != h.checkpoint_dir and not _under(h.checkpoint, h.checkpoint_dir):
+                path = os.path.join(h.export_dir, os.path.basename(path))
             by_checkpoint[h.checkpoint] = path
             entry = self.entries.get(path)
+            if h.from_file:
+                if entry is None or entry.get("global_step") != h.step or not os.path.lexists(path):
+                    actions.append(("file", path, h.checkpoint, h.step, None))
+                continue
             source = by_checkpoint.get(h.link_to) if h.link_to else None
             if h.link_to and source is None:
                 source = next((p for p, e in self.entries.items() if e.get("checkpoint") == h.link_to), None)
-            if entry is not None and entry["global_step"] == h.step:
+            if entry is not None and entry["global_step"] == h.step and entry.get("run") == self._run:
                 if not h.link_to and not entry.get("link"):
                     continue
                 if h.link_to and entry.get("link") and entry.get("same_as") == source:
@@ -578,40 +839,63 @@ class T1CExport(Callback):
         for path in deletions:
             entry = self.entries.pop(path)
             touched.add(entry["dir"])
+            self._deleted.add(path)
             if rank_zero:
                 remove_file(path)
         for kind, path, checkpoint, step, source in actions:
-            entry = self._materialize(kind, path, checkpoint, step, source, rank_zero)
+            entry = self._materialize(trainer, kind, path, checkpoint, step, source, rank_zero)
             if entry is not None:
                 self.entries[path] = entry
+                self._deleted.discard(path)
                 touched.add(entry["dir"])
         if self.save_last:
+            names = (LAST_STEM + CHECKPOINT_SUFFIX, LAST_STEM + EXPORT_SUFFIX)
+            on_disk = (
+                {f: [os.path.lexists(os.path.join(f, n)) for n in names] for f in touched}
+                if rank_zero
+                else {}
+            )
+            on_disk = trainer.strategy.broadcast(on_disk)
             for folder in sorted(touched):
-                self._update_last(folder, rank_zero)
+                self._update_last(folder, rank_zero, *on_disk[folder])
         if rank_zero:
             for folder in sorted(touched):
                 self._write_manifest(folder)
         trainer.strategy.barrier("T1CExport")
 
     def _materialize(
-        self, kind: str, path: str, checkpoint: str | None, step: int, source: str | None, rank_zero: bool
+        self,
+        trainer: Trainer,
+        kind: str,
+        path: str,
+        checkpoint: str | None,
+        step: int | None,
+        source: str | None,
+        rank_zero: bool,
     ) -> dict[str, Any] | None:
-        """Produce one file: link/copy an existing export of ``step`` or write the pending graph."""
+        """Produce one file: link/copy an export of ``step`` written in this fit, write the pending
+        graph, or (``kind="file"``) export the checkpoint file's own weights."""
         folder = os.path.dirname(path)
-        same = source if source in self.entries else None
-        if same is None:
-            same = next(
-                (
-                    p
-                    for p, e in self.entries.items()
-                    if e["global_step"] == step and p != path and not e.get("same_as")
-                ),
-                None,
-            )
-        pending = self._pending.get(step)
-        if same is None and pending is None:
-            rank_zero_warn(f"T1CExport: no export of step {step} is available for {checkpoint}; skipped")
-            return None
+        if kind == "file":
+            pending = self._from_checkpoint_file(trainer, checkpoint)
+            if pending is None:
+                return None
+            same = None
+        else:
+            same = source if source in self.entries else None
+            if same is None:
+                same = next(
+                    (
+                        p
+                        for p in sorted(self._written)
+                        if p in self.entries and self.entries[p]["global_step"] == step and p != path
+                    ),
+                    None,
+                )
+            pending = self._pending.get(step)
+            if same is None and pending is None:
+                rank_zero_warn(f"T1CExport: no export of step {step} is available for {checkpoint}; skipped")
+                return None
         if same is not None:
             base = dict(self.entries[same])
             if rank_zero:
@@ -625,6 +909,7 @@ class T1CExport(Callback):
                 "same_as": same,
                 "link": kind == "link",
                 "kept": False,
+                "run": self._run,
             }
         if rank_zero:
             os.makedirs(folder, exist_ok=True)
@@ -632,6 +917,7 @@ class T1CExport(Callback):
             pending.graph.metadata[METADATA_KEY]["checkpoint"] = name
             ir.write(path, pending.graph, fsync=True)
             self._check_written(path, pending)
+        self._written.add(path)
         if self._reference_file is None:
             self._reference_file = path
         return {
@@ -639,13 +925,14 @@ class T1CExport(Callback):
             "dir": folder,
             "checkpoint": checkpoint,
             "epoch": pending.epoch,
-            "global_step": step,
+            "global_step": pending.step,
             "metrics": dict(pending.metrics),
             "content_hash": pending.content_hash,
             "source_hash": pending.source_hash,
             "same_as": None,
             "link": False,
             "kept": False,
+            "run": self._run,
         }
 
     @staticmethod
@@ -658,17 +945,29 @@ class T1CExport(Callback):
                 f"{pending.step} (content hash {written[:12]} != {pending.content_hash[:12]})"
             )
 
-    def _update_last(self, folder: str, rank_zero: bool) -> None:
-        """Own ``last.t1c``: a copy of the newest export in ``folder`` (unless a checkpoint owns the name)."""
+    def _update_last(
+        self, folder: str, rank_zero: bool, last_ckpt_exists: bool, last_t1c_exists: bool
+    ) -> None:
+        """Own ``last.t1c``: a copy of this run's newest export in ``folder``.
+
+        Left alone when a checkpoint owns the name, when its entry belongs to another run, or
+        when a ``last.ckpt`` of another run lies beside it (a ``.t1c`` is never paired with
+        another run's checkpoint).
+        """
         path = os.path.join(folder, LAST_STEM + EXPORT_SUFFIX)
         current = self.entries.get(path)
-        if current is not None and current.get("checkpoint"):
+        if current is not None and (current.get("checkpoint") or current.get("run") != self._run):
             return
-        exports = [e for p, e in self.entries.items() if e["dir"] == folder and p != path]
-        if not exports:
+        foreign_last = last_ckpt_exists  # this run's last.ckpt would own the entry (returned above)
+        exports = [
+            e
+            for p, e in self.entries.items()
+            if e["dir"] == folder and p != path and e.get("run") == self._run
+        ]
+        if not exports or foreign_last or (current is None and last_t1c_exists):
             if current is not None:
                 self.entries.pop(path)
-                if rank_zero:
+                if rank_zero and not foreign_last:
                     remove_file(path)
             return
         newest = max(exports, key=lambda e: (e["global_step"], not e.get("same_as")))
@@ -692,31 +991,67 @@ class T1CExport(Callback):
 
     # -- manifest -------------------------------------------------------------------------
     def _write_manifest(self, folder: str) -> None:
-        exports = {}
-        for path, entry in sorted(self.entries.items()):
-            if entry["dir"] != folder:
-                continue
-            exports[os.path.basename(path)] = _manifest_entry(entry, folder)
-        write_manifest(os.path.join(folder, MANIFEST_NAME), {"version": 1, "exports": exports})
+        """Merge this run's entries of ``folder`` into its manifest, under the folder's lock.
+
+        Entries of other runs on disk are kept (two trainers in one folder lose nothing);
+        this run's entries replace theirs of the same name, and what it deleted goes.
+        """
+        manifest = os.path.join(folder, MANIFEST_NAME)
+        with manifest_lock(folder):
+            try:
+                disk, _ = manifest_entries(manifest)
+            except ValueError:
+                disk = {}
+            if os.path.islink(manifest):
+                remove_file(manifest)  # never write through a link
+            merged = {
+                p: e
+                for p, e in disk.items()
+                if p not in self.entries and p not in self._deleted and e.get("run") != self._run
+            }
+            merged.update({p: e for p, e in self.entries.items() if e["dir"] == folder})
+            exports = {os.path.basename(p): _manifest_entry(e, folder) for p, e in sorted(merged.items())}
+            write_manifest(manifest, {"version": 1, "exports": exports})
 
     def _merge_manifests_from_disk(self, trainer: Trainer) -> None:
-        """Resume: the manifests on disk are newer than the state inside the checkpoint."""
-        folders = {e["dir"] for e in self.entries.values()}
-        folders.update(
+        """Fit start: read this run's folders' manifests (newer than the state inside a checkpoint).
+
+        Entries that name a path outside their folder or have mistyped fields are ignored with
+        a warning naming the manifest and the entry. Entries restored from a checkpoint's state
+        are kept only for this fit's folders and the folder of the checkpoint resumed from.
+        """
+        folders = {
             os.path.normpath(os.fspath(mc.dirpath)) for mc in _model_checkpoints(trainer) if mc.dirpath
-        )
+        }
         if self.dirpath:
             folders.add(self.dirpath)
         if self._own_dir:
             folders.add(self._own_dir)
+        if trainer.ckpt_path:
+            folders.add(os.path.dirname(os.path.normpath(os.path.abspath(os.fspath(trainer.ckpt_path)))))
+        folders = {os.path.abspath(f) for f in folders}
+        self.entries = {p: e for p, e in self.entries.items() if os.path.abspath(e["dir"]) in folders}
         found: dict[str, dict[str, Any]] = {}
         if trainer.is_global_zero:
             for folder in sorted(folders):
-                manifest = read_manifest(os.path.join(folder, MANIFEST_NAME))
-                for name, item in manifest["exports"].items():
-                    path = os.path.normpath(os.path.join(folder, name))
+                manifest = os.path.join(folder, MANIFEST_NAME)
+                try:
+                    entries, problems = manifest_entries(manifest)
+                except ValueError as err:
+                    rank_zero_warn(f"T1CExport: {err}; its entries are ignored")
+                    continue
+                for line in problems:
+                    rank_zero_warn(f"T1CExport: {line}")
+                for path, entry in entries.items():
                     if os.path.lexists(path):
-                        found[path] = _entry_from_manifest(item, path, folder)
+                        known = self.entries.get(path)
+                        if (
+                            entry["checkpoint"] is None
+                            and known
+                            and known.get("content_hash") == entry["content_hash"]
+                        ):
+                            entry["checkpoint"] = known.get("checkpoint")  # a checkpoint outside the folder
+                        found[path] = {**entry, "kept": False}
         found = trainer.strategy.broadcast(found)
         self.entries.update(found)
 
@@ -737,14 +1072,17 @@ def quant_metrics(float_correct: float, quant_correct: float, agree: float, tota
         METRIC_PREFIX + "quant_acc": quant_acc,
         METRIC_PREFIX + "quant_gap": round(float_acc - quant_acc, 12),
         METRIC_PREFIX + "export_agreement": agree / total,
+        METRIC_PREFIX + "num_samples": float(total),
     }
 
 
 def _manifest_entry(entry: Mapping[str, Any], folder: str) -> dict[str, Any]:
+    """An entry as the manifest stores it: paths relative to ``folder`` (a checkpoint outside it: null)."""
     checkpoint = entry.get("checkpoint")
     same_as = entry.get("same_as")
+    inside = checkpoint is not None and _under(checkpoint, folder)
     return {
-        "checkpoint": os.path.relpath(checkpoint, folder) if checkpoint else None,
+        "checkpoint": os.path.relpath(checkpoint, folder) if inside else None,
         "epoch": entry["epoch"],
         "global_step": entry["global_step"],
         "metrics": dict(entry["metrics"]),
@@ -752,25 +1090,90 @@ def _manifest_entry(entry: Mapping[str, Any], folder: str) -> dict[str, Any]:
         "source_hash": entry.get("source_hash"),
         "same_as": os.path.basename(same_as) if same_as else None,
         "link": bool(entry.get("link")),
+        "run": entry.get("run"),
     }
 
 
-def _entry_from_manifest(item: Mapping[str, Any], path: str, folder: str) -> dict[str, Any]:
-    checkpoint = item.get("checkpoint")
-    same_as = item.get("same_as")
-    return {
-        "file": path,
-        "dir": folder,
-        "checkpoint": os.path.normpath(os.path.join(folder, checkpoint)) if checkpoint else None,
-        "epoch": int(item["epoch"]),
-        "global_step": int(item["global_step"]),
-        "metrics": dict(item.get("metrics", {})),
-        "content_hash": item.get("content_hash"),
-        "source_hash": item.get("source_hash"),
-        "same_as": os.path.normpath(os.path.join(folder, same_as)) if same_as else None,
-        "link": bool(item.get("link")),
-        "kept": False,
-    }
+def _state_entry(path: Any, entry: Any) -> dict[str, Any] | None:
+    """An entry of a checkpoint's callback state, checked like a manifest entry (None: dropped, with a warning)."""
+    try:
+        if (
+            not isinstance(path, str)
+            or not isinstance(entry, Mapping)
+            or not isinstance(entry.get("dir"), str)
+        ):
+            raise ValueError("not a path and an entry with a folder")
+        folder = os.path.normpath(entry["dir"])
+        if os.path.normpath(os.path.dirname(path)) != folder:
+            raise ValueError(f"the file is not in the entry's folder {folder!r}")
+        item = dict(entry)
+        checkpoint = item.get("checkpoint")
+        outside = isinstance(checkpoint, str) and not _under(checkpoint, folder)
+        if isinstance(checkpoint, str):
+            item["checkpoint"] = None if outside else os.path.relpath(checkpoint, folder)
+        if isinstance(item.get("same_as"), str):
+            item["same_as"] = os.path.relpath(item["same_as"], folder)
+        checked = manifest_entry(os.path.basename(path), item, folder)
+    except (ValueError, TypeError) as err:
+        rank_zero_warn(f"T1CExport: the checkpoint's state entry {str(path)!r} is ignored: {err}")
+        return None
+    if outside:
+        checked["checkpoint"] = os.path.normpath(
+            checkpoint
+        )  # checked for existence only, never read or deleted
+    checked["kept"] = bool(entry.get("kept"))
+    return checked
+
+
+def _under(path: str, folder: str) -> bool:
+    """Whether the normalized ``path`` lies inside ``folder`` (by name; :func:`inside_folder` follows links)."""
+    return os.path.normpath(path).startswith(os.path.normpath(folder).rstrip(os.sep) + os.sep)
+
+
+def _torch_load(path: str, mmap: bool) -> Any:
+    """``torch.load(weights_only=True)``: no code in a checkpoint runs (paths allowed, as ``t1c export``)."""
+    from t1c.cli import SAFE_CHECKPOINT_GLOBALS
+
+    with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def _checkpoint_step(path: str) -> int | None:
+    """The ``global_step`` stored in a checkpoint file, None when it cannot be read safely."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        step = _torch_load(path, mmap=True).get("global_step")
+    except Exception:  # torch reports unreadable files with many exception types
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _load_checkpoint_weights(path: str) -> tuple[dict[str, torch.Tensor], int, int] | str:
+    """``(state_dict, global_step, epoch)`` of a checkpoint file, or why it cannot be used."""
+    if not os.path.isfile(path):
+        return "are gone (the file does not exist)"
+    try:
+        data = _torch_load(path, mmap=False)
+    except Exception as err:  # torch reports unreadable files with many exception types
+        return f"cannot be loaded with torch.load(weights_only=True) ({type(err).__name__})"
+    state, step, epoch = data.get("state_dict"), data.get("global_step"), data.get("epoch")
+    if not isinstance(state, Mapping) or not isinstance(step, int) or not isinstance(epoch, int):
+        return "are not in it (no state_dict, global_step and epoch)"
+    return dict(state), step, epoch
+
+
+@contextlib.contextmanager
+def _weights_loaded(module: nn.Module, state: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """``module`` holds ``state`` inside the block, its own weights again afterwards (in place)."""
+    own = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    with torch.no_grad():
+        module.load_state_dict(state, strict=True)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            module.load_state_dict(own, strict=True)
 
 
 def _check_init(**kw: Any) -> None:
@@ -821,10 +1224,121 @@ def _example_input(pl_module: LightningModule) -> Any:
     return sample
 
 
-def _batch_input(batch: Any) -> Any:
-    """A batch's input: ``batch[0]`` of a tuple/list, ``batch`` itself otherwise, detached."""
-    x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
-    return x.detach().clone() if isinstance(x, torch.Tensor) else x
+_LAYOUT_WORDS = {
+    "static": "one step per sample [B, ...]",
+    "BT": "time second [B, T, ...]",
+    "TB": "time first [T, B, ...]",
+}
+
+
+def _first_layer(model: nn.Module | None) -> tuple[nn.Module | None, bool]:
+    """The first module with weights of ``model`` (registration order) and whether a Flatten precedes it."""
+    flatten = False
+    for sub in model.modules() if model is not None else []:
+        if isinstance(sub, nn.Flatten):
+            flatten = True
+        elif isinstance(sub, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return sub, flatten
+    return None, flatten
+
+
+def _layout_of(x: torch.Tensor, model: nn.Module | None, batch_size: int | None) -> str:
+    """How a batch input holds time: ``"static"``, ``"BT"`` (``[B, T, ...]``) or ``"TB"``.
+
+    A batch is temporal when one step of one sample, not one sample, fits the model's first
+    layer: a Linear's features (after a Flatten: their count), a ConvNd's rank and channels.
+    Which of the first two axes is time follows from the labels' count ``batch_size``
+    (``[B, T, ...]``, as tonic collates, when both fit).
+    """
+    layer, flatten = _first_layer(model)
+    if layer is None or x.ndim < 3:
+        return "static"
+    if isinstance(layer, nn.Linear):
+        features = layer.in_features
+        if flatten:
+            temporal = math.prod(x.shape[1:]) != features and math.prod(x.shape[2:]) == features
+        else:
+            temporal = x.ndim == 3 and x.shape[-1] == features
+    else:
+        rank = layer.weight.ndim - 2  # ConvNd weights are [out, in, *kernel]
+        temporal = x.ndim == rank + 3 and x.shape[2] == layer.in_channels
+    if not temporal:
+        return "static"
+    if batch_size is not None and x.shape[1] == batch_size and x.shape[0] != batch_size:
+        return "TB"
+    return "BT"
+
+
+def _one_step(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """One time step of one sample, ``[1, *step_shape]``, of a batch in ``layout``."""
+    if layout == "BT":
+        return x[:1, 0]
+    if layout == "TB":
+        return x[0, :1]
+    return x[:1]
+
+
+def _batch_size(x: torch.Tensor, layout: str) -> int:
+    return int(x.shape[1] if layout == "TB" else x.shape[0])
+
+
+def _time_first(x: torch.Tensor, layout: str, steps: int | None) -> torch.Tensor:
+    """The graph's input ``[T, B, *step]`` for a batch: its own steps, else ``steps`` copies of it (one if None)."""
+    if layout == "BT":
+        return x.transpose(0, 1)
+    if layout == "TB":
+        return x
+    return x.unsqueeze(0).expand(steps or 1, *x.shape)
+
+
+def _classes(out: Any, batch_size: int) -> tuple[torch.Tensor, int | None]:
+    """Predicted classes ``[B]`` from a forward's output, and its number of steps (None: one).
+
+    ``[B, C]``: argmax. ``[T, B, C]`` or ``[B, T, C]`` (spikes or values per step): argmax of
+    the sum over time. A tuple/list (``spk_rec, mem_rec``): its first element.
+    """
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor) or out.ndim not in (2, 3):
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"forward returned {shape}, not [B, C], [T, B, C] or [B, T, C]")
+    if out.ndim == 2:
+        return out.argmax(-1), None
+    if out.shape[1] == batch_size:
+        return out.sum(0).argmax(-1), int(out.shape[0])
+    return out.sum(1).argmax(-1), int(out.shape[1])
+
+
+def _first_batch(trainer: Trainer) -> Any:
+    """The first batch of the training data (drawn under the caller's preserved RNG), or None."""
+    loader = trainer.train_dataloader
+    source = getattr(trainer.fit_loop, "_data_source", None)
+    if loader is None and source is not None and source.is_defined():  # not set up: no training left
+        loader = source.dataloader()
+    if isinstance(loader, Mapping):
+        loader = next(iter(loader.values()), None)
+    if isinstance(loader, (list, tuple)):
+        loader = loader[0] if loader else None
+    if loader is None:
+        return None
+    try:
+        return next(iter(loader))
+    except (StopIteration, TypeError):
+        return None
+
+
+def _copy_lightning_module(pl_module: LightningModule) -> nn.Module:
+    """A copy of a LightningModule for evaluation, sharing (not copying) its Trainer."""
+    memo: dict[int, Any] = {}
+    for attr in ("_trainer", "_fabric"):
+        value = getattr(pl_module, attr, None)
+        if value is not None:
+            memo[id(value)] = value
+    for sub in pl_module.modules():
+        for value in [*vars(sub).values(), *sub._buffers.values()]:
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(pl_module, memo)
 
 
 def _rng_preserved(pl_module: LightningModule) -> contextlib.AbstractContextManager:

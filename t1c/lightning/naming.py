@@ -10,7 +10,9 @@ Nothing here touches a Trainer, so every rule the callback relies on is tested o
 * :func:`scalar_metrics`, :func:`nest_metrics`, :func:`flatten_metrics`: Trainer metrics ->
   plain floats -> HDF5-safe nested metadata (HDF5 names cannot hold ``/``) and back.
 * :func:`read_manifest` / :func:`write_manifest`: the ``t1c_exports.json`` file, written
-  atomically.
+  atomically; :func:`manifest_entries` validates what a manifest says (every path inside
+  its folder, every field of its type) and :func:`manifest_lock` serializes the writers of
+  one folder.
 
 Example:
     >>> format_name("{epoch}-{val/acc:.2f}", {"epoch": 3, "val/acc": 0.912})
@@ -22,12 +24,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +158,13 @@ def nest_metrics(flat: Mapping[str, float]) -> dict[str, Any]:
     """``{"val/acc": 1}`` -> ``{"val": {"acc": 1}}``: HDF5 names cannot contain ``/``.
 
     A name that is both a value and a prefix (``loss`` and ``loss/train``) keeps its value
-    under :data:`NESTED_VALUE_KEY`. Empty path components are dropped (``a//b`` -> ``a/b``).
+    under :data:`NESTED_VALUE_KEY`. Empty path components are dropped (``a//b`` -> ``a/b``)
+    and every component becomes a valid HDF5 name (:func:`metadata_key`: ``val/..`` ->
+    ``val/_..``), so no metric name can make a file unwritable.
     """
     nested: dict[str, Any] = {}
     for name in sorted(flat):
-        parts = [p for p in str(name).split("/") if p] or [NESTED_VALUE_KEY]
+        parts = [metadata_key(p) for p in str(name).split("/") if p] or [NESTED_VALUE_KEY]
         node = nested
         for part in parts[:-1]:
             child = node.get(part)
@@ -173,6 +178,19 @@ def nest_metrics(flat: Mapping[str, float]) -> dict[str, Any]:
         else:
             node[leaf] = flat[name]
     return nested
+
+
+def metadata_key(part: str) -> str:
+    """One component of a metric name as an HDF5 name: NUL dropped, ``.`` and ``..`` prefixed.
+
+    Example:
+        >>> [metadata_key(p) for p in (".", "..", "acc")]
+        ['_.', '_..', 'acc']
+    """
+    part = part.replace("\x00", "")
+    if part in ("", ".", ".."):
+        return "_" + part
+    return part
 
 
 def flatten_metrics(nested: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -216,6 +234,134 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         )
     data.setdefault("version", MANIFEST_VERSION)
     return data
+
+
+class ManifestProblem(ValueError):
+    """One entry of a manifest that cannot be trusted; the message names the manifest and the entry."""
+
+
+def inside_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path``, all symbolic links followed, lies strictly inside ``folder``."""
+    root = os.path.realpath(os.fspath(folder))
+    real = os.path.realpath(os.fspath(path))
+    return real != root and real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _relative_inside(value: Any, folder: str, field: str, plain_name: bool) -> str:
+    """``folder/value`` when ``value`` is a relative path staying inside ``folder``; else raise."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{field} must be a non-empty string, not {value!r}")
+    if "\x00" in value or os.path.isabs(value) or value.startswith(("/", "\\")):
+        raise ValueError(f"{field} {value!r} is not a relative path")
+    parts = value.replace("\\", "/").split("/")
+    if any(p in ("", ".", "..") for p in parts) or (plain_name and len(parts) > 1):
+        what = "a file name in the folder" if plain_name else "a path inside the folder"
+        raise ValueError(f"{field} {value!r} is not {what}")
+    path = os.path.normpath(os.path.join(folder, value))
+    if not inside_folder(path, folder):
+        raise ValueError(f"{field} {value!r} leads outside the folder (a symbolic link)")
+    return path
+
+
+def _typed(item: Mapping[str, Any], field: str, types: tuple[type, ...], optional: bool) -> Any:
+    value = item.get(field)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) and bool not in types:
+        value = "a bool"
+    if not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in types) + (" or null" if optional else "")
+        raise ValueError(f"field {field!r} must be {names}, not {value!r}")
+    return value
+
+
+def manifest_entry(name: Any, item: Any, folder: str | os.PathLike) -> dict[str, Any]:
+    """Validate one manifest entry; its paths (absolute, normalized) and typed fields.
+
+    Args:
+        name: the entry's key: the `.t1c` file name, a plain name in ``folder``.
+        item: the entry's mapping as read from JSON.
+        folder: the manifest's folder.
+
+    Returns:
+        ``file``, ``dir``, ``checkpoint`` (or None), ``same_as`` (or None), ``epoch``,
+        ``global_step``, ``metrics``, ``content_hash``, ``source_hash``, ``link``, ``run``.
+
+    Raises:
+        ValueError: a path leads outside ``folder`` (absolute, ``..``, separators in a
+            file name, a symbolic link out) or a field has the wrong type; says which.
+    """
+    folder = os.path.normpath(os.fspath(folder))
+    path = _relative_inside(name, folder, "the entry name", plain_name=True)
+    if not path.endswith(EXPORT_SUFFIX):
+        raise ValueError(f"the entry name {name!r} does not end with {EXPORT_SUFFIX}")
+    if not isinstance(item, Mapping):
+        raise ValueError(f"the entry is {type(item).__name__}, not a mapping")
+    checkpoint = item.get("checkpoint")
+    same_as = item.get("same_as")
+    metrics = _typed(item, "metrics", (dict,), optional=True) or {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not (
+            isinstance(value, (int, float)) or value in ("nan", "inf", "-inf")
+        ):
+            raise ValueError(f"metric {key!r} must be a number, not {value!r}")
+    entry = {
+        "file": path,
+        "dir": folder,
+        "checkpoint": None
+        if checkpoint is None
+        else _relative_inside(checkpoint, folder, "checkpoint", False),
+        "same_as": None if same_as is None else _relative_inside(same_as, folder, "same_as", True),
+        "epoch": _typed(item, "epoch", (int,), optional=False),
+        "global_step": _typed(item, "global_step", (int,), optional=False),
+        "metrics": {str(k): float(v) for k, v in metrics.items()},
+        "content_hash": _typed(item, "content_hash", (str,), optional=True),
+        "source_hash": _typed(item, "source_hash", (str,), optional=True),
+        "link": bool(_typed(item, "link", (bool,), optional=True)),
+        "run": _typed(item, "run", (str,), optional=True),
+    }
+    if entry["epoch"] < 0 or entry["global_step"] < 0:
+        raise ValueError("epoch and global_step must be >= 0")
+    if entry["same_as"] == path:
+        raise ValueError("same_as names the entry itself")
+    return entry
+
+
+def manifest_entries(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The trustworthy entries of the manifest at ``path``, and a line for each one left out.
+
+    An entry whose name, ``checkpoint`` or ``same_as`` leads outside the manifest's folder, or
+    whose fields have the wrong type, is left out (the caller warns with the line): nothing
+    a manifest says can make t1c read, copy or delete a file elsewhere.
+
+    Raises:
+        ValueError: the file is not a manifest at all (:func:`read_manifest`).
+    """
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    entries: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    if os.path.islink(path) and not inside_folder(path, folder):
+        return entries, [f"{path}: ignored: a symbolic link leading outside its folder"]
+    for name, item in read_manifest(path)["exports"].items():
+        try:
+            entry = manifest_entry(name, item, folder)
+        except ValueError as err:
+            problems.append(f"{path}: entry {name!r} ignored: {err}")
+            continue
+        entries[entry["file"]] = entry
+    return entries, problems
+
+
+@contextlib.contextmanager
+def manifest_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``<folder>/.t1c_exports.json.lock`` (other runs wait)."""
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, "." + MANIFEST_NAME + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_manifest(path: str | os.PathLike, manifest: Mapping[str, Any]) -> None:

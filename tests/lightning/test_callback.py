@@ -174,11 +174,11 @@ def test_resume_keeps_files_and_does_not_re_export(tmp_path):
 
     first = callbacks()
     _fit_plain(tmp_path, first, max_epochs=2)
-    assert first[1].exports == 2  # one export per saved step; last.ckpt reused it
+    assert first[1].exports == 3  # the dry run at fit start, then one per saved step (last.ckpt reuses it)
     before = {n: (tmp_path / n).stat().st_mtime_ns for n in _t1c_names(tmp_path) if n != "last.t1c"}
     second = callbacks()
     _fit_plain(tmp_path, second, max_epochs=3, ckpt_path=tmp_path / "last.ckpt")
-    assert second[1].exports == 1
+    assert second[1].exports == 2  # dry run + the new step: nothing of the first run is exported again
     after = _t1c_names(tmp_path)
     assert after == {"epoch=0-step=2.t1c", "epoch=1-step=4.t1c", "epoch=2-step=6.t1c", "last.t1c"}
     assert {n: (tmp_path / n).stat().st_mtime_ns for n in before} == before  # not rewritten

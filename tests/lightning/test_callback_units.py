@@ -94,6 +94,7 @@ def test_quant_metrics():
         "t1c/quant_acc": 0.85,
         "t1c/quant_gap": pytest.approx(0.05),
         "t1c/export_agreement": 0.99,
+        "t1c/num_samples": 100.0,
     }
     assert quant_metrics(0, 0, 0, 0) == {}
 
@@ -214,8 +215,18 @@ def _mc(tmp_path, **state):
     return mc
 
 
-def test_held_by_maps_new_checkpoints_to_the_last_saved_step(tmp_path):
+def _rank_zero(mc=None):
+    """A one-process trainer: rank zero, broadcast returns its argument."""
+    return SimpleNamespace(
+        is_global_zero=True,
+        strategy=SimpleNamespace(broadcast=lambda obj: obj),
+        checkpoint_callbacks=[mc] if mc is not None else [],
+    )
+
+
+def test_held_by_takes_steps_only_from_saves_entries_or_the_files(tmp_path):
     a, b, last = str(tmp_path / "a.ckpt"), str(tmp_path / "b.ckpt"), str(tmp_path / "last.ckpt")
+    torch.save({"global_step": 15}, b)  # b: saved before this callback saw it (a crash, a resume)
     mc = _mc(
         tmp_path,
         save_last=True,
@@ -226,10 +237,21 @@ def test_held_by_maps_new_checkpoints_to_the_last_saved_step(tmp_path):
         _last_global_step_saved=20,
     )
     cb = T1CExport()
-    cb.entries = {str(tmp_path / "a.t1c"): {"checkpoint": a, "global_step": 10}}
-    held = {h.checkpoint: h for h in cb._held_by(mc)}
-    assert {k: h.step for k, h in held.items()} == {a: 10, b: 20, last: 20}
+    cb.entries = {str(tmp_path / "a.t1c"): {"checkpoint": a, "global_step": 10, "run": cb._run}}
+    trainer = _rank_zero(mc)
+    cb._note_saves(trainer)
+    held = {h.checkpoint: h for h in cb._held_by(mc, trainer)}
+    # before the fix, b was given step 20 (the latest save) and exported with its weights
+    assert {k: (h.step, h.from_file) for k, h in held.items()} == {
+        a: (10, False),
+        b: (15, True),
+        last: (20, False),
+    }
     assert all(h.link_to is None for h in held.values())
+    # at a fit's first reconcile, known entries are checked against their files too
+    cb._check_disk = True
+    held = {h.checkpoint: h for h in cb._held_by(mc, trainer)}
+    assert held[a].from_file and held[a].step is None  # a.ckpt is gone: nothing to pair it with
 
 
 def test_held_by_link_mode_points_last_at_the_saved_checkpoint(tmp_path):
@@ -243,7 +265,9 @@ def test_held_by_link_mode_points_last_at_the_saved_checkpoint(tmp_path):
         _last_checkpoint_saved=b,
         _last_global_step_saved=30,
     )
-    held = {h.checkpoint: h for h in T1CExport()._held_by(mc)}
+    cb = T1CExport()
+    cb._note_saves(_rank_zero(mc))
+    held = {h.checkpoint: h for h in cb._held_by(mc, _rank_zero(mc))}
     assert held[last].link_to == b and held[last].step == 30
 
 
@@ -251,36 +275,74 @@ def test_plan_skips_what_is_already_exported(tmp_path):
     cb = T1CExport()
     a = str(tmp_path / "a.ckpt")
     mc = _mc(tmp_path, best_k_models={a: torch.tensor(1.0)}, best_model_path=a, _last_global_step_saved=5)
-    cb.entries = {str(tmp_path / "a.t1c"): {"checkpoint": a, "global_step": 5, "link": False}}
-    assert cb._plan(cb._held_by(mc)) == []
+    cb.entries = {str(tmp_path / "a.t1c"): {"checkpoint": a, "global_step": 5, "link": False, "run": cb._run}}
+    assert cb._plan(cb._held_by(mc, _rank_zero(mc))) == []
     mc._last_checkpoint_saved, mc._last_global_step_saved = a, 6  # the same name saved again later
-    assert cb._plan(cb._held_by(mc)) == [("write", str(tmp_path / "a.t1c"), a, 6, None)]
+    cb._note_saves(_rank_zero(mc))
+    assert cb._plan(cb._held_by(mc, _rank_zero(mc))) == [("write", str(tmp_path / "a.t1c"), a, 6, None)]
 
 
-def test_should_delete_only_dropped_checkpoints():
+def test_should_delete_only_this_runs_dropped_checkpoints():
     cb = T1CExport()
-    assert cb._should_delete({"checkpoint": "/x/a.ckpt"}, held={"/x/b.ckpt"})
-    assert not cb._should_delete({"checkpoint": "/x/a.ckpt"}, held={"/x/a.ckpt"})
-    assert not cb._should_delete({"checkpoint": None}, held=set())  # own exports and own last.t1c
-    assert not cb._should_delete({"checkpoint": "/x/a.ckpt", "kept": True}, held=set())
+    run = cb._run
+    assert cb._should_delete({"checkpoint": "/x/a.ckpt", "run": run}, held={"/x/b.ckpt"})
+    assert not cb._should_delete({"checkpoint": "/x/a.ckpt", "run": run}, held={"/x/a.ckpt"})
+    assert not cb._should_delete({"checkpoint": None, "run": run}, held=set())  # own exports, own last.t1c
+    assert not cb._should_delete({"checkpoint": "/x/a.ckpt", "kept": True, "run": run}, held=set())
+    assert not cb._should_delete({"checkpoint": "/x/a.ckpt", "run": "another run"}, held=set())
 
 
 # -- state and model lookup --------------------------------------------------------------
+def _entry(folder, name, **kw):
+    entry = {
+        "file": f"{folder}/{name}",
+        "dir": folder,
+        "checkpoint": f"{folder}/{name[:-4]}.ckpt",
+        "epoch": 0,
+        "global_step": 3,
+        "metrics": {"m": 1.0},
+        "content_hash": "abc",
+        "source_hash": None,
+        "same_as": None,
+        "link": False,
+        "run": "r1",
+        "kept": False,
+    }
+    entry.update(kw)
+    return entry
+
+
 def test_state_dict_is_plain_and_round_trips():
     cb = T1CExport()
-    cb.entries = {
-        "/x/a.t1c": {"file": "/x/a.t1c", "checkpoint": "/x/a.ckpt", "global_step": 3, "metrics": {"m": 1.0}}
-    }
+    cb.entries = {"/x/a.t1c": _entry("/x", "a.t1c")}
     cb._reference_file, cb._last_own_step = "/x/a.t1c", 3
     state = cb.state_dict()
     assert json.loads(json.dumps(state)) == state
     other = T1CExport()
     other.load_state_dict(state)
     assert other.state_dict() == state
+    assert other._run == cb._run  # a resumed run is the same run
     state["entries"]["/x/a.t1c"]["global_step"] = 99
     assert other.entries["/x/a.t1c"]["global_step"] == 3  # a copy, not shared
 
 
+def test_load_state_dict_drops_unsafe_or_mistyped_entries():
+    cb = T1CExport()
+    state = {
+        "entries": {
+            "/x/a.t1c": _entry("/x", "a.t1c"),
+            "/etc/passwd": _entry("/x", "passwd"),  # the file is not in the entry's folder
+            "/x/b.t1c": _entry("/x", "b.t1c", global_step="3"),
+            "/x/c.t1c": _entry("/x", "c.t1c", same_as="/elsewhere/c.t1c"),
+            "/x/d.t1c": "not an entry",
+        },
+        "reference_file": "/etc/passwd",
+        "run": "r1",
+    }
+    with pytest.warns(UserWarning, match="state entry"):
+        cb.load_state_dict(state)
+    assert list(cb.entries) == ["/x/a.t1c"]
+    assert cb._reference_file is None
 class _Two(nn.Module):
     def __init__(self):
         super().__init__()
