@@ -36,7 +36,9 @@ def export_to_ir(model: nn.Module, sample: Any, **kwargs: Any) -> ir.Graph:
         sample: one time step's batch ``[B, *input_shape]``, or a tuple of the
             forward's arguments.
         **kwargs: passed to :func:`t1c.bridge.to_ir` (``custom_map``, ``spiking``,
-            ``spike_mode``, ``weight_bits``, ``accumulator_bits``, ``trace``).
+            ``spike_mode``, ``weight_bits``, ``accumulator_bits``, ``trace``, ``hybrid``:
+            ``hybrid=True`` exports ReLU, BatchNorm, Dropout and the other ANN modules of a
+            hybrid ANN-SNN network as their own nodes).
 
     Returns:
         The graph; write it with :func:`t1c.ir.write`.

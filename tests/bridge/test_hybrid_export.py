@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
+from test_support_matrix import names, run_steps, table
 from torch import nn
 
 from t1c import ir
@@ -117,6 +118,34 @@ def test_exporter_class_snntorch_entry_point_and_default_agree():
         assert ir.topology_diff(graphs[0], graph) == []
     with pytest.raises(ValueError, match="hybrid must be True or False"):
         T1CExporter(hybrid="yes")
+
+
+# -- docs/support.md's hybrid table is true ---------------------------------------------------
+HYBRID_ROWS = table("Hybrid modules (`hybrid=True`)")
+
+
+@pytest.mark.parametrize("row", HYBRID_ROWS, ids=[r["torch / snnTorch"] for r in HYBRID_ROWS])
+def test_support_matrix_hybrid_row(row, tmp_path):
+    namespace = {"nn": nn, "snn": snn, "torch": torch, "HybridRegionModule": HybridRegionModule}
+    torch.manual_seed(0)
+    model = eval(row["example"], namespace)  # noqa: S307 - the project's own docs
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            _randomize_batchnorm(module, 5)
+    xs = torch.randn(3, *eval(row["sample"])) * 2  # noqa: S307
+    if row["status"] == "refused":
+        with pytest.raises(ExportError, match=r"cannot export `\d+`|no converter for `\d+`"):
+            to_ir(model, xs[0], hybrid=True)
+        return
+    assert row["status"] == "exact", row
+    graph = _export(model, xs[0])
+    body = [n for n in graph.topological_order() if n not in ("input", "output")]
+    assert [graph.nodes[n].TYPE for n in body] == names(row["primitive"])
+    ir.write(tmp_path / "row.t1c", graph)
+    executor = ir_to_torch(tmp_path / "row.t1c")
+    assert [type(executor.module_for(n)).__name__ for n in body] == names(row["module on import"])
+    expected = run_steps(model.eval(), xs)
+    torch.testing.assert_close(_stepped(executor, xs), expected, rtol=1e-5, atol=1e-5)
 
 
 # -- the default stays as it was, and never exports a wrong file ---------------------------------
