@@ -582,12 +582,15 @@ class T1CExport(Callback):
                 return tuple(pl_module.predict_with(e, x).to(device) for e in (float_exec, quant_exec, live))
 
         else:
-            live = _copy_lightning_module(pl_module).eval()
+            # the module itself, in eval mode under no_grad as Lightning validates it: a copy of
+            # snnTorch neurons with init_hidden is not reset by snntorch.utils.reset (class-level)
             layout = self._layout or "static"
 
             def predict(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
                 x = _to_device(batch[0], device)
-                live_classes, steps = _classes(live(x), _batch_size(x, layout))
+                with _eval_mode(pl_module):
+                    out = pl_module(x)
+                live_classes, steps = _classes(out, _batch_size(x, layout))
                 xs = _time_first(x, layout, steps)
                 return (
                     *(e.run_sequence(xs)[0].sum(0).argmax(-1) for e in (float_exec, quant_exec)),
@@ -1327,18 +1330,16 @@ def _first_batch(trainer: Trainer) -> Any:
         return None
 
 
-def _copy_lightning_module(pl_module: LightningModule) -> nn.Module:
-    """A copy of a LightningModule for evaluation, sharing (not copying) its Trainer."""
-    memo: dict[int, Any] = {}
-    for attr in ("_trainer", "_fabric"):
-        value = getattr(pl_module, attr, None)
-        if value is not None:
-            memo[id(value)] = value
-    for sub in pl_module.modules():
-        for value in [*vars(sub).values(), *sub._buffers.values()]:
-            if isinstance(value, torch.Tensor) and not value.is_leaf:
-                memo[id(value)] = value.detach().clone()
-    return copy.deepcopy(pl_module, memo)
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """``module`` in eval mode inside the block; every submodule's own mode restored afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _rng_preserved(pl_module: LightningModule) -> contextlib.AbstractContextManager:
