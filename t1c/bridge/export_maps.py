@@ -75,6 +75,8 @@ class ExportContext:
         input_nonnegative: the module's input is provably never negative in the
             exported graph (spikes, or pools/reshapes/sums of spikes), so a ReLU there
             is the identity.
+        calls: how many times the sample forward pass called the module (the shapes
+            above are its first call's).
     """
 
     path: str
@@ -85,6 +87,7 @@ class ExportContext:
     weight_bits: int = 8
     accumulator_bits: int = 16
     input_nonnegative: bool = False
+    calls: int = 1
 
     def fail(self, module: nn.Module, reason: str) -> ExportError:
         """An :class:`ExportError` naming this module's path and type."""
@@ -525,6 +528,12 @@ def convert_softmax(module: nn.Softmax, ctx: ExportContext) -> ir.Node:
     features = _features(module, ctx)
     rank = len(ctx.input_shape) + 1
     dim = module.dim
+    if dim is None and ctx.calls > 1:
+        raise ctx.fail(
+            module,
+            f"dim=None picks the axis from each input's rank, and the module is called {ctx.calls} times "
+            "(the exporter sees the first call's shape only); set dim explicitly",
+        )
     if dim is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation note on the implicit dim

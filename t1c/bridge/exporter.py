@@ -771,6 +771,7 @@ class _Builder:
             input_shape=self.cap.input_shapes.get(path),
             output_shape=self.cap.output_shapes.get(path),
             input_nonnegative=bool(sources) and all(s in self.nonnegative for s in sources),
+            calls=self.cap.calls.get(path, 1),
             **self.hints,
         )
 

@@ -452,3 +452,23 @@ def test_t1c_export_passes_hybrid_through_export_kwargs():
     assert [type(graph.nodes[n]).__name__ for n in ("0", "1", "2")] == ["Affine", "BatchNorm1d", "ReLU"]
     with pytest.raises(ExportError, match="pass hybrid=True"):
         T1CExport(sample=sample)._export_graph(Wrapper())
+
+
+class SharedSoftmax(nn.Module):
+    """One ``nn.Softmax()`` called twice: the hooks see the first call's rank only, and the
+    rank decides the implicit dim ([B, F]: 1, [B, C, L]: 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.soft = nn.Softmax()
+
+    def forward(self, x):
+        return self.soft(self.fc(self.soft(x)))
+
+
+def test_implicit_softmax_dim_called_on_several_shapes_is_refused():
+    with pytest.raises(ExportError, match=r"`soft` \(Softmax\): dim=None .* called 2 times"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            to_ir(SharedSoftmax(), torch.randn(2, 6), hybrid=True)
