@@ -89,6 +89,7 @@ def throughput(samples: int, repeats: int, batch: int) -> dict[str, float]:
     from t1c.bridge import to_ir
     from t1c.lightning import EventDataModule
 
+    sys.path.insert(0, str(REPO / "recipes"))  # the recipe imports its _common neighbour
     spec = importlib.util.spec_from_file_location("recipe", REPO / "recipes" / "nmnist_conv.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +26,20 @@ def parse_args(
     max_epochs: int = demo.FINETUNE_EPOCHS,
     pretrain_epochs: int = demo.PRETRAIN_EPOCHS,
     hidden: int = demo.HIDDEN,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
     """The flags of every recipe (``--out``, ``--max-epochs``, ``--num-steps``, ...; ``--help``).
 
     Also sets torch's CPU threads (``--threads``) and ``args.progress``: Lightning's progress
-    bar only on a terminal and without ``--no-progress``.
+    bar only on a terminal and without ``--no-progress``. ``add_arguments(parser)`` adds a
+    recipe's own flags (or changes defaults) before parsing.
     """
     parser = argparse.ArgumentParser(description=description)
     demo.add_training_args(
         parser, out=Path(out), max_epochs=max_epochs, pretrain_epochs=pretrain_epochs, hidden=hidden
     )
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.progress = not args.no_progress and sys.stdout.isatty()

@@ -370,9 +370,12 @@ def test_shd_frames_feed_an_mlp_on_700_channels(tmp_path):
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _recipe():
+@pytest.fixture
+def recipe(monkeypatch):
+    """``recipes/nmnist_conv.py``, imported as a script run from recipes/ (``_common`` beside it)."""
     import importlib.util
 
+    monkeypatch.syspath_prepend(str(REPO / "recipes"))
     spec = importlib.util.spec_from_file_location("recipe_nmnist_conv", REPO / "recipes" / "nmnist_conv.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -395,7 +398,7 @@ def _fit_args(save_to: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_fit_nmnist_config_on_a_folder_in_tonics_layout(in_tmp):
+def test_fit_nmnist_config_on_a_folder_in_tonics_layout(in_tmp, recipe):
     import json
 
     from t1c.cli import main
@@ -403,7 +406,7 @@ def test_fit_nmnist_config_on_a_folder_in_tonics_layout(in_tmp):
     torch.manual_seed(0)
     source = in_tmp / "nmnist_runs" / "source.t1c"  # where configs/nmnist.yaml looks
     source.parent.mkdir(parents=True)
-    graph = to_ir(_recipe().build_conv_snn(channels=4), torch.zeros(1, 2, 34, 34))
+    graph = to_ir(recipe.build_conv_snn(channels=4), torch.zeros(1, 2, 34, 34))
     ir.write(source, graph)
     write_nmnist(in_tmp / "data")
     assert main(_fit_args(in_tmp / "data")) == 0
@@ -418,12 +421,12 @@ def test_fit_nmnist_config_on_a_folder_in_tonics_layout(in_tmp):
     assert list((in_tmp / "data" / "t1c_cache").glob("NMNIST-train-*"))
 
 
-def test_fit_nmnist_config_on_an_empty_folder_says_what_is_missing(in_tmp, capsys):
+def test_fit_nmnist_config_on_an_empty_folder_says_what_is_missing(in_tmp, capsys, recipe):
     from t1c.cli import main
 
     source = in_tmp / "nmnist_runs" / "source.t1c"
     source.parent.mkdir(parents=True)
-    ir.write(source, to_ir(_recipe().build_conv_snn(channels=4), torch.zeros(1, 2, 34, 34)))
+    ir.write(source, to_ir(recipe.build_conv_snn(channels=4), torch.zeros(1, 2, 34, 34)))
     (in_tmp / "empty").mkdir()
     assert main(_fit_args(in_tmp / "empty")) != 0
     err = capsys.readouterr().err.strip()
@@ -431,7 +434,7 @@ def test_fit_nmnist_config_on_an_empty_folder_says_what_is_missing(in_tmp, capsy
     assert str(in_tmp / "empty" / "NMNIST") in err and "train.zip" in err and "online" in err
 
 
-def test_nmnist_recipe_runs_tiny(tmp_path, capsys):
+def test_nmnist_recipe_runs_tiny(tmp_path, capsys, recipe):
     threads = torch.get_num_threads()
     root = write_nmnist(tmp_path / "data")
     args = [
@@ -457,7 +460,7 @@ def test_nmnist_recipe_runs_tiny(tmp_path, capsys):
         "--no-progress",
     ]
     try:
-        assert _recipe().main([*args, *tiny, "--limit-train-batches", "2", "--limit-val-batches", "1"]) == 0
+        assert recipe.main([*args, *tiny, "--limit-train-batches", "2", "--limit-val-batches", "1"]) == 0
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
