@@ -16,6 +16,7 @@ import random
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 import snntorch as snn
 import torch
@@ -25,6 +26,7 @@ from torch import nn
 from t1c.bridge.executor import ir_to_torch
 from t1c.bridge.export_maps import ExportError
 from t1c.bridge.exporter import to_ir
+from t1c.bridge.hybrid_modules import HybridRegionModule
 
 MODELS = 100
 EVERY_KIND = {
@@ -386,3 +388,154 @@ def test_export_is_exact_or_refused(one_thread):
     assert not EVERY_KIND - drawn, f"never drawn: {sorted(EVERY_KIND - drawn)}"
     assert outcomes["exported"] >= MODELS // 3 and outcomes["refused"] >= MODELS // 6, outcomes
     assert len(spikes) >= 10 and sum(0.01 < s < 0.99 for s in spikes) >= len(spikes) // 2, spikes
+
+
+# -- hybrid=True: the ANN modules of FORMAT_HYBRID.md as nodes ---------------------------------
+HYBRID_MODELS = 40
+HYBRID_KINDS = {
+    *("Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh"),
+    *("Softmax", "GELU", "ELU", "LayerNorm", "Dropout", "HybridRegionModule", "Leaky"),
+    *("negative LeakyReLU", "no running stats", "SiLU", "ReLU6", "Hardtanh", "Mish"),
+}
+
+
+def random_batchnorm(rng: random.Random, channels: int, two_d: bool, **kwargs) -> nn.Module:
+    """Affine BatchNorm with random statistics: the model and the imported graph run the
+    same module class on the same float32 values, so spikes downstream compare exactly."""
+    bn = (nn.BatchNorm2d if two_d else nn.BatchNorm1d)(
+        channels, momentum=rng.choice([0.1, 0.3, None]), **kwargs
+    )
+    if bn.track_running_stats:
+        with torch.no_grad():
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.normal_()
+            bn.bias.normal_()
+    return bn
+
+
+def hybrid_activation(d: Draft) -> None:
+    """One shape-preserving hybrid module (or a refused one, recorded in ``d.refused``)."""
+    rng, shape = d.rng, d.shape
+    channels = shape[0]
+    kind = rng.choice(
+        [
+            "relu",
+            "leaky_relu",
+            "prelu",
+            "sigmoid",
+            "tanh",
+            "softmax",
+            "gelu",
+            "elu",
+            "layernorm",
+            "dropout",
+            "region",
+        ]
+    )
+    module = {
+        "relu": lambda: nn.ReLU(),
+        "leaky_relu": lambda: nn.LeakyReLU(rng.choice([0.0, 0.01, 0.2, 1.5])),
+        "prelu": lambda: nn.PReLU(rng.choice([1, channels]), init=rng.uniform(-0.5, 0.5)),
+        "sigmoid": lambda: nn.Sigmoid(),
+        "tanh": lambda: nn.Tanh(),
+        "softmax": lambda: nn.Softmax(dim=rng.choice([1, -1])),
+        "gelu": lambda: nn.GELU(rng.choice(["none", "tanh"])),
+        "elu": lambda: nn.ELU(alpha=rng.choice([1.0, 0.5, 2.0])),
+        "layernorm": lambda: nn.LayerNorm(shape[-rng.randint(1, len(shape)) :], eps=rng.choice([1e-5, 1e-3])),
+        "dropout": lambda: nn.Dropout(rng.choice([0.0, 0.3, 0.5])),
+        "region": lambda: HybridRegionModule(
+            rng.choice(["ann", "snn"]), int(np.prod(shape)), rng.choice([None, "r"])
+        ),
+    }[kind]()
+    if isinstance(module, nn.LayerNorm):
+        with torch.no_grad():  # affine: the same kernel in the model and the import
+            module.weight.normal_()
+            module.bias.normal_()
+    d.add(module, shape, False)
+
+
+def hybrid_refused(d: Draft) -> None:
+    """A module ``hybrid=True`` must refuse: a negative LeakyReLU slope, a BatchNorm without
+    running statistics, or a module with no node."""
+    rng, shape = d.rng, d.shape
+    kind = rng.choice(["negative LeakyReLU", "no running stats", "SiLU", "ReLU6", "Hardtanh", "Mish"])
+    if kind == "negative LeakyReLU":
+        module = nn.LeakyReLU(-rng.uniform(0.1, 1.0))
+    elif kind == "no running stats":
+        module = random_batchnorm(rng, shape[0], len(shape) == 3, track_running_stats=False)
+    else:
+        module = getattr(nn, kind)()
+    d.refused.append(kind)
+    d.kinds.add(kind)
+    d.add(module, shape, False)
+
+
+def draw_hybrid(seed: int) -> tuple[nn.Module, tuple[int, ...], list[str], bool, set[str]]:
+    """A random hybrid model (``draw``'s return values): layers, BatchNorm, activations,
+    norms, dropout, region markers and spiking neurons, as a chain or a traced forward."""
+    rng = random.Random(10_000 + seed)
+    torch.manual_seed(10_000 + seed)
+    shape = (rng.choice([1, 2]), 6, 6) if rng.random() < 0.5 else (rng.randint(4, 9),)
+    d = Draft(rng, graph=rng.random() < 0.5, shape=shape)
+    taint_at = {rng.randrange(6) for _ in range(rng.choice([0, 0, 1]))}
+    for i in range(rng.randint(3, 7)):
+        if i in taint_at:
+            hybrid_refused(d)
+        elif rng.random() < 0.35:  # a layer, maybe with its BatchNorm
+            if len(d.shape) == 3:
+                out = rng.choice([2, 3, 4])
+                d.add(nn.Conv2d(d.shape[0], out, 3, padding=1), (out, *d.shape[1:]), False)
+            else:
+                out = rng.randint(3, 9)
+                d.add(nn.Linear(d.shape[0], out), (out,), False)
+            if rng.random() < 0.5:
+                d.add(random_batchnorm(rng, out, len(d.shape) == 3), d.shape, False)
+        elif rng.random() < 0.2:
+            d.add(leaky(rng, d.shape), d.shape, True, neuron=True)
+        else:
+            hybrid_activation(d)
+    if not d.last_neuron and rng.random() < 0.6:
+        d.add(leaky(rng, d.shape), d.shape, True, neuron=True)
+    model = d.model if d.graph else nn.Sequential(*d.layers)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                m.weight.mul_(2.5)
+    return model.eval(), shape, d.refused, d.last_neuron, d.kinds
+
+
+def test_hybrid_export_is_exact_or_refused(one_thread):
+    """``hybrid=True`` on random hybrid models: exact (spikes equal, floats within 1e-5) or refused."""
+    outcomes = {"exported": 0, "refused": 0}
+    spikes, drawn = [], set()
+    for seed in range(HYBRID_MODELS):
+        model, shape, refused, spiking, kinds = draw_hybrid(seed)
+        drawn |= kinds
+        gen = torch.Generator().manual_seed(seed)
+        xs = torch.randn(STEPS // 2, BATCH, *shape, generator=gen) * 2
+        what = f"hybrid seed {seed}: {model!r} (refused kinds: {refused})"
+        reset_neurons(model)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # never a warning and a file
+                graph = to_ir(model, xs[0], hybrid=True)
+        except ExportError as err:
+            assert refused, f"{what}: a model made of hybrid modules was refused: {err}"
+            outcomes["refused"] += 1
+            continue
+        assert not refused, f"{what}: exported although it holds {refused}"
+        layers = [m for m in model.modules() if not isinstance(m, (nn.Sequential, nn.ModuleDict, Planned))]
+        assert len(graph.nodes) == len(layers) + 2, f"{what}: a module was folded or dropped"
+        expected, actual = run_model(model, xs), run_graph(graph, xs)
+        assert actual.shape == expected.shape, what
+        if spiking:
+            assert torch.equal(actual, expected), f"{what}: {int((actual != expected).sum())} spikes differ"
+            spikes.append(float(expected.mean()))
+        torch.testing.assert_close(
+            actual, expected, rtol=1e-5, atol=1e-5, msg=lambda m, what=what: f"{what}: {m}"
+        )
+        outcomes["exported"] += 1
+    assert not HYBRID_KINDS - drawn, f"never drawn: {sorted(HYBRID_KINDS - drawn)}"
+    assert outcomes["exported"] >= HYBRID_MODELS // 2 and outcomes["refused"] >= HYBRID_MODELS // 8, outcomes
+    assert len(spikes) >= 8 and sum(0.01 < s < 0.99 for s in spikes) >= len(spikes) // 2, spikes

@@ -377,7 +377,7 @@ def _convnet() -> nn.Sequential:
         nn.Conv2d(4, 4, 3, padding=1),
         _randomize_batchnorm(nn.BatchNorm2d(4, eps=1e-3), 21),
         nn.ReLU(),
-        nn.LayerNorm((4, 6, 6), elementwise_affine=False),
+        nn.LayerNorm((4, 6, 6)),  # affine: the model and the import run the same kernel before spikes
         HybridRegionModule("snn", 144),
         nn.Conv2d(4, 4, 3, padding=1),
         snn.Leaky(beta=0.9, threshold=0.2, init_hidden=True),
@@ -385,7 +385,7 @@ def _convnet() -> nn.Sequential:
         nn.Flatten(),
         HybridRegionModule("ann", 36),
         nn.Linear(36, 16),
-        nn.LayerNorm(16),
+        nn.LayerNorm(16, elementwise_affine=False),
         nn.GELU("tanh"),
         nn.Dropout(0.5),
         nn.Linear(16, 8),
