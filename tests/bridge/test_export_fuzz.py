@@ -8,6 +8,12 @@ export; a model with a refused kind inserted must be refused. Zero silent mismat
 BatchNorm statistics are dyadic (a power-of-two scale, zero mean and shift), so that
 folding it into the layer before is exact in float32 and spikes downstream of it can be
 compared exactly; the rounding of general folds is checked in test_export.py.
+
+``hybrid=True`` is fuzzed the same way (:func:`test_hybrid_export_is_exact_or_refused`):
+random models of layers, BatchNorm with random statistics, every ANN activation and norm
+of FORMAT_HYBRID.md, dropout, region markers and neurons, plus refused kinds. There no
+module is folded or dropped, and the model and the imported graph run the same torch
+module classes on the same float32 values, so spikes compare exactly.
 """
 
 from __future__ import annotations
