@@ -9,7 +9,8 @@
     Target: the cached pipeline delivers more samples/s than training consumes.
 (b) Peak memory, SHD-sized: one training step of a 700-256-20 SNN (two ``snn.Leaky``) on
     ``[B=64, T=500, 700]`` input in snnTorch (the tutorials' loop over time), in
-    ``T1CModule`` and in ``T1CModule(grad_checkpoint_steps=100)``, each in its own
+    ``T1CModule`` (default: chunks of 100 steps recomputed in backward) and in
+    ``T1CModule(grad_checkpoint_steps=None)``, each in its own
     subprocess that reports its resident memory before the step and its peak RSS during it
     (``VmHWM`` after resetting it through ``/proc/self/clear_refs``).
     Target: T1CModule <= snnTorch.
@@ -130,8 +131,8 @@ def _reset_peak() -> None:
 
 
 def memory_child(kind: str, steps: int, batch: int, threads: int, chunk: int) -> dict[str, float]:
-    """One training step of the SHD-sized SNN in ``kind`` (``snntorch``, ``t1c``, or ``t1c-chunked``
-    with ``grad_checkpoint_steps=chunk``): resident MiB before, peak MiB during, seconds."""
+    """One training step of the SHD-sized SNN in ``kind`` (``snntorch``, ``t1c`` with
+    ``grad_checkpoint_steps=chunk``, ``t1c-unchunked``): resident MiB before, peak MiB during, seconds."""
     import snntorch as snn
     from torch import nn
 
@@ -152,7 +153,7 @@ def memory_child(kind: str, steps: int, batch: int, threads: int, chunk: int) ->
         module = T1CModule(
             to_ir(model, torch.zeros(1, 700)),
             encoding="sequence",
-            grad_checkpoint_steps=chunk if kind == "t1c-chunked" else None,
+            grad_checkpoint_steps=None if kind == "t1c-unchunked" else chunk,
         )
         opt = module.configure_optimizers()
         del model
@@ -177,7 +178,7 @@ def memory_child(kind: str, steps: int, batch: int, threads: int, chunk: int) ->
     return {"before_mib": before, "peak_mib": _status_mib("VmHWM"), "seconds": time.perf_counter() - start}
 
 
-KINDS = ("snntorch", "t1c", "t1c-chunked")
+KINDS = ("snntorch", "t1c", "t1c-unchunked")
 
 
 def memory(steps: int, batch: int, threads: int, chunk: int) -> dict[str, dict[str, float]]:
@@ -197,9 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=500, help="time bins of the SHD-sized step")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument(
-        "--chunk", type=int, default=100, help="grad_checkpoint_steps of the chunked T1CModule"
-    )
+    parser.add_argument("--chunk", type=int, default=100, help="T1CModule's grad_checkpoint_steps")
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -218,15 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(b) SHD-sized training step (700-256-20, T={args.steps}, B={args.batch}), peak RSS in MiB:")
     names = {
         "snntorch": "snnTorch loop",
-        "t1c": "T1CModule",
-        "t1c-chunked": f"T1CModule, chunks of {args.chunk}",
+        "t1c": f"T1CModule (chunks of {args.chunk})",
+        "t1c-unchunked": "T1CModule, unchunked",
     }
     for kind, m in mem.items():
         print(
-            f"    {names[kind]:26s} peak {m['peak_mib']:6.0f} (step adds {m['peak_mib'] - m['before_mib']:4.0f}), "
+            f"    {names[kind]:28s} peak {m['peak_mib']:6.0f} (step adds {m['peak_mib'] - m['before_mib']:4.0f}), "
             f"{m['seconds']:.2f} s"
         )
-    for kind in ("t1c", "t1c-chunked"):
+    for kind in ("t1c", "t1c-unchunked"):
         ratio = mem[kind]["peak_mib"] / mem["snntorch"]["peak_mib"]
         print(
             f"    {names[kind]} / snnTorch peak = {ratio:.2f} ({'ok' if ratio <= 1.0 else 'ABOVE snnTorch'})"

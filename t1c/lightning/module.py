@@ -144,10 +144,11 @@ class T1CModule(pl.LightningModule):
             not depend on its batch, and validation sees the same spikes every epoch.
         time_first: ``encoding="sequence"`` only: batches are ``[T, B, ...]`` instead of
             ``[B, T, ...]`` (tonic's ``PadTensors(batch_first=True)`` gives the latter).
-        grad_checkpoint_steps: in training, run the time steps in chunks of this many and
-            recompute each chunk's forward pass during backward (gradient checkpointing):
-            activations are then kept for one chunk at a time, for one more forward pass.
-            For long sequences (SHD: T=500); None keeps every step's activations.
+        grad_checkpoint_steps: in training, sequences longer than this run in chunks of
+            this many steps, each chunk's forward pass recomputed during backward (gradient
+            checkpointing): activations are kept for one chunk at a time, for one more
+            forward pass. The default keeps an SHD-sized step (T=500) below snnTorch's peak
+            memory and leaves short sequences (T <= 100) untouched; None: never.
         nir_dt: the time step a `.nir` ``graph`` is discretized at (NIR's time unit,
             e.g. ``1e-3``); required for `.nir` files, unused otherwise.
 
@@ -176,7 +177,7 @@ class T1CModule(pl.LightningModule):
         learn_threshold: bool = False,
         eval_seed: int = 0,
         time_first: bool = False,
-        grad_checkpoint_steps: int | None = None,
+        grad_checkpoint_steps: int | None = 100,
         nir_dt: float | None = None,
     ) -> None:
         super().__init__()
