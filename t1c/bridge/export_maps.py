@@ -77,6 +77,9 @@ class ExportContext:
             is the identity.
         calls: how many times the sample forward pass called the module (the shapes
             above are its first call's).
+        state_restarts: the neuron is handed a zero membrane by ``forward`` at every
+            call (``mem = lif.init_leaky()`` then ``lif(x, mem)``), so it keeps nothing
+            from one call to the next.
     """
 
     path: str
@@ -88,6 +91,7 @@ class ExportContext:
     accumulator_bits: int = 16
     input_nonnegative: bool = False
     calls: int = 1
+    state_restarts: bool = False
 
     def fail(self, module: nn.Module, reason: str) -> ExportError:
         """An :class:`ExportError` naming this module's path and type."""
@@ -424,6 +428,8 @@ def convert_leaky(module: nn.Module, ctx: ExportContext) -> ir.Node:
     shape = ctx.output_shape
     beta = np.clip(_neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
     threshold = _neuron_array(module.threshold, shape, "threshold", module, ctx)
+    if ctx.state_restarts:
+        return _memoryless_lif(module, threshold, ctx)
     with np.errstate(divide="ignore"):
         tau = np.where(beta >= 1.0, np.inf, 1.0 / (1.0 - beta.astype(np.float64))).astype(np.float32)
     return ir.LIF(
@@ -434,6 +440,30 @@ def convert_leaky(module: nn.Module, ctx: ExportContext) -> ir.Node:
         beta=beta,
         reset_mechanism=str(module.reset_mechanism),
         reset_delay=bool(module.reset_delay),
+        strict_threshold=True,
+    )
+
+
+def _memoryless_lif(module: nn.Module, threshold: np.ndarray, ctx: ExportContext) -> ir.Node:
+    """A Leaky that ``forward`` restarts from a zero membrane at every call computes
+    ``spike = input > threshold`` and keeps nothing: exactly a LIF with ``beta = 0`` and no
+    reset (``v_t = 0 * v_(t-1) + i_t``). With a negative threshold snnTorch would subtract
+    a reset already in the first update, which that LIF does not: refused."""
+    if bool((threshold < 0).any()):
+        raise ctx.fail(
+            module,
+            "forward hands it a zero membrane at every call (init_leaky() inside forward), and with a "
+            "negative threshold that is no T1C-IR LIF; keep its state between calls (init_hidden=True)",
+        )
+    shape = threshold.shape
+    return ir.LIF(
+        tau=np.ones(shape, dtype=np.float32),
+        r=np.ones(shape, dtype=np.float32),
+        v_leak=np.zeros(shape, dtype=np.float32),
+        v_threshold=threshold,
+        beta=np.zeros(shape, dtype=np.float32),
+        reset_mechanism="none",
+        reset_delay=True,
         strict_threshold=True,
     )
 

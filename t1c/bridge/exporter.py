@@ -64,6 +64,7 @@ from .export_maps import (
     Converter,
     ExportContext,
     ExportError,
+    convert_leaky,
     converter_arity,
     default_export_map,
     find_converter,
@@ -128,6 +129,8 @@ class _Capture:
     output_shapes: dict[str, Shape] = dataclasses.field(default_factory=dict)
     returns_tuple: dict[str, bool] = dataclasses.field(default_factory=dict)
     containers: list[nn.Module] = dataclasses.field(default_factory=list)
+    restarts: set[str] = dataclasses.field(default_factory=set)  # Leaky handed a zero membrane per call
+    replaced: set[str] = dataclasses.field(default_factory=set)  # Leaky handed some other membrane
 
 
 def _find_units(
@@ -238,6 +241,81 @@ def _capture(model: nn.Module, units: Mapping[str, _Unit], args: tuple[Any, ...]
         for handle in handles:
             handle.remove()
     return cap, output
+
+
+def _handed_state(args: tuple, kwargs: dict) -> Any:
+    """The membrane a Leaky call is given explicitly (``lif(x, mem)``), or None."""
+    return args[1] if len(args) > 1 else kwargs.get("mem")
+
+
+def _state_handovers(
+    model: nn.Module, units: Mapping[str, _Unit], args: tuple[Any, ...], cap: _Capture
+) -> None:
+    """Which snnTorch Leaky neurons does ``forward`` hand a membrane that is not their own
+    previous state? Fills ``cap.restarts`` (a zero membrane at every call, as
+    ``mem = lif.init_leaky()`` in forward does: the neuron keeps nothing between calls) and
+    ``cap.replaced`` (any other membrane). Found by behaviour: two sample passes, comparing
+    the membrane handed in the second with the one the first left. Only neurons with
+    ``init_hidden=False`` can be handed one, so most models skip this."""
+    try:
+        import snntorch
+    except ImportError:
+        return
+    watched = {
+        path: unit.module
+        for path, unit in units.items()
+        if isinstance(unit.module, snntorch.Leaky)
+        and unit.converter is not None
+        and not unit.module.init_hidden
+    }
+    if not watched:
+        return
+    handed: dict[str, list[torch.Tensor | None]] = {path: [] for path in watched}
+    left: dict[str, torch.Tensor] = {}
+
+    def before(path: str) -> Callable:
+        def record(module: nn.Module, a: tuple, kw: dict) -> None:
+            state = _handed_state(a, kw)
+            handed[path].append(state.detach().clone() if isinstance(state, torch.Tensor) else None)
+
+        return record
+
+    def after(path: str) -> Callable:
+        def record(module: nn.Module, a: tuple, kw: dict, out: Any) -> None:
+            if path not in left and isinstance(getattr(module, "mem", None), torch.Tensor):
+                left[path] = module.mem.detach().clone()
+
+        return record
+
+    handles = []
+    for path, module in watched.items():
+        handles.append(module.register_forward_pre_hook(before(path), with_kwargs=True))
+        handles.append(module.register_forward_hook(after(path), with_kwargs=True))
+    try:
+        with torch.no_grad():
+            model(*args)  # what each neuron is handed, and the membrane it leaves
+            if all(h[0] is None for h in handed.values() if h):
+                return
+            model(*args)
+    except Exception as err:
+        raise ExportError(
+            f"a second sample forward pass of {type(model).__name__} failed ({type(err).__name__}: {err}); "
+            "the exporter runs two to see which neuron state carries over between calls"
+        ) from err
+    finally:
+        for handle in handles:
+            handle.remove()
+    for path, calls in handed.items():
+        second, first_left = (calls[1] if len(calls) == 2 else None), left.get(path)
+        if second is None or first_left is None:
+            continue
+        if second.shape == first_left.shape and torch.equal(second, first_left):
+            continue  # handed its own previous membrane: it carries its state
+        if not bool(second.any()):
+            if bool(first_left.any()):
+                cap.restarts.add(path)
+            continue
+        cap.replaced.add(path)
 
 
 # -- data flow -------------------------------------------------------------------------------
@@ -772,6 +850,7 @@ class _Builder:
             output_shape=self.cap.output_shapes.get(path),
             input_nonnegative=bool(sources) and all(s in self.nonnegative for s in sources),
             calls=self.cap.calls.get(path, 1),
+            state_restarts=path in self.cap.restarts,
             **self.hints,
         )
 
@@ -805,6 +884,19 @@ class _Builder:
             self._fold(step, unit, ctx, sources[0])
             return
         name = type(unit.module).__name__
+        if step.path in self.cap.replaced or (
+            step.path in self.cap.restarts and unit.converter is not convert_leaky
+        ):
+            what = (
+                "a zero membrane"
+                if step.path in self.cap.restarts
+                else "a membrane other than its own last one"
+            )
+            raise ExportError(
+                f"cannot export `{step.path}` ({name}): forward hands it {what} at every call, so its state does "
+                "not carry over from one time step to the next as a T1C-IR LIF's does; keep its state "
+                "(init_hidden=True, or pass the returned membrane back in)"
+            )
         if unit.refusal is not None:
             raise ExportError(
                 f"cannot export `{step.path}` ({name}): {unit.refusal}, so T1C-IR has no exact form for this "
@@ -1027,6 +1119,7 @@ class T1CExporter:
         units, containers = _find_units(model, custom_map, defaults)
         args = _call_args(model, sample)
         cap, _ = _capture(model, units, args)
+        _state_handovers(model, units, args, cap)
         self._input_shapes = dict(cap.input_shapes)
         self._output_shapes = dict(cap.output_shapes)
         metadata = {"producer": "t1c", "producer_version": t1c.__version__}

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t1c import ir
+from t1c.bridge.executor import ir_to_torch
 from t1c.bridge.export_maps import ExportError, default_export_map, find_converter
 from t1c.bridge.exporter import T1CExporter, to_ir
 
@@ -633,3 +634,59 @@ def test_trace_order_is_an_explicit_opt_in_on_every_entry_point():
         assert graph.edges == [("input", "fc"), ("fc", "lif"), ("lif", "output")]
     with pytest.raises(ValueError, match=r"trace must be one of \['exact', 'order'\]"):
         T1CExporter(trace="fx")
+
+
+# -- neuron state handed in by forward --------------------------------------------------------
+class HandedState(nn.Module):
+    """snnTorch's init_hidden=False style, with the membrane handed in three ways."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.fc1, self.lif1 = nn.Linear(8, 12), snn.Leaky(beta=0.9)
+        self.fc2, self.lif2 = nn.Linear(12, 3), snn.Leaky(beta=0.8)
+        with torch.no_grad():
+            self.fc1.weight.mul_(3)
+            self.fc2.weight.mul_(3)
+
+    def forward(self, x):
+        if self.how == "init_leaky":  # restarts from zero at every call: keeps nothing
+            m1, m2 = self.lif1.init_leaky(), self.lif2.init_leaky()
+            s, m1 = self.lif1(self.fc1(x), m1)
+            s, m2 = self.lif2(self.fc2(s), m2)
+        elif self.how == "own":  # its own last membrane: carries its state
+            s, _ = self.lif1(self.fc1(x), self.lif1.mem)
+            s, _ = self.lif2(self.fc2(s), self.lif2.mem)
+        else:  # something else
+            s, _ = self.lif1(self.fc1(x), self.lif1.mem * 0.5)
+            s, _ = self.lif2(self.fc2(s))
+        return s
+
+
+@pytest.mark.parametrize(("how", "beta"), [("init_leaky", 0.0), ("own", 0.9)])
+def test_a_membrane_handed_in_by_forward_is_exported_as_what_it_does(how, beta):
+    # init_leaky() inside forward restarts the neuron at every call: the seed exported a LIF
+    # that keeps its state, so the file spiked differently from the second step on.
+    torch.manual_seed(7)
+    model = HandedState(how)
+    xs = torch.rand(12, 4, 8)
+    graph = to_ir(model, xs[0])
+    np.testing.assert_array_equal(graph.nodes["lif1"].beta, np.full(12, beta, dtype=np.float32))
+    for m in model.modules():
+        if isinstance(m, snn.Leaky):
+            m.mem = torch.zeros(0)
+    executor, state, outs = ir_to_torch(graph), None, []
+    with torch.no_grad():
+        expected = torch.stack([model(x) for x in xs])
+        for x in xs:
+            y, state = executor(x, state, return_state=True)
+            outs.append(y)
+    assert 0 < float(expected.mean()) < 1
+    assert torch.equal(torch.stack(outs), expected)
+
+
+def test_a_membrane_replaced_by_forward_is_refused():
+    with pytest.raises(
+        ExportError, match=r"`lif1` \(Leaky\): forward hands it a membrane other than its own"
+    ):
+        to_ir(HandedState("other"), torch.rand(4, 8))

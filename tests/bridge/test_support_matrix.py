@@ -186,6 +186,18 @@ class SameValues(nn.Module):
         return self.fc(x.contiguous().clone().detach())
 
 
+class InitLeaky(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.lif = nn.Linear(8, 4), snn.Leaky(beta=0.9)
+        with torch.no_grad():
+            self.fc.weight.mul_(4)
+
+    def forward(self, x):
+        spk, _ = self.lif(self.fc(x), self.lif.init_leaky())
+        return spk
+
+
 class ReluOfSpikes(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -257,6 +269,7 @@ OP_MODELS = {
     ),
     "F.dropout(x, 0.5, self.training)": (Dropout, [2, 8], ["Affine"], ["Linear"]),
     "x.contiguous()": (SameValues, [2, 8], ["Affine"], ["Linear"]),
+    "lif(x, lif.init_leaky())": (InitLeaky, [2, 8], ["Affine", "LIF"], ["Linear", "LIFModule"]),
     "torch.relu(spikes)": (
         ReluOfSpikes,
         [2, 8],
