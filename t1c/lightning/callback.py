@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import os
@@ -90,6 +91,8 @@ GAP_ACTIONS = ("warn", "raise")
 METRIC_PREFIX = "t1c/"
 METADATA_KEY = "t1c_export"
 _STATE_VERSION = 2
+#: Most bytes of validation spike trains kept for the quantized measurement (beyond: encoded again).
+RECORD_BYTES = 64 * 2**20
 
 
 class T1CExportError(RuntimeError):
@@ -223,6 +226,10 @@ class T1CExport(Callback):
         self._saved: dict[str, int] = {}  # checkpoints saved in this fit -> the step of their weights
         self._deleted: set[str] = set()  # files this run deleted (left out of merged manifests)
         self._module: LightningModule | None = None
+        # validation's own spike trains and live outputs of this step, by batch index
+        self._val_records: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._val_step: int | None = None
+        self._recording: list | None = None
         self._no_metrics_reason: str | None = None
 
     @property
@@ -262,9 +269,62 @@ class T1CExport(Callback):
     ) -> None:
         self._reconcile(trainer)
 
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._val_records, self._val_step = {}, None
+        if trainer.sanity_checking or self._should_skip(trainer) or not _validates_like_t1c_module(pl_module):
+            return
+        executor = pl_module.executor
+        run_sequence = type(executor).run_sequence
+
+        def recording(xs: Any, state: Any = None) -> Any:
+            ys, state = run_sequence(executor, xs, state)
+            if self._recording is not None:
+                self._recording.append((xs, ys))
+            return ys, state
+
+        executor.run_sequence = recording  # shadows the method on this instance until on_validation_end
+        self._recording = []
+
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._recording is None:
+            return
+        if dataloader_idx == 0 and len(self._recording) == 1 and isinstance(batch, (tuple, list)):
+            xs, ys = self._recording[0]
+            kept = sum(
+                r[1].numel() * r[1].element_size() for r in self._val_records.values() if r[1] is not None
+            )
+            if kept + xs.numel() * xs.element_size() > RECORD_BYTES:
+                xs = None  # encoded again when measured (the same seeded encoding)
+            self._val_records[batch_idx] = (
+                batch[0].detach(),
+                None if xs is None else xs.detach(),
+                ys.detach(),
+            )
+        self._recording.clear()
+
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._recording is not None:
+            self._recording = None
+            vars(pl_module.executor).pop("run_sequence", None)
+            self._val_step = trainer.global_step
         if not trainer.sanity_checking:
             self._reconcile(trainer)
+
+    def _validation_reusable(self, trainer: Trainer, pl_module: LightningModule) -> bool:
+        """Whether this step's validation outputs are the live model's on the weights exported now."""
+        return (
+            bool(self._val_records)
+            and self._val_step == trainer.global_step
+            and _validates_like_t1c_module(pl_module)
+        )
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._reconcile(trainer)
@@ -575,18 +635,37 @@ class T1CExport(Callback):
         float_exec = ir_to_torch(graph).to(device).eval()
         quant_exec = ir_to_quantized(graph, self.weight_bits, self.accumulator_bits).to(device).eval()
         if _is_t1c_module(pl_module):
-            live = _copy_module(pl_module.executor).eval()
+            reuse = self._validation_reusable(trainer, pl_module)
+            float_is_live = reuse and _same_computation(float_exec, pl_module.executor)
+            live = None
 
-            def predict(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            def predict(batch: Any, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                nonlocal live
                 x = _to_device(batch[0], device)
-                return tuple(pl_module.predict_with(e, x).to(device) for e in (float_exec, quant_exec, live))
+                record = self._val_records.get(index) if reuse else None
+                if record is not None and record[0].shape == x.shape and torch.equal(record[0], x):
+                    ys = record[2]  # validation's own live outputs, on its own spike trains
+                    xs = record[1] if record[1] is not None else _encode_for_eval(pl_module, x)
+                else:
+                    if live is None:
+                        live = _copy_module(pl_module.executor).eval()
+                    xs = _encode_for_eval(pl_module, x)
+                    ys = live.run_sequence(xs)[0]
+                pred_live = pl_module.logits(ys).argmax(-1)
+                pred_float = (
+                    pred_live
+                    if float_is_live
+                    else pl_module.logits(float_exec.run_sequence(xs)[0]).argmax(-1)
+                )
+                pred_quant = pl_module.logits(quant_exec.run_sequence(xs)[0]).argmax(-1)
+                return pred_float.to(device), pred_quant.to(device), pred_live.to(device)
 
         else:
             # the module itself, in eval mode under no_grad as Lightning validates it: a copy of
             # snnTorch neurons with init_hidden is not reset by snntorch.utils.reset (class-level)
             layout = self._layout or "static"
 
-            def predict(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            def predict(batch: Any, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
                 x = _to_device(batch[0], device)
                 with _eval_mode(pl_module):
                     out = pl_module(x)
@@ -610,7 +689,7 @@ class T1CExport(Callback):
                     return {}
                 y = y.to(device)
                 try:
-                    pred_float, pred_quant, pred_live = predict(batch)
+                    pred_float, pred_quant, pred_live = predict(batch, index)
                     if not pred_float.shape == pred_live.shape == y.shape:
                         raise ValueError(
                             f"predictions of shape {list(pred_live.shape)} and {list(pred_float.shape)} "
@@ -1340,6 +1419,81 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+def _validates_like_t1c_module(pl_module: LightningModule) -> bool:
+    """A T1CModule whose validation is T1CModule's own: ``run_sequence`` on ``encode(x, seed=eval_seed)``.
+
+    Then the outputs its validation step computes are exactly ``predict_with(executor, x)``'s.
+    """
+    from .module import T1CModule
+
+    cls = type(pl_module)
+    return isinstance(pl_module, T1CModule) and all(
+        getattr(cls, name) is getattr(T1CModule, name)
+        for name in ("validation_step", "forward", "encode", "logits", "predict_with")
+    )
+
+
+def _encode_for_eval(pl_module: LightningModule, x: torch.Tensor) -> torch.Tensor:
+    """The spike trains ``predict_with`` feeds its executor: ``encode(x, seed=eval_seed)``."""
+    return pl_module.encode(x, seed=int(pl_module.hparams.eval_seed))
+
+
+# attributes that hold caches, metadata or the backward pass only: no effect on forward values
+_NOT_COMPUTATION = frozenset(
+    {"metadata", "node_metadata", "_held_state", "_coef_cache", "spike_grad", "training"}
+)
+
+
+def _same_computation(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules provably compute the same forward function.
+
+    Same module tree (names and types), and every attribute of every module equal: tensors
+    bit for bit (same dtype and shape), plain values, containers and dataclasses recursively,
+    references to submodules by their name. Anything else (an unknown object) counts as a
+    difference, so a False may be conservative, a True never is.
+    """
+    names_a = {id(m): n for n, m in a.named_modules()}
+    names_b = {id(m): n for n, m in b.named_modules()}
+    missing = object()
+
+    def same(u: Any, v: Any) -> bool:
+        if isinstance(u, nn.Module) or isinstance(v, nn.Module):
+            return id(u) in names_a and id(v) in names_b and names_a[id(u)] == names_b[id(v)]
+        if isinstance(u, torch.Tensor) or isinstance(v, torch.Tensor):
+            return (
+                isinstance(u, torch.Tensor)
+                and isinstance(v, torch.Tensor)
+                and u.dtype == v.dtype
+                and u.shape == v.shape
+                and torch.equal(u, v)
+            )
+        if type(u) is not type(v):
+            return False
+        if u is None or isinstance(u, (bool, int, str, type, frozenset, set)):
+            return u == v
+        if isinstance(u, float):
+            return u == v or (math.isnan(u) and math.isnan(v))
+        if dataclasses.is_dataclass(u):
+            return all(same(getattr(u, f.name), getattr(v, f.name)) for f in dataclasses.fields(u))
+        if isinstance(u, (list, tuple)):
+            return len(u) == len(v) and all(same(x, y) for x, y in zip(u, v))
+        if isinstance(u, dict):
+            return u.keys() == v.keys() and all(same(u[k], v[k]) for k in u)
+        return False
+
+    modules_a, modules_b = list(a.named_modules()), list(b.named_modules())
+    if [(n, type(m)) for n, m in modules_a] != [(n, type(m)) for n, m in modules_b]:
+        return False
+    for (_, ma), (_, mb) in zip(modules_a, modules_b):
+        va, vb = vars(ma), vars(mb)
+        for key in set(va) | set(vb):
+            if key in _NOT_COMPUTATION or key == "_modules" or "hook" in key:
+                continue
+            if not same(va.get(key, missing), vb.get(key, missing)):
+                return False
+    return True
 
 
 def _rng_preserved(pl_module: LightningModule) -> contextlib.AbstractContextManager:

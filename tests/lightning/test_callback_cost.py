@@ -1,0 +1,66 @@
+"""The export callback's shortcuts (issue 12) keep every figure: reused validation outputs give
+exactly the metrics of a full re-run, and a float graph counts as the live model only when proven."""
+
+from __future__ import annotations
+
+import torch
+from test_callback import _fit_t1c
+
+from t1c import ir
+from t1c.bridge import ir_to_torch
+from t1c.bridge.quantize import attach_integer_weights, ir_to_quantized
+from t1c.lightning import T1CExport, T1CModule
+from t1c.lightning.callback import _same_computation
+from t1c.lightning.naming import flatten_metrics
+
+
+class FullRun(T1CExport):
+    """Measures without reusing validation (the reference computation)."""
+
+    def _validation_reusable(self, trainer, pl_module):
+        return False
+
+
+class Spy(T1CExport):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.reused = []
+
+    def _validation_reusable(self, trainer, pl_module):
+        self.reused.append(super()._validation_reusable(trainer, pl_module))
+        return self.reused[-1]
+
+
+def _metrics(root):
+    folder = root / "logs" / "version_0" / "checkpoints"
+    return {
+        k: v
+        for k, v in flatten_metrics(
+            ir.read(folder / "epoch=1-step=4.t1c").metadata["t1c_export"]["metrics"]
+        ).items()
+        if k.startswith("t1c/")
+    }
+
+
+def test_reused_validation_gives_the_figures_of_a_full_run(tmp_path, fixtures_dir):
+    spy = Spy()
+    _, module = _fit_t1c(tmp_path / "a", fixtures_dir, [spy])
+    _fit_t1c(tmp_path / "b", fixtures_dir, [FullRun()])
+    assert spy.reused == [True, True]  # one export per epoch, each after its validation
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    assert _metrics(tmp_path / "a")["t1c/export_agreement"] == 1.0
+    assert "run_sequence" not in vars(module.executor)  # the recorder is gone after validation
+
+
+def test_same_computation_is_proven_or_refused(fixtures_dir):
+    module = T1CModule(fixtures_dir / "mlp_snn.t1c", num_steps=4)
+    graph = attach_integer_weights(module.export_graph())
+    assert _same_computation(ir_to_torch(graph), module.executor)
+    assert not _same_computation(ir_to_quantized(graph, 8, 32), module.executor)
+    with torch.no_grad():
+        next(module.executor.parameters()).view(-1)[0] += 1e-6
+    assert not _same_computation(ir_to_torch(graph), module.executor)
+    other = ir_to_torch(graph)
+    lif = next(m for m in other.modules() if hasattr(m, "reset_mechanism"))
+    lif.reset_mechanism = "none" if lif.reset_mechanism != "none" else "zero"
+    assert not _same_computation(other, ir_to_torch(graph))
