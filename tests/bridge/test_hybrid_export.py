@@ -432,9 +432,17 @@ def test_t1c_module_exports_its_hybrid_graph_back():
 
     source = ir.read(HYBRID / "mlp_bn1d_relu_lif.t1c")
     module = T1CModule(source, num_steps=2)
+    bn = module.executor.module_for("bn1")
+    with torch.no_grad():  # a training step's forward: batch statistics update the running ones
+        module.executor.train()(torch.randn(8, 16) * 3 + 1)
+    assert not torch.allclose(bn.running_mean, torch.from_numpy(source.nodes["bn1"].running_mean))
+    stats = bn.running_mean.clone(), bn.running_var.clone()
     graph = module.export_graph()
     assert ir.topology_diff(source, graph) == []
     assert module.executor.training  # export leaves the training mode alone
+    np.testing.assert_array_equal(graph.nodes["bn1"].running_mean, stats[0].numpy())  # the new statistics
+    np.testing.assert_array_equal(graph.nodes["bn1"].running_var, stats[1].numpy())
+    assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])
 
 
 def test_t1c_export_passes_hybrid_through_export_kwargs():
