@@ -43,14 +43,17 @@ from ..ir.linear import check_integer_weights
 
 if TYPE_CHECKING:
     from .executor import GraphExecutor
+    from .hybrid_modules import SubgraphModule
 
 __all__ = [
     "QuantizedConv2d",
     "QuantizedLinear",
     "attach_integer_weights",
+    "batchnorm_folds",
     "disable_qat",
     "enable_qat",
     "fake_quantize",
+    "fold_batchnorm_into",
     "ir_to_quantized",
     "quantize_bias",
     "quantize_executor",
@@ -421,16 +424,116 @@ def _own_bits(module: nn.Module, weight_bits: int, accumulator_bits: int) -> tup
     return getattr(module, "weight_bits", weight_bits), getattr(module, "accumulator_bits", accumulator_bits)
 
 
+def fold_batchnorm_into(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Module:
+    """A copy of ``layer`` that computes ``bn(layer(x))`` with ``bn``'s running statistics.
+
+    Per output channel ``o``: ``g = bn.weight[o] / sqrt(running_var[o] + eps)``,
+    ``w'[o] = g * w[o]`` and ``b'[o] = g * (b[o] - running_mean[o]) + bn.bias[o]`` (a missing
+    affine part is weight 1, bias 0; a missing layer bias is 0). Computed in float64 and
+    stored in the layer's dtype: the same function as the pair in evaluation mode, up to
+    float rounding. The copy keeps the layer's class and hints (a ``SpikingAffineModule``
+    keeps its ``weight_bits``/``accumulator_bits``).
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError(
+            f"cannot fold {type(bn).__name__} without running statistics (track_running_stats=False) "
+            f"into {type(layer).__name__}: keep it float"
+        )
+    out = layer.weight.shape[0]
+    if bn.num_features != out:
+        raise ValueError(
+            f"cannot fold {type(bn).__name__}({bn.num_features}) into {type(layer).__name__} "
+            f"with {out} outputs: the channel counts differ"
+        )
+    f64 = torch.float64
+    gamma = torch.ones(out, dtype=f64) if bn.weight is None else bn.weight.detach().to(f64).cpu()
+    beta = torch.zeros(out, dtype=f64) if bn.bias is None else bn.bias.detach().to(f64).cpu()
+    g = gamma / torch.sqrt(bn.running_var.detach().to(f64).cpu() + bn.eps)
+    w = layer.weight.detach().to(f64).cpu()
+    b = torch.zeros(out, dtype=f64) if layer.bias is None else layer.bias.detach().to(f64).cpu()
+    folded = copy.deepcopy(layer)
+    dtype, device = layer.weight.dtype, layer.weight.device
+    with torch.no_grad():
+        folded.weight = nn.Parameter((w * g.reshape(-1, *[1] * (w.ndim - 1))).to(dtype).to(device))
+        folded.bias = nn.Parameter(
+            (g * (b - bn.running_mean.detach().to(f64).cpu()) + beta).to(dtype).to(device)
+        )
+    return folded
+
+
+def batchnorm_folds(executor: GraphExecutor) -> dict[str, str]:
+    """``{layer node: BatchNorm node}`` for every BatchNorm that folds exactly into the layer before it.
+
+    A ``BatchNorm1d``/``BatchNorm2d`` node folds when its only input is an ``Affine``,
+    ``SpikingAffine`` or ``Conv2d`` node that feeds nothing else, the BatchNorm has running
+    statistics, and it normalizes the layer's output channels (a Conv2d's ``[C, H, W]``, or
+    an Affine's 1-D ``[F]``; an Affine on ``[C, L]`` inputs produces ``[C, F]``, whose axis 1
+    is not the layer's outputs, and does not fold).
+    """
+    folds: dict[str, str] = {}
+    for bn_name in executor.node_names:
+        bn = executor.module_for(bn_name)
+        if not isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)) or bn.running_mean is None:
+            continue
+        preds = [s for s, d in executor.edges if d == bn_name]
+        if len(preds) != 1:
+            continue
+        layer_name = preds[0]
+        layer = executor.module_for(layer_name)
+        if not isinstance(layer, (nn.Linear, nn.Conv2d)) or layer.weight.shape[0] != bn.num_features:
+            continue
+        if [d for s, d in executor.edges if s == layer_name] != [bn_name]:
+            continue
+        shape = executor._value_shapes.get(layer_name)
+        if isinstance(layer, nn.Linear) and (shape is None or len(shape) != 1):
+            continue
+        folds[layer_name] = bn_name
+    return folds
+
+
+def _apply_folds(executor: GraphExecutor) -> dict[str, str]:
+    """Fold in place every pair of :func:`batchnorm_folds` (the BatchNorm becomes the identity)."""
+    folds = batchnorm_folds(executor)
+    for layer_name, bn_name in folds.items():
+        bn = executor.module_for(bn_name)
+        executor.set_module(layer_name, fold_batchnorm_into(executor.module_for(layer_name), bn))
+        executor.set_module(bn_name, nn.Identity())
+    return folds
+
+
+def _inner_executors(executor: GraphExecutor) -> list[tuple[str, SubgraphModule]]:
+    from .hybrid_modules import SubgraphModule
+
+    return [
+        (name, module)
+        for name in executor.node_names
+        if isinstance(module := executor.module_for(name), SubgraphModule)
+    ]
+
+
 def quantize_executor(
-    executor: GraphExecutor, weight_bits: int = 8, accumulator_bits: int = 32
+    executor: GraphExecutor,
+    weight_bits: int = 8,
+    accumulator_bits: int = 32,
+    fold_batchnorm: bool = False,
 ) -> GraphExecutor:
     """A deep copy of ``executor`` whose synapses run in quantized simulation.
 
     ``SpikingAffine`` nodes use their own ``weight_bits``/``accumulator_bits`` hints;
-    ``Affine`` and ``Conv2d`` nodes use the arguments. Neurons, pooling and the wiring are
-    unchanged (still float), as is ``SepConv2d``. The original executor is untouched. With
-    QAT enabled (:func:`enable_qat`) the current fake-quantized weights are quantized, which
-    gives back the same integers.
+    ``Affine`` and ``Conv2d`` nodes use the arguments, also inside nested graphs. Neurons,
+    pooling, the wiring, ``SepConv2d`` and every ANN node (activations, norms, Dropout,
+    markers) are unchanged (float). The original executor is untouched. With QAT enabled
+    (:func:`enable_qat`) the current fake-quantized weights are quantized, which gives
+    back the same integers.
+
+    Args:
+        executor: the float executor.
+        weight_bits: weight width of Affine/Conv2d.
+        accumulator_bits: accumulator width of Affine/Conv2d.
+        fold_batchnorm: fold each BatchNorm into the layer before it where
+            :func:`batchnorm_folds` allows (its running statistics, exactly), and quantize
+            the folded weights, as a chip without BatchNorm would run them; the BatchNorm
+            becomes the identity. False (default): BatchNorm stays float after the integer layer.
 
     Returns:
         a new executor in eval mode, meant for evaluation (integer buffers, no parameters to train).
@@ -438,39 +541,67 @@ def quantize_executor(
     _check_bits(weight_bits, "weight_bits", 1, 32)
     _check_bits(accumulator_bits, "accumulator_bits", 1, 64)
     twin = copy.deepcopy(executor)
-    for name in twin.node_names:
-        module = twin.module_for(name)
+    _quantize_in_place(twin, weight_bits, accumulator_bits, fold_batchnorm)
+    return twin.eval()
+
+
+def _quantize_in_place(executor: GraphExecutor, weight_bits: int, accumulator_bits: int, fold: bool) -> None:
+    if fold:
+        _apply_folds(executor)
+    for name in executor.node_names:
+        module = executor.module_for(name)
         if module is None:
             continue
         quantized = _quantized_module(module, weight_bits, accumulator_bits)
         if quantized is not None:
-            twin.set_module(name, quantized)
-    return twin.eval()
+            executor.set_module(name, quantized)
+    for _, sub in _inner_executors(executor):
+        _quantize_in_place(sub.inner, weight_bits, accumulator_bits, fold)
 
 
-def ir_to_quantized(graph: ir.Graph, weight_bits: int = 8, accumulator_bits: int = 32) -> GraphExecutor:
+def ir_to_quantized(
+    graph: ir.Graph, weight_bits: int = 8, accumulator_bits: int = 32, fold_batchnorm: bool = False
+) -> GraphExecutor:
     """An executor for ``graph`` in quantized simulation, built from the file's own integers.
 
     Nodes that carry ``weight_int``/``weight_scale``/``bias_int`` (see
     :func:`attach_integer_weights`) use exactly those; others are quantized like
-    :func:`quantize_executor` does. This is how a deployed file is checked: its integers,
-    not a re-quantization of its floats, give the accuracy.
+    :func:`quantize_executor` does (nested graphs too). This is how a deployed file is
+    checked: its integers, not a re-quantization of its floats, give the accuracy.
+
+    With ``fold_batchnorm=True`` a layer that a BatchNorm folds into (:func:`batchnorm_folds`)
+    is quantized from its folded float weights instead: its stored integers describe the
+    unfolded weights (``weight ~= weight_int * weight_scale``) and are not used.
     """
     from .executor import ir_to_torch
 
     _check_bits(weight_bits, "weight_bits", 1, 32)
     _check_bits(accumulator_bits, "accumulator_bits", 1, 64)
     executor = ir_to_torch(graph)
-    for name, node in graph.nodes.items():
-        if isinstance(node, (ir.Affine, ir.SpikingAffine)):
-            executor.set_module(name, QuantizedLinear.from_node(node, weight_bits, accumulator_bits))
-        elif isinstance(node, ir.Conv2d):
-            executor.set_module(name, QuantizedConv2d.from_node(node, weight_bits, accumulator_bits))
+    _quantize_graph_in_place(executor, graph, weight_bits, accumulator_bits, fold_batchnorm)
     return executor.eval()
 
 
+def _quantize_graph_in_place(
+    executor: GraphExecutor, graph: ir.Graph, weight_bits: int, accumulator_bits: int, fold: bool
+) -> None:
+    folded = _apply_folds(executor) if fold else {}
+    for name, node in graph.nodes.items():
+        if name in folded:
+            module = executor.module_for(name)
+            executor.set_module(
+                name, _quantized_module(module, *_own_bits(module, weight_bits, accumulator_bits))
+            )
+        elif isinstance(node, (ir.Affine, ir.SpikingAffine)):
+            executor.set_module(name, QuantizedLinear.from_node(node, weight_bits, accumulator_bits))
+        elif isinstance(node, ir.Conv2d):
+            executor.set_module(name, QuantizedConv2d.from_node(node, weight_bits, accumulator_bits))
+    for name, sub in _inner_executors(executor):
+        _quantize_graph_in_place(sub.inner, graph.nodes[name].graph, weight_bits, accumulator_bits, fold)
+
+
 def attach_integer_weights(graph: ir.Graph, weight_bits: int = 8, accumulator_bits: int = 32) -> ir.Graph:
-    """A copy of ``graph`` whose Affine/SpikingAffine/Conv2d nodes carry their exact integers.
+    """A copy of ``graph`` whose Affine/SpikingAffine/Conv2d nodes (nested ones too) carry their exact integers.
 
     Sets the optional fields ``weight_int``, ``weight_scale`` and ``bias_int`` to the values
     :func:`quantize_executor` simulates (SpikingAffine: its own bit widths; Affine/Conv2d:
@@ -489,6 +620,8 @@ def attach_integer_weights(graph: ir.Graph, weight_bits: int = 8, accumulator_bi
             )
             node.weight_int, node.weight_scale, node.bias_int = w_int.numpy(), scale, b_int.numpy()
             check_integer_weights(node)
+        elif isinstance(node, ir.Subgraph):
+            node.graph = attach_integer_weights(node.graph, weight_bits, accumulator_bits)
         nodes[name] = node
     return ir.Graph(nodes, list(graph.edges), copy.deepcopy(graph.metadata), allow_cycles=graph.allow_cycles)
 

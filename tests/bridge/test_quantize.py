@@ -278,3 +278,183 @@ def test_integers_in_file_reproduce_simulation_bit_for_bit(fixtures_dir, tmp_pat
     from_file = Q.ir_to_quantized(reread)
     with torch.no_grad():
         assert torch.equal(simulated.run_sequence(xs)[0], from_file.run_sequence(xs)[0])
+
+
+# -- hybrid graphs: ANN nodes float, BatchNorm kept float or folded ------------------------
+def _python_codes(w: torch.Tensor, bits: int) -> tuple[list, float]:
+    """Symmetric per-tensor codes with Python's round (half to even), as the docs state them."""
+    q = 2 ** (bits - 1) - 1
+    flat = [float(v) for v in w.double().flatten().tolist()]
+    scale = max(abs(v) for v in flat) / q
+    codes = [max(-q, min(q, round(v / scale))) for v in flat]
+    return torch.tensor(codes).reshape(w.shape).tolist(), scale
+
+
+def _reference_dense(x: list, w: torch.Tensor, b: torch.Tensor, bits: int, acc_bits: int) -> list:
+    """One quantized dense layer on Python numbers: codes, bias at their scale, saturated sum times scale."""
+    w_int, scale = _python_codes(w, bits)
+    b_int = [round(float(v) / scale) for v in b.double().tolist()]
+    return [
+        [
+            _sat_real(sum(xi * wi for xi, wi in zip(row, w_int[o])) + b_int[o], acc_bits) * scale
+            for o in range(len(w_int))
+        ]
+        for row in x
+    ]
+
+
+def _sat_real(value: float, acc_bits: int) -> float:
+    return max(-(2 ** (acc_bits - 1)), min(2 ** (acc_bits - 1) - 1, value))
+
+
+def _hybrid_mlp(seed: int = 0) -> tuple[nn.Sequential, ir.Graph]:
+    """Linear -> BatchNorm1d (random statistics) -> ReLU -> Linear, exported with ``hybrid=True``."""
+    from t1c.bridge import to_ir
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(9, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 4))
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(6))
+        bn.running_var.copy_(torch.rand(6) + 0.2)
+        bn.weight.copy_(torch.randn(6))
+        bn.bias.copy_(torch.randn(6))
+    return model.eval(), to_ir(model.eval(), torch.zeros(1, 9), hybrid=True)
+
+
+@pytest.mark.parametrize("fold", [False, True])
+@pytest.mark.parametrize(("bits", "acc_bits"), [(4, 6), (8, 32)])
+def test_hybrid_mlp_matches_brute_force_reference(fold, bits, acc_bits):
+    """BatchNorm kept float after the integer layer, or folded into it exactly, against Python loops."""
+    model, graph = _hybrid_mlp()
+    fc1, bn, fc2 = model[0], model[1], model[3]
+    x = _spikes(7, 9, seed=1)
+    rows = [[int(v) for v in row] for row in x.tolist()]
+    g = (bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)).tolist()
+    mean, beta = bn.running_mean.double().tolist(), bn.bias.double().tolist()
+    if fold:  # w' = g w, b' = g (b - mean) + beta, stored as float32 like the layer
+        w1 = (fc1.weight.double() * torch.tensor(g).reshape(-1, 1)).float()
+        b1 = torch.tensor(
+            [g[o] * (float(fc1.bias.detach()[o]) - mean[o]) + beta[o] for o in range(6)]
+        ).float()
+        hidden = _reference_dense(rows, w1, b1, bits, acc_bits)
+    else:
+        acc = _reference_dense(rows, fc1.weight, fc1.bias, bits, acc_bits)
+        hidden = [
+            [(float(np.float32(v)) - mean[o]) * g[o] + beta[o] for o, v in enumerate(row)] for row in acc
+        ]
+    hidden = [[max(v, 0.0) for v in row] for row in hidden]
+    expected = torch.tensor(
+        _reference_dense(hidden, fc2.weight, fc2.bias, bits, acc_bits), dtype=torch.float64
+    )
+
+    executor = _ir_to_torch()(graph)
+    for qexec in (
+        Q.quantize_executor(executor, bits, acc_bits, fold_batchnorm=fold),
+        Q.ir_to_quantized(graph, bits, acc_bits, fold_batchnorm=fold),
+    ):
+        with torch.no_grad():
+            out = qexec(x)
+        assert torch.allclose(out.double(), expected, rtol=1e-5, atol=1e-4)
+        bn_module = qexec.module_for(
+            [n for n, node in graph.nodes.items() if isinstance(node, ir.BatchNorm1d)][0]
+        )
+        assert isinstance(bn_module, nn.Identity) == fold
+    assert executor.module_for(graph.input_names[0]) is None  # the float executor is untouched
+    assert not any(isinstance(m, (Q.QuantizedLinear, nn.Identity)) for m in executor.modules())
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_fold_batchnorm_into_is_the_same_function(affine):
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 5, 3, padding=1, bias=affine)
+    bn = nn.BatchNorm2d(5, affine=affine, eps=1e-3)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(5))
+        bn.running_var.copy_(torch.rand(5) + 0.1)
+    conv.eval(), bn.eval()
+    x = torch.randn(2, 3, 6, 6)
+    folded = Q.fold_batchnorm_into(conv, bn)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), bn(conv(x)), atol=1e-5)
+    assert conv.bias is None or not torch.equal(folded.bias, conv.bias)  # a copy: the layer is untouched
+    with pytest.raises(ValueError, match="track_running_stats=False"):
+        Q.fold_batchnorm_into(conv, nn.BatchNorm2d(5, track_running_stats=False))
+    with pytest.raises(ValueError, match="channel counts differ"):
+        Q.fold_batchnorm_into(conv, nn.BatchNorm2d(4))
+
+
+def test_batchnorm_folds_only_where_exact(hybrid_fixtures_dir):
+    ir_to_torch = _ir_to_torch()
+    load = lambda name: ir_to_torch(ir.read(hybrid_fixtures_dir / f"{name}.t1c"))  # noqa: E731
+    assert Q.batchnorm_folds(load("mlp_bn1d_relu_lif")) == {"fc1": "bn1"}
+    assert Q.batchnorm_folds(load("conv_bn2d_prelu_lif")) == {"conv1": "bn1"}
+    assert Q.batchnorm_folds(load("unit_bn1d")) == {}  # fed by the Input: nothing to fold into
+    from t1c.bridge import to_ir
+
+    # an Affine whose output feeds a second node as well, and an Affine on [C, L] (axis 1 is not its outputs)
+    class Branch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.bn, self.relu = nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU()
+
+        def forward(self, x):
+            h = self.fc(x)
+            return self.bn(h) + self.relu(h)
+
+    assert Q.batchnorm_folds(ir_to_torch(to_ir(Branch().eval(), torch.zeros(1, 4), hybrid=True))) == {}
+    cl = nn.Sequential(nn.Linear(5, 3), nn.BatchNorm1d(3)).eval()
+    assert Q.batchnorm_folds(ir_to_torch(to_ir(cl, torch.zeros(1, 3, 5), hybrid=True))) == {}
+
+
+def test_hybrid_fixtures_run_in_quantized_simulation(hybrid_fixtures_dir):
+    """At 16 bits the quantized hybrid graphs are close to float, with BatchNorm kept or folded."""
+    for name in ("mlp_bn1d_relu_lif", "conv_bn2d_prelu_lif"):
+        graph = ir.read(hybrid_fixtures_dir / f"{name}.t1c")
+        data = np.load(hybrid_fixtures_dir / f"{name}.npz")
+        xs = torch.from_numpy(data["x"]).float()  # [T, B, ...]
+        executor = _ir_to_torch()(graph)
+        with torch.no_grad():
+            reference = executor.run_sequence(xs)[0]
+            assert torch.allclose(reference, torch.from_numpy(data["y"]).float(), atol=1e-5)
+            for fold in (False, True):
+                qexec = Q.ir_to_quantized(
+                    Q.attach_integer_weights(graph, 16, 48), 16, 48, fold_batchnorm=fold
+                )
+                out = qexec.run_sequence(xs)[0]
+                assert out.shape == reference.shape
+                assert (out - reference).abs().float().mean() < 0.05, (name, fold)
+
+
+def test_nested_graph_layers_are_quantized():
+    inner_shape = np.array([4], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    inner = ir.Graph(
+        {
+            "input": ir.Input(input_type={"input": inner_shape}),
+            "fc": ir.Affine(
+                weight=rng.standard_normal((4, 4)).astype(np.float32), bias=np.zeros(4, np.float32)
+            ),
+            "output": ir.Output(),
+        },
+        [("input", "fc"), ("fc", "output")],
+    )
+    graph = ir.Graph(
+        {
+            "input": ir.Input(input_type={"input": inner_shape}),
+            "sub": ir.Subgraph(graph=inner),
+            "output": ir.Output(),
+        },
+        [("input", "sub"), ("sub", "output")],
+    )
+    with_ints = Q.attach_integer_weights(graph, weight_bits=3)
+    w_int, scale = Q.quantize_weights(torch.from_numpy(inner.nodes["fc"].weight), 3)
+    assert np.array_equal(with_ints.nodes["sub"].graph.nodes["fc"].weight_int, w_int.numpy())
+    assert graph.nodes["sub"].graph.nodes["fc"].weight_int is None  # a copy
+    x = _spikes(5, 4, seed=2)
+    expected = (
+        torch.tensor(reference_linear(x, w_int, torch.zeros(4, dtype=torch.int64), 32)).double() * scale
+    )
+    for qexec in (Q.quantize_executor(_ir_to_torch()(graph), 3), Q.ir_to_quantized(with_ints)):
+        with torch.no_grad():
+            assert torch.allclose(qexec(x).double(), expected, atol=1e-6)
