@@ -67,6 +67,8 @@ from .export_maps import (
     convert_leaky,
     converter_arity,
     default_export_map,
+    drop_relu,
+    drop_silently,
     find_converter,
     fold_batchnorm,
     hybrid_hint,
@@ -820,6 +822,29 @@ class _Built:
 _KEEPS_NONNEGATIVE = (ir.MaxPool2d, ir.AvgPool2d, ir.Upsample, ir.Flatten, ir.Skip)
 
 
+def _check_inplace(flow: list[_Flow], units: Mapping[str, _Unit], output_key: str) -> None:
+    """Refuse an in-place module (``nn.ReLU(inplace=True)``) exported as a node whose input is
+    read by another step too (or returned): torch overwrote that value, the graph would pass
+    the original. Converters that drop the module where it is the identity are exempt."""
+    readers: dict[str, int] = {output_key: 1}
+    for step in flow:
+        for key in step.inputs:
+            readers[key] = readers.get(key, 0) + 1
+    for step in flow:
+        unit = units.get(step.path) if step.path is not None else None
+        if unit is None or unit.converter in (None, drop_relu, drop_silently):
+            continue
+        if not getattr(unit.module, "inplace", False):
+            continue
+        if isinstance(unit.module, nn.Dropout) and not unit.module.training:
+            continue  # dropout in eval mode leaves its input alone
+        if readers.get(step.inputs[0], 0) > 1:
+            raise ExportError(
+                f"cannot export `{step.path}` ({type(unit.module).__name__}): inplace=True overwrites its input, "
+                "which another operation reads too, so the graph would compute something else; use inplace=False"
+            )
+
+
 def _call_converter(converter: Converter, arity: dict[int, int], module: nn.Module, ctx: ExportContext):
     """``converter(module, ctx)`` or ``converter(module)``, its arity read once per converter."""
     key = id(converter)
@@ -1126,6 +1151,7 @@ class T1CExporter:
         for stacks in (False, True):
             flow, output_key, traced = self._flow(model, units, containers, cap, stacks)
             try:
+                _check_inplace(flow, units, output_key)
                 builder = _Builder(units, cap, self._hints)
                 for step in flow:
                     builder.add(step)

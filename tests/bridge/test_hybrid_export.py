@@ -480,3 +480,26 @@ def test_implicit_softmax_dim_called_on_several_shapes_is_refused():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             to_ir(SharedSoftmax(), torch.randn(2, 6), hybrid=True)
+
+
+class InplaceResidual(nn.Module):
+    """``relu(y) + y`` with an in-place ReLU: torch adds relu(y) to itself."""
+
+    def __init__(self, inplace: bool) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.act = nn.ReLU(inplace=inplace)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return self.act(y) + y
+
+
+def test_inplace_module_whose_input_is_read_again_is_refused():
+    x = torch.randn(3, 4)
+    with pytest.raises(ExportError, match=r"`act` \(ReLU\): inplace=True overwrites its input"):
+        to_ir(InplaceResidual(inplace=True), x, hybrid=True)
+    model = InplaceResidual(inplace=False)
+    _assert_computes(_export(model, x), model, x)
+    chain = nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True), nn.Dropout(inplace=True))
+    _assert_computes(_export(chain, x), chain, x)
