@@ -23,7 +23,7 @@ from torch import nn
 
 from t1c import ir
 
-from .surrogate import ATan, SpikeFn, atan_derivative, resolve, spike
+from .surrogate import ATan, SpikeFn, atan_derivative, heaviside, resolve, spike
 
 ArrayLike = Any  # numpy array, torch tensor, float or nested list
 
@@ -228,7 +228,7 @@ class LIFModule(nn.Module):
         return decay * v + gain * (self.v_leak + self.r * i)
 
     def _fire_detached(self, x: torch.Tensor) -> torch.Tensor:
-        return (x > 0 if self.strict_threshold else x >= 0).to(x.dtype)
+        return heaviside(x, self.strict_threshold)
 
     def forward(self, i: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step.
@@ -283,7 +283,9 @@ class LIFModule(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run ``T`` steps on ``xs [T, B, *neuron_shape]``: ``(spikes [T, B, ...], v_T)``.
 
-        Identical to calling :meth:`forward` ``T`` times (spikes bit for bit).
+        Identical to calling :meth:`forward` ``T`` times (spikes and membranes bit for
+        bit; gradients up to summation order). The fused path saves only the spikes and
+        its input for the backward pass (``docs/lif_extensions.md``).
         """
         if xs.dim() < 2 or xs.shape[2:] != self.neuron_shape:
             raise ValueError(
@@ -335,107 +337,128 @@ class _LIFSequence(torch.autograd.Function):
     Inputs: ``c`` [T, B, *shape], the integrated input of each step (``i`` in snnTorch
     mode, ``gain * (v_leak + r * i)`` in plain mode, computed by autograd outside);
     ``v0``; the decay ``a``; the threshold. The forward repeats :meth:`LIFModule._step`'s
-    operations one for one, so values are bit-identical to stepping; gradients equal the
-    step-by-step autograd ones up to summation order.
+    operations one for one (each correctly rounded), so values are bit-identical to
+    stepping; gradients equal the step-by-step autograd ones up to summation order.
 
-    Recurrence (``q_t = dL/ds_t * atan'(v_t - thr)``):
+    Memory: the forward keeps the membrane in one ``[B, *shape]`` buffer and saves only
+    the spikes and ``c`` (which it holds instead of a copy of every membrane); the backward
+    replays the membranes from them, with the same operations and the saved reset
+    decisions, into the one buffer in which it then computes the gradient.
 
-    * delayed reset: ``g_t = dL/dv_t = q_t + a * k_t * g_{t+1}`` with ``k_t = 1 - s_t`` for
-      "zero" (the next step zeroes ``v_t`` where it spiked), else 1;
+    Recurrence (``q_t = dL/ds_t * atan'(w_t - thr)``, ``w_t`` the membrane tested):
+
+    * delayed reset: ``g_t = dL/dw_t = q_t + a * k_t * g_{t+1}`` with ``k_t = 1 - s_t`` for
+      "zero" (the next step zeroes ``w_t`` where it spiked), else 1;
     * immediate reset (plain): ``g_t = dL/dw_t = q_t + k_t * h_t``, ``h_t = a * g_{t+1}``,
-      ``w_t`` the membrane before the reset, ``k_t = 1 - s_t`` for "zero".
+      ``k_t = 1 - s_t`` for "zero".
     """
 
     @staticmethod
     def forward(ctx, c, v0, a, thr, mech, delay, strict, alpha):  # noqa: D102
         spikes = torch.empty_like(c)
-        states = torch.empty_like(c)  # v_t (delayed reset) or w_t (immediate reset)
-        # v_t after an immediate reset; with no reset it is w_t itself.
-        after = torch.empty_like(c) if not delay and mech != "none" else None
-        shift = v0 - thr
-        r0 = (shift > 0 if strict else shift >= 0).to(c.dtype)
-        v, r = v0, r0
-        for t in range(c.shape[0]):
-            if delay:  # r: the reset decided from v_{t-1}, i.e. last step's spike
-                u = (1 - r) * v if mech == "zero" else v
-                w = a * u + c[t]
-                if mech == "subtract":
-                    w = w - r * thr
-            else:
-                w = a * v + c[t]
-            states[t] = w
-            shift = w - thr
-            s = spikes[t]
-            s.copy_(shift > 0 if strict else shift >= 0)
-            if delay:
-                r, v = s, states[t]
-            elif mech == "zero":
-                v = torch.mul(1 - s, w, out=after[t])
-            elif mech == "subtract":
-                v = torch.sub(w, s * thr, out=after[t])
-            else:
-                v = states[t]
-        ctx.save_for_backward(spikes, states, after, v0, a, thr, r0)
+        r0 = heaviside(v0 - thr, strict)
+        w = _lif_loop(c, v0, a, thr, mech, delay, r0, spikes=spikes, strict=strict)
+        ctx.save_for_backward(spikes, c, v0, a, thr, r0)
         ctx.config = (mech, delay, alpha)
-        return spikes, v.clone()
+        return spikes, w
 
     @staticmethod
     def backward(ctx, g_spikes, g_v):  # noqa: D102
-        spikes, states, after, v0, a, thr, r0 = ctx.saved_tensors
+        spikes, c, v0, a, thr, r0 = ctx.saved_tensors
         mech, delay, alpha = ctx.config
-        q = atan_derivative(states - thr, alpha)
-        q = q * g_spikes if g_spikes is not None else torch.zeros_like(q)
+        grads = torch.empty_like(c)  # the tested membranes w_t, then q, then dL/dw_t
+        prev = torch.empty_like(c) if ctx.needs_input_grad[2] else None  # what a multiplies
+        _lif_loop(c, v0, a, thr, mech, delay, r0, spikes=spikes, tested=grads, prev=prev)
+        atan_derivative(grads.sub_(thr), alpha, inplace=True)
+        if g_spikes is None:
+            grads.zero_()
+        else:
+            grads.mul_(g_spikes)
+        q = grads.clone() if ctx.needs_input_grad[3] else None  # thr's gradient needs q itself
         g_v = torch.zeros_like(v0) if g_v is None else g_v
-        keep = 1 - spikes if mech == "zero" else None
-        resets = torch.cat([r0.unsqueeze(0), spikes[:-1]]) if delay else None
-        if delay:
-            grads = _delayed_recurrence(q, g_v, a, keep)
+        h_all = None
+        if delay:  # the factor of g_{t+1}: a * (1 - s_t) for "zero", else a
+            factor = torch.neg(spikes).add_(1).mul_(a) if mech == "zero" else None
+            _delayed_recurrence(grads, g_v, a, factor)
             g_v0 = a * grads[0] if mech != "zero" else a * (1 - r0) * grads[0]
         else:
-            grads, h_all = _immediate_recurrence(q, g_v, a, keep)
+            keep = torch.neg(spikes).add_(1) if mech == "zero" else None
+            h_all = _immediate_recurrence(grads, g_v, a, keep, q is not None and mech == "subtract")
             g_v0 = a * grads[0]
         g_a = g_thr = None
-        if ctx.needs_input_grad[2]:  # d/da of a * u_t, u_t the membrane the decay acts on
-            prev = torch.cat([v0.unsqueeze(0), (states if after is None else after)[:-1]])
-            if delay and mech == "zero":
-                prev = (1 - resets) * prev
-            g_a = _reduce_to(grads * prev, a.shape)
-        if ctx.needs_input_grad[3]:  # thr enters the spike and the subtractive reset
-            g_thr = -q
+        if prev is not None:  # d/da of a * u_t
+            g_a = _reduce_to(prev.mul_(grads), a.shape)
+        if q is not None:  # thr enters the spike and the subtractive reset
+            g_thr = q.neg_()
             if mech == "subtract":
-                g_thr = g_thr - (resets * grads if delay else spikes * h_all)
+                resets = torch.cat([r0.unsqueeze(0), spikes[:-1]]) if delay else spikes
+                g_thr = g_thr.sub_(resets.mul_(grads) if delay else resets * h_all)
             g_thr = _reduce_to(g_thr, thr.shape)
         return grads, g_v0, g_a, g_thr, None, None, None, None
 
 
-def _delayed_recurrence(q, g_last, a, keep):
-    """``g_t = q_t + a * keep_t * g_{t+1}``, ``g_{T-1} = q_{T-1} + g_last`` (dL/dv_t)."""
-    T = q.shape[0]
-    grads = torch.empty_like(q)
-    g = torch.add(q[T - 1], g_last, out=grads[T - 1])
-    factor = a if keep is None else a * keep
-    for t in range(T - 2, -1, -1):
-        g = torch.addcmul(q[t], factor if keep is None else factor[t], g, out=grads[t])
-    return grads
+def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, strict=False, tested=None, prev=None):
+    """The LIF recurrence of :class:`_LIFSequence`, with :meth:`LIFModule._step`'s operations.
 
-
-def _immediate_recurrence(q, g_last, a, keep):
-    """``g_t = q_t + keep_t * h_t`` with ``h_t = a * g_{t+1}``, ``h_{T-1} = g_last``.
-
-    Returns ``(g, h)``: dL/dw_t (before the reset) and dL/dv_t (after it).
+    Forward (``tested`` None): decides and writes ``spikes``; returns the final membrane.
+    Replay (``tested`` given): takes the decisions from ``spikes`` and writes each tested
+    membrane ``w_t`` into ``tested[t]`` and, when given, the membrane the decay multiplies
+    into ``prev[t]``. Spikes and resets are 0 or 1, so ``1 - s`` (written ``-s + 1``) and
+    ``s * thr`` are exact and ``w - s * thr`` has one rounding, fused or not.
     """
+    buf = torch.empty_like(v0)
+    v, r, w = v0, r0, None
+    for t in range(c.shape[0]):
+        if delay and mech == "zero":  # u = (1 - r) * v, r the reset decided from v_{t-1}
+            v = torch.neg(r, out=buf).add_(1).mul_(v)
+        if prev is not None:
+            prev[t] = v
+        if tested is not None:
+            w = tested[t]
+        elif w is None:
+            w = torch.empty_like(v0)  # the forward's one membrane buffer, updated in place
+        torch.mul(a, v, out=w).add_(c[t])  # a * u + c_t
+        if delay and mech == "subtract":
+            w.addcmul_(r, thr, value=-1)
+        s = spikes[t] if tested is not None else heaviside(torch.sub(w, thr, out=buf), strict, out=spikes[t])
+        if delay:
+            r, v = s, w
+        elif mech == "zero":  # the replay keeps w_t and resets into buf
+            v = (
+                torch.neg(s, out=buf).add_(1).mul_(w)
+                if tested is not None
+                else w.mul_(torch.neg(s, out=buf).add_(1))
+            )
+        elif mech == "subtract":
+            v = torch.addcmul(w, s, thr, value=-1, out=buf if tested is not None else w)
+        else:
+            v = w
+    return v
+
+
+def _delayed_recurrence(q, g_last, a, factor):
+    """In place: ``q_t += f_t * q_{t+1}`` from the end, ``q_{T-1} += g_last``, with
+    ``f_t = factor_t`` (or ``a`` when None); ``q`` becomes dL/dv_t."""
     T = q.shape[0]
-    grads, hs = torch.empty_like(q), torch.empty_like(q)
+    g = q[T - 1].add_(g_last)
+    for t in range(T - 2, -1, -1):
+        g = q[t].addcmul_(a if factor is None else factor[t], g)
+
+
+def _immediate_recurrence(q, g_last, a, keep, want_h):
+    """In place: ``q_t += keep_t * h_t`` with ``h_t = a * g_{t+1}``, ``h_{T-1} = g_last``,
+    so ``q`` becomes dL/dw_t (before the reset). Returns the ``h_t`` (dL/dv_t, after the
+    reset) when ``want_h``, else None."""
+    T = q.shape[0]
+    hs = torch.empty_like(q) if want_h else None
     h = g_last
+    buf = torch.empty_like(q[0])
     for t in range(T - 1, -1, -1):
-        hs[t] = h
-        g = (
-            torch.add(q[t], h, out=grads[t])
-            if keep is None
-            else torch.addcmul(q[t], keep[t], h, out=grads[t])
-        )
-        h = a * g
-    return grads, hs
+        if hs is not None:
+            hs[t] = h
+        g = q[t].add_(h) if keep is None else q[t].addcmul_(keep[t], h)
+        h = torch.mul(a, g, out=buf)
+    return hs
 
 
 def _reduce_to(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from t1c import ir
 from t1c.bridge import LIFModule, SepConv2dModule, SkipModule, SpikingAffineModule
-from t1c.bridge.surrogate import atan, spike
+from t1c.bridge.surrogate import atan, atan_derivative, heaviside, spike
 
 N = 10
 
@@ -272,3 +272,35 @@ def test_inference_mode_then_training() -> None:
     s, _ = lif.forward_sequence(x)
     s.sum().backward()
     assert x.grad is not None
+
+
+def test_heaviside_and_in_place_atan_are_the_plain_expressions_bit_for_bit() -> None:
+    x = torch.cat(
+        [torch.randn(1000) * 3, torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan")])]
+    )
+    for strict in (True, False):
+        assert torch.equal(heaviside(x, strict), (x > 0 if strict else x >= 0).float())
+    assert heaviside(x.double(), True).dtype == torch.float64
+    for alpha in (2.0, 0.7, 3.3):
+        fast, plain = atan_derivative(x.clone(), alpha, inplace=True), atan_derivative(x, alpha)
+        torch.testing.assert_close(fast, plain, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("mech", ["zero", "subtract"])
+@pytest.mark.parametrize("delay", [True, False], ids=["delay", "immediate"])
+def test_fused_backward_can_run_twice_and_leaves_its_inputs(mech, delay) -> None:
+    """The backward replays the membranes from the saved input: a retained graph gives the
+    same gradients again, and neither the input nor the initial state is modified."""
+    torch.manual_seed(3)
+    lif = LIFModule.from_node(plain_node(reset_mechanism=mech, reset_delay=delay), learn_threshold=True)
+    xs = (torch.rand(15, 3, N) * 0.9).requires_grad_(True)
+    v0 = torch.rand(3, N) * 1.2
+    before = xs.detach().clone(), v0.clone()
+    s, v = lif.forward_sequence(xs, v0)
+    loss = (s * torch.randn_like(s)).sum() + v.sum()
+    loss.backward(retain_graph=True)
+    first = xs.grad.clone(), lif.v_threshold.grad.clone()
+    xs.grad = lif.v_threshold.grad = None
+    loss.backward()
+    assert torch.equal(xs.grad, first[0]) and torch.equal(lif.v_threshold.grad, first[1])
+    assert torch.equal(xs.detach(), before[0]) and torch.equal(v0, before[1])
