@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from t1c import ir
@@ -148,7 +148,8 @@ class T1CModule(pl.LightningModule):
             this many steps, each chunk's forward pass recomputed during backward (gradient
             checkpointing): activations are kept for one chunk at a time, for one more
             forward pass. The default keeps an SHD-sized step (T=500) below snnTorch's peak
-            memory and leaves short sequences (T <= 100) untouched; None: never.
+            memory and leaves short sequences (T <= 100) untouched; None: never. Graphs with
+            a BatchNorm in training mode always run unchunked (its statistics span all steps).
         nir_dt: the time step a `.nir` ``graph`` is discretized at (NIR's time unit,
             e.g. ``1e-3``); required for `.nir` files, unused otherwise.
 
@@ -389,7 +390,7 @@ class T1CModule(pl.LightningModule):
         """Outputs per step ``[T, B, classes]`` for a batch ``x``, from the zero state (arguments of :meth:`encode`)."""
         xs = self.encode(x, generator, seed)
         chunk = self.grad_checkpoint_steps
-        if chunk is None or xs.shape[0] <= chunk or not torch.is_grad_enabled():
+        if chunk is None or xs.shape[0] <= chunk or not torch.is_grad_enabled() or self._batch_statistics():
             ys, _ = self.executor.run_sequence(xs)
             return ys
         from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
@@ -401,6 +402,13 @@ class T1CModule(pl.LightningModule):
                 ys, state = checkpoint(self.executor.run_sequence, part, state, use_reentrant=False)
                 outs.append(ys)
         return torch.cat(outs)
+
+    def _batch_statistics(self) -> bool:
+        """Whether a BatchNorm trains on batch statistics: chunks would change them and a
+        recomputed chunk would update the running ones twice, so such graphs run unchunked."""
+        return any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in self.executor.modules()
+        )
 
     def compute_loss(self, ys: Tensor, y: Tensor) -> Tensor:
         """The configured loss of outputs per step ``ys [T, B, C]`` against labels ``y [B]``."""

@@ -417,3 +417,14 @@ def test_gradient_checkpointing_in_chunks_gives_the_same_step(tmp_path):
         assert torch.equal(T1CModule(source, encoding="sequence", grad_checkpoint_steps=5)(x), ys)
     with pytest.raises(ValueError, match="grad_checkpoint_steps=0"):
         T1CModule(source, encoding="sequence", grad_checkpoint_steps=0)
+
+
+def test_batchnorm_in_training_mode_runs_unchunked(mlp_path):
+    from torch import nn
+
+    model = T1CModule(mlp_path, encoding="sequence", grad_checkpoint_steps=2)
+    assert not model._batch_statistics()
+    model.executor.add_module("extra_bn", nn.BatchNorm1d(3))  # as a hybrid graph's BatchNorm node imports
+    assert model._batch_statistics()  # chunks would change its statistics: one run over all steps
+    model.eval()
+    assert not model._batch_statistics()  # running statistics: chunking changes nothing
