@@ -242,6 +242,7 @@ class T1CExport(Callback):
             return
         folder = self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints")
         self._own_dir = os.path.normpath(trainer.strategy.broadcast(folder))
+        self._run = trainer.strategy.broadcast(self._run)  # one id on every rank (a resume restores its own)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # callback and ModelCheckpoint states are restored before this hook
@@ -378,6 +379,9 @@ class T1CExport(Callback):
         run = state_dict.get("run")
         if isinstance(run, str) and run:
             self._run = run
+        else:  # a state written before run ids: its entries are the resumed run's
+            for entry in self.entries.values():
+                entry["run"] = entry["run"] or self._run
 
     # -- predicates -----------------------------------------------------------------------
     @staticmethod
@@ -897,7 +901,12 @@ class T1CExport(Callback):
             by_checkpoint[h.checkpoint] = path
             entry = self.entries.get(path)
             if h.from_file:
-                if entry is None or entry.get("global_step") != h.step or not os.path.lexists(path):
+                if (
+                    entry is None
+                    or entry.get("global_step") != h.step
+                    or entry.get("run") != self._run
+                    or not os.path.lexists(path)
+                ):
                     actions.append(("file", path, h.checkpoint, h.step, None))
                 continue
             source = by_checkpoint.get(h.link_to) if h.link_to else None
@@ -1127,6 +1136,12 @@ class T1CExport(Callback):
                 for path, entry in entries.items():
                     if os.path.lexists(path):
                         known = self.entries.get(path)
+                        if (
+                            known
+                            and entry["run"] is None
+                            and known.get("content_hash") == entry["content_hash"]
+                        ):
+                            entry["run"] = known.get("run")  # a manifest written before run ids
                         if (
                             entry["checkpoint"] is None
                             and known

@@ -39,6 +39,7 @@ from t1c.ir.atomic import atomic_target, temp_beside
 EXPORT_SUFFIX = ".t1c"
 CHECKPOINT_SUFFIX = ".ckpt"
 MANIFEST_NAME = "t1c_exports.json"
+LOCK_NAME = "t1c_exports.lock"
 MANIFEST_VERSION = 1
 LAST_STEM = "last"
 # HDF5 group for a metric that is both a value and a prefix ("loss" next to "loss/train").
@@ -354,9 +355,13 @@ def manifest_entries(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]]
 
 @contextlib.contextmanager
 def manifest_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive ``fcntl.flock`` on ``<folder>/.t1c_exports.json.lock`` (other runs wait)."""
+    """Hold an exclusive ``fcntl.flock`` on ``<folder>/t1c_exports.lock`` (other runs wait).
+
+    The lock file stays (an empty file): removing it while another writer waits on it would let
+    a third writer lock a new file at the same time.
+    """
     os.makedirs(folder, exist_ok=True)
-    fd = os.open(os.path.join(folder, "." + MANIFEST_NAME + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -133,13 +133,13 @@ def test_manifest_lock_is_exclusive(tmp_path):
     import fcntl
 
     with manifest_lock(tmp_path):
-        fd = os.open(tmp_path / ".t1c_exports.json.lock", os.O_RDWR)
+        fd = os.open(tmp_path / "t1c_exports.lock", os.O_RDWR)
         try:
             with pytest.raises(BlockingIOError):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
-    fd = os.open(tmp_path / ".t1c_exports.json.lock", os.O_RDWR)
+    fd = os.open(tmp_path / "t1c_exports.lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
     os.close(fd)
 

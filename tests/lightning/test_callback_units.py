@@ -343,6 +343,8 @@ def test_load_state_dict_drops_unsafe_or_mistyped_entries():
         cb.load_state_dict(state)
     assert list(cb.entries) == ["/x/a.t1c"]
     assert cb._reference_file is None
+
+
 class _Two(nn.Module):
     def __init__(self):
         super().__init__()
