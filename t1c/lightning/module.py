@@ -367,10 +367,19 @@ class T1CModule(pl.LightningModule):
                 ``t1c.bridge.load(path)`` or ``quantize.quantize_executor(self.executor)``.
             x: a batch as :meth:`encode` takes it.
             seed: global encoding seed.
+
+        The executor runs in eval mode (the deployed function: no Dropout, BatchNorm on its
+        running statistics, which stay untouched); each submodule's mode is restored afterwards.
         """
         seed = self.hparams.eval_seed if seed is None else seed
         x = x.to(_device_of(executor, x.device))
-        ys, _ = executor.run_sequence(self.encode(x, seed=int(seed)))
+        modes = [(m, m.training) for m in executor.modules()]
+        executor.eval()
+        try:
+            ys, _ = executor.run_sequence(self.encode(x, seed=int(seed)))
+        finally:
+            for m, training in modes:
+                m.training = training
         return self.logits(ys).argmax(-1)
 
     def export_graph(self) -> ir.Graph:
