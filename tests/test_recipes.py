@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 from batching import assert_batching_independent
@@ -31,7 +32,7 @@ TINY = [
 ]
 
 
-RECIPES = ("digits_snn", "qat_4bit", "resnet_block")
+RECIPES = ("digits_snn", "qat_4bit", "resnet_block", "hybrid_conv")
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +100,40 @@ def test_resnet_recipe_keeps_skip_topology(tmp_path, capsys):
     assert len(source.predecessors(skips[0])) == 2
     last = ir.read(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.t1c")
     assert ir.topology_diff(source, last) == []
+
+
+def test_hybrid_conv_recipe_tiny(tmp_path, capsys):
+    torch.manual_seed(0)
+    recipe = load_recipe("hybrid_conv")
+    assert recipe.main([*TINY, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "float acc" in out and "8-bit acc" in out and "BatchNorm folded into the conv" in out
+    assert "topology identical" in out
+    source = ir.read(tmp_path / "source.t1c")
+    types = [n.TYPE for n in source.nodes.values()]
+    assert {"Conv2d", "BatchNorm2d", "ReLU", "LIF"} <= set(types)
+    last = ir.read(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.t1c")
+    assert ir.topology_diff(source, last) == []
+    (bn,) = [name for name, node in source.nodes.items() if isinstance(node, ir.BatchNorm2d)]
+    assert not np.array_equal(last.nodes[bn].running_mean, source.nodes[bn].running_mean)  # fine-tuned
+
+
+def test_hybrid_conv_config_fits_the_recipe_source(in_tmp):
+    """``t1c fit --config configs/hybrid_conv.yaml`` on the source the recipe writes (tiny run)."""
+    import yaml
+
+    from t1c.cli import main
+
+    config = REPO / "configs" / "hybrid_conv.yaml"
+    graph = yaml.safe_load(config.read_text())["model"]["graph"]
+    recipe = load_recipe("hybrid_conv")
+    flags = ["--max-epochs", "0", "--pretrain-epochs", "0", "--hidden", "8", "--out", str(Path(graph).parent)]
+    assert recipe.main(flags) == 0
+    fast = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+    fast += ["--trainer.enable_progress_bar=false", "--model.num_steps=3"]
+    assert main(["fit", "--config", str(config), *fast]) == 0
+    (last,) = (in_tmp / "demo_runs" / "cli" / "hybrid_conv").rglob("last.t1c")
+    assert ir.topology_diff(ir.read(graph), ir.read(last)) == []
 
 
 def test_resnet_model_exports_exactly():
