@@ -197,3 +197,26 @@ def test_export_runs_in_eval_mode_and_leaves_training_alone(hybrid_fixtures_dir)
     assert torch.equal(bn.running_mean, stats[0]) and int(bn.num_batches_tracked) == stats[2]
     assert model.executor.training and bn.training
     assert torch.equal(pred, model.predict_with(model.executor.eval(), x))
+
+
+def test_qat_on_a_hybrid_graph_keeps_batchnorm_float(hybrid_fixtures_dir):
+    from t1c.bridge.quantize import attach_integer_weights, quantize_weights
+
+    model = T1CModule(
+        hybrid_fixtures_dir / "conv_bn2d_prelu_lif.t1c",
+        num_steps=2,
+        encoding="direct",
+        qat=True,
+        qat_weight_bits=4,
+    )
+    bn = model.executor.module_for("bn1")
+    assert not hasattr(bn, "parametrizations")  # only Linear/Conv2d weights are fake-quantized
+    loss = model.compute_loss(model(torch.rand(6, 2, 8, 8)), torch.arange(6))
+    loss.backward()
+    assert bn.weight.grad is not None and model.executor.module_for("prelu1").weight.grad is not None
+    graph = model.export_graph()
+    conv = graph.nodes["conv1"]
+    w_int, scale = quantize_weights(torch.from_numpy(conv.weight), 4)
+    assert np.allclose(conv.weight, w_int.numpy() * scale, atol=1e-6)  # on the 4-bit grid
+    assert np.array_equal(attach_integer_weights(graph, 4).nodes["conv1"].weight_int, w_int.numpy())
+    assert np.array_equal(graph.nodes["bn1"].running_mean, bn.running_mean.numpy())
