@@ -220,3 +220,25 @@ def test_qat_on_a_hybrid_graph_keeps_batchnorm_float(hybrid_fixtures_dir):
     assert np.allclose(conv.weight, w_int.numpy() * scale, atol=1e-6)  # on the 4-bit grid
     assert np.array_equal(attach_integer_weights(graph, 4).nodes["conv1"].weight_int, w_int.numpy())
     assert np.array_equal(graph.nodes["bn1"].running_mean, bn.running_mean.numpy())
+
+
+def test_export_callback_refuses_a_changed_hybrid_topology(tmp_path, hybrid_fixtures_dir):
+    from t1c.lightning.callback import T1CExportError
+
+    class LosesBatchNorm(T1CModule):
+        def export_graph(self):
+            graph = super().export_graph()
+            nodes = dict(graph.nodes, bn1=ir.ReLU(features=12))
+            return ir.Graph(nodes, list(graph.edges), graph.metadata)
+
+    model = LosesBatchNorm(hybrid_fixtures_dir / "mlp_bn1d_relu_lif.t1c", num_steps=2, encoding="direct")
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[T1CExport()],
+    )
+    with pytest.raises(T1CExportError, match="bn1"):
+        trainer.fit(model, _data(16, n=64))
