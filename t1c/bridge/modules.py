@@ -408,29 +408,32 @@ def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, strict=False, tested=No
     """
     buf = torch.empty_like(v0)
     v, r, w = v0, r0, None
-    for t in range(c.shape[0]):
+    # Views made once (unbind) rather than one indexing call per step and tensor.
+    cs, ss = c.unbind(0), spikes.unbind(0)
+    ws = tested.unbind(0) if tested is not None else None
+    for t in range(len(cs)):
         if delay and mech == "zero":  # u = (1 - r) * v, r the reset decided from v_{t-1}
             v = torch.neg(r, out=buf).add_(1).mul_(v)
         if prev is not None:
             prev[t] = v
-        if tested is not None:
-            w = tested[t]
+        if ws is not None:
+            w = ws[t]
         elif w is None:
             w = torch.empty_like(v0)  # the forward's one membrane buffer, updated in place
-        torch.mul(a, v, out=w).add_(c[t])  # a * u + c_t
+        torch.mul(a, v, out=w).add_(cs[t])  # a * u + c_t
         if delay and mech == "subtract":
             w.addcmul_(r, thr, value=-1)
-        s = spikes[t] if tested is not None else heaviside(torch.sub(w, thr, out=buf), strict, out=spikes[t])
+        s = ss[t] if ws is not None else heaviside(torch.sub(w, thr, out=buf), strict, out=ss[t])
         if delay:
             r, v = s, w
         elif mech == "zero":  # the replay keeps w_t and resets into buf
             v = (
                 torch.neg(s, out=buf).add_(1).mul_(w)
-                if tested is not None
+                if ws is not None
                 else w.mul_(torch.neg(s, out=buf).add_(1))
             )
         elif mech == "subtract":
-            v = torch.addcmul(w, s, thr, value=-1, out=buf if tested is not None else w)
+            v = torch.addcmul(w, s, thr, value=-1, out=buf if ws is not None else w)
         else:
             v = w
     return v
@@ -439,24 +442,25 @@ def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, strict=False, tested=No
 def _delayed_recurrence(q, g_last, a, factor):
     """In place: ``q_t += f_t * q_{t+1}`` from the end, ``q_{T-1} += g_last``, with
     ``f_t = factor_t`` (or ``a`` when None); ``q`` becomes dL/dv_t."""
-    T = q.shape[0]
-    g = q[T - 1].add_(g_last)
-    for t in range(T - 2, -1, -1):
-        g = q[t].addcmul_(a if factor is None else factor[t], g)
+    qs = q.unbind(0)
+    fs = factor.unbind(0) if factor is not None else None
+    g = qs[-1].add_(g_last)
+    for t in range(len(qs) - 2, -1, -1):
+        g = qs[t].addcmul_(a if fs is None else fs[t], g)
 
 
 def _immediate_recurrence(q, g_last, a, keep, want_h):
     """In place: ``q_t += keep_t * h_t`` with ``h_t = a * g_{t+1}``, ``h_{T-1} = g_last``,
     so ``q`` becomes dL/dw_t (before the reset). Returns the ``h_t`` (dL/dv_t, after the
     reset) when ``want_h``, else None."""
-    T = q.shape[0]
     hs = torch.empty_like(q) if want_h else None
     h = g_last
     buf = torch.empty_like(q[0])
-    for t in range(T - 1, -1, -1):
+    qs, ks = q.unbind(0), None if keep is None else keep.unbind(0)
+    for t in range(len(qs) - 1, -1, -1):
         if hs is not None:
             hs[t] = h
-        g = q[t].add_(h) if keep is None else q[t].addcmul_(keep[t], h)
+        g = qs[t].add_(h) if ks is None else qs[t].addcmul_(ks[t], h)
         h = torch.mul(a, g, out=buf)
     return hs
 

@@ -48,7 +48,8 @@ def heaviside(x: torch.Tensor, strict: bool, out: torch.Tensor | None = None) ->
         strict: fire on ``x > 0`` instead of ``x >= 0``.
         out: where to write (shaped like ``x``); a new tensor when None.
     """
-    x = x.detach()
+    if x.requires_grad:
+        x = x.detach()
     if out is None:
         out = torch.empty_like(x)
     return torch.gt(x, 0, out=out) if strict else torch.ge(x, 0, out=out)
