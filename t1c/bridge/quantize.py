@@ -432,7 +432,8 @@ def fold_batchnorm_into(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.Ba
     affine part is weight 1, bias 0; a missing layer bias is 0). Computed in float64 and
     stored in the layer's dtype: the same function as the pair in evaluation mode, up to
     float rounding. The copy keeps the layer's class and hints (a ``SpikingAffineModule``
-    keeps its ``weight_bits``/``accumulator_bits``).
+    keeps its ``weight_bits``/``accumulator_bits``); a fake-quantized (QAT) layer is folded
+    from its weights on the grid, as a plain layer.
     """
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError(
@@ -452,6 +453,8 @@ def fold_batchnorm_into(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.Ba
     w = layer.weight.detach().to(f64).cpu()
     b = torch.zeros(out, dtype=f64) if layer.bias is None else layer.bias.detach().to(f64).cpu()
     folded = copy.deepcopy(layer)
+    if parametrize.is_parametrized(folded, "weight"):  # QAT: fold the weights on their grid
+        disable_qat(folded)
     dtype, device = layer.weight.dtype, layer.weight.device
     with torch.no_grad():
         folded.weight = nn.Parameter((w * g.reshape(-1, *[1] * (w.ndim - 1))).to(dtype).to(device))

@@ -378,6 +378,11 @@ def test_fold_batchnorm_into_is_the_same_function(affine):
     with torch.no_grad():
         assert torch.allclose(folded(x), bn(conv(x)), atol=1e-5)
     assert conv.bias is None or not torch.equal(folded.bias, conv.bias)  # a copy: the layer is untouched
+    qat = Q.enable_qat(copy.deepcopy(conv), weight_bits=4)
+    on_grid = Q.disable_qat(copy.deepcopy(qat))
+    folded_qat = Q.fold_batchnorm_into(qat, bn)
+    assert type(folded_qat) is nn.Conv2d and Q.qat_enabled(qat)  # the QAT layer itself is untouched
+    assert torch.equal(folded_qat.weight, Q.fold_batchnorm_into(on_grid, bn).weight)
     with pytest.raises(ValueError, match="track_running_stats=False"):
         Q.fold_batchnorm_into(conv, nn.BatchNorm2d(5, track_running_stats=False))
     with pytest.raises(ValueError, match="channel counts differ"):
