@@ -31,3 +31,18 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test inside its own temporary folder (commands that write to the cwd)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _snntorch_instances_isolated():
+    """Forget the snnTorch neurons a test created once it ends.
+
+    snnTorch keeps every neuron in one class-wide list (``SpikingNeuron.instances``) that
+    ``snntorch.utils.reset`` walks; a neuron left there by one test (e.g. a ``DeltaLeaky`` whose
+    membrane was never created) would break a later test's reset.
+    """
+    from snntorch import SpikingNeuron
+
+    before = len(SpikingNeuron.instances)
+    yield
+    del SpikingNeuron.instances[before:]
