@@ -67,6 +67,12 @@ __all__ = [
 # The accumulator is simulated in float64: every integer below 2**53 is exact, which covers
 # binary spikes times weights of up to 32 bits over any realistic fan-in.
 _ACC_DTYPE = torch.float64
+# Integers of magnitude up to 2**24 are exact in float32: a sum whose every partial sum stays
+# below this bound gives the same integer in float32 as in float64, in any summation order.
+_FLOAT32_EXACT = 2**24
+# Checking that inputs are integers costs one pass over them; the float32 accumulator saves
+# more than that only when each input feeds this many outputs or more (measured on CPU).
+_FLOAT32_MIN_OUTPUTS = 32
 _INTEGER_NODES = (ir.Affine, ir.SpikingAffine, ir.Conv2d)
 
 
@@ -274,6 +280,35 @@ class _QuantizedBase(nn.Module):
             f"accumulator_bits={self.accumulator_bits}, scale={self.scale:.6g}"
         )
 
+    def _operands(self) -> tuple[Tensor, Tensor, float]:
+        """``(w, b, reach)``: the integers as float32, computed once per weights (not per batch).
+
+        ``reach`` bounds every partial sum for inputs of magnitude at most 1: the largest
+        sum of ``|w|`` over one output's fan-in plus the largest ``|b|``. The cache is
+        keyed by the buffers' storage and version, so an in-place change recomputes it.
+        """
+        w, b = self.weight_int, self.bias_int
+        key = (w.data_ptr(), w._version, b.data_ptr(), b._version, w.device, tuple(w.shape))
+        cached = self.__dict__.get("_operand_cache")
+        if cached is None or cached[0] != key:
+            fan_in = w.abs().flatten(1).sum(1) if w.numel() else torch.zeros(1, dtype=w.dtype)
+            reach = float(fan_in.max()) + (float(b.abs().max()) if b.numel() else 0.0)
+            cached = (key, w.to(torch.float32), b.to(torch.float32), reach)
+            self.__dict__["_operand_cache"] = cached
+        return cached[1], cached[2], cached[3]
+
+    def _exact_in_float32(self, x: Tensor, reach: float) -> bool:
+        """Whether to accumulate ``x`` in float32: it holds integers small enough to be exact there
+        (and the layer is wide enough for that to pay)."""
+        if not x.numel() or self.weight_int.shape[0] < _FLOAT32_MIN_OUTPUTS:
+            return False
+        if x.dtype == torch.bool:
+            return reach < _FLOAT32_EXACT
+        if x.is_floating_point() and x.frac().any():  # a fraction (or inf/NaN: frac is NaN)
+            return False
+        low, high = torch.aminmax(x)
+        return max(1.0, -float(low), float(high)) * reach < _FLOAT32_EXACT  # 1: the bias alone
+
 
 class QuantizedLinear(_QuantizedBase):
     """A linear layer simulated on integers (:func:`quantized_linear`); evaluation only.
@@ -317,6 +352,16 @@ class QuantizedLinear(_QuantizedBase):
         return cls(w_int, b_int, scale, weight_bits, accumulator_bits, spike_mode)
 
     def forward(self, x: Tensor) -> Tensor:
+        """:func:`quantized_linear`; integer inputs (spikes, counts) accumulate in float32 when exact.
+
+        Every partial sum of integers below ``2**24`` is exact in float32, so the result is
+        the float64 accumulator's bit for bit, at a fraction of the cost; other inputs
+        (graded, or too large for that bound) take the float64 accumulator.
+        """
+        w, b, reach = self._operands()
+        if self._exact_in_float32(x, reach):
+            acc = F.linear(x.to(torch.float32), w, b).to(_ACC_DTYPE)
+            return _output(acc, self.scale, self.accumulator_bits, x)
         return quantized_linear(x, self.weight_int, self.bias_int, self.scale, self.accumulator_bits)
 
 

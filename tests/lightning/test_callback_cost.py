@@ -8,7 +8,7 @@ from test_callback import _fit_t1c
 
 from t1c import ir
 from t1c.bridge import ir_to_torch
-from t1c.bridge.quantize import attach_integer_weights, ir_to_quantized
+from t1c.bridge.quantize import QuantizedLinear, attach_integer_weights, ir_to_quantized, quantized_linear
 from t1c.lightning import T1CExport, T1CModule
 from t1c.lightning.callback import _same_computation
 from t1c.lightning.naming import flatten_metrics
@@ -64,3 +64,31 @@ def test_same_computation_is_proven_or_refused(fixtures_dir):
     lif = next(m for m in other.modules() if hasattr(m, "reset_mechanism"))
     lif.reset_mechanism = "none" if lif.reset_mechanism != "none" else "zero"
     assert not _same_computation(other, ir_to_torch(graph))
+
+
+def _float64_reference(layer, x):
+    """The float64 accumulator, without the float32 shortcut."""
+    return quantized_linear(x, layer.weight_int, layer.bias_int, layer.scale, layer.accumulator_bits)
+
+
+def test_quantized_linear_float32_path_equals_the_float64_accumulator():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(300, 40)
+    spikes = (torch.rand(7, 5, 300) < 0.3).float()
+    for bits, acc_bits in ((8, 32), (8, 12), (16, 32)):
+        layer = QuantizedLinear.from_linear(linear, bits, acc_bits)
+        _, _, reach = layer._operands()
+        assert layer._exact_in_float32(spikes, reach) == (reach < 2**24)
+        assert torch.equal(layer(spikes), _float64_reference(layer, spikes))  # saturation included
+        counts = spikes * 3
+        assert torch.equal(layer(counts), _float64_reference(layer, counts))
+    layer = QuantizedLinear.from_linear(linear, 8, 32)
+    graded = torch.rand(4, 300)
+    assert not layer._exact_in_float32(graded, layer._operands()[2])  # float64 accumulator
+    assert torch.equal(layer(graded), _float64_reference(layer, graded))
+    with torch.no_grad():  # an in-place change of the integers is seen (cache keyed by version)
+        layer.weight_int[0, 0] += 1
+    assert torch.equal(layer(spikes), _float64_reference(layer, spikes))
+    big = QuantizedLinear.from_linear(linear, 24, 48)  # fan-in sums above 2**24: float64
+    assert not big._exact_in_float32(spikes, big._operands()[2])
+    assert torch.equal(big(spikes), _float64_reference(big, spikes))
