@@ -7,7 +7,7 @@ process, one thread, and the best of ``ROUNDS`` of each is compared, so a slower
 shared machine does not count against one side. Times are the process's CPU time
 (``time.process_time``, one thread, data loaded in the process), which other users of a
 shared machine barely change, and wall time for reference. The CPU time spent inside the
-callback's own hooks is reported too. Run: ``python benchmarks/bench_callback.py``.
+callback's own hooks is reported too, and split into its main parts (``PARTS``). Run: ``python benchmarks/bench_callback.py``.
 """
 
 from __future__ import annotations
@@ -45,16 +45,26 @@ HOOKS = (
 )
 
 
+#: Parts of an export timed on their own (CPU seconds, nested in the hooks' time).
+PARTS = {
+    "_measure": "float/quantized/live measurement",
+    "_materialize": "writing the files (fsync) and reading each back",
+    "_check_written": "  of which reading back (validated read, hash compare)",
+    "_dry_run": "dry-run export at fit start",
+}
+
+
 class TimedExport(T1CExport):
-    """T1CExport with a stopwatch around each of its hooks."""
+    """T1CExport with a stopwatch around each of its hooks, and around the parts in ``PARTS``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seconds = 0.0
+        self.parts = dict.fromkeys(PARTS, 0.0)
 
     def __getattribute__(self, name: str):
         value = super().__getattribute__(name)
-        if name not in HOOKS or not callable(value):
+        if (name not in HOOKS and name not in PARTS) or not callable(value):
             return value
 
         def timed(*args, **kwargs):
@@ -62,9 +72,11 @@ class TimedExport(T1CExport):
             try:
                 return value(*args, **kwargs)
             finally:
-                object.__setattr__(
-                    self, "seconds", object.__getattribute__(self, "seconds") + time.process_time() - start
-                )
+                spent = time.process_time() - start
+                if name in PARTS:
+                    object.__getattribute__(self, "parts")[name] += spent
+                else:
+                    object.__setattr__(self, "seconds", object.__getattribute__(self, "seconds") + spent)
 
         return timed
 
@@ -91,6 +103,7 @@ def fit(source: Path, root: Path, with_callback: bool) -> dict[str, float]:
     cpu, wall = time.process_time(), time.perf_counter()
     trainer.fit(module, data)
     result = {"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall, "hooks": export.seconds}
+    result.update(export.parts)
     entry = next(iter(export.entries.values()), {"metrics": {}})
     result["samples"] = entry["metrics"].get("t1c/num_samples", 0)
     return result
@@ -122,6 +135,8 @@ def main() -> int:
         f"  cpu inside the callback's hooks {hooks:.2f} s = {hooks / best(off, 'cpu'):+.1%} of the fit without it "
         f"(goal <= +{GOAL:.0%}; {int(on[-1]['samples'])} validation samples measured per export)"
     )
+    for name, what in PARTS.items():
+        print(f"    {what:52s} {best(on, name):.3f} s")
     return 0
 
 

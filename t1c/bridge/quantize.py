@@ -162,7 +162,10 @@ def saturate(acc: Tensor, accumulator_bits: int) -> Tensor:
 
 
 def _output(acc: Tensor, scale: float, accumulator_bits: int, like: Tensor) -> Tensor:
-    out = saturate(acc, accumulator_bits) * scale
+    """``saturate(acc) * scale`` in ``like``'s float dtype; ``acc`` (the caller's own fresh
+    accumulator) is overwritten: in place, large batches allocate no further float64 tensors."""
+    low, high = accumulator_range(accumulator_bits)
+    out = acc.clamp_(low, high).mul_(scale)
     return out.to(like.dtype if like.is_floating_point() else torch.get_default_dtype())
 
 

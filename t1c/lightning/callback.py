@@ -638,83 +638,97 @@ class T1CExport(Callback):
         device = pl_module.device
         float_exec = ir_to_torch(graph).to(device).eval()
         quant_exec = ir_to_quantized(graph, self.weight_bits, self.accumulator_bits).to(device).eval()
-        if _is_t1c_module(pl_module):
-            reuse = self._validation_reusable(trainer, pl_module)
-            float_is_live = reuse and _same_computation(float_exec, pl_module.executor)
-            live = None
-
-            def predict(batch: Any, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                nonlocal live
-                x = _to_device(batch[0], device)
-                record = self._val_records.get(index) if reuse else None
-                if record is not None and record[0].shape == x.shape and torch.equal(record[0], x):
-                    ys = record[2]  # validation's own live outputs, on its own spike trains
-                    xs = record[1] if record[1] is not None else _encode_for_eval(pl_module, x)
-                else:
-                    if live is None:
-                        live = _copy_module(pl_module.executor).eval()
-                    xs = _encode_for_eval(pl_module, x)
-                    ys = live.run_sequence(xs)[0]
-                pred_live = pl_module.logits(ys).argmax(-1)
-                pred_float = (
-                    pred_live
-                    if float_is_live
-                    else pl_module.logits(float_exec.run_sequence(xs)[0]).argmax(-1)
-                )
-                pred_quant = pl_module.logits(quant_exec.run_sequence(xs)[0]).argmax(-1)
-                return pred_float.to(device), pred_quant.to(device), pred_live.to(device)
-
-        else:
-            # the module itself, in eval mode under no_grad as Lightning validates it: a copy of
-            # snnTorch neurons with init_hidden is not reset by snntorch.utils.reset (class-level)
-            layout = self._layout or "static"
-
-            def predict(batch: Any, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                x = _to_device(batch[0], device)
-                with _eval_mode(pl_module):
-                    out = pl_module(x)
-                live_classes, steps = _classes(out, _batch_size(x, layout))
-                xs = _time_first(x, layout, steps)
-                return (
-                    *(e.run_sequence(xs)[0].sum(0).argmax(-1) for e in (float_exec, quant_exec)),
-                    live_classes,
-                )
-
         counts = torch.zeros(4, dtype=torch.float64)
         with torch.no_grad():
-            for index, batch in enumerate(loader):
-                if self.limit_batches is not None and index >= self.limit_batches:
-                    break
-                y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
-                if not isinstance(y, torch.Tensor) or y.ndim != 1:
-                    self._no_metrics(
-                        "the validation batches have no label tensor [B] as their second element"
-                    )
-                    return {}
-                y = y.to(device)
-                try:
-                    pred_float, pred_quant, pred_live = predict(batch, index)
-                    if not pred_float.shape == pred_live.shape == y.shape:
-                        raise ValueError(
-                            f"predictions of shape {list(pred_live.shape)} and {list(pred_float.shape)} "
-                            f"for labels {list(y.shape)}"
-                        )
-                except Exception as err:  # a plain module's forward is the user's: say why, keep training
-                    if _is_t1c_module(pl_module):
-                        raise
-                    self._no_metrics(f"{type(pl_module).__name__}.forward could not be compared ({err})")
-                    return {}
-                counts += torch.tensor(
-                    [
-                        (pred_float == y).sum().item(),
-                        (pred_quant == y).sum().item(),
-                        (pred_float == pred_live).sum().item(),
-                        y.shape[0],
-                    ],
-                    dtype=torch.float64,
-                )
+            if _is_t1c_module(pl_module):
+                counts = self._measure_t1c(trainer, pl_module, loader, float_exec, quant_exec)
+            else:
+                for batch in self._labelled(loader):
+                    if batch is None:
+                        return {}
+                    y = batch[1].to(device)
+                    try:
+                        preds = self._predict_plain(pl_module, batch, float_exec, quant_exec)
+                        _check_shapes(*preds, y)
+                    except Exception as err:  # a plain module's forward is the user's: say why, keep training
+                        self._no_metrics(f"{type(pl_module).__name__}.forward could not be compared ({err})")
+                        return {}
+                    counts += _counts(*preds, y)
+        if counts is None:
+            return {}
         counts = trainer.strategy.reduce(counts.to(device), reduce_op="sum").cpu()
         return quant_metrics(*counts.tolist())
+
+    def _labelled(self, loader: Any) -> Iterator[Any]:
+        """The validation batches used for the metrics (``limit_batches``); None (and a warning)
+        for a batch without a label tensor ``[B]`` as its second element, then stop."""
+        for index, batch in enumerate(loader):
+            if self.limit_batches is not None and index >= self.limit_batches:
+                return
+            y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+            if not isinstance(y, torch.Tensor) or y.ndim != 1:
+                self._no_metrics("the validation batches have no label tensor [B] as their second element")
+                yield None
+                return
+            yield batch
+
+    def _measure_t1c(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        loader: Any,
+        float_exec: nn.Module,
+        quant_exec: nn.Module,
+    ) -> torch.Tensor | None:
+        """The counts of a T1CModule; the live outputs are validation's own where it ran the same
+        computation on the weights exported now, and the float graph is not run again when it
+        provably computes what the live executor does."""
+        device = pl_module.device
+        reuse = self._validation_reusable(trainer, pl_module)
+        float_is_live = reuse and _same_computation(float_exec, pl_module.executor)
+        live = None
+        counts = torch.zeros(4, dtype=torch.float64)
+        for index, batch in enumerate(self._labelled(loader)):
+            if batch is None:
+                return None
+            x = _to_device(batch[0], device)
+            record = self._val_records.get(index) if reuse else None
+            if record is not None and record[0].shape == x.shape and torch.equal(record[0], x):
+                ys = record[2]  # validation's own live outputs, on its own spike trains
+                xs = record[1] if record[1] is not None else _encode_for_eval(pl_module, x)
+            else:
+                if live is None:
+                    live = _copy_module(pl_module.executor).eval()
+                xs = _encode_for_eval(pl_module, x)
+                ys = live.run_sequence(xs)[0]
+            pred_live = pl_module.logits(ys).argmax(-1).to(device)
+            pred_quant = pl_module.logits(quant_exec.run_sequence(xs)[0]).argmax(-1).to(device)
+            pred_float = (
+                pred_live
+                if float_is_live
+                else pl_module.logits(float_exec.run_sequence(xs)[0]).argmax(-1).to(device)
+            )
+            y = batch[1].to(device)
+            _check_shapes(pred_float, pred_quant, pred_live, y)
+            counts += _counts(pred_float, pred_quant, pred_live, y)
+        return counts
+
+    def _predict_plain(
+        self, pl_module: LightningModule, batch: Any, float_exec: nn.Module, quant_exec: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Float, quantized and live classes of one batch of a plain LightningModule.
+
+        The module itself, in eval mode under no_grad as Lightning validates it: a copy of
+        snnTorch neurons with init_hidden is not reset by snntorch.utils.reset (class-level).
+        """
+        x = _to_device(batch[0], pl_module.device)
+        layout = self._layout or "static"
+        with _eval_mode(pl_module):
+            out = pl_module(x)
+        live_classes, steps = _classes(out, _batch_size(x, layout))
+        xs = _time_first(x, layout, steps)
+        pred_float, pred_quant = (e.run_sequence(xs)[0].sum(0).argmax(-1) for e in (float_exec, quant_exec))
+        return pred_float, pred_quant, live_classes
 
     def _no_metrics(self, reason: str) -> None:
         """Warn once that the t1c/* metrics are not measured, and why."""
@@ -1531,6 +1545,31 @@ def _copy_module(module: nn.Module) -> nn.Module:
             if isinstance(value, torch.Tensor) and not value.is_leaf:
                 memo[id(value)] = value.detach().clone()
     return copy.deepcopy(module, memo)
+
+
+def _check_shapes(
+    pred_float: torch.Tensor, pred_quant: torch.Tensor, pred_live: torch.Tensor, y: torch.Tensor
+) -> None:
+    if not pred_float.shape == pred_quant.shape == pred_live.shape == y.shape:
+        raise ValueError(
+            f"predictions of shape {list(pred_live.shape)}, {list(pred_float.shape)} and "
+            f"{list(pred_quant.shape)} for labels {list(y.shape)}"
+        )
+
+
+def _counts(
+    pred_float: torch.Tensor, pred_quant: torch.Tensor, pred_live: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """``[float correct, quantized correct, float == live, samples]`` (float64)."""
+    return torch.tensor(
+        [
+            (pred_float == y).sum().item(),
+            (pred_quant == y).sum().item(),
+            (pred_float == pred_live).sum().item(),
+            y.shape[0],
+        ],
+        dtype=torch.float64,
+    )
 
 
 def _to_device(x: Any, device: torch.device) -> Any:
