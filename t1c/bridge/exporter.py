@@ -924,8 +924,8 @@ class _Builder:
             )
         if unit.refusal is not None:
             raise ExportError(
-                f"cannot export `{step.path}` ({name}): {unit.refusal}, so T1C-IR has no exact form for this "
-                f"neuron; use snn.Leaky, or pass custom_map={{{name}: fn}} with fn(module) or fn(module, ctx) "
+                f"cannot export `{step.path}` ({name}): {unit.refusal}, so no T1C-IR LIF computes this neuron "
+                f"exactly; use snn.Leaky, or pass custom_map={{{name}: fn}} with fn(module) or fn(module, ctx) "
                 "returning a t1c.ir node (see docs/support.md)"
             )
         if unit.converter is None:
