@@ -144,7 +144,8 @@ def _write_nodes_edges(
     for name, node in graph.nodes.items():
         group = nodes.create_group(name)
         group.create_dataset("type", data=node.TYPE, dtype=_STR)
-        for field, value in node.to_fields().items():
+        fields = node.to_fields()
+        for field, value in fields.items():
             if isinstance(value, Graph):  # a nested graph: its nodes/ and edges/ in this group
                 _write_nodes_edges(group, value, compression, compression_opts, None, f"{prefix}{name}/")
                 continue
@@ -153,7 +154,7 @@ def _write_nodes_edges(
             where = f"nodes/{prefix}{name}/metadata"
             _write_metadata(group.create_group("metadata", track_order=True), node.metadata, where)
         if digest is not None:
-            digest.add(name, node)
+            digest.add(name, node, fields)
     edges = g.create_group("edges")
     edges.create_dataset("src", data=[s for s, _ in graph.edges], dtype=_STR)
     edges.create_dataset("dst", data=[d for _, d in graph.edges], dtype=_STR)
@@ -775,14 +776,17 @@ class _Digest:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def add(self, name: str, node: Node) -> None:
-        size = sum(v.nbytes for v in node.to_fields().values() if isinstance(v, np.ndarray))
+    def add(self, name: str, node: Node, fields: dict[str, Any] | None = None) -> None:
+        """Hash ``node`` under ``name``; ``fields`` is its ``to_fields()`` when the caller has it."""
+        if fields is None:
+            fields = node.to_fields()
+        size = sum(v.nbytes for v in fields.values() if isinstance(v, np.ndarray))
         if size < _THREADED_BYTES:
-            self._nodes[name] = _node_digest(node)
+            self._nodes[name] = _node_digest(node, fields)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
-        self._nodes[name] = self._pool.submit(_node_digest, node)
+        self._nodes[name] = self._pool.submit(_node_digest, node, fields)
 
     def hexdigest(self, edges: list[tuple[str, str]], metadata: Mapping[str, Any]) -> str:
         h = hashlib.sha256(b"t1c-graph-v1\n")
@@ -799,11 +803,11 @@ class _Digest:
         return h.hexdigest()
 
 
-def _node_digest(node: Node) -> bytes:
+def _node_digest(node: Node, fields: dict[str, Any] | None = None) -> bytes:
     h = hashlib.sha256()
     _feed(h, node.TYPE)
-    _feed(h, node.to_fields())
-    _feed(h, getattr(node, "metadata", None) or {})
+    _feed(h, node.to_fields() if fields is None else fields)
+    _feed(h, node.metadata or {})
     return h.digest()
 
 
