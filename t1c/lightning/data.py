@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -261,9 +260,7 @@ def check_data_fits(model: Any, sample_shape: tuple[int, ...], labels: Tensor, w
     input_shape = tuple(model.input_shape)
     steps = model.encoding == "sequence"
     step_shape = tuple(sample_shape[1:]) if steps else tuple(sample_shape)
-    fits = step_shape == input_shape or (
-        steps and len(input_shape) == 1 and math.prod(step_shape) == input_shape[0]
-    )
+    fits = model._takes_step(step_shape) if steps else step_shape == input_shape
     if not fits:
         kind = "time steps" if steps else "samples"
         raise ValueError(

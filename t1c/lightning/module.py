@@ -331,12 +331,18 @@ class T1CModule(pl.LightningModule):
         seeds = None if seed is None or self.encoding != "rate" else sample_seeds(x, seed)
         return encode(x, self.num_steps, self.encoding, generator=generator, seeds=seeds)
 
+    def _takes_step(self, step_shape: tuple[int, ...]) -> bool:
+        """Whether a time step of this shape feeds the graph's Input (1-D inputs take it flattened)."""
+        return tuple(step_shape) == self.input_shape or (
+            len(self.input_shape) == 1 and math.prod(step_shape) == self.input_shape[0]
+        )
+
     def _steps(self, xs: Tensor) -> Tensor:
         """Time-first steps ``[T, B, ...]`` with the graph's input shape (1-D inputs flattened)."""
         step_shape = tuple(xs.shape[2:])
         if step_shape == self.input_shape:
             return xs
-        if len(self.input_shape) == 1 and math.prod(step_shape) == self.input_shape[0]:
+        if self._takes_step(step_shape):
             return xs.reshape(*xs.shape[:2], -1)
         layout = "[T, B, ...]" if self.time_first else "[B, T, ...]"
         raise ValueError(
