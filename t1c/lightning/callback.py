@@ -81,6 +81,7 @@ from .naming import (
     remove_file,
     sanitize_stem,
     scalar_metrics,
+    under_folder,
     write_manifest,
 )
 
@@ -453,7 +454,8 @@ class T1CExport(Callback):
         metrics.update(measured)
         self._log(trainer, measured, step)
         self._check_gap(measured, f"epoch {epoch}, step {step}")
-        source_hash = reference.content_hash() if reference is not None else graph.content_hash()
+        content_hash = graph.content_hash()  # metadata is not hashed: set below freely
+        source_hash = content_hash if reference is None or reference is graph else reference.content_hash()
         meta: dict[str, Any] = {
             "epoch": epoch,
             "global_step": step,
@@ -470,7 +472,7 @@ class T1CExport(Callback):
             epoch=epoch,
             graph=graph,
             metrics=metrics,
-            content_hash=graph.content_hash(),
+            content_hash=content_hash,
             source_hash=source_hash,
         )
 
@@ -870,7 +872,7 @@ class T1CExport(Callback):
 
         def held(path: str, link_to: str | None = None) -> _Held:
             export_dir = self.dirpath or (
-                checkpoint_dir if _under(path, checkpoint_dir) else os.path.dirname(path)
+                checkpoint_dir if under_folder(path, checkpoint_dir) else os.path.dirname(path)
             )
             if link_to is not None:
                 return _Held(path, saved_step, checkpoint_dir, export_dir, link_to=link_to)
@@ -910,7 +912,7 @@ class T1CExport(Callback):
         by_checkpoint: dict[str, str] = {}
         for h in held:
             path = os.path.normpath(export_path_for(h.checkpoint, h.checkpoint_dir, h.export_dir))
-            if h.export_dir != h.checkpoint_dir and not _under(h.checkpoint, h.checkpoint_dir):
+            if h.export_dir != h.checkpoint_dir and not under_folder(h.checkpoint, h.checkpoint_dir):
                 path = os.path.join(h.export_dir, os.path.basename(path))
             by_checkpoint[h.checkpoint] = path
             entry = self.entries.get(path)
@@ -1150,18 +1152,11 @@ class T1CExport(Callback):
                 for path, entry in entries.items():
                     if os.path.lexists(path):
                         known = self.entries.get(path)
-                        if (
-                            known
-                            and entry["run"] is None
-                            and known.get("content_hash") == entry["content_hash"]
-                        ):
-                            entry["run"] = known.get("run")  # a manifest written before run ids
-                        if (
-                            entry["checkpoint"] is None
-                            and known
-                            and known.get("content_hash") == entry["content_hash"]
-                        ):
-                            entry["checkpoint"] = known.get("checkpoint")  # a checkpoint outside the folder
+                        if known and known.get("content_hash") == entry["content_hash"]:
+                            if entry["run"] is None:  # a manifest written before run ids
+                                entry["run"] = known.get("run")
+                            if entry["checkpoint"] is None:  # a checkpoint outside the folder
+                                entry["checkpoint"] = known.get("checkpoint")
                         found[path] = {**entry, "kept": False}
         found = trainer.strategy.broadcast(found)
         self.entries.update(found)
@@ -1191,7 +1186,7 @@ def _manifest_entry(entry: Mapping[str, Any], folder: str) -> dict[str, Any]:
     """An entry as the manifest stores it: paths relative to ``folder`` (a checkpoint outside it: null)."""
     checkpoint = entry.get("checkpoint")
     same_as = entry.get("same_as")
-    inside = checkpoint is not None and _under(checkpoint, folder)
+    inside = checkpoint is not None and under_folder(checkpoint, folder)
     return {
         "checkpoint": os.path.relpath(checkpoint, folder) if inside else None,
         "epoch": entry["epoch"],
@@ -1219,7 +1214,7 @@ def _state_entry(path: Any, entry: Any) -> dict[str, Any] | None:
             raise ValueError(f"the file is not in the entry's folder {folder!r}")
         item = dict(entry)
         checkpoint = item.get("checkpoint")
-        outside = isinstance(checkpoint, str) and not _under(checkpoint, folder)
+        outside = isinstance(checkpoint, str) and not under_folder(checkpoint, folder)
         if isinstance(checkpoint, str):
             item["checkpoint"] = None if outside else os.path.relpath(checkpoint, folder)
         if isinstance(item.get("same_as"), str):
@@ -1234,11 +1229,6 @@ def _state_entry(path: Any, entry: Any) -> dict[str, Any] | None:
         )  # checked for existence only, never read or deleted
     checked["kept"] = bool(entry.get("kept"))
     return checked
-
-
-def _under(path: str, folder: str) -> bool:
-    """Whether the normalized ``path`` lies inside ``folder`` (by name; :func:`inside_folder` follows links)."""
-    return os.path.normpath(path).startswith(os.path.normpath(folder).rstrip(os.sep) + os.sep)
 
 
 def _torch_load(path: str, mmap: bool) -> Any:

@@ -237,15 +237,16 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-class ManifestProblem(ValueError):
-    """One entry of a manifest that cannot be trusted; the message names the manifest and the entry."""
+def under_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether the normalized ``path`` lies strictly inside ``folder``, by name (no link followed)."""
+    root = os.path.normpath(os.fspath(folder))
+    path = os.path.normpath(os.fspath(path))
+    return path != root and path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def inside_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     """Whether ``path``, all symbolic links followed, lies strictly inside ``folder``."""
-    root = os.path.realpath(os.fspath(folder))
-    real = os.path.realpath(os.fspath(path))
-    return real != root and real.startswith(root.rstrip(os.sep) + os.sep)
+    return under_folder(os.path.realpath(os.fspath(path)), os.path.realpath(os.fspath(folder)))
 
 
 def _relative_inside(value: Any, folder: str, field: str, plain_name: bool) -> str:
