@@ -798,7 +798,7 @@ def _ints(values: Any) -> tuple[int, ...]:
 
 def _to_conv2d(name: str, node: ir.Conv2d, ctx: ExportContext) -> list:
     nir = import_nir()
-    hw = tuple(int(d) for d in ctx.graph.input_shapes[name][0][1:])
+    hw = _ints(ctx.graph.input_shapes[name][0][1:])
     if node.groups > 1:  # nir 1.0 types a Conv2d input as weight.shape[1] channels; NIR infers it
         hw = None
     return [
@@ -819,9 +819,9 @@ def _to_conv2d(name: str, node: ir.Conv2d, ctx: ExportContext) -> list:
 
 def _to_sepconv2d(name: str, node: ir.SepConv2d, ctx: ExportContext) -> list:
     nir = import_nir()
-    c, h, w = (int(d) for d in ctx.graph.input_shapes[name][0])
+    c = int(ctx.graph.input_shapes[name][0][0])
+    out_hw = _ints(ctx.graph.output_shapes[name][1:])  # the depthwise output: pointwise is 1x1
     dw = node.depthwise_weight
-    out_hw = ir.conv.conv_output_hw((h, w), dw.shape[2:], node.stride, node.padding, node.dilation)
     depthwise = nir.Conv2d(
         input_shape=None,  # grouped: nir 1.0 would type it as 1 channel; NIRGraph infers it
         weight=dw.copy(),
