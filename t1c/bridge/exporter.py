@@ -346,6 +346,11 @@ def _is_stateful(module: nn.Module) -> bool:
     return isinstance(module, snntorch.SpikingNeuron)
 
 
+class _OperationRefused(ExportError):
+    """A refusal whose message describes a traced operation (:func:`_describe`): worth
+    tracing again with source lines so that it names the line."""
+
+
 class _Untraceable(Exception):
     """The forward uses something the exporter cannot express exactly as graph wiring.
 
@@ -892,7 +897,7 @@ class _Builder:
         if step.alias:
             if step.relu is not None and sources[0] not in self.nonnegative:
                 where = self.paths.get(sources[0], sources[0])
-                raise ExportError(
+                raise _OperationRefused(
                     f"cannot export {step.relu}: T1C-IR has no ReLU outside a hybrid graph and its input (`{where}`) may be "
                     f"negative, so dropping it would change what the model computes; {RELU_FIX}"
                 )
@@ -1010,7 +1015,7 @@ def _validated(built: _Built, metadata: Mapping[str, Any], cap: _Capture | None)
     for name, (shape, what) in built.expected.items():
         got = graph.output_shapes.get(name)
         if got is not None and tuple(got) != tuple(shape):
-            raise ExportError(
+            raise _OperationRefused(
                 f"cannot export {what}: it reshapes to [batch, {', '.join(map(str, shape))}] but flattening "
                 f"its input gives {list(got)}, so it is not a flatten; use x.flatten(1)"
             )
@@ -1148,19 +1153,33 @@ class T1CExporter:
         self._input_shapes = dict(cap.input_shapes)
         self._output_shapes = dict(cap.output_shapes)
         metadata = {"producer": "t1c", "producer_version": t1c.__version__}
-        for stacks in (False, True):
-            flow, output_key, traced = self._flow(model, units, containers, cap, stacks)
-            try:
-                _check_inplace(flow, units, output_key)
-                builder = _Builder(units, cap, self._hints)
-                for step in flow:
-                    builder.add(step)
-                built = builder.finish(tuple(args[0].shape[1:]), output_key)
-                return _validated(built, metadata, cap)
-            except ExportError:
-                if stacks or not traced:
-                    raise
-        raise AssertionError("unreachable: the second pass returns or raises")
+        input_shape = tuple(args[0].shape[1:])
+        flow, output_key, traced = self._flow(model, units, containers, cap)
+        try:
+            return self._build(flow, output_key, units, cap, input_shape, metadata)
+        except _OperationRefused:
+            if not traced:
+                raise
+        # Refused at a traced operation: trace again with source lines (costly, so only now)
+        # and build again, which raises the same refusal naming the line.
+        flow, output_key, _ = self._flow(model, units, containers, cap, stacks=True)
+        return self._build(flow, output_key, units, cap, input_shape, metadata)
+
+    def _build(
+        self,
+        flow: list[_Flow],
+        output_key: str,
+        units: Mapping[str, _Unit],
+        cap: _Capture,
+        input_shape: Shape,
+        metadata: dict[str, Any],
+    ) -> ir.Graph:
+        """The validated graph of ``flow``."""
+        _check_inplace(flow, units, output_key)
+        builder = _Builder(units, cap, self._hints)
+        for step in flow:
+            builder.add(step)
+        return _validated(builder.finish(input_shape, output_key), metadata, cap)
 
     def _flow(self, model, units, containers, cap, stacks: bool = False) -> tuple[list[_Flow], str, bool]:
         """The data flow, and whether it was read off a torch.fx trace (``stacks``: with
