@@ -1550,16 +1550,12 @@ def _check_shapes(
 def _counts(
     pred_float: torch.Tensor, pred_quant: torch.Tensor, pred_live: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
-    """``[float correct, quantized correct, float == live, samples]`` (float64)."""
-    return torch.tensor(
-        [
-            (pred_float == y).sum().item(),
-            (pred_quant == y).sum().item(),
-            (pred_float == pred_live).sum().item(),
-            y.shape[0],
-        ],
-        dtype=torch.float64,
+    """``[float correct, quantized correct, float == live, samples]`` (float64, on the CPU; one transfer)."""
+    agreeing = torch.stack(
+        [(pred_float == y).sum(), (pred_quant == y).sum(), (pred_float == pred_live).sum()]
     )
+    samples = torch.tensor([y.shape[0]], dtype=torch.float64)
+    return torch.cat([agreeing.to("cpu", torch.float64), samples])
 
 
 def _to_device(x: Any, device: torch.device) -> Any:
