@@ -407,33 +407,35 @@ def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, strict=False, tested=No
     ``s * thr`` are exact and ``w - s * thr`` has one rounding, fused or not.
     """
     buf = torch.empty_like(v0)
-    v, r, w = v0, r0, None
-    # Views made once (unbind) rather than one indexing call per step and tensor.
+    # Decided once, not per step: the branches, and the views (unbind) rather than one
+    # indexing call per step and tensor.
+    replay = tested is not None
+    zero_first = delay and mech == "zero"  # u = (1 - r) * v, r the reset decided from v_{t-1}
+    subtract_first = delay and mech == "subtract"
+    zero_after = not delay and mech == "zero"
+    subtract_after = not delay and mech == "subtract"
     cs, ss = c.unbind(0), spikes.unbind(0)
-    ws = tested.unbind(0) if tested is not None else None
+    ws = tested.unbind(0) if replay else None
+    ps = prev.unbind(0) if prev is not None else None
+    v, r = v0, r0
+    w = None if replay else torch.empty_like(v0)  # the forward's one membrane buffer, updated in place
     for t in range(len(cs)):
-        if delay and mech == "zero":  # u = (1 - r) * v, r the reset decided from v_{t-1}
+        if zero_first:
             v = torch.neg(r, out=buf).add_(1).mul_(v)
-        if prev is not None:
-            prev[t] = v
-        if ws is not None:
+        if ps is not None:
+            ps[t].copy_(v)
+        if replay:
             w = ws[t]
-        elif w is None:
-            w = torch.empty_like(v0)  # the forward's one membrane buffer, updated in place
         torch.mul(a, v, out=w).add_(cs[t])  # a * u + c_t
-        if delay and mech == "subtract":
+        if subtract_first:
             w.addcmul_(r, thr, value=-1)
-        s = ss[t] if ws is not None else heaviside(torch.sub(w, thr, out=buf), strict, out=ss[t])
+        s = ss[t] if replay else heaviside(torch.sub(w, thr, out=buf), strict, out=ss[t])
         if delay:
             r, v = s, w
-        elif mech == "zero":  # the replay keeps w_t and resets into buf
-            v = (
-                torch.neg(s, out=buf).add_(1).mul_(w)
-                if ws is not None
-                else w.mul_(torch.neg(s, out=buf).add_(1))
-            )
-        elif mech == "subtract":
-            v = torch.addcmul(w, s, thr, value=-1, out=buf if ws is not None else w)
+        elif zero_after:  # the replay keeps w_t and resets into buf
+            v = torch.neg(s, out=buf).add_(1).mul_(w) if replay else w.mul_(torch.neg(s, out=buf).add_(1))
+        elif subtract_after:
+            v = torch.addcmul(w, s, thr, value=-1, out=buf if replay else w)
         else:
             v = w
     return v
