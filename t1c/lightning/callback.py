@@ -1416,10 +1416,7 @@ def _first_batch(trainer: Trainer) -> Any:
     source = getattr(trainer.fit_loop, "_data_source", None)
     if loader is None and source is not None and source.is_defined():  # not set up: no training left
         loader = source.dataloader()
-    if isinstance(loader, Mapping):
-        loader = next(iter(loader.values()), None)
-    if isinstance(loader, (list, tuple)):
-        loader = loader[0] if loader else None
+    loader = _first_loader(loader)
     if loader is None:
         return None
     try:
@@ -1566,6 +1563,11 @@ def _val_loader(trainer: Trainer) -> Any:
     loaders = trainer.val_dataloaders
     if loaders is None and trainer.datamodule is not None and hasattr(trainer.datamodule, "val_dataloader"):
         loaders = trainer.datamodule.val_dataloader()
+    return _first_loader(loaders)
+
+
+def _first_loader(loaders: Any) -> Any:
+    """The first of a Trainer's loaders (a mapping's first value, a sequence's first item), or None."""
     if isinstance(loaders, Mapping):
         loaders = next(iter(loaders.values()), None)
     if isinstance(loaders, (list, tuple)):
