@@ -265,11 +265,10 @@ def read(
     """
     file = str(path)
     limit = MAX_BYTES if max_bytes is None else int(max_bytes)
-    reader = _Reader(budget=limit)
     size = _regular_file_size(file)
+    reader = _Reader(size, limit)
     try:
         with _open(file, size) as f, _Digest() as digest:
-            reader.set_file_size(size, limit)
             _check_version(_read_string(_child(f, "version", None, "version"), None, "version"))
             expected = _stored_hash(f) if validate else None
             g = _child(f, "graph", None, "graph", group=True)
@@ -490,16 +489,11 @@ class _Reader:
     """Reads one file's nodes, edges and metadata, tracking where it is (for messages)
     and how many bytes the file may still make it allocate."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, size: int, max_bytes: int) -> None:
+        """Cap the total at ``max_bytes`` and at a multiple of the file's ``size``."""
         self.node: str | None = None
         self.field: str | None = None
         self.depth = 0  # of nested Graph nodes
-        self.budget = budget
-        self.max_bytes = budget
-        self.file_cap = budget
-
-    def set_file_size(self, size: int, max_bytes: int) -> None:
-        """Cap the total at ``max_bytes`` and at a multiple of the file's size."""
         self.max_bytes = max_bytes
         self.file_cap = max(_ALWAYS_OK_BYTES, _MAX_EXPANSION * size)
         self.budget = min(max_bytes, self.file_cap)
