@@ -52,6 +52,11 @@ _PRIME = (1 << 31) - 1  # hash arithmetic modulo a prime < 2**31 stays exact in 
 _MASK64 = (1 << 64) - 1
 
 
+def _is_count(value: object, minimum: int = 1) -> bool:
+    """Whether ``value`` is an ``int`` (not a bool) of at least ``minimum``."""
+    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+
+
 def check_encoding(encoding: str) -> str:
     """``encoding`` itself when it is one of :data:`ENCODINGS`; a ``ValueError`` naming the choices otherwise."""
     if encoding not in ENCODINGS:
@@ -93,7 +98,7 @@ def encode(
     check_encoding(encoding)
     if encoding == "sequence":
         return _sequence(x, num_steps, time_first)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+    if not _is_count(num_steps):
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     x = x if x.is_floating_point() else x.float()
     if encoding == "direct":
