@@ -70,6 +70,7 @@ from .naming import (
     EXPORT_SUFFIX,
     LAST_STEM,
     MANIFEST_NAME,
+    MANIFEST_VERSION,
     atomic_copy,
     atomic_symlink,
     export_path_for,
@@ -1118,7 +1119,7 @@ class T1CExport(Callback):
             }
             merged.update({p: e for p, e in self.entries.items() if e["dir"] == folder})
             exports = {os.path.basename(p): _manifest_entry(e, folder) for p, e in sorted(merged.items())}
-            write_manifest(manifest, {"version": 1, "exports": exports})
+            write_manifest(manifest, {"version": MANIFEST_VERSION, "exports": exports})
 
     def _merge_manifests_from_disk(self, trainer: Trainer) -> None:
         """Fit start: read this run's folders' manifests (newer than the state inside a checkpoint).
