@@ -435,14 +435,9 @@ class T1CExport(Callback):
         them; otherwise they were loaded from a checkpoint file and only what is measured here
         goes into the metadata.
         """
-        graph = self._export_graph(pl_module)
-        reference = self._reference_graph(pl_module, graph)
-        self._verify(graph, reference, f"epoch {epoch}, step {step}")
+        graph, reference = self._export_verified(pl_module, f"epoch {epoch}, step {step}")
         first = reference is graph
-        if self.integer_weights:
-            from t1c.bridge.quantize import attach_integer_weights
-
-            graph = attach_integer_weights(graph, self.weight_bits, self.accumulator_bits)
+        graph = self._with_integers(graph)
         if first:  # the first export is the reference: as it ships
             self._reference = reference = graph
         metrics: dict[str, float] = {}
@@ -483,15 +478,25 @@ class T1CExport(Callback):
             batch = _first_batch(trainer)
             if batch is not None:
                 self._observe_batch(batch, pl_module)
-        graph = self._export_graph(pl_module)
-        reference = self._reference_graph(pl_module, graph)
+        graph, reference = self._export_verified(pl_module, "fit start (dry run)")
         if reference is graph:  # the first written export is the reference, not the untrained weights
             self._reference = None
-        self._verify(graph, reference, "fit start (dry run)")
-        if self.integer_weights:
-            from t1c.bridge.quantize import attach_integer_weights
+        self._with_integers(graph)
 
-            attach_integer_weights(graph, self.weight_bits, self.accumulator_bits)
+    def _export_verified(self, pl_module: LightningModule, when: str) -> tuple[ir.Graph, ir.Graph | None]:
+        """The exported graph and its reference (:meth:`_reference_graph`), topology verified."""
+        graph = self._export_graph(pl_module)
+        reference = self._reference_graph(pl_module, graph)
+        self._verify(graph, reference, when)
+        return graph, reference
+
+    def _with_integers(self, graph: ir.Graph) -> ir.Graph:
+        """``graph`` with its exact integers attached when ``integer_weights`` (a copy), else itself."""
+        if not self.integer_weights:
+            return graph
+        from t1c.bridge.quantize import attach_integer_weights
+
+        return attach_integer_weights(graph, self.weight_bits, self.accumulator_bits)
 
     def _observe_batch(self, batch: Any, pl_module: LightningModule) -> None:
         """Learn from a training batch how it holds time, and take an export sample from it."""
