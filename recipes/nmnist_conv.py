@@ -25,6 +25,7 @@ import snntorch as snn
 import torch
 import torch.nn.functional as F
 from _common import parse_args, print_exports
+from digits_snn import reset
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
@@ -41,13 +42,6 @@ def build_conv_snn(channels: int = 32, beta: float = 0.9) -> nn.Sequential:
         nn.Conv2d(channels // 2, channels, 5), nn.MaxPool2d(2), snn.Leaky(beta=beta, init_hidden=True),
         nn.Flatten(), nn.Linear(channels * 5 * 5, 10), snn.Leaky(beta=beta, init_hidden=True),
     )  # fmt: skip
-
-
-def reset(model: nn.Module) -> None:
-    """Put every neuron of ``model`` back at rest (zero membrane)."""
-    for module in model.modules():
-        if isinstance(module, snn.Leaky):
-            module.reset_mem()
 
 
 def pretrain(model: nn.Module, data: EventDataModule, epochs: int, limit: int | float | None) -> None:
