@@ -459,9 +459,10 @@ def _immediate_recurrence(q, g_last, a, keep, want_h):
     h = g_last
     buf = torch.empty_like(q[0])
     qs, ks = q.unbind(0), None if keep is None else keep.unbind(0)
+    h_views = None if hs is None else hs.unbind(0)
     for t in range(len(qs) - 1, -1, -1):
-        if hs is not None:
-            hs[t] = h
+        if h_views is not None:
+            h_views[t].copy_(h)
         g = qs[t].add_(h) if ks is None else qs[t].addcmul_(ks[t], h)
         h = torch.mul(a, g, out=buf)
     return hs
