@@ -227,9 +227,6 @@ class LIFModule(nn.Module):
             return decay * v + i
         return decay * v + gain * (self.v_leak + self.r * i)
 
-    def _fire_detached(self, x: torch.Tensor) -> torch.Tensor:
-        return heaviside(x, self.strict_threshold)
-
     def forward(self, i: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step.
 
@@ -255,7 +252,7 @@ class LIFModule(nn.Module):
         mech = self.reset_mechanism
         if self.reset_delay or self.snntorch_mode:
             # snnTorch Leaky: reset decided from the stored membrane, before integrating.
-            reset = self._fire_detached(v - thr)
+            reset = heaviside(v - thr, self.strict_threshold)
             if mech == "zero":
                 v = (1 - reset) * v
             v = self._integrate(v, i, decay, gain)
