@@ -65,6 +65,7 @@ from torch import nn
 
 from t1c import ir
 
+from .module import eval_mode
 from .naming import (
     CHECKPOINT_SUFFIX,
     EXPORT_SUFFIX,
@@ -731,7 +732,7 @@ class T1CExport(Callback):
         """
         x = _to_device(batch[0], pl_module.device)
         layout = self._layout or "static"
-        with _eval_mode(pl_module):
+        with eval_mode(pl_module):
             out = pl_module(x)
         live_classes, steps = _classes(out, _batch_size(x, layout))
         xs = _time_first(x, layout, steps)
@@ -1429,18 +1430,6 @@ def _first_batch(trainer: Trainer) -> Any:
         return next(iter(loader))
     except (StopIteration, TypeError):
         return None
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """``module`` in eval mode inside the block; every submodule's own mode restored afterwards."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _validates_like_t1c_module(pl_module: LightningModule) -> bool:

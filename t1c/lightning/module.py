@@ -28,11 +28,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -373,13 +375,8 @@ class T1CModule(pl.LightningModule):
         """
         seed = self.hparams.eval_seed if seed is None else seed
         x = x.to(_device_of(executor, x.device))
-        modes = [(m, m.training) for m in executor.modules()]
-        executor.eval()
-        try:
+        with eval_mode(executor):
             ys, _ = executor.run_sequence(self.encode(x, seed=int(seed)))
-        finally:
-            for m, training in modes:
-                m.training = training
         return self.logits(ys).argmax(-1)
 
     def export_graph(self) -> ir.Graph:
@@ -515,6 +512,18 @@ class T1CModule(pl.LightningModule):
             model.source_path = checkpoint.get(CKPT_PATH_KEY)
             model.hparams["graph"] = model.source_path
         return model
+
+
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """``module`` in eval mode inside the block; every submodule's own mode restored afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _device_of(module: torch.nn.Module, default: torch.device) -> torch.device:
