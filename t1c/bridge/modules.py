@@ -329,7 +329,7 @@ class LIFModule(nn.Module):
 
 class _LIFSequence(torch.autograd.Function):
     """The LIF time loop as one autograd node: ``T`` steps forward without recording a
-    graph, and a backward pass whose only loop is the membrane recurrence.
+    graph, and a backward pass whose only loop is the gradient recurrence.
 
     Inputs: ``c`` [T, B, *shape], the integrated input of each step (``i`` in snnTorch
     mode, ``gain * (v_leak + r * i)`` in plain mode, computed by autograd outside);
@@ -337,10 +337,11 @@ class _LIFSequence(torch.autograd.Function):
     operations one for one (each correctly rounded), so values are bit-identical to
     stepping; gradients equal the step-by-step autograd ones up to summation order.
 
-    Memory: the forward keeps the membrane in one ``[B, *shape]`` buffer and saves only
-    the spikes and ``c`` (which it holds instead of a copy of every membrane); the backward
-    replays the membranes from them, with the same operations and the saved reset
-    decisions, into the one buffer in which it then computes the gradient.
+    Memory: the forward writes each tested membrane ``w_t`` into one ``[T, B, *shape]``
+    tensor and saves it with the spikes (two tensors of ``c``'s size, ``c`` itself is not
+    kept); the backward needs no loop to rebuild the membranes: the surrogate derivative,
+    and the membrane each decay multiplied (for ``a``'s gradient), are whole-tensor
+    operations on the saved ones.
 
     Recurrence (``q_t = dL/ds_t * atan'(w_t - thr)``, ``w_t`` the membrane tested):
 
@@ -352,21 +353,18 @@ class _LIFSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, c, v0, a, thr, mech, delay, strict, alpha):  # noqa: D102
-        spikes = torch.empty_like(c)
+        spikes, tested = torch.empty_like(c), torch.empty_like(c)
         r0 = heaviside(v0 - thr, strict)
-        w = _lif_loop(c, v0, a, thr, mech, delay, r0, spikes=spikes, strict=strict)
-        ctx.save_for_backward(spikes, c, v0, a, thr, r0)
+        v = _lif_loop(c, v0, a, thr, mech, delay, r0, spikes=spikes, tested=tested, strict=strict)
+        ctx.save_for_backward(spikes, tested, v0, a, thr, r0)
         ctx.config = (mech, delay, alpha)
-        return spikes, w
+        return spikes, v
 
     @staticmethod
     def backward(ctx, g_spikes, g_v):  # noqa: D102
-        spikes, c, v0, a, thr, r0 = ctx.saved_tensors
+        spikes, tested, v0, a, thr, r0 = ctx.saved_tensors
         mech, delay, alpha = ctx.config
-        grads = torch.empty_like(c)  # the tested membranes w_t, then q, then dL/dw_t
-        prev = torch.empty_like(c) if ctx.needs_input_grad[2] else None  # what a multiplies
-        _lif_loop(c, v0, a, thr, mech, delay, r0, spikes=spikes, tested=grads, prev=prev)
-        atan_derivative(grads.sub_(thr), alpha, inplace=True)
+        grads = atan_derivative(torch.sub(tested, thr), alpha, inplace=True)  # then q, then dL/dw_t
         if g_spikes is None:
             grads.zero_()
         else:
@@ -383,8 +381,8 @@ class _LIFSequence(torch.autograd.Function):
             h_all = _immediate_recurrence(grads, g_v, a, keep, q is not None and mech == "subtract")
             g_v0 = a * grads[0]
         g_a = g_thr = None
-        if prev is not None:  # d/da of a * u_t
-            g_a = _reduce_to(prev.mul_(grads), a.shape)
+        if ctx.needs_input_grad[2]:  # d/da of a * u_t
+            g_a = _reduce_to(_decayed(tested, spikes, v0, r0, thr, mech, delay).mul_(grads), a.shape)
         if q is not None:  # thr enters the spike and the subtractive reset
             g_thr = q.neg_()
             if mech == "subtract":
@@ -394,48 +392,54 @@ class _LIFSequence(torch.autograd.Function):
         return grads, g_v0, g_a, g_thr, None, None, None, None
 
 
-def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, strict=False, tested=None, prev=None):
+def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, tested, strict=False):
     """The LIF recurrence of :class:`_LIFSequence`, with :meth:`LIFModule._step`'s operations.
 
-    Forward (``tested`` None): decides and writes ``spikes``; returns the final membrane.
-    Replay (``tested`` given): takes the decisions from ``spikes`` and writes each tested
-    membrane ``w_t`` into ``tested[t]`` and, when given, the membrane the decay multiplies
-    into ``prev[t]``. Spikes and resets are 0 or 1, so ``1 - s`` (written ``-s + 1``) and
-    ``s * thr`` are exact and ``w - s * thr`` has one rounding, fused or not.
+    Decides and writes ``spikes``, writes each tested membrane ``w_t`` into ``tested[t]``
+    and returns the final membrane (a tensor of its own). Spikes and resets are 0 or 1, so ``1 - s`` (written
+    ``-s + 1``) and ``s * thr`` are exact and ``w - s * thr`` has one rounding, fused or not.
     """
     buf = torch.empty_like(v0)
     # Decided once, not per step: the branches, and the views (unbind) rather than one
     # indexing call per step and tensor.
-    replay = tested is not None
     zero_first = delay and mech == "zero"  # u = (1 - r) * v, r the reset decided from v_{t-1}
     subtract_first = delay and mech == "subtract"
     zero_after = not delay and mech == "zero"
     subtract_after = not delay and mech == "subtract"
-    cs, ss = c.unbind(0), spikes.unbind(0)
-    ws = tested.unbind(0) if replay else None
-    ps = prev.unbind(0) if prev is not None else None
+    cs, ss, ws = c.unbind(0), spikes.unbind(0), tested.unbind(0)
     v, r = v0, r0
-    w = None if replay else torch.empty_like(v0)  # the forward's one membrane buffer, updated in place
     for t in range(len(cs)):
         if zero_first:
             v = torch.neg(r, out=buf).add_(1).mul_(v)
-        if ps is not None:
-            ps[t].copy_(v)
-        if replay:
-            w = ws[t]
-        torch.mul(a, v, out=w).add_(cs[t])  # a * u + c_t
+        w = torch.mul(a, v, out=ws[t]).add_(cs[t])  # a * u + c_t
         if subtract_first:
             w.addcmul_(r, thr, value=-1)
-        s = ss[t] if replay else heaviside(torch.sub(w, thr, out=buf), strict, out=ss[t])
+        s = heaviside(torch.sub(w, thr, out=buf), strict, out=ss[t])
         if delay:
             r, v = s, w
-        elif zero_after:  # the replay keeps w_t and resets into buf
-            v = torch.neg(s, out=buf).add_(1).mul_(w) if replay else w.mul_(torch.neg(s, out=buf).add_(1))
+        elif zero_after:  # w_t stays as tested; the reset membrane goes to buf
+            v = torch.neg(s, out=buf).add_(1).mul_(w)
         elif subtract_after:
-            v = torch.addcmul(w, s, thr, value=-1, out=buf if replay else w)
+            v = torch.addcmul(w, s, thr, value=-1, out=buf)
         else:
             v = w
-    return v
+    return v if v is buf else v.clone()  # never a view of ``tested``, which the caller saves
+
+
+def _decayed(tested, spikes, v0, r0, thr, mech, delay):
+    """``u_t``, the membrane the decay ``a`` multiplied at each step, as :func:`_lif_loop`
+    computed it: ``v0`` (reset by ``r0`` when delayed "zero"), then ``w_{t-1}`` after its
+    reset ("zero": ``(1 - s) * w``, "subtract" when immediate: ``w - s * thr``)."""
+    u = torch.empty_like(tested)
+    w_prev, s_prev = tested[:-1], spikes[:-1]
+    u[0] = torch.neg(r0).add_(1).mul_(v0) if delay and mech == "zero" else v0
+    if mech == "zero":
+        torch.neg(s_prev, out=u[1:]).add_(1).mul_(w_prev)
+    elif mech == "subtract" and not delay:
+        torch.addcmul(w_prev, s_prev, thr, value=-1, out=u[1:])
+    else:
+        u[1:] = w_prev
+    return u
 
 
 def _delayed_recurrence(q, g_last, a, factor):

@@ -289,7 +289,7 @@ def test_heaviside_and_in_place_atan_are_the_plain_expressions_bit_for_bit() -> 
 @pytest.mark.parametrize("mech", ["zero", "subtract"])
 @pytest.mark.parametrize("delay", [True, False], ids=["delay", "immediate"])
 def test_fused_backward_can_run_twice_and_leaves_its_inputs(mech, delay) -> None:
-    """The backward replays the membranes from the saved input: a retained graph gives the
+    """The backward works on copies of what the forward saved: a retained graph gives the
     same gradients again, and neither the input nor the initial state is modified."""
     torch.manual_seed(3)
     lif = LIFModule.from_node(plain_node(reset_mechanism=mech, reset_delay=delay), learn_threshold=True)
