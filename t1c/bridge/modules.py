@@ -414,7 +414,10 @@ def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, tested, strict=False):
         w = torch.mul(a, v, out=ws[t]).add_(cs[t])  # a * u + c_t
         if subtract_first:
             w.addcmul_(r, thr, value=-1)
-        s = heaviside(torch.sub(w, thr, out=buf), strict, out=ss[t])
+        if strict:  # w - thr > 0 is w > thr for every float (gradual underflow), one kernel less
+            s = torch.gt(w, thr, out=ss[t])
+        else:  # not so for >= when w and thr are the same infinity
+            s = heaviside(torch.sub(w, thr, out=buf), False, out=ss[t])
         if delay:
             r, v = s, w
         elif zero_after:  # w_t stays as tested; the reset membrane goes to buf

@@ -249,6 +249,48 @@ def test_forward_sequence_equals_stepping_values_and_gradients(snn_mode, mech, d
         torch.testing.assert_close(g_seq, g_ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "at-threshold"])
+def test_fused_spike_decision_equals_stepping_at_edge_values(strict) -> None:
+    """Membranes exactly at the threshold, one ulp either side, tiny, infinite and NaN: the
+    fused loop (which tests ``w > thr`` in strict mode) decides as stepping does (``w - thr > 0``)."""
+    thr = torch.tensor([1.0, 1.0, 1.0, 1e-30, 2.0**-126, 0.0, 1.0, 1.0, 1.0, 3e38])
+    n = thr.numel()
+    lif = LIFModule(
+        tau=torch.ones(n),
+        r=torch.ones(n),
+        v_leak=torch.zeros(n),
+        v_threshold=thr,
+        beta=torch.zeros(n),  # snnTorch mode, a = 0: a step's membrane is its input (NaN after inf)
+        reset_mechanism="none",
+        reset_delay=True,
+        strict_threshold=strict,
+    )
+    assert lif._fusable()
+    one = torch.tensor(1.0)
+    steps = torch.tensor(
+        [
+            [
+                1.0,
+                torch.nextafter(one, 2 * one),
+                torch.nextafter(one, 0 * one),
+                1.0000001e-30,
+                2.0**-125,
+                1e-45,
+            ]
+            + [float("inf"), float("-inf"), float("nan"), -3e38],
+            [1.0, 1.0, 1.0, 1e-30, 2.0**-126, 0.0, float("nan"), float("inf"), 1.0, float("inf")],
+        ]
+    ).unsqueeze(1)  # [T=2, B=1, n]
+    v, out = None, []
+    with torch.no_grad():
+        for x in steps:
+            s, v = lif(x, v)
+            out.append(s)
+        fused, _ = lif.forward_sequence(steps)
+    assert torch.equal(fused, torch.stack(out))
+    assert fused[0, 0, :3].tolist() == ([0.0, 1.0, 0.0] if strict else [1.0, 1.0, 0.0])
+
+
 def test_cached_decay_follows_parameter_changes() -> None:
     lif = LIFModule(tau=[2.0], r=[2.0], v_leak=[0.0], v_threshold=[10.0])
     x = torch.ones(1, 1)
