@@ -397,3 +397,141 @@ def test_reading_and_writing_does_not_import_torch(tmp_path, fixtures_dir):
 def test_f32_helper_is_deterministic():
     np.testing.assert_array_equal(f32(3, 2), f32(3, 2))
     assert lif(3).shape == (3,)
+
+
+# -- many small nodes: the low-level read and write paths -----------------------------------
+
+
+def _chain(n: int) -> ir.Graph:
+    """input -> n-2 Skips (every kind in turn, passthrough where one input) -> output."""
+    nodes = [ir.Input(input_type={"input": np.array([4])})]
+    nodes += [ir.Skip(skip_type="passthrough" if i % 2 else "residual") for i in range(n - 2)]
+    return ir.Graph.from_chain(*nodes, ir.Output(), names=[f"n{i}" for i in range(n)])
+
+
+def test_a_2000_node_chain_reads_back_node_for_node(tmp_path):
+    g = _chain(2000)
+    path = tmp_path / "chain.t1c"
+    ir.write(path, g)
+    back = ir.read(path)
+    assert list(back.nodes) == list(g.nodes)
+    assert back.edges == g.edges
+    assert [n.skip_type for n in back.nodes.values() if isinstance(n, ir.Skip)] == [
+        n.skip_type for n in g.nodes.values() if isinstance(n, ir.Skip)
+    ]
+    assert back.output_shapes["n1999"] == (4,)
+    # New-style groups and compact scalars: a Skip node took 1.7 KB with h5py's defaults.
+    assert path.stat().st_size < 1200 * 2000
+
+
+def test_small_datasets_are_compact_and_plain_h5py_reads_every_one(tmp_path):
+    g = mlp(n_in=64, hidden=32, metadata={"lr": 0.5, "tags": ["a", "b"], "nested": {"n": 3}})
+    path = tmp_path / "net.t1c"
+    ir.write(path, g)
+    layouts = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            layouts[name] = obj.id.get_create_plist().get_layout()
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+        assert f["graph/nodes/fc1/type"][()] == b"Affine"
+        assert f["graph/metadata/tags"][()].tolist() == [b"a", b"b"]
+        assert f["graph/metadata/nested/n"][()] == 3 and f["graph/metadata/nested/n"].dtype == np.int64
+        assert list(f["graph/nodes"]) == list(g.nodes)  # creation order, as written
+        np.testing.assert_array_equal(f["graph/nodes/fc1/weight"][()], g.nodes["fc1"].weight)
+    assert layouts["graph/nodes/fc1/type"] == layouts["graph/nodes/lif1/tau"] == h5py.h5d.COMPACT
+    assert layouts["graph/nodes/fc1/weight"] == h5py.h5d.CONTIGUOUS  # 8 KB: its own block
+    assert ir.read(path).metadata == {"lr": 0.5, "tags": ["a", "b"], "nested": {"n": 3}}
+
+
+def _nested(tmp_path: Path) -> Path:
+    inner = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([4])}),
+        ir.Skip(),
+        ir.Output(),
+        names=["input", "mid", "output"],
+    )
+    outer = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([4])}),
+        ir.Subgraph(graph=inner),
+        ir.Output(),
+        names=["input", "sub", "output"],
+    )
+    path = tmp_path / "nested.t1c"
+    ir.write(path, outer, content_hash=False)
+    assert list(ir.read(path).nodes["sub"].graph.nodes) == ["input", "mid", "output"]
+    return path
+
+
+def _soft_link(f, group, name, tmp_path):
+    del f[f"{group}/{name}"]
+    f[group][name] = h5py.SoftLink("/version")
+
+
+def _external_link(f, group, name, tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as o:
+        o["x"] = "passthrough"
+    del f[f"{group}/{name}"]
+    f[group][name] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/x")
+
+
+def _external_storage(f, group, name, tmp_path):
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 64)
+    del f[f"{group}/{name}"]
+    f[group].create_dataset(name, shape=(8,), dtype="f8", external=[(str(tmp_path / "secret.bin"), 0, 64)])
+
+
+def _unknown_filter(f, group, name, tmp_path):
+    del f[f"{group}/{name}"]
+    d = f[group].create_dataset(
+        name, shape=(8,), dtype="f8", chunks=(8,), compression=32004, allow_unknown_filter=True
+    )
+    d.id.write_direct_chunk((0,), np.zeros(8).tobytes())
+
+
+_REFUSED = {_soft_link: "SoftLink", _external_link: "ExternalLink"}
+_OUTSIDE = {**_REFUSED, _external_storage: "external file", _unknown_filter: "filter 32004"}
+_PLACES = {  # group, member -> (node, field) named by the error
+    ("graph/nodes/sub/nodes/mid", "skip_type"): ("sub/mid", "skip_type"),  # a nested graph's node's field
+    ("graph/nodes/sub/nodes", "mid"): ("sub/mid", "nodes"),  # the nested node's group itself
+    ("graph/metadata/run", "lr"): (None, "metadata/run/lr"),  # nested metadata
+}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words", "group", "name"),
+    [
+        (mutate, words, group, name)
+        for (group, name) in _PLACES
+        for mutate, words in (_REFUSED if name == "mid" else _OUTSIDE).items()
+    ],
+)
+def test_links_and_outside_data_are_refused_wherever_they_are(tmp_path, mutate, words, group, name):
+    path = _nested(tmp_path)
+    if group.startswith("graph/metadata"):
+        g = ir.read(path)
+        g.metadata = {"run": {"lr": 0.5}}
+        ir.write(path, g, content_hash=False)
+    with h5py.File(path, "a") as f:
+        mutate(f, group, name, tmp_path)
+    with pytest.raises(ir.T1CFormatError, match=words) as info:
+        ir.read(path)
+    assert (info.value.file, info.value.node, info.value.field) == (str(path), *_PLACES[group, name])
+
+
+def test_member_names_that_hdf5_would_take_as_a_path_are_refused(tmp_path):
+    # A link named "a/b" (only a crafted file has one) would be opened through "a".
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp(), content_hash=False)
+    with h5py.File(path, "a") as f:  # h5py's default format: names in an unchecked local heap
+        m = f["graph"].create_group("metadata")
+        m.create_group("a").create_dataset("b", data=1)
+        m["aQb"] = 2
+    data = path.read_bytes()
+    assert data.count(b"aQb\0") == 1
+    path.write_bytes(data.replace(b"aQb\0", b"a/b\0"))
+    with pytest.raises(ir.T1CFormatError, match="names must be UTF-8 without '/'") as info:
+        ir.read(path)
+    assert info.value.field == "metadata"
