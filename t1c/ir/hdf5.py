@@ -6,7 +6,8 @@ through the registry. A reader of untrusted files must not be tricked, so ``read
 
 * opens only regular files (a FIFO, device or folder is refused before it is opened,
   so a read never blocks), and reports a permission problem as a ``PermissionError``;
-* refuses soft and external links (it never opens another file or follows a path);
+* refuses soft and external links (it never opens another file or follows a path), and
+  member names HDF5 would take as a path (``a/b``: only a crafted file has one);
 * refuses datasets whose bytes live outside the file (external raw storage, virtual
   datasets), so a crafted file cannot read other files on the machine into a graph;
 * refuses HDF5 filters it does not know by name (:data:`KNOWN_FILTERS`), and keeps
