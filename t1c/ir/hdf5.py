@@ -518,6 +518,7 @@ def _open(path: str, size: int) -> Iterator[h5py.File]:
 # and fetch a dataset's type, shape and creation properties once, for every check.
 
 _LINK_KINDS = {h5l.TYPE_SOFT: "SoftLink", h5l.TYPE_EXTERNAL: "ExternalLink"}
+_WANTED = {"dataset": "a dataset", "group": "a group", "any": "a group or a dataset"}
 _VLEN_STR = {h5t.CSET_ASCII: h5py.string_dtype("ascii"), h5t.CSET_UTF8: h5py.string_dtype("utf-8")}
 
 
@@ -560,14 +561,12 @@ class _Group:
             raise T1CFormatError(
                 f"is a {kind}; links are not followed, the data must be in the file", node=node, field=field
             )
-        obj = h5o.open(self.id, name.encode("utf-8") if isinstance(name, str) else name)
+        obj = h5o.open(self.id, name.encode("utf-8"))
         if isinstance(obj, h5g.GroupID) and want != "dataset":
             return _Group(obj, ordered=ordered)
         if isinstance(obj, h5d.DatasetID) and want != "group":
             return _Dataset(obj, node, field)
-        raise T1CFormatError(
-            f"must be a {'dataset' if want == 'dataset' else 'group'}", node=node, field=field
-        )
+        raise T1CFormatError(f"must be {_WANTED[want]}", node=node, field=field)
 
 
 class _Dataset:
