@@ -296,6 +296,13 @@ class LIFModule(nn.Module):
         decay, gain = self._coefficients()
         if self._fusable():
             c = xs if gain is None else gain * (self.v_leak + self.r * xs)
+            inputs = (c, v, decay, self.v_threshold)
+            if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+                # nothing to differentiate (evaluation): the loop alone, no membranes kept
+                spikes, v, _, _ = _lif_run(
+                    *inputs, self.reset_mechanism, self.reset_delay, self.strict_threshold, record=False
+                )
+                return spikes, v
             return _LIFSequence.apply(
                 c,
                 v,
@@ -353,9 +360,7 @@ class _LIFSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, c, v0, a, thr, mech, delay, strict, alpha):  # noqa: D102
-        spikes, tested = torch.empty_like(c), torch.empty_like(c)
-        r0 = heaviside(v0 - thr, strict)
-        v = _lif_loop(c, v0, a, thr, mech, delay, r0, spikes=spikes, tested=tested, strict=strict)
+        spikes, v, r0, tested = _lif_run(c, v0, a, thr, mech, delay, strict, record=True)
         ctx.save_for_backward(spikes, tested, v0, a, thr, r0)
         ctx.config = (mech, delay, alpha)
         return spikes, v
@@ -392,11 +397,22 @@ class _LIFSequence(torch.autograd.Function):
         return grads, g_v0, g_a, g_thr, None, None, None, None
 
 
-def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, tested, strict=False):
+def _lif_run(c, v0, a, thr, mech, delay, strict, *, record):
+    """``(spikes, final membrane, r0, tested)`` of :func:`_lif_loop` from ``v0``; ``tested``
+    holds every step's tested membrane when ``record`` (for the backward pass), else None."""
+    spikes = torch.empty_like(c)
+    tested = torch.empty_like(c) if record else None
+    r0 = heaviside(v0 - thr, strict)
+    v = _lif_loop(c, v0, a, thr, mech, delay, r0, spikes=spikes, tested=tested, strict=strict)
+    return spikes, v, r0, tested
+
+
+def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, tested=None, strict=False):
     """The LIF recurrence of :class:`_LIFSequence`, with :meth:`LIFModule._step`'s operations.
 
-    Decides and writes ``spikes``, writes each tested membrane ``w_t`` into ``tested[t]``
-    and returns the final membrane (a tensor of its own). Spikes and resets are 0 or 1, so ``1 - s`` (written
+    Decides and writes ``spikes`` and returns the final membrane (a tensor of its own);
+    writes each tested membrane ``w_t`` into ``tested[t]`` when given, else updates one
+    membrane buffer in place. Spikes and resets are 0 or 1, so ``1 - s`` (written
     ``-s + 1``) and ``s * thr`` are exact and ``w - s * thr`` has one rounding, fused or not.
     """
     buf = torch.empty_like(v0)
@@ -406,12 +422,14 @@ def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, tested, strict=False):
     subtract_first = delay and mech == "subtract"
     zero_after = not delay and mech == "zero"
     subtract_after = not delay and mech == "subtract"
-    cs, ss, ws = c.unbind(0), spikes.unbind(0), tested.unbind(0)
+    cs, ss = c.unbind(0), spikes.unbind(0)
+    ws = tested.unbind(0) if tested is not None else None
+    membrane = torch.empty_like(v0) if ws is None else None  # w_t, updated in place
     v, r = v0, r0
     for t in range(len(cs)):
         if zero_first:
             v = torch.neg(r, out=buf).add_(1).mul_(v)
-        w = torch.mul(a, v, out=ws[t]).add_(cs[t])  # a * u + c_t
+        w = torch.mul(a, v, out=membrane if ws is None else ws[t]).add_(cs[t])  # a * u + c_t
         if subtract_first:
             w.addcmul_(r, thr, value=-1)
         if strict:  # w - thr > 0 is w > thr for every float (gradual underflow), one kernel less
@@ -426,7 +444,7 @@ def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, tested, strict=False):
             v = torch.addcmul(w, s, thr, value=-1, out=buf)
         else:
             v = w
-    return v if v is buf else v.clone()  # never a view of ``tested``, which the caller saves
+    return v if ws is None or v is buf else v.clone()  # never a view of ``tested``, which is saved
 
 
 def _decayed(tested, spikes, v0, r0, thr, mech, delay):

@@ -245,6 +245,9 @@ def test_forward_sequence_equals_stepping_values_and_gradients(snn_mode, mech, d
     ref_g = grads_of(ref_s, ref_v)
     seq_s, seq_v = lif.forward_sequence(xs, v0)
     assert torch.equal(seq_s, ref_s) and torch.equal(seq_v, ref_v)
+    with torch.no_grad():  # evaluation runs the loop without the autograd node
+        eval_s, eval_v = lif.forward_sequence(xs, v0)
+    assert torch.equal(eval_s, ref_s) and torch.equal(eval_v, ref_v)
     for g_ref, g_seq in zip(ref_g, grads_of(seq_s, seq_v)):
         torch.testing.assert_close(g_seq, g_ref, rtol=1e-4, atol=1e-5)
 
