@@ -73,6 +73,10 @@ _FLOAT32_EXACT = 2**24
 # Checking that inputs are integers costs one pass over them; the float32 accumulator saves
 # more than that only when each input feeds this many outputs or more (measured on CPU).
 _FLOAT32_MIN_OUTPUTS = 32
+# Element-wise passes that need a float64 (or scratch) copy go through blocks of this many
+# elements: a 512 KiB temporary stays in cache and in malloc's heap, where a whole-tensor
+# copy of a [T * B, n] accumulator is fresh memory that the CPU must fault in page by page.
+_BLOCK = 1 << 16
 _INTEGER_NODES = (ir.Affine, ir.SpikingAffine, ir.Conv2d)
 
 
@@ -303,14 +307,42 @@ class _QuantizedBase(nn.Module):
     def _exact_in_float32(self, x: Tensor, reach: float) -> bool:
         """Whether to accumulate ``x`` in float32: it holds integers small enough to be exact there
         (and the layer is wide enough for that to pay)."""
+        return self._float32_sum_bound(x, reach) is not None
+
+    def _float32_sum_bound(self, x: Tensor, reach: float) -> float | None:
+        """A bound on every partial sum when :meth:`_exact_in_float32`, else None."""
         if not x.numel() or self.weight_int.shape[0] < _FLOAT32_MIN_OUTPUTS:
-            return False
+            return None
         if x.dtype == torch.bool:
-            return reach < _FLOAT32_EXACT
-        if x.is_floating_point() and x.frac().any():  # a fraction (or inf/NaN: frac is NaN)
-            return False
-        low, high = torch.aminmax(x)
-        return max(1.0, -float(low), float(high)) * reach < _FLOAT32_EXACT  # 1: the bias alone
+            bound = 1.0
+        elif x.is_floating_point() and not _all_integers(x):  # a fraction, inf or NaN
+            return None
+        else:
+            low, high = torch.aminmax(x)
+            bound = max(1.0, -float(low), float(high))  # 1: the bias alone
+        return bound * reach if bound * reach < _FLOAT32_EXACT else None
+
+
+def _scaled_in_place(acc: Tensor, scale: float, accumulator_bits: int, sum_bound: float) -> Tensor:
+    """``acc`` (float32 holding exact integers, each partial sum within ``sum_bound``) becomes
+    ``float32(float64(saturate(acc)) * scale)``, block by block: the values of :func:`_output`
+    without a float64 copy of the whole tensor (and no clamp where nothing can saturate)."""
+    low, high = accumulator_range(accumulator_bits)
+    saturates = sum_bound > high or -sum_bound < low
+    flat = acc.view(-1)
+    block = torch.empty(min(flat.numel(), _BLOCK), dtype=_ACC_DTYPE, device=acc.device)
+    for part in flat.split(_BLOCK):
+        wide = block[: part.numel()].copy_(part)
+        part.copy_((wide.clamp_(low, high) if saturates else wide).mul_(scale))
+    return acc
+
+
+def _all_integers(x: Tensor) -> bool:
+    """Whether every element of the float tensor ``x`` is an integer (no fraction, inf or NaN:
+    their ``frac`` is NaN); one pass over blocks into one scratch block, one device sync."""
+    scratch = torch.empty(min(x.numel(), _BLOCK), dtype=x.dtype, device=x.device)
+    fractions = [torch.frac(part, out=scratch[: part.numel()]).any() for part in x.reshape(-1).split(_BLOCK)]
+    return not bool(torch.stack(fractions).any())
 
 
 class QuantizedLinear(_QuantizedBase):
@@ -362,9 +394,13 @@ class QuantizedLinear(_QuantizedBase):
         (graded, or too large for that bound) take the float64 accumulator.
         """
         w, b, reach = self._operands()
-        if self._exact_in_float32(x, reach):
-            acc = F.linear(x.to(torch.float32), w, b).to(_ACC_DTYPE)
-            return _output(acc, self.scale, self.accumulator_bits, x)
+        sum_bound = self._float32_sum_bound(x, reach)
+        if sum_bound is not None:
+            acc = F.linear(x.to(torch.float32), w, b)
+            out_dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+            if out_dtype == torch.float32:  # scaled in place, no float64 copy of the whole accumulator
+                return _scaled_in_place(acc, self.scale, self.accumulator_bits, sum_bound)
+            return _output(acc.to(_ACC_DTYPE), self.scale, self.accumulator_bits, x)
         return quantized_linear(x, self.weight_int, self.bias_int, self.scale, self.accumulator_bits)
 
 
