@@ -6,12 +6,15 @@ in quantized simulation at every export. Fits with and without the callback alte
 process, one thread, and the best of ``ROUNDS`` of each is compared, so a slower moment of a
 shared machine does not count against one side. Times are the process's CPU time
 (``time.process_time``, one thread, data loaded in the process), which other users of a
-shared machine barely change, and wall time for reference. The CPU time spent inside the
+shared machine barely change, and wall time for reference. Next to the best-of ratio, the
+median over rounds of each round's with/without ratio: fits in one process drift (here up to
+20% across a run), which best-of on each side alone does not cancel; the paired median does. The CPU time spent inside the
 callback's own hooks is reported too, and split into its main parts (``PARTS``). Run: ``python benchmarks/bench_callback.py``.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import time
@@ -129,7 +132,13 @@ def main() -> int:
     )
     for key in ("cpu", "wall"):
         base, cost = best(off, key), best(on, key)
-        print(f"  {key:4s} without {base:6.2f} s  with {cost:6.2f} s  overhead {cost / base - 1:+6.1%}")
+        # each round's pair ran back to back: the median of the pairs' ratios is robust to the
+        # machine's drift across rounds (best-of on each side alone is not)
+        paired = statistics.median(b[key] / a[key] - 1 for a, b in zip(off, on))
+        print(
+            f"  {key:4s} without {base:6.2f} s  with {cost:6.2f} s  overhead {cost / base - 1:+6.1%}"
+            f"  (median of the {ROUNDS} rounds' pairs {paired:+6.1%})"
+        )
     hooks = best(on, "hooks")
     print(
         f"  cpu inside the callback's hooks {hooks:.2f} s = {hooks / best(off, 'cpu'):+.1%} of the fit without it "
