@@ -1,4 +1,4 @@
-"""What the recipes share that is not their point: command-line flags and the printed table.
+"""What the recipes share that is not their point: command-line flags and the printed reports.
 
 Everything a recipe is about (the snnTorch model, its export, ``T1CModule``, the
 ``Trainer``, ``ModelCheckpoint``, ``T1CExport``, the data module) is written out in the
@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from t1c import demo
+from t1c import demo, ir
+from t1c.inspect import format_verify
 
 
 def parse_args(
@@ -56,3 +57,10 @@ def print_exports(manifest: str | Path, weight_bits: int = 8) -> list[dict[str, 
     print()
     print(demo.accuracy_table(rows, weight_bits=weight_bits))
     return rows
+
+
+def report_topology(source: str | Path, export: str | Path) -> int:
+    """Print ``t1c verify``'s report of ``export`` against ``source``; 0 if the topology is the same, else 1."""
+    diffs = ir.topology_diff(ir.read(source), ir.read(export))
+    print("\n" + format_verify(diffs, str(source), str(export)))
+    return 1 if diffs else 0

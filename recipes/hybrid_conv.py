@@ -28,7 +28,7 @@ import lightning.pytorch as pl
 import snntorch as snn
 import torch
 import torch.nn.functional as F
-from _common import parse_args, print_exports
+from _common import parse_args, print_exports, report_topology
 from digits_snn import reset
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -111,9 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     x, y = data.val_set.tensors
     acc = float((model.predict_with(folded, x) == y).float().mean())
     print(f"8-bit acc of last.t1c with BatchNorm folded into the conv: {acc:.1%}")
-    diffs = ir.topology_diff(ir.read(source), last)
-    print("\nlast export vs source:", "topology identical" if not diffs else "; ".join(diffs))
-    return 0 if not diffs else 1
+    return report_topology(source, rows[-1]["t1c"])
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import lightning.pytorch as pl
 import snntorch as snn
 import torch
 import torch.nn.functional as F
-from _common import parse_args, print_exports
+from _common import parse_args, print_exports, report_topology
 from digits_snn import reset
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -105,9 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.fit(model, data)
 
     rows = print_exports(Path(trainer.checkpoint_callback.dirpath) / "t1c_exports.json")
-    diffs = ir.topology_diff(ir.read(source), ir.read(rows[-1]["t1c"]))
-    print("\nlast export vs source:", "topology identical" if not diffs else "; ".join(diffs))
-    return 0 if not diffs else 1
+    return report_topology(source, rows[-1]["t1c"])
 
 
 if __name__ == "__main__":

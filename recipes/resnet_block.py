@@ -22,7 +22,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import snntorch as snn
 import torch
-from _common import parse_args, print_exports
+from _common import parse_args, print_exports, report_topology
 from digits_snn import pretrain
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -91,12 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     folder = Path(trainer.checkpoint_callback.dirpath)
     print_exports(folder / "t1c_exports.json")
-    diffs = ir.topology_diff(graph, ir.read(folder / "last.t1c"))
-    print(
-        f"\n{folder / 'last.t1c'} vs source:",
-        "topology identical" if not diffs else "\n  " + "\n  ".join(diffs),
-    )
-    return 0 if not diffs else 1
+    return report_topology(source, folder / "last.t1c")
 
 
 if __name__ == "__main__":
