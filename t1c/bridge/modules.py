@@ -299,7 +299,7 @@ class LIFModule(nn.Module):
             inputs = (c, v, decay, self.v_threshold)
             if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
                 # nothing to differentiate (evaluation): the loop alone, no membranes kept
-                spikes, v, _, _ = _lif_run(
+                spikes, v, _, _ = _lif_loop(
                     *inputs, self.reset_mechanism, self.reset_delay, self.strict_threshold, record=False
                 )
                 return spikes, v
@@ -360,7 +360,7 @@ class _LIFSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, c, v0, a, thr, mech, delay, strict, alpha):  # noqa: D102
-        spikes, v, r0, tested = _lif_run(c, v0, a, thr, mech, delay, strict, record=True)
+        spikes, v, r0, tested = _lif_loop(c, v0, a, thr, mech, delay, strict, record=True)
         ctx.save_for_backward(spikes, tested, v0, a, thr, r0)
         ctx.config = (mech, delay, alpha)
         return spikes, v
@@ -397,24 +397,18 @@ class _LIFSequence(torch.autograd.Function):
         return grads, g_v0, g_a, g_thr, None, None, None, None
 
 
-def _lif_run(c, v0, a, thr, mech, delay, strict, *, record):
-    """``(spikes, final membrane, r0, tested)`` of :func:`_lif_loop` from ``v0``; ``tested``
-    holds every step's tested membrane when ``record`` (for the backward pass), else None."""
+def _lif_loop(c, v0, a, thr, mech, delay, strict, *, record):
+    """The LIF recurrence of :class:`_LIFSequence`, with :meth:`LIFModule._step`'s operations.
+
+    Returns ``(spikes, final membrane, r0, tested)``: the final membrane is a tensor of its
+    own; ``tested`` holds each step's tested membrane ``w_t`` when ``record`` (for the
+    backward pass), else None and one membrane buffer is updated in place. Spikes and
+    resets are 0 or 1, so ``1 - s`` (written ``-s + 1``) and ``s * thr`` are exact and
+    ``w - s * thr`` has one rounding, fused or not.
+    """
     spikes = torch.empty_like(c)
     tested = torch.empty_like(c) if record else None
     r0 = heaviside(v0 - thr, strict)
-    v = _lif_loop(c, v0, a, thr, mech, delay, r0, spikes=spikes, tested=tested, strict=strict)
-    return spikes, v, r0, tested
-
-
-def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, tested=None, strict=False):
-    """The LIF recurrence of :class:`_LIFSequence`, with :meth:`LIFModule._step`'s operations.
-
-    Decides and writes ``spikes`` and returns the final membrane (a tensor of its own);
-    writes each tested membrane ``w_t`` into ``tested[t]`` when given, else updates one
-    membrane buffer in place. Spikes and resets are 0 or 1, so ``1 - s`` (written
-    ``-s + 1``) and ``s * thr`` are exact and ``w - s * thr`` has one rounding, fused or not.
-    """
     buf = torch.empty_like(v0)
     # Decided once, not per step: the branches, and the views (unbind) rather than one
     # indexing call per step and tensor.
@@ -444,7 +438,9 @@ def _lif_loop(c, v0, a, thr, mech, delay, r0, *, spikes, tested=None, strict=Fal
             v = torch.addcmul(w, s, thr, value=-1, out=buf)
         else:
             v = w
-    return v if ws is None or v is buf else v.clone()  # never a view of ``tested``, which is saved
+    if ws is not None and v is not buf:
+        v = v.clone()  # never a view of ``tested``, which is saved
+    return spikes, v, r0, tested
 
 
 def _decayed(tested, spikes, v0, r0, thr, mech, delay):
