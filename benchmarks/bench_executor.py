@@ -113,11 +113,6 @@ def _best_of(fns: list, repeats: int) -> list[float]:
     return [min(ts) for ts in times]
 
 
-def _compare(ref_fn, new_fn, repeats: int) -> tuple[float, float]:
-    ref, new = _best_of([ref_fn, new_fn], repeats)
-    return ref, new
-
-
 def _check_spikes(expected: torch.Tensor, actual: torch.Tensor, what: str) -> None:
     """The contenders compute the same network: at most a few spikes may differ (a
     membrane within float rounding of its threshold, docs/lif_extensions.md)."""
@@ -231,7 +226,7 @@ def bench_stepping(repeats: int) -> tuple[float, float]:
         for t in range(steps):
             _, state = ex(xs[t], state, return_state=True)
 
-    ref, mine = _compare(snntorch_run, executor_run, repeats)
+    ref, mine = _best_of([snntorch_run, executor_run], repeats)
     return ref / steps, mine / steps
 
 
