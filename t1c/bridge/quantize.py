@@ -169,8 +169,12 @@ def _output(acc: Tensor, scale: float, accumulator_bits: int, like: Tensor) -> T
     """``saturate(acc) * scale`` in ``like``'s float dtype; ``acc`` (the caller's own fresh
     accumulator) is overwritten: in place, large batches allocate no further float64 tensors."""
     low, high = accumulator_range(accumulator_bits)
-    out = acc.clamp_(low, high).mul_(scale)
-    return out.to(like.dtype if like.is_floating_point() else torch.get_default_dtype())
+    return acc.clamp_(low, high).mul_(scale).to(_output_dtype(like))
+
+
+def _output_dtype(like: Tensor) -> torch.dtype:
+    """The dtype of a quantized layer's output for input ``like``: its own if float, else the default."""
+    return like.dtype if like.is_floating_point() else torch.get_default_dtype()
 
 
 def quantized_linear(
@@ -397,8 +401,7 @@ class QuantizedLinear(_QuantizedBase):
         sum_bound = self._float32_sum_bound(x, reach)
         if sum_bound is not None:
             acc = F.linear(x.to(torch.float32), w, b)
-            out_dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
-            if out_dtype == torch.float32:  # scaled in place, no float64 copy of the whole accumulator
+            if _output_dtype(x) == torch.float32:  # scaled in place, no float64 copy of the whole accumulator
                 return _scaled_in_place(acc, self.scale, self.accumulator_bits, sum_bound)
             return _output(acc.to(_ACC_DTYPE), self.scale, self.accumulator_bits, x)
         return quantized_linear(x, self.weight_int, self.bias_int, self.scale, self.accumulator_bits)
