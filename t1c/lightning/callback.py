@@ -519,16 +519,12 @@ class T1CExport(Callback):
             f"the first training batch (input {list(x.shape)}, {_LAYOUT_WORDS[self._layout]})"
         )
 
-    def _sample_for(self, pl_module: LightningModule) -> tuple[Any, str]:
-        """The export sample of a plain module and where it came from."""
+    def _sample_for(self, pl_module: LightningModule, model: nn.Module) -> tuple[Any, str]:
+        """The export sample of a plain module (``model``: the module exported) and where it came from."""
         if self.sample is not None:
             return self.sample, "T1CExport(sample=...)"
         example = _example_input(pl_module)
         if isinstance(example, torch.Tensor):
-            try:
-                model = self._find_model(pl_module)
-            except T1CExportError:
-                model = None
             layout = self._layout if self._layout in ("BT", "TB") else _layout_of(example, model, None)
             return _one_step(example, layout), f"example_input_array {list(example.shape)}"
         if example is not None:
@@ -543,12 +539,12 @@ class T1CExport(Callback):
         from t1c.bridge.export_maps import ExportError
 
         model = self._find_model(pl_module)
-        sample, source = self._sample_for(pl_module)
+        sample, source = self._sample_for(pl_module, model)
         if sample is None and self._layout is None:  # e.g. a resume with no training left
             batch = _first_batch(pl_module.trainer)
             if batch is not None:
                 self._observe_batch(batch, pl_module)
-                sample, source = self._sample_for(pl_module)
+                sample, source = self._sample_for(pl_module, model)
         if sample is None:
             raise T1CExportError(
                 f"T1CExport cannot export {type(pl_module).__name__}: it has no `example_input_array` and no "
