@@ -263,7 +263,7 @@ class _Creator:
                         f"cannot store {value!r}: text must be a str or a flat list of str (convert with str())",
                         field=name,
                     )
-                arr = np.array(items, dtype=_STR).reshape(arr.shape)
+                arr = np.array(items, dtype=_STR)
             elif arr.dtype.kind not in "fiub":
                 raise T1CFormatError(f"cannot store a value of type {type(value).__name__}", field=name)
         if arr.ndim == 0:
