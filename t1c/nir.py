@@ -480,7 +480,7 @@ def _flatten_graph(nir: Any, graph: Any, prefix: str, file: str | None) -> tuple
 def _bypass(name: str, edges: list[tuple[str, str]], file: str | None) -> list[tuple[str, str]]:
     """Remove node ``name`` from the edge list, wiring each of its inputs to each of its outputs
     (sums distribute: ``W(a + b) = Wa + Wb`` is what NIR's several-edges rule computes)."""
-    preds = [s for s, d in edges if d == name]
+    preds = _predecessors(edges, name)
     out: list[tuple[str, str]] = []
     for s, d in edges:
         if d == name:
@@ -598,9 +598,9 @@ def _fold_forward(
                 f"{what}: the next layer '{nxt}' also sums other inputs, so the factor cannot move into its weights",
             )
         node = nodes[nxt]
-        if isinstance(node, ir.Flatten) and factor.ndim > 0:
-            factor = factor.reshape(node.output_shape([factor.shape]))
         if isinstance(node, ir.Flatten):
+            if factor.ndim > 0:
+                factor = factor.reshape(node.output_shape([factor.shape]))
             current = nxt
             continue
         folded = _scale_inputs(node, factor) if isinstance(node, _WEIGHTED) else None
@@ -618,17 +618,17 @@ def _fold_forward(
 def _fold_scale(name: str, scale: np.ndarray, nodes: dict, edges: list, ctx: ImportContext) -> list:
     """Fold Scale node ``name`` into the weight layer before it, else the one after it; remove it."""
     preds = _predecessors(edges, name)
+    folded = None
     if (
         len(preds) == 1
         and isinstance(nodes.get(preds[0]), _WEIGHTED)
         and _successors(edges, preds[0]) == [name]
     ):
         folded = _scale_outputs(nodes[preds[0]], scale)
-        if folded is not None:
-            nodes[preds[0]] = folded
-            del nodes[name]
-            return _bypass(name, edges, ctx.file)
-    _fold_forward(name, scale, nodes, edges, ctx, "Scale")
+    if folded is not None:
+        nodes[preds[0]] = folded
+    else:
+        _fold_forward(name, scale, nodes, edges, ctx, "Scale")
     del nodes[name]
     return _bypass(name, edges, ctx.file)
 
