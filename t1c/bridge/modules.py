@@ -282,7 +282,8 @@ class LIFModule(nn.Module):
 
         Identical to calling :meth:`forward` ``T`` times (spikes and membranes bit for
         bit; gradients up to summation order). The fused path saves only the spikes and
-        its input for the backward pass (``docs/lif_extensions.md``).
+        the tested membranes for the backward pass, and nothing when no gradient is
+        needed (``docs/lif_extensions.md``).
         """
         if xs.dim() < 2 or xs.shape[2:] != self.neuron_shape:
             raise ValueError(
