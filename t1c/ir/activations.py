@@ -11,6 +11,7 @@ step's input ``x`` of shape ``[B, *shape]`` (batch first, ``c`` = index along ax
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def _or_default(value: float | None, default: float) -> float:
 def features_note(node: Node, shape: Shape, field: str = "features") -> str | None:
     """The size-hint warning text when ``node.<field>`` is not the number of values in ``shape``."""
     hint = getattr(node, field)
-    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    size = math.prod(shape)
     if hint == size:
         return None
     return (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import math
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -241,9 +242,7 @@ class Graph:
         return dict(shapes)
 
     def _check_size(self, name: str, shape: Shape) -> None:
-        elements = 1
-        for d in shape:
-            elements *= d
+        elements = math.prod(shape)
         if elements > self.max_elements:
             raise T1CFormatError(
                 f"infers an output of shape {list(shape)} ({elements:,} elements per sample), more "
