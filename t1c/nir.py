@@ -150,12 +150,17 @@ def _pair(value: Any, name: str, field: str, ctx: ImportContext) -> np.ndarray:
     return np.broadcast_to(arr.reshape(-1), (2,)).astype(np.int64)
 
 
-def _from_affine(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    weight, bias = np.asarray(node.weight), np.asarray(node.bias)
+def _weight_2d(name: str, node: Any, ctx: ImportContext) -> np.ndarray:
+    weight = np.asarray(node.weight)
     if weight.ndim != 2:
         raise ctx.fail(
             name, f"weight of shape {list(weight.shape)} is not [out, in]; T1C-IR has 2-D Affine only"
         )
+    return weight
+
+
+def _from_affine(name: str, node: Any, ctx: ImportContext) -> ir.Node:
+    weight, bias = _weight_2d(name, node, ctx), np.asarray(node.bias)
     if bias.shape != (weight.shape[0],):
         bias = np.broadcast_to(bias, (weight.shape[0],)) if bias.size == 1 else bias
     meta = _meta(node)
@@ -168,11 +173,7 @@ def _from_affine(name: str, node: Any, ctx: ImportContext) -> ir.Node:
 
 
 def _from_linear(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    weight = np.asarray(node.weight)
-    if weight.ndim != 2:
-        raise ctx.fail(
-            name, f"weight of shape {list(weight.shape)} is not [out, in]; T1C-IR has 2-D Affine only"
-        )
+    weight = _weight_2d(name, node, ctx)
     return ir.Affine(weight=weight, bias=np.zeros(weight.shape[0], dtype=np.float32))
 
 
@@ -249,20 +250,24 @@ def _from_output(name: str, node: Any, ctx: ImportContext) -> ir.Node:
     return ir.Output()  # its shape is inferred; NIR's declared one is checked afterwards
 
 
+def _identity(name: str, ctx: ImportContext, skip_type: str | None = None) -> ir.Node:
+    """An identity node as a Skip: ``skip_type`` if it names one, else by its number of inputs."""
+    if skip_type not in ("residual", "passthrough"):
+        skip_type = "residual" if ctx.in_degree.get(name, 0) > 1 else "passthrough"
+    return ir.Skip(skip_type=skip_type)
+
+
 def _from_scale(name: str, node: Any, ctx: ImportContext) -> ir.Node | None:
     scale = _f64(node.scale)
-    skip_type = _meta_str(_meta(node), "skip_type")
     if bool(np.all(scale == 1.0)):  # the identity: a Skip, nothing to fold
-        if skip_type not in ("residual", "passthrough"):
-            skip_type = "residual" if ctx.in_degree.get(name, 0) > 1 else "passthrough"
-        return ir.Skip(skip_type=skip_type)
+        return _identity(name, ctx, _meta_str(_meta(node), "skip_type"))
     ctx.scales[name] = scale
     return None
 
 
 def _from_delay(name: str, node: Any, ctx: ImportContext) -> ir.Node:
     if bool(np.all(_f64(node.delay) == 0.0)):
-        return ir.Skip(skip_type="residual" if ctx.in_degree.get(name, 0) > 1 else "passthrough")
+        return _identity(name, ctx)
     raise ctx.fail(name, "Delay: T1C-IR has no delay line (only a zero delay, the identity, converts)")
 
 
