@@ -241,7 +241,7 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
     )
     header.append(f"content hash: {graph.content_hash()[:16]}")
     table = _node_table(rows)
-    edges = [f"  {safe_text(src, MAX_CELL)} -> {safe_text(dst, MAX_CELL)}" for src, dst in graph.edges]
+    edges = _edge_lines(graph)
     meta = flatten_metadata(graph.metadata)
     for name, node in graph.nodes.items():
         meta += flatten_metadata(node.metadata, prefix=f"nodes/{name}/")
@@ -268,6 +268,11 @@ def _node_table(rows: Sequence[NodeRow]) -> str:
     )
 
 
+def _edge_lines(graph: Graph) -> list[str]:
+    """``  src -> dst`` for each edge of ``graph``, names escaped and cut."""
+    return [f"  {safe_text(src, MAX_CELL)} -> {safe_text(dst, MAX_CELL)}" for src, dst in graph.edges]
+
+
 def nested_lines(graph: Graph, prefix: str = "") -> list[str]:
     """For each nested ``Graph`` node: its node table and edges (and theirs, recursively)."""
     lines: list[str] = []
@@ -283,7 +288,7 @@ def nested_lines(graph: Graph, prefix: str = "") -> list[str]:
             f"nested graph '{safe_text(path, MAX_CELL)}' (topological order):",
             _node_table(node_rows(inner)),
         ]
-        lines += [f"  {safe_text(s, MAX_CELL)} -> {safe_text(d, MAX_CELL)}" for s, d in inner.edges]
+        lines += _edge_lines(inner)
         lines += nested_lines(inner, prefix=f"{path}/")
     return lines
 
