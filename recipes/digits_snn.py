@@ -32,7 +32,6 @@ from torch import nn
 
 from t1c import ir
 from t1c.bridge import to_ir
-from t1c.demo import reset_neurons  # zero the membranes of this model's snn.Leaky neurons
 from t1c.lightning import DigitsDataModule, T1CExport, T1CModule
 from t1c.lightning.encoding import encode
 
@@ -49,18 +48,25 @@ def build_model(hidden: int = 128, beta: float = 0.9) -> nn.Sequential:
     )
 
 
+def reset(model: nn.Module) -> None:
+    """Put every neuron of ``model`` back at rest (zero membrane)."""
+    for module in model.modules():
+        if isinstance(module, snn.Leaky):
+            module.reset_mem()
+
+
 def pretrain(model: nn.Module, data: pl.LightningDataModule, epochs: int, num_steps: int) -> None:
     """Plain PyTorch: cross-entropy of the output spike counts, on rate-encoded pixels."""
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     for _ in range(epochs):
         for x, y in data.train_dataloader():
-            reset_neurons(model)
+            reset(model)
             counts = sum(model(step) for step in encode(x, num_steps, "rate"))  # as T1CModule encodes
             loss = F.cross_entropy(counts, y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    reset_neurons(model)
+    reset(model)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

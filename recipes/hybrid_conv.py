@@ -29,6 +29,7 @@ import snntorch as snn
 import torch
 import torch.nn.functional as F
 from _common import parse_args, print_exports, report_topology
+from digits_snn import reset
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
@@ -36,7 +37,6 @@ from torch import nn
 from t1c import ir
 from t1c.bridge import to_ir
 from t1c.bridge.quantize import ir_to_quantized
-from t1c.demo import reset_neurons
 from t1c.lightning import DigitsDataModule, T1CExport, T1CModule
 
 
@@ -62,12 +62,12 @@ def pretrain(model: nn.Module, data: pl.LightningDataModule, epochs: int, num_st
     model.train()
     for _ in range(epochs):
         for x, y in data.train_dataloader():
-            reset_neurons(model)
+            reset(model)
             loss = sum(F.cross_entropy(model(x), y) for _ in range(num_steps)) / num_steps
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    reset_neurons(model)
+    reset(model)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

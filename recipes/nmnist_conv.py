@@ -25,13 +25,13 @@ import snntorch as snn
 import torch
 import torch.nn.functional as F
 from _common import parse_args, print_exports, report_topology
+from digits_snn import reset
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from t1c import ir
 from t1c.bridge import to_ir
-from t1c.demo import reset_neurons
 from t1c.lightning import EventDataModule, T1CExport, T1CModule
 
 
@@ -51,13 +51,13 @@ def pretrain(model: nn.Module, data: EventDataModule, epochs: int, limit: int | 
         for i, (frames, y) in enumerate(data.train_dataloader()):
             if isinstance(limit, int) and i >= limit:
                 break
-            reset_neurons(model)
+            reset(model)
             counts = sum(model(frames[:, t]) for t in range(frames.shape[1]))
             loss = F.cross_entropy(counts, y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    reset_neurons(model)
+    reset(model)
 
 
 def event_flags(parser: argparse.ArgumentParser) -> None:

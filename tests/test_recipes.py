@@ -145,7 +145,7 @@ def test_resnet_model_exports_exactly():
     executor = ir_to_torch(to_ir(model, torch.zeros(1, 64)))
     xs = (torch.rand(12, 3, 64) < 0.4).float()
     ys, _ = executor.run_sequence(xs)
-    load_recipe("digits_snn").reset_neurons(model)
+    load_recipe("digits_snn").reset(model)
     expected = torch.stack([model(x) for x in xs])
     assert_batching_independent(executor, xs)  # exact spikes: provably batching-independent
     assert torch.equal(ys, expected)
@@ -181,7 +181,7 @@ def test_recipe_pretraining_learns(tmp_path):
     def accuracy() -> float:
         x, y = data.val_set.tensors
         with torch.no_grad():
-            recipe.reset_neurons(model)
+            recipe.reset(model)
             steps = encode(x, 10, "rate", generator=torch.Generator().manual_seed(0))
             counts = sum(model(step) for step in steps)
         return float((counts.argmax(1) == y).float().mean())
