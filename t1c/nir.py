@@ -129,12 +129,10 @@ def _meta(node: Any) -> dict[str, Any]:
 
 def _meta_str(meta: Mapping[str, Any], key: str) -> str | None:
     value = meta.get(key)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     return value if isinstance(value, str) else None
 
 
@@ -645,7 +643,7 @@ def _check_declared_shapes(graph: ir.Graph, flat: Mapping[str, Any], ctx: Import
             continue
         declared = node.output_type.get("output") if isinstance(node.output_type, dict) else None
         ours = tuple(graph.output_shapes[name])
-        if declared is not None and tuple(int(d) for d in np.asarray(declared).reshape(-1)) != ours:
+        if declared is not None and _ints(np.asarray(declared).reshape(-1)) != ours:
             hint = (
                 " (NIR counts Flatten dims without the batch)"
                 if isinstance(graph.nodes[name], ir.Flatten)
@@ -659,7 +657,7 @@ def _check_declared_shapes(graph: ir.Graph, flat: Mapping[str, Any], ctx: Import
         in_hw = getattr(node, "input_shape", None)
         if isinstance(graph.nodes[name], ir.Conv2d) and in_hw is not None:
             got = tuple(graph.input_shapes[name][0][1:])
-            if tuple(int(d) for d in np.asarray(in_hw).reshape(-1)) != got:
+            if _ints(np.asarray(in_hw).reshape(-1)) != got:
                 raise ctx.fail(
                     name, f"NIR Conv2d input_shape {np.asarray(in_hw).tolist()} but it receives {list(got)}"
                 )
