@@ -291,6 +291,13 @@ def mlp(n_in: int = 8, hidden: int = 6, n_out: int = 3, metadata: dict | None = 
     )
 
 
+def chain(n: int, skip_types: tuple[str, ...] = ("passthrough",)) -> ir.Graph:
+    """input -> n - 2 Skips (``skip_types`` in turn) -> output, named ``n0`` .. ``n{n-1}``."""
+    nodes = [ir.Input(input_type={"input": np.array([4])})]
+    nodes += [ir.Skip(skip_type=skip_types[i % len(skip_types)]) for i in range(n - 2)]
+    return ir.Graph.from_chain(*nodes, ir.Output(), names=[f"n{i}" for i in range(n)])
+
+
 def residual(width_a: int = 16, width_b: int = 16) -> ir.Graph:
     """input -> fa -> skip, input -> fb -> skip -> output (a residual join)."""
     nodes = {

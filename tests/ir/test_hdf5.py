@@ -15,7 +15,7 @@ import pytest
 
 from t1c import ir
 
-from .factories import f32, lif, mlp
+from .factories import chain, f32, lif, mlp
 
 # Parametrisation needs the names at collection time; the path is tests/conftest.py's.
 FIXTURE_NAMES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "fixtures").glob("*.t1c"))
@@ -402,15 +402,8 @@ def test_f32_helper_is_deterministic():
 # -- many small nodes: the low-level read and write paths -----------------------------------
 
 
-def _chain(n: int) -> ir.Graph:
-    """input -> n-2 Skips (every kind in turn, passthrough where one input) -> output."""
-    nodes = [ir.Input(input_type={"input": np.array([4])})]
-    nodes += [ir.Skip(skip_type="passthrough" if i % 2 else "residual") for i in range(n - 2)]
-    return ir.Graph.from_chain(*nodes, ir.Output(), names=[f"n{i}" for i in range(n)])
-
-
 def test_a_2000_node_chain_reads_back_node_for_node(tmp_path):
-    g = _chain(2000)
+    g = chain(2000, ("residual", "passthrough"))
     path = tmp_path / "chain.t1c"
     ir.write(path, g)
     back = ir.read(path)

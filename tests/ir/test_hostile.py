@@ -25,16 +25,9 @@ from t1c import ir
 from t1c.inspect import MAX_CELL, format_graph, format_verify
 from t1c.ir import hdf5
 
-from .factories import f32, lif, mlp
+from .factories import chain, f32, lif, mlp
 
 STR = h5py.string_dtype()
-
-
-def _chain(n: int) -> ir.Graph:
-    """input -> n-2 passthrough Skips -> output."""
-    nodes = [ir.Input(input_type={"input": np.array([4])})]
-    nodes += [ir.Skip() for _ in range(n - 2)]
-    return ir.Graph.from_chain(*nodes, ir.Output(), names=[f"n{i}" for i in range(n)])
 
 
 # -- 3. t1c inspect shows hostile text escaped and stays small -----------------------------
@@ -240,7 +233,7 @@ class _CountingList(list):
 def test_validation_scans_the_edge_list_a_constant_number_of_times():
     # Before: predecessors()/successors() scanned every edge for every node (680 s for a
     # 100k-node chain). Counting scans proves the fix without timing anything.
-    g = _chain(2_000)
+    g = chain(2_000)
     g.edges = _CountingList(g.edges)
     g.validate()
     assert g.edges.scans <= 5
@@ -249,7 +242,7 @@ def test_validation_scans_the_edge_list_a_constant_number_of_times():
 
 
 def test_10k_node_chain_builds_writes_and_reads(tmp_path):
-    g = _chain(10_000)
+    g = chain(10_000)
     path = tmp_path / "chain.t1c"
     ir.write(path, g)
     back = ir.read(path)
