@@ -89,9 +89,19 @@ def _check_dt(dt: Any, call: str) -> float:
     return dt
 
 
+class _FailsAtNode:
+    """``ctx.fail(name, reason)``, shared by both directions' contexts."""
+
+    file: str | None
+
+    def fail(self, name: str, reason: str) -> NIRConversionError:
+        """The error for node ``name``."""
+        return NIRConversionError(reason, file=self.file, node=name)
+
+
 # == NIR -> T1C-IR ===========================================================================
 @dataclasses.dataclass
-class ImportContext:
+class ImportContext(_FailsAtNode):
     """What an import converter may look at besides its node.
 
     Attributes:
@@ -108,10 +118,6 @@ class ImportContext:
     in_degree: dict[str, int]
     forward_folds: list[tuple[str, np.ndarray]] = dataclasses.field(default_factory=list)
     scales: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-
-    def fail(self, name: str, reason: str) -> NIRConversionError:
-        """The error for node ``name``."""
-        return NIRConversionError(reason, file=self.file, node=name)
 
 
 #: ``fn(name, nir_node, ctx) -> ir.Node`` (``None`` for a Scale left to the fold pass).
@@ -748,7 +754,7 @@ def _insert_sums(nodes: dict, edges: list[tuple[str, str]]) -> list[tuple[str, s
 
 # == T1C-IR -> NIR ===========================================================================
 @dataclasses.dataclass
-class ExportContext:
+class ExportContext(_FailsAtNode):
     """What an export converter may look at besides its node.
 
     Attributes:
@@ -762,9 +768,6 @@ class ExportContext:
     approximate: bool
     graph: ir.Graph
     file: str | None
-
-    def fail(self, name: str, reason: str) -> NIRConversionError:
-        return NIRConversionError(reason, file=self.file, node=name)
 
 
 #: ``fn(name, node, ctx) -> [(nir name, nir node), ...]``: a chain (usually one node).
