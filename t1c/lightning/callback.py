@@ -219,6 +219,7 @@ class T1CExport(Callback):
         # in memory only
         self._pending: dict[int, _Pending] = {}
         self._reference: ir.Graph | None = None
+        self._reference_hash: tuple[ir.Graph, str] | None = None  # a reference and its content hash
         self._sample: Any = None
         self._sample_source = ""
         self._layout: str | None = None  # "static", "BT" or "TB": how the batches hold time
@@ -452,7 +453,7 @@ class T1CExport(Callback):
         self._log(trainer, measured, step)
         self._check_gap(measured, f"epoch {epoch}, step {step}")
         content_hash = graph.content_hash()  # metadata is not hashed: set below freely
-        source_hash = content_hash if reference is None or reference is graph else reference.content_hash()
+        source_hash = content_hash if reference is None or reference is graph else self._hash_of(reference)
         meta: dict[str, Any] = {
             "epoch": epoch,
             "global_step": step,
@@ -472,6 +473,12 @@ class T1CExport(Callback):
             content_hash=content_hash,
             source_hash=source_hash,
         )
+
+    def _hash_of(self, reference: ir.Graph) -> str:
+        """``reference.content_hash()``, computed once per reference graph (it is not changed)."""
+        if self._reference_hash is None or self._reference_hash[0] is not reference:
+            self._reference_hash = (reference, reference.content_hash())
+        return self._reference_hash[1]
 
     def _dry_run(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Export and verify once before training, so a model that cannot be exported fails in seconds."""
