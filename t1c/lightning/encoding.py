@@ -135,10 +135,10 @@ def sample_seeds(x: Tensor, seed: int) -> list[int]:
     bits = (flat.view(torch.int32).to(torch.int64) & 0xFFFFFFFF) % _PRIME
     weights = _hash_weights(flat.shape[1]).to(flat.device)  # [2, n], values in [1, PRIME)
     keys = [((bits * w) % _PRIME).sum(1) % _PRIME for w in weights]
-    return [
-        _splitmix64(int(seed) ^ ((int(a) << 31) | int(b))) >> 1
-        for a, b in zip(keys[0].tolist(), keys[1].tolist())
+    mixed = [
+        (int(seed) ^ ((int(a) << 31) | int(b))) & _MASK64 for a, b in zip(keys[0].tolist(), keys[1].tolist())
     ]
+    return (_splitmix64(np.array(mixed, dtype=np.uint64)) >> np.uint64(1)).tolist()
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -180,21 +180,18 @@ def _rate_per_sample(x: Tensor, num_steps: int, seeds: Sequence[int]) -> Tensor:
     return out.to(x.device)
 
 
-def _splitmix64(value: int) -> int:
-    """The splitmix64 finalizer on Python integers (a fixed, well-mixed 64-bit function)."""
-    z = (value + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer, elementwise on a uint64 array (wrapping arithmetic): a fixed,
+    well-mixed 64-bit function."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 @lru_cache(maxsize=16)
 def _hash_weights(n: int) -> Tensor:
     """Two rows of ``n`` fixed weights in ``[1, 2**31 - 1)``: splitmix64 of the position, in numpy."""
-    i = np.arange(2 * n, dtype=np.uint64) + np.uint64(0x5EED)
-    z = i + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
+    z = _splitmix64(np.arange(2 * n, dtype=np.uint64) + np.uint64(0x5EED))
     w = (z % np.uint64(_PRIME - 1)).astype(np.int64) + 1
     return torch.from_numpy(w.reshape(2, n))
