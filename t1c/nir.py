@@ -28,6 +28,7 @@ import dataclasses
 import math
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -490,7 +491,7 @@ def _bypass(name: str, edges: list[tuple[str, str]], file: str | None) -> list[t
     """Remove node ``name`` from the edge list, wiring each of its inputs to each of its outputs
     (sums distribute: ``W(a + b) = Wa + Wb`` is what NIR's several-edges rule computes)."""
     preds = _predecessors(edges, name)
-    out: list[tuple[str, str]] = []
+    out: dict[tuple[str, str], None] = {}  # ordered, and a membership test in O(1)
     for s, d in edges:
         if d == name:
             continue
@@ -501,8 +502,8 @@ def _bypass(name: str, edges: list[tuple[str, str]], file: str | None) -> list[t
                     file=file,
                     node=src,
                 )
-            out.append((src, d))
-    return out
+            out[(src, d)] = None
+    return list(out)
 
 
 #: Node metadata keys this module interprets (they are not copied as plain metadata).
@@ -703,7 +704,8 @@ def from_nir(
     for name in markers:
         edges = _bypass(name, edges, file)
         del flat[name]
-    ctx = ImportContext(dt=dt, file=file, in_degree={n: len(_predecessors(edges, n)) for n in flat})
+    in_degree = Counter(d for _, d in edges)
+    ctx = ImportContext(dt=dt, file=file, in_degree={n: in_degree[n] for n in flat})
     converters = {**default_import_map(), **(node_map or {})}
     nodes: dict[str, ir.Node | None] = {}
     for name, node in flat.items():
@@ -738,11 +740,12 @@ def from_nir(
 
 def _insert_sums(nodes: dict, edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """A ``Skip(residual)`` in front of every node that sums several edges (T1C-IR's join)."""
+    in_degree = Counter(d for _, d in edges)  # a join added below changes no other node's
     for name in list(nodes):
         node = nodes[name]
         if isinstance(node, ir.Skip) and node.skip_type == "residual":
             continue
-        if len(_predecessors(edges, name)) < 2:
+        if in_degree[name] < 2:
             continue
         join = f"{name}{SEPARATOR}sum"
         while join in nodes:
