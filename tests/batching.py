@@ -142,6 +142,7 @@ class _LIFBound:
         self.a = decay.detach().double()
         self.gain = None if gain is None else gain.detach().double()
         self.thr = module.v_threshold.detach().double()
+        self.v_leak, self.r = module.v_leak.detach().double(), module.r.detach().double()
 
     def fire(self, x: torch.Tensor, bound: torch.Tensor, key: tuple) -> torch.Tensor:
         """``H(x)``; a test within ``bound`` of the threshold follows ``forced`` or raises."""
@@ -160,7 +161,7 @@ class _LIFBound:
         if self.gain is None:
             drive, d_drive, mag = i, di, i.abs()
         else:
-            v_leak, r = m.v_leak.double(), m.r.double()
+            v_leak, r = self.v_leak, self.r
             drive = self.gain * (v_leak + r * i)
             d_drive = self.gain * r.abs() * di
             mag = self.gain.abs() * (v_leak.abs() + (r * i).abs())
