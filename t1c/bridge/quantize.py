@@ -318,13 +318,16 @@ class _QuantizedBase(nn.Module):
         if not x.numel() or self.weight_int.shape[0] < _FLOAT32_MIN_OUTPUTS:
             return None
         if x.dtype == torch.bool:
-            bound = 1.0
-        elif x.is_floating_point() and not _all_integers(x):  # a fraction, inf or NaN
-            return None
+            largest = 1.0
+        elif x.is_floating_point():
+            largest = _largest_integer(x)
+            if largest is None:  # a fraction, inf or NaN
+                return None
         else:
-            low, high = torch.aminmax(x)
-            bound = max(1.0, -float(low), float(high))  # 1: the bias alone
-        return bound * reach if bound * reach < _FLOAT32_EXACT else None
+            low, high = torch.aminmax(x).tolist()
+            largest = max(-low, high)
+        bound = max(1.0, largest) * reach  # 1: the bias alone
+        return bound if bound < _FLOAT32_EXACT else None
 
 
 def _scaled_in_place(acc: Tensor, scale: float, accumulator_bits: int, sum_bound: float) -> Tensor:
@@ -341,12 +344,23 @@ def _scaled_in_place(acc: Tensor, scale: float, accumulator_bits: int, sum_bound
     return acc
 
 
-def _all_integers(x: Tensor) -> bool:
-    """Whether every element of the float tensor ``x`` is an integer (no fraction, inf or NaN:
-    their ``frac`` is NaN); one pass over blocks into one scratch block, one device sync."""
+def _largest_integer(x: Tensor) -> float | None:
+    """The largest magnitude in the float tensor ``x`` when every element is an integer, else
+    None (a fraction, inf or NaN: their ``frac`` is nonzero or NaN, and NaN fails ``== 0``).
+
+    Block by block into one scratch block, with ``aminmax`` of each block and of its
+    fractions (min/max reductions are vectorized on CPU, ``any`` of a float tensor is not:
+    4x faster), and one device sync.
+    """
     scratch = torch.empty(min(x.numel(), _BLOCK), dtype=x.dtype, device=x.device)
-    fractions = [torch.frac(part, out=scratch[: part.numel()]).any() for part in x.reshape(-1).split(_BLOCK)]
-    return not bool(torch.stack(fractions).any())
+    extremes = []
+    for part in x.reshape(-1).split(_BLOCK):
+        extremes += torch.aminmax(torch.frac(part, out=scratch[: part.numel()]))
+        extremes += torch.aminmax(part)
+    per_block = torch.stack(extremes).view(-1, 4).tolist()  # [frac min, frac max, min, max]
+    if not all(f_low == 0 and f_high == 0 for f_low, f_high, _, _ in per_block):
+        return None
+    return max(max(-low, high) for _, _, low, high in per_block)
 
 
 class QuantizedLinear(_QuantizedBase):

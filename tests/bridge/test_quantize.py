@@ -156,6 +156,40 @@ def test_quantized_conv2d_matches_integer_reference(bits, acc_bits, stride, padd
     assert (expected.abs() >= 2 ** (acc_bits - 1) - 1).any()
 
 
+@pytest.mark.parametrize(
+    "edit",
+    ["spikes", "counts", "negative", "fraction", "nan", "inf", "-inf", "tiny", "too_large", "-0.0"],
+)
+def test_quantized_linear_module_float32_path_is_the_float64_function(edit):
+    """QuantizedLinear accumulates integer inputs in float32 only when exact; the odd element
+    sits in the second 64k block of the input, which the integer check reads block by block."""
+    torch.manual_seed(3)
+    w_int, scale = Q.quantize_weights(torch.randn(40, 16), 8)  # >= 32 outputs: the float32 path applies
+    b_int = Q.quantize_bias(torch.randn(40) * 0.1, scale, 32)
+    layer = Q.QuantizedLinear(w_int, b_int, scale, 8, 32)
+    x = _spikes(5000, 16, seed=4)  # 80k elements: two blocks
+    odd = {
+        "counts": 7.0,
+        "negative": -3.0,
+        "fraction": 0.5,
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "-inf": float("-inf"),
+        "tiny": 1e-30,
+        "too_large": 2.0**24,
+        "-0.0": -0.0,
+    }.get(edit)
+    if odd is not None:
+        x[4500, 3] = odd
+    exact = edit in ("spikes", "counts", "negative", "-0.0")
+    assert (layer._float32_sum_bound(x, layer._operands()[2]) is not None) == exact
+    expected = Q.quantized_linear(x, w_int, b_int, scale, 32)  # float64 accumulator
+    got = layer(x)
+    assert got.dtype == torch.float32
+    assert torch.equal(got.isnan(), expected.isnan())
+    assert torch.equal(got.nan_to_num(), expected.nan_to_num())
+
+
 def test_quantized_linear_graded_input_saturates_in_scale_units():
     w_int, b_int, scale = torch.tensor([[3, -2]]), torch.tensor([1]), 0.25
     x = torch.tensor([[0.5, 0.25], [10.0, 0.0]])
