@@ -3,14 +3,16 @@ exactly the metrics of a full re-run, and a float graph counts as the live model
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import torch
-from test_callback import _fit_t1c
+from test_callback import _digits, _fit_t1c
 
 from t1c import ir
 from t1c.bridge import ir_to_torch
 from t1c.bridge.quantize import QuantizedLinear, attach_integer_weights, ir_to_quantized, quantized_linear
 from t1c.lightning import T1CExport, T1CModule
-from t1c.lightning.callback import _same_computation
+from t1c.lightning import callback as callback_module
+from t1c.lightning.callback import _joined, _same_computation
 from t1c.lightning.naming import flatten_metrics
 
 
@@ -50,6 +52,79 @@ def test_reused_validation_gives_the_figures_of_a_full_run(tmp_path, fixtures_di
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
     assert _metrics(tmp_path / "a")["t1c/export_agreement"] == 1.0
     assert "run_sequence" not in vars(module.executor)  # the recorder is gone after validation
+
+
+class LoaderCounting(T1CExport):
+    """Counts the measurement's passes over the validation loader."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.loader_passes = 0
+
+    def _labelled(self, loader):
+        self.loader_passes += 1
+        yield from super()._labelled(loader)
+
+
+def _fit_full_validation(root, fixtures_dir, export):
+    torch.manual_seed(0)
+    module = T1CModule(fixtures_dir / "mlp_snn.t1c", num_steps=4)
+    trainer = pl.Trainer(
+        default_root_dir=root,
+        max_epochs=2,
+        limit_train_batches=2,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        callbacks=[export],
+    )
+    trainer.fit(module, _digits())
+    return {k: v for k, v in flatten_metrics(export.entries[next(iter(export.entries))]["metrics"]).items()}
+
+
+def test_recorded_validation_replaces_the_loader_and_joined_batches_count_the_same(
+    tmp_path, fixtures_dir, monkeypatch
+):
+    """When validation ran over every batch, the measurement takes its batches (no second pass
+    over the loader) and runs the quantized graph on several joined: same figures as a full
+    re-run batch by batch, the short last batch (359 = 5 x 64 + 39) included."""
+    sizes = []
+
+    def spying(items, max_bytes):
+        for item in _joined(items, max_bytes):
+            sizes.append(None if item is None else int(item[0].shape[1]))
+            yield item
+
+    monkeypatch.setattr(callback_module, "_joined", spying)
+    recorded = LoaderCounting()
+    got = _fit_full_validation(tmp_path / "a", fixtures_dir, recorded)
+    assert recorded.loader_passes == 0
+    assert max(sizes) > 64 and sum(sizes) == 2 * got["t1c/num_samples"]  # two exports, joined batches
+    monkeypatch.setattr(callback_module, "_joined", _joined)
+    full = LoaderCounting()
+    full._validation_reusable = lambda trainer, pl_module: False
+    expected = _fit_full_validation(tmp_path / "b", fixtures_dir, full)
+    assert full.loader_passes == 2
+    measured = {k: v for k, v in got.items() if k.startswith("t1c/")}
+    assert measured == {k: v for k, v in expected.items() if k.startswith("t1c/")}
+    assert measured["t1c/num_samples"] == 359 and measured["t1c/export_agreement"] == 1.0
+
+
+def test_joined_groups_by_bytes_and_shape():
+    def item(batch, steps=4, width=3):
+        return torch.zeros(steps, batch, width), torch.arange(batch), torch.arange(batch)
+
+    def batches(groups):
+        return [None if g is None else int(g[0].shape[1]) for g in groups]
+
+    nbytes = 4 * 64 * 3 * 4  # one [4, 64, 3] float32 batch
+    assert batches(_joined([item(64)] * 5, 2 * nbytes)) == [128, 128, 64]
+    assert batches(_joined([item(64)] * 3, 0)) == [64, 64, 64]
+    assert batches(_joined([item(64), item(64, steps=5), item(8, steps=5)], 10 * nbytes)) == [64, 72]
+    assert batches(_joined([item(64), item(64, width=2), None, item(64)], 10 * nbytes)) == [64, 64, None]
+    xs, classes, labels = next(_joined([item(2), item(3)], nbytes))
+    assert xs.shape == (4, 5, 3) and classes.tolist() == labels.tolist() == [0, 1, 0, 1, 2]
 
 
 def test_same_computation_is_proven_or_refused(fixtures_dir):
