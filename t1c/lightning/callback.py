@@ -706,9 +706,10 @@ class T1CExport(Callback):
         """The counts of a T1CModule; the live outputs are validation's own where it ran the same
         computation on the weights exported now, and the float graph is not run again when it
         provably computes what the live executor does. Then the quantized graph runs over
-        consecutive batches joined (:data:`MEASURE_JOIN_BYTES`): its per-sample results do not
-        depend on the batch (exact integer sums); the float graph, which rounds by batch
-        shape, always runs batch by batch, as validation did."""
+        consecutive batches joined (:data:`MEASURE_JOIN_BYTES`): on spikes its sums are exact
+        integers, so its per-sample results do not depend on the batch (graded inputs go
+        through a float64 accumulator, whose last bits may); the float graph, which rounds
+        by batch shape in float32, always runs batch by batch, as validation did."""
         device = pl_module.device
         reuse = self._validation_reusable(trainer, pl_module)
         float_is_live = reuse and _same_computation(float_exec, pl_module.executor)
