@@ -664,7 +664,12 @@ def _quantize_in_place(executor: GraphExecutor, weight_bits: int, accumulator_bi
 
 
 def ir_to_quantized(
-    graph: ir.Graph, weight_bits: int = 8, accumulator_bits: int = 32, fold_batchnorm: bool = False
+    graph: ir.Graph,
+    weight_bits: int = 8,
+    accumulator_bits: int = 32,
+    fold_batchnorm: bool = False,
+    *,
+    executor: GraphExecutor | None = None,
 ) -> GraphExecutor:
     """An executor for ``graph`` in quantized simulation, built from the file's own integers.
 
@@ -676,12 +681,17 @@ def ir_to_quantized(
     With ``fold_batchnorm=True`` a layer that a BatchNorm folds into (:func:`batchnorm_folds`)
     is quantized from its folded float weights instead: its stored integers describe the
     unfolded weights (``weight ~= weight_int * weight_scale``) and are not used.
+
+    ``executor``: a float executor that :func:`~t1c.bridge.ir_to_torch` built from ``graph``
+    and that is no longer needed in float: it is quantized in place and returned, instead
+    of building another one.
     """
     from .executor import ir_to_torch
 
     _check_bits(weight_bits, "weight_bits", 1, 32)
     _check_bits(accumulator_bits, "accumulator_bits", 1, 64)
-    executor = ir_to_torch(graph)
+    if executor is None:
+        executor = ir_to_torch(graph)
     _quantize_graph_in_place(executor, graph, weight_bits, accumulator_bits, fold_batchnorm)
     return executor.eval()
 

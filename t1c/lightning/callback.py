@@ -52,7 +52,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -660,12 +660,20 @@ class T1CExport(Callback):
 
         device = pl_module.device
         float_exec = ir_to_torch(graph).to(device).eval()
-        quant_exec = ir_to_quantized(graph, self.weight_bits, self.accumulator_bits).to(device).eval()
+
+        def quantized(float_needed: bool) -> nn.Module:
+            """The quantized executor; ``float_exec`` itself, quantized in place, when it is not needed."""
+            executor = None if float_needed else float_exec
+            return ir_to_quantized(graph, self.weight_bits, self.accumulator_bits, executor=executor).to(
+                device
+            )
+
         counts = torch.zeros(4, dtype=torch.float64)
         with torch.no_grad():
             if _is_t1c_module(pl_module):
-                counts = self._measure_t1c(trainer, pl_module, loader, float_exec, quant_exec)
+                counts = self._measure_t1c(trainer, pl_module, loader, float_exec, quantized)
             else:
+                quant_exec = quantized(True)
                 for batch in self._labelled(loader):
                     if batch is None:
                         return {}
@@ -701,7 +709,7 @@ class T1CExport(Callback):
         pl_module: LightningModule,
         loader: Any,
         float_exec: nn.Module,
-        quant_exec: nn.Module,
+        quantized: Callable[[bool], nn.Module],
     ) -> torch.Tensor | None:
         """The counts of a T1CModule; the live outputs are validation's own where it ran the same
         computation on the weights exported now, and the float graph is not run again when it
@@ -713,6 +721,7 @@ class T1CExport(Callback):
         device = pl_module.device
         reuse = self._validation_reusable(trainer, pl_module)
         float_is_live = reuse and _same_computation(float_exec, pl_module.executor)
+        quant_exec = quantized(not float_is_live)  # the float graph quantized in place when it is not run
         batches = self._live_batches(pl_module, loader, reuse)
         counts = torch.zeros(4, dtype=torch.float64)
         for item in _joined(batches, MEASURE_JOIN_BYTES if float_is_live else 0):

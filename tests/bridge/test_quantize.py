@@ -310,8 +310,12 @@ def test_integers_in_file_reproduce_simulation_bit_for_bit(fixtures_dir, tmp_pat
     xs = torch.from_numpy(np.load(fixtures_dir / f"{name}.npz")["x"])
     simulated = Q.quantize_executor(_ir_to_torch()(graph), weight_bits=5, accumulator_bits=14)
     from_file = Q.ir_to_quantized(reread)
+    float_executor = _ir_to_torch()(reread)
+    in_place = Q.ir_to_quantized(reread, executor=float_executor)  # the float executor, quantized in place
+    assert in_place is float_executor and not in_place.training
     with torch.no_grad():
         assert torch.equal(simulated.run_sequence(xs)[0], from_file.run_sequence(xs)[0])
+        assert torch.equal(in_place.run_sequence(xs)[0], from_file.run_sequence(xs)[0])
 
 
 # -- hybrid graphs: ANN nodes float, BatchNorm kept float or folded ------------------------
