@@ -46,7 +46,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5, h5d, h5g, h5l, h5o, h5p, h5pl, h5s, h5t
+from h5py import h5, h5a, h5d, h5g, h5l, h5o, h5p, h5pl, h5s, h5t
 
 from .atomic import atomic_target
 from .errors import T1CFormatError
@@ -200,14 +200,15 @@ def _write_metadata(out: _Creator, group: h5g.GroupID, metadata: Mapping[str, An
 class _Creator:
     """Makes one file's groups and datasets, with property lists made once per write.
 
-    Scalars (a node's ``type``, every scalar field: most of the datasets of a graph of
-    many small nodes) go through h5py's low-level API with a prepared type, dataspace and
-    property list, ~3x faster than ``create_dataset``, which remakes them for each one;
-    arrays go through ``create_dataset`` (compression, chunking, every dtype). Readers
-    see what ``create_dataset`` writes: the same dtypes, shapes and values, strings as
-    UTF-8 variable-length strings, no time stamps (the same graph gives the same bytes).
+    Every dataset but a compressed array goes through h5py's low-level API with a
+    prepared file type, memory type and property list, ~3x faster than
+    ``create_dataset``, which remakes them for each one; compressed arrays (chunked,
+    filtered) go through ``create_dataset``. The file holds what ``create_dataset``
+    writes, byte for byte: the same dtypes, shapes and values, strings as UTF-8
+    variable-length strings, no time stamps (the same graph gives the same bytes).
     Scalars and arrays of at most :data:`_COMPACT_BYTES` are stored in their object
-    header (HDF5's compact layout, read transparently by any HDF5 reader).
+    header (HDF5's compact layout, read transparently by any HDF5 reader), larger
+    uncompressed arrays contiguously.
     """
 
     def __init__(self, compression: str | None, compression_opts: int | None) -> None:
@@ -227,8 +228,10 @@ class _Creator:
         self._compact = h5p.create(h5p.DATASET_CREATE)
         self._compact.set_obj_track_times(False)
         self._compact.set_layout(h5d.COMPACT)
+        self._contiguous = h5p.create(h5p.DATASET_CREATE)
+        self._contiguous.set_obj_track_times(False)
         self._scalar = h5s.create(h5s.SCALAR)
-        self._types: dict[np.dtype, h5t.TypeID] = {}
+        self._types: dict[np.dtype, tuple[h5t.TypeID, h5t.TypeID]] = {}
 
     def _name(self, name: str) -> tuple[bytes, h5p.PropLCID]:
         try:
@@ -268,24 +271,33 @@ class _Creator:
                 raise T1CFormatError(f"cannot store a value of type {type(value).__name__}", field=name)
         if arr.ndim == 0:
             encoded, lcpl = self._name(name)
-            did = h5d.create(
-                parent, encoded, self._type(arr.dtype), self._scalar, dcpl=self._compact, lcpl=lcpl
-            )
-            did.write(h5s.ALL, h5s.ALL, arr)
+            ftype, mtype = self._types_of(arr.dtype)
+            did = h5d.create(parent, encoded, ftype, self._scalar, dcpl=self._compact, lcpl=lcpl)
+            did.write(h5s.ALL, h5s.ALL, arr, mtype=mtype)
             return
-        kwargs: dict[str, Any] = {}
         if compress and self.compression is not None and arr.size > 1 and arr.dtype.kind in "fiub":
-            kwargs = {"compression": self.compression, "compression_opts": self.compression_opts}
-        elif arr.size * arr.dtype.itemsize <= _COMPACT_BYTES:
-            kwargs = {"dcpl": self._compact.copy()}  # create_dataset fills in the one it is given
-        h5py.Group(parent).create_dataset(name, data=arr, dtype=arr.dtype, **kwargs)
+            h5py.Group(parent).create_dataset(
+                name,
+                data=arr,
+                dtype=arr.dtype,
+                compression=self.compression,
+                compression_opts=self.compression_opts,
+            )  # chunked and filtered: rare, h5py picks the chunk shape
+            return
+        # What create_dataset makes of an array without options: its name as given
+        # (h5py passes no link creation list), a simple dataspace, no time stamps.
+        dcpl = self._compact if arr.size * arr.dtype.itemsize <= _COMPACT_BYTES else self._contiguous
+        ftype, mtype = self._types_of(arr.dtype)
+        did = h5d.create(parent, name.encode("utf-8"), ftype, h5s.create_simple(arr.shape), dcpl=dcpl)
+        did.write(h5s.ALL, h5s.ALL, np.ascontiguousarray(arr), mtype=mtype)
 
-    def _type(self, dtype: np.dtype) -> h5t.TypeID:
-        """The file type ``create_dataset`` gives ``dtype`` (made once per write)."""
-        tid = self._types.get(dtype)
-        if tid is None:
-            tid = self._types[dtype] = h5t.py_create(dtype, logical=True)
-        return tid
+    def _types_of(self, dtype: np.dtype) -> tuple[h5t.TypeID, h5t.TypeID]:
+        """The file type ``create_dataset`` gives ``dtype`` and the memory type h5py writes
+        it from (made once per write: making them is most of a small dataset's write)."""
+        types = self._types.get(dtype)
+        if types is None:
+            types = self._types[dtype] = (h5t.py_create(dtype, logical=True), h5t.py_create(dtype))
+        return types
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -418,13 +430,21 @@ def _check_version(version: str) -> None:
 
 def _stored_hash(f: h5py.File) -> str | None:
     """The file's content hash attribute, checked to be a scalar 64-hex-digit string."""
-    if not f.attrs.__contains__(HASH_ATTRIBUTE):
+    name = HASH_ATTRIBUTE.encode()
+    if not h5a.exists(f.id, name):
         return None
-    attr = h5py.h5a.open(f.id, HASH_ATTRIBUTE.encode())
-    if attr.shape != () or h5py.check_string_dtype(attr.dtype) is None:
+    attr = h5a.open(f.id, name)
+    tid = attr.get_type()
+    if attr.shape != () or tid.get_class() != h5t.STRING:
         raise T1CFormatError("must be a scalar string", field=HASH_ATTRIBUTE)
-    value = f.attrs[HASH_ATTRIBUTE]
-    value = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    if tid.is_variable_str():  # as t1c writes it: read as bytes, without h5py's attrs[] (~5x slower)
+        out = np.empty((), dtype=object)
+        attr.read(out)
+        value = out[()]
+        value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    else:
+        value = f.attrs[HASH_ATTRIBUTE]
+        value = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise T1CFormatError(f"must be 64 hex digits (a SHA-256), got {value[:80]!r}", field=HASH_ATTRIBUTE)
     return value
@@ -561,7 +581,15 @@ class _Group:
             raise T1CFormatError(
                 f"is a {kind}; links are not followed, the data must be in the file", node=node, field=field
             )
-        obj = h5o.open(self.id, name.encode("utf-8"))
+        encoded = name.encode("utf-8")
+        try:  # the kind asked for, opened directly: a third cheaper than h5o.open
+            if want == "dataset":
+                return _Dataset(h5d.open(self.id, encoded), node, field)
+            if want == "group":
+                return _Group(h5g.open(self.id, encoded), ordered=ordered)
+        except (KeyError, ValueError, TypeError, OSError):
+            pass  # another kind of object (or unreadable): h5o.open tells which, as below
+        obj = h5o.open(self.id, encoded)
         if isinstance(obj, h5g.GroupID) and want != "dataset":
             return _Group(obj, ordered=ordered)
         if isinstance(obj, h5d.DatasetID) and want != "group":
@@ -569,24 +597,62 @@ class _Group:
         raise T1CFormatError(f"must be {_WANTED[want]}", node=node, field=field)
 
 
-class _Dataset:
-    """An open dataset with its dtype and shape, checked on opening to keep its data in
-    the file (no virtual dataset, no external storage) and to use only known filters."""
+# Object header message types (HDF5 file format spec, IV.A.2): a dataset's header has a
+# layout message; one with an external file list or a filter pipeline message needs the
+# full check of its creation properties.
+_LAYOUT_MESSAGE = 1 << 0x0008
+_EXTERNAL_OR_FILTERS = (1 << 0x0007) | (1 << 0x000B)
+# The numeric file types a t1c file holds (and what h5py reads them as), by type class:
+# an equal type is read as that dtype without h5py's slower type translation.
+_KNOWN_TYPES: dict[int, list[tuple[h5t.TypeID, np.dtype]]] = {}
+for _code in ("<f4", "<f8", "<i8", "?", "<i4", "<f2", "<i1", "<i2", "<u1", "<u2", "<u4", "<u8"):
+    _tid = h5t.py_create(np.dtype(_code), logical=True)
+    _KNOWN_TYPES.setdefault(_tid.get_class(), []).append((_tid, _tid.dtype))
+del _code, _tid
+# Memory type h5py reads each dtype with (``py_create(dtype)``), made once.
+_MEMORY_TYPES: dict[np.dtype, h5t.TypeID] = {}
 
-    __slots__ = ("id", "dtype", "shape")
+
+class _Dataset:
+    """An open dataset with its dtype, shape and stored size, checked on opening to keep
+    its data in the file (no virtual dataset, no external storage) and to use only known
+    filters.
+
+    The creation properties (a copy HDF5 makes, the dearest part of opening a small
+    dataset) are checked only where the object header can hold something to refuse: an
+    external file list or filter pipeline message, no layout message, or no stored
+    bytes (a virtual dataset stores none in the file); a dataset stored in the file
+    without filters, compact or contiguous, has nothing there to refuse.
+    """
+
+    __slots__ = ("id", "dtype", "shape", "stored", "string")
 
     def __init__(self, did: h5d.DatasetID, node: str | None, field: str) -> None:
-        _check_storage(did.get_create_plist(), node, field)
+        self.stored: int = did.get_storage_size()
+        if not self.stored or (
+            h5o.get_info(did).hdr.mesg.present & (_LAYOUT_MESSAGE | _EXTERNAL_OR_FILTERS)
+        ) != (_LAYOUT_MESSAGE):
+            _check_storage(did.get_create_plist(), node, field)
         space = did.get_space()
         if space.get_simple_extent_type() == h5s.NULL:
             raise T1CFormatError("holds no value (an empty dataspace)", node=node, field=field)
         self.id = did
         self.shape: tuple[int, ...] = space.get_simple_extent_dims()
         tid = did.get_type()
-        known = (
-            _VLEN_STR.get(tid.get_cset()) if tid.get_class() == h5t.STRING and tid.is_variable_str() else None
+        type_class = tid.get_class()
+        dtype = None
+        if type_class == h5t.STRING and tid.is_variable_str():
+            dtype = _VLEN_STR.get(tid.get_cset())  # a string's dtype, without h5py's cost
+        else:
+            for known, known_dtype in _KNOWN_TYPES.get(type_class, ()):
+                if tid.equal(known):
+                    dtype = known_dtype
+                    break
+        self.dtype: np.dtype = tid.dtype if dtype is None else dtype
+        kind = self.dtype.kind
+        self.string: bool = kind == "S" or (
+            kind not in "fiub" and h5py.check_string_dtype(self.dtype) is not None
         )
-        self.dtype: np.dtype = tid.dtype if known is None else known  # a string's dtype, without h5py's cost
 
     @property
     def ndim(self) -> int:
@@ -600,7 +666,10 @@ class _Dataset:
         """All of it, into a new array of its dtype (strings as ``bytes`` objects)."""
         out = np.empty(self.shape, dtype=self.dtype)
         if out.size:
-            self.id.read(h5s.ALL, h5s.ALL, out)
+            mtype = _MEMORY_TYPES.get(self.dtype)
+            if mtype is None:
+                mtype = _MEMORY_TYPES[self.dtype] = h5t.py_create(self.dtype)
+            self.id.read(h5s.ALL, h5s.ALL, out, mtype=mtype)
         return out
 
 
@@ -653,7 +722,7 @@ class _Reader:
     def checked(self, dset: _Dataset, node: str | None, field: str) -> _Dataset:
         """Refuse a dataset whose declared size is out of proportion to what it stores."""
         declared = int(dset.size) * dset.dtype.itemsize
-        stored = dset.id.get_storage_size()
+        stored = dset.stored
         if declared > 0 and stored == 0:
             raise T1CFormatError(
                 f"declares shape {list(dset.shape)} ({declared} bytes) but stores no data",
@@ -889,7 +958,7 @@ def _check_name(name: str | bytes, node: str | None, field: str) -> None:
 
 
 def _is_string(dset: _Dataset) -> bool:
-    return h5py.check_string_dtype(dset.dtype) is not None or dset.dtype.kind == "S"
+    return dset.string
 
 
 def _read_string(dset: _Dataset, node, field) -> str:
@@ -966,7 +1035,19 @@ def _node_digest(node: Node, fields: dict[str, Any] | None = None) -> bytes:
 
 def _feed(h, value: Any) -> None:
     """Feed one value's canonical encoding to the hash ``h``."""
-    if value is None:
+    kind = type(value)  # the common exact types first (the same bytes as the general cases below)
+    if kind is str:
+        data = value.encode("utf-8", "surrogatepass")
+        h.update(b"s%d:" % len(data) + data)
+    elif kind is float:
+        h.update(b"f" + repr(value).encode() + b";")
+    elif kind is np.ndarray and value.ndim and value.dtype.kind in "fiub":
+        _feed_numbers(h, value)
+    elif kind is bool:
+        h.update(b"b1;" if value else b"b0;")
+    elif kind is int:
+        h.update(b"i%d;" % value)
+    elif value is None:
         h.update(b"N;")
     elif isinstance(value, Graph):
         with _Digest() as inner:
@@ -1000,11 +1081,18 @@ def _feed(h, value: Any) -> None:
             for item in arr.reshape(-1).tolist():
                 _feed(h, item if isinstance(item, (str, bytes)) else str(item))
         elif arr.dtype.kind in "fiub":
-            # Integers and booleans as int64 (int32 and int64 storage hash alike); floats
-            # keep their width, in little-endian order.
-            want = np.dtype("<i8") if arr.dtype.kind in "iub" else arr.dtype.newbyteorder("<")
-            arr = np.ascontiguousarray(arr, dtype=want)
-            h.update(f"A{want.str}{list(arr.shape)};".encode())
-            h.update(arr.reshape(-1).view(np.uint8))
+            _feed_numbers(h, arr)
         else:
             raise T1CFormatError(f"cannot hash a value of type {type(value).__name__}")
+
+
+def _feed_numbers(h, arr: np.ndarray) -> None:
+    """Feed a numeric array of at least one dimension: integers and booleans as int64
+    (int32 and int64 storage hash alike); floats keep their width, in little-endian order."""
+    want = _INT64_LE if arr.dtype.kind in "iub" else arr.dtype.newbyteorder("<")
+    arr = np.ascontiguousarray(arr, dtype=want)
+    h.update(f"A{want.str}{list(arr.shape)};".encode())
+    h.update(arr.reshape(-1).view(np.uint8))
+
+
+_INT64_LE = np.dtype("<i8")
