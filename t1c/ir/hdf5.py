@@ -46,7 +46,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5, h5a, h5d, h5g, h5l, h5o, h5p, h5pl, h5s, h5t
+from h5py import h5, h5a, h5d, h5f, h5g, h5l, h5o, h5p, h5pl, h5s, h5t
 
 from .atomic import atomic_target
 from .errors import T1CFormatError
@@ -428,23 +428,21 @@ def _check_version(version: str) -> None:
         )
 
 
-def _stored_hash(f: h5py.File) -> str | None:
+def _stored_hash(fid: h5f.FileID) -> str | None:
     """The file's content hash attribute, checked to be a scalar 64-hex-digit string."""
     name = HASH_ATTRIBUTE.encode()
-    if not h5a.exists(f.id, name):
+    if not h5a.exists(fid, name):
         return None
-    attr = h5a.open(f.id, name)
+    attr = h5a.open(fid, name)
     tid = attr.get_type()
     if attr.shape != () or tid.get_class() != h5t.STRING:
         raise T1CFormatError("must be a scalar string", field=HASH_ATTRIBUTE)
-    if tid.is_variable_str():  # as t1c writes it: read as bytes, without h5py's attrs[] (~5x slower)
-        out = np.empty((), dtype=object)
-        attr.read(out)
-        value = out[()]
-        value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    else:
-        value = f.attrs[HASH_ATTRIBUTE]
-        value = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    # Read low-level (h5py's attrs[] takes ~5x longer): a variable-length string as bytes,
+    # a fixed-length one as numpy bytes.
+    out = np.empty((), dtype=object if tid.is_variable_str() else attr.dtype)
+    attr.read(out)
+    value = out[()]
+    value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise T1CFormatError(f"must be 64 hex digits (a SHA-256), got {value[:80]!r}", field=HASH_ATTRIBUTE)
     return value
@@ -517,18 +515,24 @@ _NO_PLUGINS = _NoPlugins()
 
 
 @contextlib.contextmanager
-def _open(path: str, size: int) -> Iterator[h5py.File]:
-    """The HDF5 file at ``path`` (checked by :func:`_regular_file_size`), plugins off."""
+def _open(path: str, size: int) -> Iterator[h5f.FileID]:
+    """The HDF5 file at ``path`` (checked by :func:`_regular_file_size`), plugins off.
+
+    Opened read-only as ``h5py.File(path, "r")`` opens it, without the high-level
+    object (whose closing walks every open h5py object); closing it closes every
+    object still open in it, as ``File.close`` does."""
     with _NO_PLUGINS:
+        fapl = h5p.create(h5p.FILE_ACCESS)
+        fapl.set_fclose_degree(h5f.CLOSE_STRONG)
         try:
-            f = h5py.File(path, "r")
+            fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY, fapl=fapl)
         except OSError as err:
             what = "is empty" if size == 0 else "is not an HDF5 file, or is truncated"
             raise T1CFormatError(f"{what} ({err})", file=str(path)) from None
         try:
-            yield f
+            yield fid
         finally:
-            f.close()
+            fid.close()
 
 
 # -- opening objects -----------------------------------------------------------------------
@@ -582,14 +586,10 @@ class _Group:
                 f"is a {kind}; links are not followed, the data must be in the file", node=node, field=field
             )
         encoded = name.encode("utf-8")
-        try:  # the kind asked for, opened directly: a third cheaper than h5o.open
-            if want == "dataset":
-                return _Dataset(h5d.open(self.id, encoded), node, field)
-            if want == "group":
-                return _Group(h5g.open(self.id, encoded), ordered=ordered)
-        except (KeyError, ValueError, TypeError, OSError):
-            pass  # another kind of object (or unreadable): h5o.open tells which, as below
-        obj = h5o.open(self.id, encoded)
+        try:  # opened as the kind expected (a dataset for "any"): up to 40% cheaper than h5o.open
+            obj = (h5g.open if want == "group" else h5d.open)(self.id, encoded)
+        except (KeyError, ValueError, TypeError, OSError):  # another kind (or unreadable): h5o.open tells
+            obj = h5o.open(self.id, encoded)
         if isinstance(obj, h5g.GroupID) and want != "dataset":
             return _Group(obj, ordered=ordered)
         if isinstance(obj, h5d.DatasetID) and want != "group":
@@ -673,8 +673,8 @@ class _Dataset:
         return out
 
 
-def _root(f: h5py.File) -> _Group:
-    return _Group(h5g.open(f.id, b"/"))
+def _root(fid: h5f.FileID) -> _Group:
+    return _Group(h5g.open(fid, b"/"))
 
 
 def _check_storage(plist: h5p.PropDCID, node: str | None, field: str) -> None:
