@@ -15,7 +15,9 @@ never pre-created and truncated, which would trigger the same flush on a new pat
 
 Target: t1c within 1.2x of raw h5py both ways (without fsync for writes).
 
-A second table times graphs with many small nodes (``--chain 1000,10000,100000``):
+A first table times a small graph as the export callback writes and reads one per
+checkpoint (``--small-repeat``): 6 nodes, about 60 datasets, where the cost is per HDF5
+object. A second table times graphs with many small nodes (``--chain 1000,10000,100000``):
 a chain ``Input -> Skip x (n-2) -> Output`` built (validated), written and read (best
 of ``--chain-repeat``; sizes above 10k once). Two reads of the same file with no checks
 at all frame t1c's: "raw read", h5py's high-level API (``group[field][()]``), and
@@ -181,6 +183,87 @@ def bench_chains(sizes: list[int], folder: str | None, repeat: int) -> None:
             )
 
 
+def small_graph() -> ir.Graph:
+    """A checkpoint as the export callback writes one (the digits demo's): 64 -> 128 -> 10
+    with integer weights and ~25 nested metadata entries, 59 datasets in 13 groups."""
+    rng = np.random.default_rng(0)
+    nodes: list[ir.Node] = [ir.Input(input_type={"input": np.array([64])})]
+    for n_in, n_out in ((64, 128), (128, 10)):
+        w = rng.integers(-127, 128, size=(n_out, n_in)).astype(np.int32)
+        nodes.append(
+            ir.Affine(
+                weight=(w * 0.01).astype(np.float32),
+                bias=np.zeros(n_out, np.float32),
+                weight_int=w,
+                weight_scale=0.01,
+                bias_int=np.zeros(n_out, np.int32),
+            )
+        )
+        beta = np.full(n_out, 0.9)  # as snnTorch's Leaky exports: tau = r = 1 / (1 - beta)
+        nodes.append(
+            ir.LIF(
+                tau=1 / (1 - beta),
+                r=1 / (1 - beta),
+                v_leak=np.zeros(n_out),
+                v_threshold=np.ones(n_out),
+                beta=beta,
+                reset_mechanism="subtract",
+                reset_delay=True,
+                strict_threshold=True,
+            )
+        )
+    logged = ("train_acc", "train_loss", "train_loss_epoch", "train_loss_step", "val_acc", "val_loss")
+    metrics: dict = {name: i / 7 for i, name in enumerate(logged)}
+    metrics["t1c"] = dict.fromkeys(
+        ("export_agreement", "float_acc", "num_samples", "quant_acc", "quant_gap"), 0.9
+    )
+    metadata = {
+        "producer": "t1c",
+        "producer_version": "0.1.0",
+        "t1c_export": {
+            "accumulator_bits": 32,
+            "checkpoint": "epoch=2-step=69.ckpt",
+            "epoch": 2,
+            "global_step": 69,
+            "integer_weights": True,
+            "metrics": metrics,
+            "source_hash": "9a" * 32,
+            "weight_bits": 8,
+            "weights": "live model at the checkpoint's save",
+        },
+    }
+    names = ["input", "fc1", "lif1", "fc2", "lif2", "output"]
+    return ir.Graph.from_chain(*nodes, ir.Output(), names=names, metadata=metadata)
+
+
+def bench_small(folder: str | None, repeat: int) -> None:
+    """Write and read :func:`small_graph` as the export callback does (best of ``repeat``,
+    interleaved): the cost per checkpoint is HDF5's per object, and t1c's around it."""
+    graph = small_graph()
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        path = Path(tmp) / "small.t1c"
+        ir.write(path, graph)
+        is_dataset: list[bool] = []
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda _, obj: is_dataset.append(isinstance(obj, h5py.Dataset)))
+        best = best_of_interleaved(
+            repeat,
+            {
+                "write": (lambda: None, lambda: ir.write(path, graph)),
+                "write fsync=True": (lambda: None, lambda: ir.write(path, graph, fsync=True)),
+                "read + content_hash()": (lambda: None, lambda: ir.read(path).content_hash()),
+            },
+        )
+        size = path.stat().st_size
+    groups = len(is_dataset) - sum(is_dataset)  # below the root
+    print(
+        f"small graph (an export checkpoint): 6 nodes, {sum(is_dataset)} datasets, {groups} groups, "
+        f"{size / 1e3:.0f} KB, best of {repeat}"
+    )
+    for name, seconds in best.items():
+        print(f"  {name:<24} {seconds * 1e3:7.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
@@ -192,7 +275,12 @@ def main() -> None:
     )
     parser.add_argument("--chain-repeat", type=int, default=3, help="runs per size up to 10k nodes")
     parser.add_argument("--skip-large", action="store_true", help="only the many-nodes table")
+    parser.add_argument(
+        "--small-repeat", type=int, default=50, help="runs of the small-graph table (0 skips it)"
+    )
     args = parser.parse_args()
+    if args.small_repeat:
+        bench_small(args.dir, args.small_repeat)
     if args.chain:
         bench_chains([int(n) for n in args.chain.split(",")], args.dir, args.chain_repeat)
     if args.skip_large:
