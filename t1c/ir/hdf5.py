@@ -539,7 +539,8 @@ def _open(path: str, size: int) -> Iterator[h5f.FileID]:
 # A graph of many small nodes is bound by h5py's cost per object: an h5py.Group or
 # h5py.Dataset costs several low-level calls more than the reader needs. The reader
 # opens every object through these two classes instead, which list a group's links once
-# and fetch a dataset's type, shape and creation properties once, for every check.
+# and fetch a dataset's type, shape and stored size once (its creation properties only
+# where its header says they can hold something to refuse), for every check.
 
 _LINK_KINDS = {h5l.TYPE_SOFT: "SoftLink", h5l.TYPE_EXTERNAL: "ExternalLink"}
 _WANTED = {"dataset": "a dataset", "group": "a group", "any": "a group or a dataset"}
@@ -602,13 +603,20 @@ class _Group:
 # full check of its creation properties.
 _LAYOUT_MESSAGE = 1 << 0x0008
 _EXTERNAL_OR_FILTERS = (1 << 0x0007) | (1 << 0x000B)
-# The numeric file types a t1c file holds (and what h5py reads them as), by type class:
-# an equal type is read as that dtype without h5py's slower type translation.
-_KNOWN_TYPES: dict[int, list[tuple[h5t.TypeID, np.dtype]]] = {}
-for _code in ("<f4", "<f8", "<i8", "?", "<i4", "<f2", "<i1", "<i2", "<u1", "<u2", "<u4", "<u8"):
-    _tid = h5t.py_create(np.dtype(_code), logical=True)
-    _KNOWN_TYPES.setdefault(_tid.get_class(), []).append((_tid, _tid.dtype))
-del _code, _tid
+
+
+def _known_types() -> dict[int, list[tuple[h5t.TypeID, np.dtype]]]:
+    """The numeric file types t1c writes and what h5py reads each as, by type class (the
+    commonest first): a file type equal to one is read as its dtype, without h5py's
+    slower translation of the type."""
+    known: dict[int, list[tuple[h5t.TypeID, np.dtype]]] = {}
+    for code in ("<f4", "<f8", "<i8", "?", "<i4", "<f2", "<i1", "<i2", "<u1", "<u2", "<u4", "<u8"):
+        tid = h5t.py_create(np.dtype(code), logical=True)
+        known.setdefault(tid.get_class(), []).append((tid, tid.dtype))
+    return known
+
+
+_KNOWN_TYPES = _known_types()
 # Memory type h5py reads each dtype with (``py_create(dtype)``), made once.
 _MEMORY_TYPES: dict[np.dtype, h5t.TypeID] = {}
 
@@ -629,9 +637,8 @@ class _Dataset:
 
     def __init__(self, did: h5d.DatasetID, node: str | None, field: str) -> None:
         self.stored: int = did.get_storage_size()
-        if not self.stored or (
-            h5o.get_info(did).hdr.mesg.present & (_LAYOUT_MESSAGE | _EXTERNAL_OR_FILTERS)
-        ) != (_LAYOUT_MESSAGE):
+        messages = h5o.get_info(did).hdr.mesg.present if self.stored else 0
+        if messages & (_LAYOUT_MESSAGE | _EXTERNAL_OR_FILTERS) != _LAYOUT_MESSAGE:
             _check_storage(did.get_create_plist(), node, field)
         space = did.get_space()
         if space.get_simple_extent_type() == h5s.NULL:
