@@ -8,12 +8,15 @@ shared machine does not count against one side. Times are the process's CPU time
 (``time.process_time``, one thread, data loaded in the process), which other users of a
 shared machine barely change, and wall time for reference. Next to the best-of ratio, the
 median over rounds of each round's with/without ratio: fits in one process drift (here up to
-20% across a run), which best-of on each side alone does not cancel; the paired median does. The CPU time spent inside the
-callback's own hooks is reported too, and split into its main parts (``PARTS``). Run: ``python benchmarks/bench_callback.py``.
+20% across a run), which best-of on each side alone does not cancel; the paired median does,
+and the rounds alternate which side runs first (the second fit of a pair runs slower). The CPU time spent inside the
+callback's own hooks is reported too, and split into its main parts (``PARTS``). Run:
+``python benchmarks/bench_callback.py [--rounds N]`` (default 5; more rounds on a noisy machine).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -113,6 +116,9 @@ def fit(source: Path, root: Path, with_callback: bool) -> dict[str, float]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="fits with and without, alternating")
+    rounds = parser.parse_args().rounds
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,15 +126,17 @@ def main() -> int:
         source = prepare_source(tmp / "digits_snn.t1c", epochs=1, log=lambda line: None)
         fit(source, tmp / "warmup", True)
         off, on = [], []
-        for i in range(ROUNDS):  # alternate, so a busy moment of the machine hits both sides
-            off.append(fit(source, tmp / f"off{i}", False))
-            on.append(fit(source, tmp / f"on{i}", True))
+        for i in range(rounds):  # alternate, so a busy moment of the machine hits both sides
+            # ... and which side runs first too: the second fit of a pair runs slower (up to 10%
+            # measured with an empty Callback), so a fixed order would charge that to one side
+            for with_callback in (False, True) if i % 2 == 0 else (True, False):
+                (on if with_callback else off).append(fit(source, tmp / f"{with_callback}{i}", with_callback))
 
     def best(runs: list[dict[str, float]], key: str) -> float:
         return min(r[key] for r in runs)
 
     print(
-        f"T1CExport(), digits demo config ({EPOCHS} epochs, {NUM_STEPS} steps, one thread, best of {ROUNDS})"
+        f"T1CExport(), digits demo config ({EPOCHS} epochs, {NUM_STEPS} steps, one thread, best of {rounds})"
     )
     for key in ("cpu", "wall"):
         base, cost = best(off, key), best(on, key)
@@ -137,7 +145,7 @@ def main() -> int:
         paired = statistics.median(b[key] / a[key] - 1 for a, b in zip(off, on))
         print(
             f"  {key:4s} without {base:6.2f} s  with {cost:6.2f} s  overhead {cost / base - 1:+6.1%}"
-            f"  (median of the {ROUNDS} rounds' pairs {paired:+6.1%})"
+            f"  (median of the {rounds} rounds' pairs {paired:+6.1%})"
         )
     hooks = best(on, "hooks")
     print(
