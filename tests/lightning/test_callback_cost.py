@@ -109,6 +109,9 @@ def test_recorded_validation_replaces_the_loader_and_joined_batches_count_the_sa
     measured = {k: v for k, v in got.items() if k.startswith("t1c/")}
     assert measured == {k: v for k, v in expected.items() if k.startswith("t1c/")}
     assert measured["t1c/num_samples"] == 359 and measured["t1c/export_agreement"] == 1.0
+    limited = LoaderCounting(limit_batches=2)  # the first two recorded batches, still not the loader
+    assert _fit_full_validation(tmp_path / "c", fixtures_dir, limited)["t1c/num_samples"] == 128
+    assert limited.loader_passes == 0
 
 
 def test_joined_groups_by_bytes_and_shape():
