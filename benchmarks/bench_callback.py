@@ -67,22 +67,23 @@ class TimedExport(T1CExport):
         super().__init__()
         self.seconds = 0.0
         self.parts = dict.fromkeys(PARTS, 0.0)
+        for name in (
+            *HOOKS,
+            *PARTS,
+        ):  # instance attributes shadow the methods; other lookups cost nothing more
+            setattr(self, name, self._timed(name, getattr(self, name)))
 
-    def __getattribute__(self, name: str):
-        value = super().__getattribute__(name)
-        if (name not in HOOKS and name not in PARTS) or not callable(value):
-            return value
-
+    def _timed(self, name: str, method):
         def timed(*args, **kwargs):
             start = time.process_time()
             try:
-                return value(*args, **kwargs)
+                return method(*args, **kwargs)
             finally:
                 spent = time.process_time() - start
                 if name in PARTS:
-                    object.__getattribute__(self, "parts")[name] += spent
+                    self.parts[name] += spent
                 else:
-                    object.__setattr__(self, "seconds", object.__getattribute__(self, "seconds") + spent)
+                    self.seconds += spent
 
         return timed
 
