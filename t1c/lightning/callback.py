@@ -728,7 +728,10 @@ class T1CExport(Callback):
             if item is None:
                 return None
             xs, pred_live, y = item
-            pred_quant = pl_module.logits(quant_exec.run_sequence(xs)[0]).argmax(-1).to(device)
+            with (
+                torch.inference_mode()
+            ):  # the quantized executor is this measurement's own: no autograd state
+                pred_quant = pl_module.logits(quant_exec.run_sequence(xs)[0]).argmax(-1).to(device)
             pred_float = (
                 pred_live
                 if float_is_live
