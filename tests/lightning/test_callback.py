@@ -65,11 +65,11 @@ def _loaders():
 
 def _trainer(root: Path, callbacks, max_epochs=2, **kw):
     kw.setdefault("logger", CSVLogger(root, name="logs", version=0))
+    kw.setdefault("limit_val_batches", 1)
     return pl.Trainer(
         default_root_dir=root,
         max_epochs=max_epochs,
         limit_train_batches=2,
-        limit_val_batches=1,
         num_sanity_val_steps=0,
         enable_progress_bar=False,
         enable_model_summary=False,

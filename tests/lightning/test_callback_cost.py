@@ -3,9 +3,8 @@ exactly the metrics of a full re-run, and a float graph counts as the live model
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
-from test_callback import _digits, _fit_t1c
+from test_callback import _fit_t1c
 
 from t1c import ir
 from t1c.bridge import ir_to_torch
@@ -67,20 +66,9 @@ class LoaderCounting(T1CExport):
 
 
 def _fit_full_validation(root, fixtures_dir, export):
-    torch.manual_seed(0)
-    module = T1CModule(fixtures_dir / "mlp_snn.t1c", num_steps=4)
-    trainer = pl.Trainer(
-        default_root_dir=root,
-        max_epochs=2,
-        limit_train_batches=2,
-        num_sanity_val_steps=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=False,
-        callbacks=[export],
-    )
-    trainer.fit(module, _digits())
-    return {k: v for k, v in flatten_metrics(export.entries[next(iter(export.entries))]["metrics"]).items()}
+    """The measured figures of a fit whose validation runs over all 6 batches of the digits."""
+    _fit_t1c(root, fixtures_dir, [export], limit_val_batches=None, logger=False)
+    return flatten_metrics(export.entries[next(iter(export.entries))]["metrics"])
 
 
 def test_recorded_validation_replaces_the_loader_and_joined_batches_count_the_same(
