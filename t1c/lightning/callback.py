@@ -437,6 +437,8 @@ class T1CExport(Callback):
         step = trainer.global_step
         if step not in self._pending:
             self._pending[step] = self._build(trainer, pl_module, step, trainer.current_epoch, live=True)
+            if self._val_step == step:  # measured: validation's records have served, free their memory
+                self._val_records, self._val_kept = {}, 0
         return self._pending[step]
 
     def _build(

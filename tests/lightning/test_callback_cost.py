@@ -88,6 +88,7 @@ def test_recorded_validation_replaces_the_loader_and_joined_batches_count_the_sa
     recorded = LoaderCounting()
     got = _fit_full_validation(tmp_path / "a", fixtures_dir, recorded)
     assert recorded.loader_passes == 0
+    assert recorded._val_records == {}  # freed once the step is measured
     assert max(sizes) > 64 and sum(sizes) == 2 * got["t1c/num_samples"]  # two exports, joined batches
     monkeypatch.setattr(callback_module, "_joined", _joined)
     full = LoaderCounting()
