@@ -730,9 +730,8 @@ class T1CExport(Callback):
             if item is None:
                 return None
             xs, pred_live, y = item
-            with (
-                torch.inference_mode()
-            ):  # the quantized executor is this measurement's own: no autograd state
+            # the quantized executor is this measurement's own: no autograd state to keep
+            with torch.inference_mode():
                 pred_quant = pl_module.logits(quant_exec.run_sequence(xs)[0]).argmax(-1).to(device)
             pred_float = (
                 pred_live
