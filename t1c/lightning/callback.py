@@ -52,7 +52,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -662,20 +662,21 @@ class T1CExport(Callback):
 
         device = pl_module.device
         float_exec = ir_to_torch(graph).to(device).eval()
-
-        def quantized(float_needed: bool) -> nn.Module:
-            """The quantized executor; ``float_exec`` itself, quantized in place, when it is not needed."""
-            executor = None if float_needed else float_exec
-            return ir_to_quantized(graph, self.weight_bits, self.accumulator_bits, executor=executor).to(
-                device
-            )
-
+        t1c_module = _is_t1c_module(pl_module)
+        reuse = t1c_module and self._validation_reusable(trainer, pl_module)
+        # a float graph that provably computes what the live executor does is not run: it is
+        # quantized in place instead of building a second executor
+        float_is_live = reuse and _same_computation(float_exec, pl_module.executor)
+        quant_exec = ir_to_quantized(
+            graph, self.weight_bits, self.accumulator_bits, executor=float_exec if float_is_live else None
+        ).to(device)
         counts = torch.zeros(4, dtype=torch.float64)
         with torch.no_grad():
-            if _is_t1c_module(pl_module):
-                counts = self._measure_t1c(trainer, pl_module, loader, float_exec, quantized)
+            if t1c_module:
+                counts = self._measure_t1c(
+                    pl_module, loader, reuse, None if float_is_live else float_exec, quant_exec
+                )
             else:
-                quant_exec = quantized(True)
                 for batch in self._labelled(loader):
                     if batch is None:
                         return {}
@@ -707,26 +708,25 @@ class T1CExport(Callback):
 
     def _measure_t1c(
         self,
-        trainer: Trainer,
         pl_module: LightningModule,
         loader: Any,
-        float_exec: nn.Module,
-        quantized: Callable[[bool], nn.Module],
+        reuse: bool,
+        float_exec: nn.Module | None,
+        quant_exec: nn.Module,
     ) -> torch.Tensor | None:
         """The counts of a T1CModule; the live outputs are validation's own where it ran the same
-        computation on the weights exported now, and the float graph is not run again when it
-        provably computes what the live executor does. Then the quantized graph runs over
-        consecutive batches joined (:data:`MEASURE_JOIN_BYTES`): on spikes its sums are exact
-        integers, so its per-sample results do not depend on the batch (graded inputs go
-        through a float64 accumulator, whose last bits may); the float graph, which rounds
-        by batch shape in float32, always runs batch by batch, as validation did."""
+        computation on the weights exported now (``reuse``), and they stand for the float
+        graph's when it provably computes what the live executor does (``float_exec`` None).
+
+        The quantized graph runs over consecutive batches joined (:data:`MEASURE_JOIN_BYTES`):
+        on spikes its sums are exact integers, so its per-sample results do not depend on the
+        batch (graded inputs go through a float64 accumulator, whose last bits may); the float
+        graph, which rounds by batch shape in float32, always runs batch by batch, as
+        validation did."""
         device = pl_module.device
-        reuse = self._validation_reusable(trainer, pl_module)
-        float_is_live = reuse and _same_computation(float_exec, pl_module.executor)
-        quant_exec = quantized(not float_is_live)  # the float graph quantized in place when it is not run
         batches = self._live_batches(pl_module, loader, reuse)
         counts = torch.zeros(4, dtype=torch.float64)
-        for item in _joined(batches, MEASURE_JOIN_BYTES if float_is_live else 0):
+        for item in _joined(batches, MEASURE_JOIN_BYTES if float_exec is None else 0):
             if item is None:
                 return None
             xs, pred_live, y = item
@@ -735,7 +735,7 @@ class T1CExport(Callback):
                 pred_quant = pl_module.logits(quant_exec.run_sequence(xs)[0]).argmax(-1).to(device)
             pred_float = (
                 pred_live
-                if float_is_live
+                if float_exec is None
                 else pl_module.logits(float_exec.run_sequence(xs)[0]).argmax(-1).to(device)
             )
             _check_shapes(pred_float, pred_quant, pred_live, y)
