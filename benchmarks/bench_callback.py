@@ -9,8 +9,9 @@ shared machine does not count against one side. Times are the process's CPU time
 shared machine barely change, and wall time for reference. Next to the best-of ratio, the
 median over rounds of each round's with/without ratio: fits in one process drift (here up to
 20% across a run), which best-of on each side alone does not cancel; the paired median does,
-and the rounds alternate which side runs first (the second fit of a pair runs slower). The CPU time spent inside the
-callback's own hooks is reported too, and split into its main parts (``PARTS``). Run:
+and the rounds alternate which side runs first (the second fit of a pair runs slower). The
+CPU time spent inside the callback's own hooks is reported too, and split into its main
+parts (``PARTS``). Run:
 ``python benchmarks/bench_callback.py [--rounds N]`` (default 5; more rounds on a noisy machine).
 """
 
@@ -67,10 +68,8 @@ class TimedExport(T1CExport):
         super().__init__()
         self.seconds = 0.0
         self.parts = dict.fromkeys(PARTS, 0.0)
-        for name in (
-            *HOOKS,
-            *PARTS,
-        ):  # instance attributes shadow the methods; other lookups cost nothing more
+        # instance attributes shadow the methods: other attribute lookups cost nothing more
+        for name in (*HOOKS, *PARTS):
             setattr(self, name, self._timed(name, getattr(self, name)))
 
     def _timed(self, name: str, method):
