@@ -760,7 +760,7 @@ class _Reader:
         return dset
 
     def strings(self, dset: _Dataset, node, field) -> list[str]:
-        if dset.ndim != 1 or not _is_string(dset):
+        if dset.ndim != 1 or not dset.string:
             raise T1CFormatError(
                 f"must be a 1-D array of strings, got {dset.dtype} of shape {list(dset.shape)}",
                 node=node,
@@ -776,10 +776,10 @@ class _Reader:
         if kind == "str":
             return _read_string(dset, node, field)
         dtype, shape = dset.dtype, dset.shape
-        if kind in _SPELLED and shape == () and _is_string(dset):
+        if kind in _SPELLED and shape == () and dset.string:
             # The toolchain re-writes numpy scalars it read as their str(): "8", "False".
             return _spelled(kind, _read_string(dset, node, field), node, field)
-        if _is_string(dset) or dtype.kind not in "fiub":
+        if dset.string or dtype.kind not in "fiub":
             raise T1CFormatError(f"must hold numbers, got dtype {dtype}", node=node, field=field)
         if kind == "float_array":
             if dtype.kind != "f":
@@ -910,7 +910,7 @@ class _Reader:
             if isinstance(dset, _Group):
                 out[key] = self.metadata_from(dset, f"{where}/{key}", depth + 1)
                 continue
-            if _is_string(dset):
+            if dset.string:
                 out[key] = (
                     _read_string(dset, None, f"{where}/{key}")
                     if dset.shape == ()
@@ -964,12 +964,8 @@ def _check_name(name: str | bytes, node: str | None, field: str) -> None:
         )
 
 
-def _is_string(dset: _Dataset) -> bool:
-    return dset.string
-
-
 def _read_string(dset: _Dataset, node, field) -> str:
-    if dset.shape != () or not _is_string(dset):
+    if dset.shape != () or not dset.string:
         raise T1CFormatError(
             f"must be a scalar string, got {dset.dtype} of shape {list(dset.shape)}", node=node, field=field
         )
