@@ -293,7 +293,9 @@ class _QuantizedBase(nn.Module):
 
         ``reach`` bounds every partial sum for inputs of magnitude at most 1: the largest
         sum of ``|w|`` over one output's fan-in plus the largest ``|b|``. The cache is
-        keyed by the buffers' storage and version, so an in-place change recomputes it.
+        keyed by the buffers' storage and version, so an in-place change recomputes it; it
+        holds the buffers themselves (as ``LIFModule._coefficients`` holds its source),
+        so that a replaced buffer's memory cannot be reused by another at the same address.
         """
         w, b = self.weight_int, self.bias_int
         key = (w.data_ptr(), w._version, b.data_ptr(), b._version, w.device, tuple(w.shape))
@@ -301,7 +303,7 @@ class _QuantizedBase(nn.Module):
         if cached is None or cached[0] != key:
             fan_in = w.abs().flatten(1).sum(1) if w.numel() else torch.zeros(1, dtype=w.dtype)
             reach = float(fan_in.max()) + (float(b.abs().max()) if b.numel() else 0.0)
-            cached = (key, w.to(torch.float32), b.to(torch.float32), reach)
+            cached = (key, w.to(torch.float32), b.to(torch.float32), reach, (w, b))
             self.__dict__["_operand_cache"] = cached
         return cached[1], cached[2], cached[3]
 

@@ -190,6 +190,20 @@ def test_quantized_linear_module_float32_path_is_the_float64_function(edit):
     assert torch.equal(got.nan_to_num(), expected.nan_to_num())
 
 
+def test_quantized_linear_module_follows_replaced_weights():
+    """The float32 operands are cached per weight buffer: a buffer freed and replaced (its
+    memory possibly reused at the same address) is not mistaken for the cached one."""
+    g = torch.Generator().manual_seed(5)
+    layer = Q.QuantizedLinear(torch.randint(-100, 100, (64, 128), generator=g), None, 0.01, 8, 32)
+    x = _spikes(8, 128, seed=6)
+    layer(x)
+    for _ in range(10):
+        w_new = torch.randint(-100, 100, (64, 128), generator=g)
+        layer.weight_int = None  # the old buffer is freed unless something holds it
+        layer.weight_int = w_new.clone()
+        assert torch.equal(layer(x), Q.quantized_linear(x, w_new, layer.bias_int, 0.01, 32))
+
+
 def test_quantized_linear_graded_input_saturates_in_scale_units():
     w_int, b_int, scale = torch.tensor([[3, -2]]), torch.tensor([1]), 0.25
     x = torch.tensor([[0.5, 0.25], [10.0, 0.0]])
