@@ -231,7 +231,7 @@ class _Creator:
         self._contiguous = h5p.create(h5p.DATASET_CREATE)
         self._contiguous.set_obj_track_times(False)
         self._scalar = h5s.create(h5s.SCALAR)
-        self._types: dict[np.dtype, tuple[h5t.TypeID, h5t.TypeID]] = {}
+        self._file_types: dict[np.dtype, h5t.TypeID] = {}
 
     def _name(self, name: str) -> tuple[bytes, h5p.PropLCID]:
         try:
@@ -271,9 +271,9 @@ class _Creator:
                 raise T1CFormatError(f"cannot store a value of type {type(value).__name__}", field=name)
         if arr.ndim == 0:
             encoded, lcpl = self._name(name)
-            ftype, mtype = self._types_of(arr.dtype)
+            ftype = self._file_type(arr.dtype)
             did = h5d.create(parent, encoded, ftype, self._scalar, dcpl=self._compact, lcpl=lcpl)
-            did.write(h5s.ALL, h5s.ALL, arr, mtype=mtype)
+            did.write(h5s.ALL, h5s.ALL, arr, mtype=_memory_type(arr.dtype))
             return
         if compress and self.compression is not None and arr.size > 1 and arr.dtype.kind in "fiub":
             h5py.Group(parent).create_dataset(
@@ -287,17 +287,29 @@ class _Creator:
         # What create_dataset makes of an array without options: its name as given
         # (h5py passes no link creation list), a simple dataspace, no time stamps.
         dcpl = self._compact if arr.size * arr.dtype.itemsize <= _COMPACT_BYTES else self._contiguous
-        ftype, mtype = self._types_of(arr.dtype)
+        ftype = self._file_type(arr.dtype)
         did = h5d.create(parent, name.encode("utf-8"), ftype, h5s.create_simple(arr.shape), dcpl=dcpl)
-        did.write(h5s.ALL, h5s.ALL, np.ascontiguousarray(arr), mtype=mtype)
+        did.write(h5s.ALL, h5s.ALL, np.ascontiguousarray(arr), mtype=_memory_type(arr.dtype))
 
-    def _types_of(self, dtype: np.dtype) -> tuple[h5t.TypeID, h5t.TypeID]:
-        """The file type ``create_dataset`` gives ``dtype`` and the memory type h5py writes
-        it from (made once per write: making them is most of a small dataset's write)."""
-        types = self._types.get(dtype)
-        if types is None:
-            types = self._types[dtype] = (h5t.py_create(dtype, logical=True), h5t.py_create(dtype))
-        return types
+    def _file_type(self, dtype: np.dtype) -> h5t.TypeID:
+        """The file type ``create_dataset`` gives ``dtype``, made once per write (making it
+        and the memory type, :func:`_memory_type`, is most of a small dataset's write)."""
+        ftype = self._file_types.get(dtype)
+        if ftype is None:
+            ftype = self._file_types[dtype] = h5t.py_create(dtype, logical=True)
+        return ftype
+
+
+# Memory type h5py reads and writes each dtype with (``py_create(dtype)``), made once.
+_MEMORY_TYPES: dict[np.dtype, h5t.TypeID] = {}
+
+
+def _memory_type(dtype: np.dtype) -> h5t.TypeID:
+    """The memory type h5py reads ``dtype`` into and writes it from, made once per dtype."""
+    mtype = _MEMORY_TYPES.get(dtype)
+    if mtype is None:
+        mtype = _MEMORY_TYPES[dtype] = h5t.py_create(dtype)
+    return mtype
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -617,8 +629,6 @@ def _known_types() -> dict[int, list[tuple[h5t.TypeID, np.dtype]]]:
 
 
 _KNOWN_TYPES = _known_types()
-# Memory type h5py reads each dtype with (``py_create(dtype)``), made once.
-_MEMORY_TYPES: dict[np.dtype, h5t.TypeID] = {}
 
 
 class _Dataset:
@@ -673,10 +683,7 @@ class _Dataset:
         """All of it, into a new array of its dtype (strings as ``bytes`` objects)."""
         out = np.empty(self.shape, dtype=self.dtype)
         if out.size:
-            mtype = _MEMORY_TYPES.get(self.dtype)
-            if mtype is None:
-                mtype = _MEMORY_TYPES[self.dtype] = h5t.py_create(self.dtype)
-            self.id.read(h5s.ALL, h5s.ALL, out, mtype=mtype)
+            self.id.read(h5s.ALL, h5s.ALL, out, mtype=_memory_type(self.dtype))
         return out
 
 
