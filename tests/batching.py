@@ -205,7 +205,7 @@ def _run(net: GraphExecutor, xs: torch.Tensor, forced: dict[tuple, bool]) -> Out
     outputs, bounds = [], []
     for t in range(xs.shape[0]):
         vals: list = [None] * net._n_slots
-        for kind, pos, module, ins, _frees, name, _ in net._plan:
+        for kind, pos, module, ins, _frees, name, *_ in net._plan:
             args = [vals[i] for i in ins]
             if kind == _INPUT:
                 x = xs[t].double()

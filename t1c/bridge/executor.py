@@ -41,6 +41,7 @@ from torch import nn
 from t1c import ir
 
 from .importer import DEFAULT_NODE_MAP
+from .modules import LIFModule
 
 NodeMap = Callable[..., "nn.Module | None"] | Mapping[type, Callable[[ir.Node], "nn.Module | None"]]
 State = dict[str, torch.Tensor]
@@ -60,6 +61,22 @@ class _Step(NamedTuple):
     frees: tuple[int, ...]  # slots last used here, cleared after it runs
     name: str
     node_type: str
+    # A LIF step whose input value nothing else reads, in memory nothing else holds (a
+    # sum of several inputs, or the output of a module in NEW_TENSOR_FORWARDS that only
+    # this step reads): the modules whose forward hooks could still hold that value
+    # (checked when it runs; empty for a sum). None: the input may be read elsewhere.
+    input_given_up_by: tuple[nn.Module, ...] | None = None
+
+
+#: ``forward`` methods that always return a tensor in memory of its own (never their input
+#: or a view of it, a parameter, or a tensor they keep). Modules of t1c that do so say it
+#: with a class attribute ``returns_new_tensor = True``.
+NEW_TENSOR_FORWARDS = frozenset({nn.Linear.forward, nn.Conv1d.forward, nn.Conv2d.forward})
+
+
+def _returns_new_tensor(module: nn.Module | None) -> bool:
+    cls = type(module)
+    return cls.forward in NEW_TENSOR_FORWARDS or cls.__dict__.get("returns_new_tensor", False)
 
 
 class NodeExecutionError(RuntimeError):
@@ -211,6 +228,10 @@ class GraphExecutor(nn.Module):
                 if i < len(order):
                     last_use[i] = pos
         keep = {slot[n] for n in self.output_names} | {slot[s] for s in self._back_sources}
+        readers: dict[int, int] = {}
+        for ins in ins_of.values():
+            for i in ins:
+                readers[i] = readers.get(i, 0) + 1
         frees: dict[int, list[int]] = {}
         for i, pos in last_use.items():
             if i not in keep:
@@ -232,7 +253,18 @@ class GraphExecutor(nn.Module):
                 kind = _CALL
             else:
                 kind = _CALL_SUM
-            plan.append(_Step(kind, pos, module, ins, tuple(frees.get(pos, ())), name, ntype))
+            given_up = None
+            if (
+                kind == _STATEFUL
+                and getattr(type(module), "forward_sequence", None) is LIFModule.forward_sequence
+            ):
+                if len(ins) > 1:
+                    given_up = ()
+                elif ins[0] < len(order) and ins[0] not in keep and readers[ins[0]] == 1:
+                    producer = plan[ins[0]]
+                    if producer.kind in (_CALL, _CALL_SUM) and _returns_new_tensor(producer.module):
+                        given_up = (producer.module,)
+            plan.append(_Step(kind, pos, module, ins, tuple(frees.get(pos, ())), name, ntype, given_up))
         self._plan: list[_Step] = plan
         self._n_slots = len(order) + len(self._back_sources)
         self._out_slots = [slot[n] for n in self.output_names]
@@ -348,7 +380,7 @@ class GraphExecutor(nn.Module):
         step = None
         try:
             for step in self._plan:
-                kind, pos, module, ins, frees, name, _ = step
+                kind, pos, module, ins, frees, name = step[:6]
                 if kind == _CALL:
                     vals[pos] = module(vals[ins[0]])
                 elif kind == _STATEFUL:
@@ -397,13 +429,18 @@ class GraphExecutor(nn.Module):
         step = None
         try:
             for step in self._plan:
-                kind, pos, module, ins, frees, name, _ = step
+                kind, pos, module, ins, frees, name, _, given_up_by = step
                 if kind == _INPUT:
                     vals[pos] = seqs[ins[0]]
                 elif kind == _STATEFUL:
-                    vals[pos], new_state[name] = _stateful_sequence(
-                        module, _summed(vals, ins), state.get(name)
-                    )
+                    if given_up_by is not None and _may_overwrite(given_up_by):
+                        vals[pos], new_state[name] = module.forward_sequence(
+                            _summed(vals, ins), state.get(name), overwrite_input=True
+                        )
+                    else:
+                        vals[pos], new_state[name] = _stateful_sequence(
+                            module, _summed(vals, ins), state.get(name)
+                        )
                 elif kind == _SUM:
                     vals[pos] = _summed(vals, ins)
                 else:
@@ -435,6 +472,17 @@ class GraphExecutor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"inputs={self.input_names}, outputs={self.output_names}, edges={len(self.edges)}"
+
+
+def _may_overwrite(producers: tuple[nn.Module, ...]) -> bool:
+    """Whether a LIF may write its spikes into its given-up input now: no gradient is being
+    recorded (autograd may have saved the value), and no forward hook (which may have kept
+    it) on its producer or on every module."""
+    return not (
+        torch.is_grad_enabled()
+        or nn.modules.module._global_forward_hooks
+        or any(m._forward_hooks for m in producers)
+    )
 
 
 def _summed(vals: list, ins: tuple[int, ...]) -> torch.Tensor:

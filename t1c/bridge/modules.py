@@ -276,7 +276,7 @@ class LIFModule(nn.Module):
         return s, v
 
     def forward_sequence(
-        self, xs: torch.Tensor, v: torch.Tensor | None = None
+        self, xs: torch.Tensor, v: torch.Tensor | None = None, *, overwrite_input: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run ``T`` steps on ``xs [T, B, *neuron_shape]``: ``(spikes [T, B, ...], v_T)``.
 
@@ -284,6 +284,12 @@ class LIFModule(nn.Module):
         bit; gradients up to summation order). The fused path saves only the spikes and
         the tested membranes for the backward pass, and nothing when no gradient is
         needed (``docs/lif_extensions.md``).
+
+        ``overwrite_input=True`` says the caller never reads ``xs`` again: under
+        ``torch.no_grad()`` (or inference mode) the spikes are then written into its
+        memory, step by step after each step's input is read, instead of a new
+        ``[T, B, ...]`` tensor (:meth:`GraphExecutor.run_sequence` passes it for a value
+        that only this neuron reads). The spikes are the same either way.
         """
         if xs.dim() < 2 or xs.shape[2:] != self.neuron_shape:
             raise ValueError(
@@ -299,9 +305,17 @@ class LIFModule(nn.Module):
             c = xs if gain is None else gain * (self.v_leak + self.r * xs)
             inputs = (c, v, decay, self.v_threshold)
             if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
-                # nothing to differentiate (evaluation): the loop alone, no membranes kept
+                # nothing to differentiate (evaluation): the loop alone, no membranes kept, and
+                # the spikes in c's memory when nothing else reads it: c computed here (plain
+                # mode), or xs given up by the caller; never where autograd may have saved xs
+                writable = c is not xs or (overwrite_input and not torch.is_grad_enabled())
                 spikes, v, _, _ = _lif_loop(
-                    *inputs, self.reset_mechanism, self.reset_delay, self.strict_threshold, record=False
+                    *inputs,
+                    self.reset_mechanism,
+                    self.reset_delay,
+                    self.strict_threshold,
+                    record=False,
+                    out=c if writable and c.is_contiguous() else None,
                 )
                 return spikes, v
             return _LIFSequence.apply(
@@ -398,16 +412,17 @@ class _LIFSequence(torch.autograd.Function):
         return grads, g_v0, g_a, g_thr, None, None, None, None
 
 
-def _lif_loop(c, v0, a, thr, mech, delay, strict, *, record):
+def _lif_loop(c, v0, a, thr, mech, delay, strict, *, record, out=None):
     """The LIF recurrence of :class:`_LIFSequence`, with :meth:`LIFModule._step`'s operations.
 
     Returns ``(spikes, final membrane, r0, tested)``: the final membrane is a tensor of its
     own; ``tested`` holds each step's tested membrane ``w_t`` when ``record`` (for the
     backward pass), else None and one membrane buffer is updated in place. Spikes and
     resets are 0 or 1, so ``1 - s`` (written ``-s + 1``) and ``s * thr`` are exact and
-    ``w - s * thr`` has one rounding, fused or not.
+    ``w - s * thr`` has one rounding, fused or not. ``out`` (``c`` itself, or None for a new
+    tensor) receives the spikes: step ``t`` writes ``out[t]`` after its last read of ``c[t]``.
     """
-    spikes = torch.empty_like(c)
+    spikes = torch.empty_like(c) if out is None else out
     tested = torch.empty_like(c) if record else None
     r0 = heaviside(v0 - thr, strict)
     buf = torch.empty_like(v0)

@@ -372,6 +372,8 @@ class QuantizedLinear(_QuantizedBase):
     ``weight_int``/``weight_scale``/``bias_int`` with :meth:`from_node`.
     """
 
+    returns_new_tensor = True  # see t1c.bridge.executor.NEW_TENSOR_FORWARDS
+
     def __init__(
         self,
         w_int: Tensor,
@@ -425,6 +427,8 @@ class QuantizedLinear(_QuantizedBase):
 
 class QuantizedConv2d(_QuantizedBase):
     """A 2-D convolution simulated on integers (:func:`quantized_conv2d`); evaluation only."""
+
+    returns_new_tensor = True  # see t1c.bridge.executor.NEW_TENSOR_FORWARDS
 
     def __init__(
         self,

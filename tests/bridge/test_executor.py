@@ -136,6 +136,72 @@ def test_run_sequence_equals_stepping_with_gradients(graph_fn) -> None:
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
 
 
+def test_run_sequence_writes_spikes_only_into_values_no_one_else_reads() -> None:
+    """Without a gradient, a LIF writes its spikes into its input when only it reads that
+    value and a new-tensor module (nn.Linear) made it; never into the caller's input, a
+    value another node reads, or one a forward hook saw. Outputs are the same either way."""
+
+    def lif(n):
+        return _lif(n, beta=np.full(n, 0.9, np.float32), reset_delay=True, strict_threshold=True)
+
+    nodes = {
+        "input": _inp(6),
+        "fc1": _affine(8, 6),
+        "lif1": lif(8),
+        "fc2": _affine(3, 8, 1),
+        "lif2": lif(3),
+        "lif_in": lif(6),  # reads the caller's input
+        "flat": ir.Flatten(),  # a view of the caller's input, read only by lif_flat
+        "lif_flat": lif(6),
+        "fc3": _affine(3, 6, 2),
+        "lif3": lif(3),  # fc3's value is also an output
+        "out": ir.Output(),
+        "out_in": ir.Output(),
+        "out_fc3": ir.Output(),
+        "out_lif3": ir.Output(),
+        "out_flat": ir.Output(),
+    }
+    edges = [
+        ("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "out"),
+        ("input", "lif_in"), ("lif_in", "out_in"),
+        ("input", "fc3"), ("fc3", "out_fc3"), ("fc3", "lif3"), ("lif3", "out_lif3"),
+        ("input", "flat"), ("flat", "lif_flat"), ("lif_flat", "out_flat"),
+    ]  # fmt: skip
+    net = ir_to_torch(ir.Graph(nodes, edges))
+    torch.manual_seed(0)
+    xs = torch.rand(20, 5, 6) * 2
+    original = xs.clone()
+    calls: dict[str, bool] = {}
+    for name in ("lif1", "lif2", "lif_in", "lif3", "lif_flat"):
+        module = net.module_for(name)
+
+        def spy(x, v=None, *, overwrite_input=False, _name=name, _module=module):
+            calls[_name] = overwrite_input
+            return type(_module).forward_sequence(_module, x, v, overwrite_input=overwrite_input)
+
+        module.forward_sequence = spy  # the instance's: the plan looks at the class
+    reference, _ = net.run_sequence(xs)  # gradient mode: nothing is overwritten
+    assert not any(calls.values())
+    with torch.no_grad():
+        ys, _ = net.run_sequence(xs)
+    assert calls == {"lif1": True, "lif2": True, "lif_in": False, "lif3": False, "lif_flat": False}
+    assert torch.equal(xs, original)
+    fc3 = net.module_for("fc3")
+    torch.testing.assert_close(
+        ys["out_fc3"], fc3(xs.reshape(-1, 6)).detach().reshape(20, 5, 3), rtol=0, atol=0
+    )
+    for name in reference:
+        assert torch.equal(ys[name], reference[name].detach()), name
+    seen = []  # a hook may hold the value: then it is not overwritten
+    handle = net.module_for("fc1").register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        hooked, _ = net.run_sequence(xs)
+    handle.remove()
+    assert calls["lif1"] is False and calls["lif2"] is True
+    torch.testing.assert_close(seen[0], net.module_for("fc1")(xs.reshape(-1, 6)).detach(), rtol=0, atol=0)
+    assert torch.equal(hooked["out"], reference["out"].detach())
+
+
 def test_run_sequence_continues_from_state() -> None:
     torch.manual_seed(2)
     net = ir_to_torch(mlp_graph())

@@ -248,6 +248,14 @@ def test_forward_sequence_equals_stepping_values_and_gradients(snn_mode, mech, d
     with torch.no_grad():  # evaluation runs the loop without the autograd node
         eval_s, eval_v = lif.forward_sequence(xs, v0)
     assert torch.equal(eval_s, ref_s) and torch.equal(eval_v, ref_v)
+    given_up = xs.detach().clone()
+    with torch.no_grad():  # an input the caller gives up receives the spikes (fused, snnTorch mode)
+        over_s, over_v = lif.forward_sequence(given_up, v0, overwrite_input=True)
+    assert torch.equal(over_s, ref_s) and torch.equal(over_v, ref_v)
+    assert (over_s.data_ptr() == given_up.data_ptr()) == (snn_mode and lif._fusable())
+    kept = xs.detach().clone()  # recording a graph (autograd may have saved it): never overwritten
+    lif.forward_sequence(kept, v0.detach(), overwrite_input=True)
+    assert torch.equal(kept, xs)
     for g_ref, g_seq in zip(ref_g, grads_of(seq_s, seq_v)):
         torch.testing.assert_close(g_seq, g_ref, rtol=1e-4, atol=1e-5)
 
