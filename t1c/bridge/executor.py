@@ -260,8 +260,8 @@ class GraphExecutor(nn.Module):
             ):
                 if len(ins) > 1:
                     given_up = ()
-                elif ins[0] < len(order) and ins[0] not in keep and readers[ins[0]] == 1:
-                    producer = plan[ins[0]]
+                elif ins[0] < len(order) and readers[ins[0]] == 1:  # not a back edge's previous value
+                    producer = plan[ins[0]]  # a module call: never an Output's kept value
                     if producer.kind in (_CALL, _CALL_SUM) and _returns_new_tensor(producer.module):
                         given_up = (producer.module,)
             plan.append(_Step(kind, pos, module, ins, tuple(frees.get(pos, ())), name, ntype, given_up))
@@ -380,7 +380,7 @@ class GraphExecutor(nn.Module):
         step = None
         try:
             for step in self._plan:
-                kind, pos, module, ins, frees, name = step[:6]
+                kind, pos, module, ins, frees, name, _, _ = step
                 if kind == _CALL:
                     vals[pos] = module(vals[ins[0]])
                 elif kind == _STATEFUL:
@@ -433,14 +433,10 @@ class GraphExecutor(nn.Module):
                 if kind == _INPUT:
                     vals[pos] = seqs[ins[0]]
                 elif kind == _STATEFUL:
-                    if given_up_by is not None and _may_overwrite(given_up_by):
-                        vals[pos], new_state[name] = module.forward_sequence(
-                            _summed(vals, ins), state.get(name), overwrite_input=True
-                        )
-                    else:
-                        vals[pos], new_state[name] = _stateful_sequence(
-                            module, _summed(vals, ins), state.get(name)
-                        )
+                    overwrite = given_up_by is not None and _may_overwrite(given_up_by)
+                    vals[pos], new_state[name] = _stateful_sequence(
+                        module, _summed(vals, ins), state.get(name), overwrite
+                    )
                 elif kind == _SUM:
                     vals[pos] = _summed(vals, ins)
                 else:
@@ -504,9 +500,14 @@ def _map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
     return value
 
 
-def _stateful_sequence(module: nn.Module, xs: torch.Tensor, s: Any) -> tuple[torch.Tensor, Any]:
-    """Run a stateful module over time: its ``forward_sequence`` or a step loop."""
+def _stateful_sequence(
+    module: nn.Module, xs: torch.Tensor, s: Any, overwrite_input: bool = False
+) -> tuple[torch.Tensor, Any]:
+    """Run a stateful module over time: its ``forward_sequence`` (told it may write into
+    ``xs`` when ``overwrite_input``: a LIF's given-up input) or a step loop."""
     seq_fn = getattr(module, "forward_sequence", None)
+    if overwrite_input:
+        return seq_fn(xs, s, overwrite_input=True)
     if seq_fn is not None:
         return seq_fn(xs, s)
     outs = []
