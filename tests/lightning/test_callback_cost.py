@@ -145,17 +145,17 @@ def test_quantized_linear_float32_path_equals_the_float64_accumulator():
     for bits, acc_bits in ((8, 32), (8, 12), (16, 32)):
         layer = QuantizedLinear.from_linear(linear, bits, acc_bits)
         _, _, reach = layer._operands()
-        assert layer._exact_in_float32(spikes, reach) == (reach < 2**24)
+        assert (layer._float32_sum_bound(spikes, reach) is not None) == (reach < 2**24)
         assert torch.equal(layer(spikes), _float64_reference(layer, spikes))  # saturation included
         counts = spikes * 3
         assert torch.equal(layer(counts), _float64_reference(layer, counts))
     layer = QuantizedLinear.from_linear(linear, 8, 32)
     graded = torch.rand(4, 300)
-    assert not layer._exact_in_float32(graded, layer._operands()[2])  # float64 accumulator
+    assert layer._float32_sum_bound(graded, layer._operands()[2]) is None  # float64 accumulator
     assert torch.equal(layer(graded), _float64_reference(layer, graded))
     with torch.no_grad():  # an in-place change of the integers is seen (cache keyed by version)
         layer.weight_int[0, 0] += 1
     assert torch.equal(layer(spikes), _float64_reference(layer, spikes))
     big = QuantizedLinear.from_linear(linear, 24, 48)  # fan-in sums above 2**24: float64
-    assert not big._exact_in_float32(spikes, big._operands()[2])
+    assert big._float32_sum_bound(spikes, big._operands()[2]) is None
     assert torch.equal(big(spikes), _float64_reference(big, spikes))
