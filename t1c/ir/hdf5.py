@@ -269,13 +269,9 @@ class _Creator:
                 arr = np.array(items, dtype=_STR)
             elif arr.dtype.kind not in "fiub":
                 raise T1CFormatError(f"cannot store a value of type {type(value).__name__}", field=name)
-        if arr.ndim == 0:
-            encoded, lcpl = self._name(name)
-            ftype = self._file_type(arr.dtype)
-            did = h5d.create(parent, encoded, ftype, self._scalar, dcpl=self._compact, lcpl=lcpl)
-            did.write(h5s.ALL, h5s.ALL, arr, mtype=_memory_type(arr.dtype))
-            return
-        if compress and self.compression is not None and arr.size > 1 and arr.dtype.kind in "fiub":
+        if arr.ndim == 0:  # named as h5py names a scalar's link, in a scalar dataspace
+            (encoded, lcpl), space, dcpl = self._name(name), self._scalar, self._compact
+        elif compress and self.compression is not None and arr.size > 1 and arr.dtype.kind in "fiub":
             h5py.Group(parent).create_dataset(
                 name,
                 data=arr,
@@ -284,12 +280,13 @@ class _Creator:
                 compression_opts=self.compression_opts,
             )  # chunked and filtered: rare, h5py picks the chunk shape
             return
-        # What create_dataset makes of an array without options: its name as given
-        # (h5py passes no link creation list), a simple dataspace, no time stamps.
-        dcpl = self._compact if arr.size * arr.dtype.itemsize <= _COMPACT_BYTES else self._contiguous
-        ftype = self._file_type(arr.dtype)
-        did = h5d.create(parent, name.encode("utf-8"), ftype, h5s.create_simple(arr.shape), dcpl=dcpl)
-        did.write(h5s.ALL, h5s.ALL, np.ascontiguousarray(arr), mtype=_memory_type(arr.dtype))
+        else:  # what create_dataset makes of an array without options: its name as given (no
+            # link creation list), a simple dataspace, compact when small, no time stamps
+            encoded, lcpl, space = name.encode("utf-8"), None, h5s.create_simple(arr.shape)
+            dcpl = self._compact if arr.size * arr.dtype.itemsize <= _COMPACT_BYTES else self._contiguous
+            arr = np.ascontiguousarray(arr)
+        did = h5d.create(parent, encoded, self._file_type(arr.dtype), space, dcpl=dcpl, lcpl=lcpl)
+        did.write(h5s.ALL, h5s.ALL, arr, mtype=_memory_type(arr.dtype))
 
     def _file_type(self, dtype: np.dtype) -> h5t.TypeID:
         """The file type ``create_dataset`` gives ``dtype``, made once per write (making it
