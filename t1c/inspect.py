@@ -114,16 +114,9 @@ def format_value(value: Any) -> str:
     parameters are usually uniform) and other large arrays by their range, so a line
     never grows with the layer size.
     """
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, Graph):  # a nested Graph node
-        return f"<graph: {len(value.nodes)} nodes, {len(value.edges)} edges>"
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):g}"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (str, bytes)):
-        return value.decode() if isinstance(value, bytes) else value
+    scalar = _format_scalar(value)
+    if scalar is not None:
+        return scalar
     arr = np.asarray(value)
     if arr.ndim == 0:
         return format_value(arr.item())
@@ -136,6 +129,21 @@ def format_value(value: Any) -> str:
     if arr.dtype.kind in "fiu":
         return f"{format_value(arr.min())}..{format_value(arr.max())}"
     return f"<{arr.dtype}{list(arr.shape)}>"
+
+
+def _format_scalar(value: Any) -> str | None:
+    """The text of a bool, number, string or nested graph; None for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, Graph):  # a nested Graph node
+        return f"<graph: {len(value.nodes)} nodes, {len(value.edges)} edges>"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (str, bytes)):
+        return value.decode() if isinstance(value, bytes) else value
+    return None
 
 
 def param_count(node: Node) -> int:
