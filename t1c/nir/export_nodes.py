@@ -178,7 +178,6 @@ def _nir_threshold(node: ir.LIF) -> tuple[np.ndarray, dict[str, Any]]:
 
 def to_lif(name: str, node: ir.LIF, ctx: ExportContext) -> list:
     """``ir.LIF`` -> ``nir.LIF`` / ``nir.IF`` / ``nir.Threshold``, or refused (see ``docs/nir.md``)."""
-    nir = import_nir()
     reasons = _lif_reasons(node)
     if reasons and not ctx.approximate:
         raise ctx.fail(
@@ -193,41 +192,39 @@ def to_lif(name: str, node: ir.LIF, ctx: ExportContext) -> list:
             stacklevel=4,
         )
     threshold, meta = _nir_threshold(node)
+    if node.beta is None:
+        return [(name, _plain_lif_as_nir(name, node, threshold, meta, ctx))]
+    return [(name, _beta_lif_as_nir(name, node, threshold, meta, ctx))]
+
+
+def _plain_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict, ctx: ExportContext) -> Any:
+    """A plain LIF (``tau`` steps, ``r``, ``v_leak``) as NIR's LIF, or a Threshold for ``tau = r = 1``."""
+    nir = import_nir()
+    tau, r = f64(node.tau), node.r.copy()
+    if np.all(tau == 1.0) and np.all(r == 1.0) and np.all(node.v_leak == 0.0):
+        return nir.Threshold(threshold=threshold, metadata=meta)
+    if not (np.all(np.isfinite(tau)) and np.all(np.isfinite(r))) or bool(np.any(tau <= 1.0)):
+        raise ctx.fail(
+            name,
+            "LIF with tau <= 1 step or non-finite tau/r: NIR's LIF needs tau > dt (finite); "
+            "only tau = r = 1, v_leak = 0 (a Threshold) exports",
+        )
+    zeros = np.zeros(node.shape, dtype=np.float32)
+    return nir.LIF(
+        tau=tau * ctx.dt, r=r, v_leak=node.v_leak.copy(), v_threshold=threshold, v_reset=zeros, metadata=meta
+    )
+
+
+def _beta_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict, ctx: ExportContext) -> Any:
+    """A ``beta`` LIF (``v = beta v + i``) as NIR's IF (beta 1), Threshold (beta 0) or LIF, or refused."""
+    nir = import_nir()
     shape = node.shape
     zeros = np.zeros(shape, dtype=np.float32)
-    if node.beta is None:
-        tau, r = f64(node.tau), node.r.copy()
-        if np.all(tau == 1.0) and np.all(r == 1.0) and np.all(node.v_leak == 0.0):
-            return [(name, nir.Threshold(threshold=threshold, metadata=meta))]
-        if not (np.all(np.isfinite(tau)) and np.all(np.isfinite(r))) or bool(np.any(tau <= 1.0)):
-            raise ctx.fail(
-                name,
-                "LIF with tau <= 1 step or non-finite tau/r: NIR's LIF needs tau > dt (finite); "
-                "only tau = r = 1, v_leak = 0 (a Threshold) exports",
-            )
-        return [
-            (
-                name,
-                nir.LIF(
-                    tau=tau * ctx.dt,
-                    r=r,
-                    v_leak=node.v_leak.copy(),
-                    v_threshold=threshold,
-                    v_reset=zeros,
-                    metadata=meta,
-                ),
-            )
-        ]
     beta = np.clip(f64(node.beta), 0.0, 1.0)
     if np.all(beta == 1.0):  # v += i: NIR's IF with r*dt = 1
-        return [
-            (
-                name,
-                nir.IF(r=np.full(shape, 1.0 / ctx.dt), v_threshold=threshold, v_reset=zeros, metadata=meta),
-            )
-        ]
+        return nir.IF(r=np.full(shape, 1.0 / ctx.dt), v_threshold=threshold, v_reset=zeros, metadata=meta)
     if np.all(beta == 0.0):
-        return [(name, nir.Threshold(threshold=threshold, metadata=meta))]
+        return nir.Threshold(threshold=threshold, metadata=meta)
     if not bool(np.all((beta > 0) & (beta < 1))):
         raise ctx.fail(
             name,
@@ -235,13 +232,11 @@ def to_lif(name: str, node: ir.LIF, ctx: ExportContext) -> list:
             "(IF, Threshold or LIF); split the layer",
         )
     # tau = dt/(1 - beta), r = 1/(1 - beta): (1 - dt/tau) v + (dt/tau) r I = beta v + I.
-    meta = {**meta, META_BETA: beta}
-    lif = nir.LIF(
+    return nir.LIF(
         tau=ctx.dt / (1.0 - beta),
         r=1.0 / (1.0 - beta),
         v_leak=np.zeros(shape),
         v_threshold=threshold,
         v_reset=zeros,
-        metadata=meta,
+        metadata={**meta, META_BETA: beta},
     )
-    return [(name, lif)]
