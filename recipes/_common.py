@@ -11,12 +11,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from t1c import demo, ir
 from t1c.inspect import format_verify
+from t1c.report import ExportRow, accuracy_table, manifest_rows
 
 
 def parse_args(
@@ -47,15 +47,15 @@ def parse_args(
     return args
 
 
-def print_exports(manifest: str | Path, weight_bits: int = 8) -> list[dict[str, Any]]:
+def print_exports(manifest: str | Path, weight_bits: int = 8) -> list[ExportRow]:
     """Print the `.t1c` files of a run and their float vs quantized accuracy; return the rows."""
     manifest = Path(manifest)
-    rows = demo.manifest_rows(manifest)
+    rows = manifest_rows(manifest)
     print(f"\n.t1c files (one per checkpoint) and the manifest: {manifest.parent}/")
     for row in rows:
-        print(f"  {Path(row['t1c']).name}")
+        print(f"  {row.t1c.name}")
     print()
-    print(demo.accuracy_table(rows, weight_bits=weight_bits))
+    print(accuracy_table(rows, weight_bits=weight_bits))
     return rows
 
 

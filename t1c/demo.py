@@ -14,7 +14,7 @@ On a terminal Lightning shows its progress bar; when stdout is a file or a pipe
 
 ``recipes/digits_snn.py`` does the same with every Lightning object written out, as a
 template to copy; the recipes share only this module's flags (:func:`add_training_args`)
-and table (:func:`manifest_rows`, :func:`accuracy_table`). Run ``python -m t1c.demo
+and the table of :mod:`t1c.report`. Run ``python -m t1c.demo
 --help`` for the knobs.
 """
 
@@ -34,6 +34,7 @@ from lightning.pytorch import Callback
 from torch import nn
 
 from . import ir
+from .report import ExportRow, accuracy_table, manifest_rows
 
 DEFAULT_DIR = Path("demo_runs")
 SOURCE_NAME = "digits_snn.t1c"
@@ -303,7 +304,7 @@ def finetune_from_args(
     weight_bits: int = 8,
     module_kwargs: dict[str, Any] | None = None,
     export_kwargs: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ExportRow]:
     """:func:`finetune` driven by the shared flags (:func:`add_training_args`); prints the
     float/quantized table of the exports and returns its rows."""
     limits = {
@@ -328,8 +329,8 @@ def finetune_from_args(
     print()
     print(f"fine-tuned {source} for {args.max_epochs} epoch(s) in {seconds:.1f} s")
     print(f".t1c files (one per checkpoint) and the manifest: {manifest.parent}/")
-    for r in rows:
-        print(f"  {r['t1c']}")
+    for row in rows:
+        print(f"  {row.t1c}")
     print(f"  {manifest}")
     print()
     print(accuracy_table(rows, weight_bits=weight_bits))
@@ -347,62 +348,6 @@ def clear_exports(folder: Path) -> None:
     for path in folder.iterdir():
         if path.is_file() and (path.suffix in (".ckpt", ".t1c") or path.name == "t1c_exports.json"):
             path.unlink()
-
-
-def manifest_rows(manifest_path: str | Path) -> list[dict[str, Any]]:
-    """One row per `.t1c` in the manifest, in step order: file names and t1c/* metrics.
-
-    The manifest (written by :class:`~t1c.lightning.T1CExport`) maps each `.t1c` file name
-    to its checkpoint (relative to the manifest's folder), epoch, global step and metrics.
-    """
-    from .lightning.naming import read_manifest
-
-    manifest_path = Path(manifest_path)
-    rows = []
-    for name, entry in read_manifest(manifest_path)["exports"].items():
-        metrics = entry.get("metrics", {})
-        rows.append(
-            {
-                "checkpoint": entry.get("checkpoint") or "-",
-                "t1c": str(manifest_path.parent / name),
-                "epoch": entry.get("epoch"),
-                "step": entry.get("global_step"),
-                "float_acc": metrics.get("t1c/float_acc"),
-                "quant_acc": metrics.get("t1c/quant_acc"),
-                "quant_gap": metrics.get("t1c/quant_gap"),
-                "agreement": metrics.get("t1c/export_agreement"),
-            }
-        )
-    rows.sort(key=lambda r: (r["step"] if isinstance(r["step"], int) else -1, r["checkpoint"] == "last.ckpt"))
-    return rows
-
-
-def accuracy_table(rows: Sequence[dict[str, Any]], weight_bits: int = 8) -> str:
-    """The per-checkpoint float vs quantized accuracy table the demo prints."""
-    from .inspect import format_table
-
-    def pct(value: Any) -> str:
-        return "-" if not isinstance(value, (int, float)) else f"{100 * float(value):.1f}%"
-
-    def gap(value: Any) -> str:
-        return "-" if not isinstance(value, (int, float)) else f"{100 * float(value):+.1f} pt"
-
-    return format_table(
-        ["checkpoint", "epoch", "step", "float acc", f"{weight_bits}-bit acc", "gap", "agreement"],
-        [
-            (
-                r["checkpoint"],
-                r["epoch"],
-                r["step"],
-                pct(r["float_acc"]),
-                pct(r["quant_acc"]),
-                gap(r["quant_gap"]),
-                pct(r["agreement"]),
-            )
-            for r in rows
-        ],
-        right=[1, 2, 3, 4, 5, 6],
-    )
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -473,8 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     rows = finetune_from_args(source, args)
     print()
-    print(f"look inside one:  t1c inspect {rows[-1]['t1c'] if rows else source}")
-    print(f"check topology:   t1c verify {source} {rows[-1]['t1c'] if rows else source}")
+    print(f"look inside one:  t1c inspect {rows[-1].t1c if rows else source}")
+    print(f"check topology:   t1c verify {source} {rows[-1].t1c if rows else source}")
     return 0
 
 
