@@ -13,9 +13,8 @@ On a terminal Lightning shows its progress bar; when stdout is a file or a pipe
 (``make demo > log``, CI) each epoch is one plain line instead (:class:`EpochLines`).
 
 ``recipes/digits_snn.py`` does the same with every Lightning object written out, as a
-template to copy; the recipes share only this module's flags (:func:`add_training_args`)
-and the table of :mod:`t1c.report`. Run ``python -m t1c.demo
---help`` for the knobs.
+template to copy; it needs nothing from this module. Both print the table of
+:mod:`t1c.report`. Run ``python -m t1c.demo --help`` for the knobs.
 """
 
 from __future__ import annotations
@@ -305,7 +304,7 @@ def finetune_from_args(
     module_kwargs: dict[str, Any] | None = None,
     export_kwargs: dict[str, Any] | None = None,
 ) -> list[ExportRow]:
-    """:func:`finetune` driven by the shared flags (:func:`add_training_args`); prints the
+    """:func:`finetune` driven by the demo's flags (:func:`build_parser`); prints the
     float/quantized table of the exports and returns its rows."""
     limits = {
         key: value
@@ -362,21 +361,19 @@ def batch_limit(text: str) -> int | float:
         return float(text)
 
 
-def add_training_args(
-    parser: argparse.ArgumentParser,
-    *,
-    out: Path,
-    max_epochs: int = FINETUNE_EPOCHS,
-    pretrain_epochs: int = PRETRAIN_EPOCHS,
-    hidden: int = HIDDEN,
-) -> argparse.ArgumentParser:
-    """The flags the demo and every recipe share, so that tests can run any of them tiny."""
-    parser.add_argument("--out", type=Path, default=out, help="output folder (default: %(default)s)")
-    parser.add_argument(
-        "--max-epochs", type=int, default=max_epochs, help="fine-tuning epochs (0: only build the .t1c)"
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's flags; the small ones (``--hidden``, ``--limit-*-batches``...) let tests run it tiny."""
+    parser = argparse.ArgumentParser(
+        prog="python -m t1c.demo",
+        description="Build a digits SNN .t1c (if missing), fine-tune it with Lightning and "
+        "export a .t1c at every checkpoint.",
     )
-    parser.add_argument("--pretrain-epochs", type=int, default=pretrain_epochs, help="plain PyTorch epochs")
-    parser.add_argument("--hidden", type=int, default=hidden, help="hidden neurons")
+    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--max-epochs", type=int, default=FINETUNE_EPOCHS, help="fine-tuning epochs (0: only build the .t1c)"
+    )
+    parser.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS, help="plain PyTorch epochs")
+    parser.add_argument("--hidden", type=int, default=HIDDEN, help="hidden neurons")
     parser.add_argument("--num-steps", type=int, default=NUM_STEPS, help="time steps per sample")
     parser.add_argument("--lr", type=float, default=FINETUNE_LR, help="fine-tuning learning rate")
     for split in ("train", "val"):
@@ -385,16 +382,6 @@ def add_training_args(
         )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m t1c.demo",
-        description="Build a digits SNN .t1c (if missing), fine-tune it with Lightning and "
-        "export a .t1c at every checkpoint.",
-    )
-    add_training_args(parser, out=DEFAULT_DIR)
     parser.add_argument("--rebuild", action="store_true", help="rebuild the source .t1c even if it exists")
     parser.add_argument("--prepare-only", action="store_true", help="only build the source .t1c")
     return parser
