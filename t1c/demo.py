@@ -45,6 +45,7 @@ PRETRAIN_EPOCHS = 10
 PRETRAIN_LR = 5e-3
 FINETUNE_EPOCHS = 5
 FINETUNE_LR = 1e-3
+WEIGHT_BITS = 8  # the quantized simulation T1CExport measures and the table shows
 BATCH_SIZE = 64
 SEED = 0
 
@@ -220,8 +221,6 @@ def finetune(
     batch_size: int = BATCH_SIZE,
     seed: int = SEED,
     progress: bool = True,
-    module_kwargs: dict[str, Any] | None = None,
-    export_kwargs: dict[str, Any] | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Fine-tune ``source`` with T1CModule; a `.t1c` is exported at every checkpoint.
@@ -239,8 +238,6 @@ def finetune(
         seed: seeds Lightning, the split and the encoding.
         progress: show Lightning's progress bar; otherwise one plain line per epoch
             (:class:`EpochLines`), as a log file or a CI console wants.
-        module_kwargs: more :class:`~t1c.lightning.T1CModule` arguments (``qat=True``...).
-        export_kwargs: :class:`~t1c.lightning.T1CExport` arguments (``weight_bits=4``...).
         trainer_kwargs: more ``Trainer`` arguments (they win over the defaults).
 
     Returns:
@@ -255,7 +252,7 @@ def finetune(
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     clear_exports(ckpt_dir)
-    model = T1CModule(str(source), num_steps=num_steps, lr=lr, **(module_kwargs or {}))
+    model = T1CModule(str(source), num_steps=num_steps, lr=lr)
     options: dict[str, Any] = {
         "max_epochs": max_epochs,
         "default_root_dir": str(out_dir),
@@ -264,7 +261,7 @@ def finetune(
         "enable_model_summary": False,
         "callbacks": [
             ModelCheckpoint(dirpath=str(ckpt_dir), save_top_k=-1, save_last=True),
-            T1CExport(**(export_kwargs or {})),
+            T1CExport(weight_bits=WEIGHT_BITS),
             *([] if progress else [EpochLines()]),
         ],
         "deterministic": True,
@@ -296,14 +293,7 @@ class EpochLines(Callback):
         print(f"epoch {trainer.current_epoch}: {shown}", flush=True)
 
 
-def finetune_from_args(
-    source: str | Path,
-    args: argparse.Namespace,
-    *,
-    weight_bits: int = 8,
-    module_kwargs: dict[str, Any] | None = None,
-    export_kwargs: dict[str, Any] | None = None,
-) -> list[ExportRow]:
+def finetune_from_args(source: str | Path, args: argparse.Namespace) -> list[ExportRow]:
     """:func:`finetune` driven by the demo's flags (:func:`build_parser`); prints the
     float/quantized table of the exports and returns its rows."""
     limits = {
@@ -319,8 +309,6 @@ def finetune_from_args(
         num_steps=args.num_steps,
         lr=args.lr,
         progress=not args.no_progress and sys.stdout.isatty(),
-        module_kwargs=module_kwargs,
-        export_kwargs=export_kwargs,
         trainer_kwargs=limits,
     )
     seconds = time.perf_counter() - start
@@ -332,7 +320,7 @@ def finetune_from_args(
         print(f"  {row.t1c}")
     print(f"  {manifest}")
     print()
-    print(accuracy_table(rows, weight_bits=weight_bits))
+    print(accuracy_table(rows, weight_bits=WEIGHT_BITS))
     return rows
 
 
