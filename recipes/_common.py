@@ -2,7 +2,8 @@
 
 Everything a recipe is about (the snnTorch model, its export, ``T1CModule``, the
 ``Trainer``, ``ModelCheckpoint``, ``T1CExport``, the data module) is written out in the
-recipe itself, so that it can be copied as a template.
+recipe itself, so that it can be copied as a template. This file uses only public ``t1c``
+names: copy it with the recipe.
 """
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from t1c import demo, ir
+from t1c import ir
 from t1c.inspect import format_verify
+from t1c.report import ExportRow, accuracy_table, manifest_rows
+
+
+def batch_limit(text: str) -> int | float:
+    """A Trainer ``limit_*_batches`` value: ``"2"`` is two batches, ``"0.25"`` a quarter (``1.0``: all)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def parse_args(
@@ -24,9 +33,9 @@ def parse_args(
     description: str,
     *,
     out: str,
-    max_epochs: int = demo.FINETUNE_EPOCHS,
-    pretrain_epochs: int = demo.PRETRAIN_EPOCHS,
-    hidden: int = demo.HIDDEN,
+    max_epochs: int = 5,
+    pretrain_epochs: int = 10,
+    hidden: int = 128,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
     """The flags of every recipe (``--out``, ``--max-epochs``, ``--num-steps``, ...; ``--help``).
@@ -36,9 +45,18 @@ def parse_args(
     recipe's own flags (or changes defaults) before parsing.
     """
     parser = argparse.ArgumentParser(description=description)
-    demo.add_training_args(
-        parser, out=Path(out), max_epochs=max_epochs, pretrain_epochs=pretrain_epochs, hidden=hidden
+    parser.add_argument("--out", type=Path, default=Path(out), help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--max-epochs", type=int, default=max_epochs, help="fine-tuning epochs (0: only build the .t1c)"
     )
+    parser.add_argument("--pretrain-epochs", type=int, default=pretrain_epochs, help="plain PyTorch epochs")
+    parser.add_argument("--hidden", type=int, default=hidden, help="hidden neurons")
+    parser.add_argument("--num-steps", type=int, default=25, help="time steps per sample")
+    parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
+    parser.add_argument("--limit-train-batches", type=batch_limit, help="Trainer limit (quick runs)")
+    parser.add_argument("--limit-val-batches", type=batch_limit, help="Trainer limit (quick runs)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
@@ -47,15 +65,15 @@ def parse_args(
     return args
 
 
-def print_exports(manifest: str | Path, weight_bits: int = 8) -> list[dict[str, Any]]:
+def print_exports(manifest: str | Path, weight_bits: int = 8) -> list[ExportRow]:
     """Print the `.t1c` files of a run and their float vs quantized accuracy; return the rows."""
     manifest = Path(manifest)
-    rows = demo.manifest_rows(manifest)
+    rows = manifest_rows(manifest)
     print(f"\n.t1c files (one per checkpoint) and the manifest: {manifest.parent}/")
     for row in rows:
-        print(f"  {Path(row['t1c']).name}")
+        print(f"  {row.t1c.name}")
     print()
-    print(demo.accuracy_table(rows, weight_bits=weight_bits))
+    print(accuracy_table(rows, weight_bits=weight_bits))
     return rows
 
 

@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.fit(model, data)
 
     rows = print_exports(Path(trainer.checkpoint_callback.dirpath) / "t1c_exports.json")
-    return report_topology(source, rows[-1]["t1c"])
+    return report_topology(source, rows[-1].t1c)
 
 
 if __name__ == "__main__":

@@ -106,12 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.fit(model, data)
 
     rows = print_exports(Path(trainer.checkpoint_callback.dirpath) / "t1c_exports.json")
-    last = ir.read(rows[-1]["t1c"])
+    last = ir.read(rows[-1].t1c)
     folded = ir_to_quantized(last, weight_bits=8, fold_batchnorm=True)
     x, y = data.val_set.tensors
     acc = float((model.predict_with(folded, x) == y).float().mean())
     print(f"8-bit acc of last.t1c with BatchNorm folded into the conv: {acc:.1%}")
-    return report_topology(source, rows[-1]["t1c"])
+    return report_topology(source, rows[-1].t1c)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.fit(model, data)
 
     rows = print_exports(Path(trainer.checkpoint_callback.dirpath) / "t1c_exports.json", WEIGHT_BITS)
-    after = rows[-1]["quant_acc"]
+    after = rows[-1].metrics.get("t1c/quant_acc")
     if isinstance(after, float):
         print(f"\nafter QAT: {WEIGHT_BITS}-bit accuracy {after:.3f} (was {before:.3f} before)")
     return 0

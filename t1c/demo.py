@@ -13,9 +13,8 @@ On a terminal Lightning shows its progress bar; when stdout is a file or a pipe
 (``make demo > log``, CI) each epoch is one plain line instead (:class:`EpochLines`).
 
 ``recipes/digits_snn.py`` does the same with every Lightning object written out, as a
-template to copy; the recipes share only this module's flags (:func:`add_training_args`)
-and table (:func:`manifest_rows`, :func:`accuracy_table`). Run ``python -m t1c.demo
---help`` for the knobs.
+template to copy; it needs nothing from this module. Both print the table of
+:mod:`t1c.report`. Run ``python -m t1c.demo --help`` for the knobs.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from lightning.pytorch import Callback
 from torch import nn
 
 from . import ir
+from .report import ExportRow, accuracy_table, manifest_rows
 
 DEFAULT_DIR = Path("demo_runs")
 SOURCE_NAME = "digits_snn.t1c"
@@ -45,6 +45,7 @@ PRETRAIN_EPOCHS = 10
 PRETRAIN_LR = 5e-3
 FINETUNE_EPOCHS = 5
 FINETUNE_LR = 1e-3
+WEIGHT_BITS = 8  # the quantized simulation T1CExport measures and the table shows
 BATCH_SIZE = 64
 SEED = 0
 
@@ -220,8 +221,6 @@ def finetune(
     batch_size: int = BATCH_SIZE,
     seed: int = SEED,
     progress: bool = True,
-    module_kwargs: dict[str, Any] | None = None,
-    export_kwargs: dict[str, Any] | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Fine-tune ``source`` with T1CModule; a `.t1c` is exported at every checkpoint.
@@ -239,8 +238,6 @@ def finetune(
         seed: seeds Lightning, the split and the encoding.
         progress: show Lightning's progress bar; otherwise one plain line per epoch
             (:class:`EpochLines`), as a log file or a CI console wants.
-        module_kwargs: more :class:`~t1c.lightning.T1CModule` arguments (``qat=True``...).
-        export_kwargs: :class:`~t1c.lightning.T1CExport` arguments (``weight_bits=4``...).
         trainer_kwargs: more ``Trainer`` arguments (they win over the defaults).
 
     Returns:
@@ -255,7 +252,7 @@ def finetune(
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     clear_exports(ckpt_dir)
-    model = T1CModule(str(source), num_steps=num_steps, lr=lr, **(module_kwargs or {}))
+    model = T1CModule(str(source), num_steps=num_steps, lr=lr)
     options: dict[str, Any] = {
         "max_epochs": max_epochs,
         "default_root_dir": str(out_dir),
@@ -264,7 +261,7 @@ def finetune(
         "enable_model_summary": False,
         "callbacks": [
             ModelCheckpoint(dirpath=str(ckpt_dir), save_top_k=-1, save_last=True),
-            T1CExport(**(export_kwargs or {})),
+            T1CExport(weight_bits=WEIGHT_BITS),
             *([] if progress else [EpochLines()]),
         ],
         "deterministic": True,
@@ -296,15 +293,8 @@ class EpochLines(Callback):
         print(f"epoch {trainer.current_epoch}: {shown}", flush=True)
 
 
-def finetune_from_args(
-    source: str | Path,
-    args: argparse.Namespace,
-    *,
-    weight_bits: int = 8,
-    module_kwargs: dict[str, Any] | None = None,
-    export_kwargs: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """:func:`finetune` driven by the shared flags (:func:`add_training_args`); prints the
+def finetune_from_args(source: str | Path, args: argparse.Namespace) -> list[ExportRow]:
+    """:func:`finetune` driven by the demo's flags (:func:`build_parser`); prints the
     float/quantized table of the exports and returns its rows."""
     limits = {
         key: value
@@ -319,8 +309,6 @@ def finetune_from_args(
         num_steps=args.num_steps,
         lr=args.lr,
         progress=not args.no_progress and sys.stdout.isatty(),
-        module_kwargs=module_kwargs,
-        export_kwargs=export_kwargs,
         trainer_kwargs=limits,
     )
     seconds = time.perf_counter() - start
@@ -328,11 +316,11 @@ def finetune_from_args(
     print()
     print(f"fine-tuned {source} for {args.max_epochs} epoch(s) in {seconds:.1f} s")
     print(f".t1c files (one per checkpoint) and the manifest: {manifest.parent}/")
-    for r in rows:
-        print(f"  {r['t1c']}")
+    for row in rows:
+        print(f"  {row.t1c}")
     print(f"  {manifest}")
     print()
-    print(accuracy_table(rows, weight_bits=weight_bits))
+    print(accuracy_table(rows, weight_bits=WEIGHT_BITS))
     return rows
 
 
@@ -349,62 +337,6 @@ def clear_exports(folder: Path) -> None:
             path.unlink()
 
 
-def manifest_rows(manifest_path: str | Path) -> list[dict[str, Any]]:
-    """One row per `.t1c` in the manifest, in step order: file names and t1c/* metrics.
-
-    The manifest (written by :class:`~t1c.lightning.T1CExport`) maps each `.t1c` file name
-    to its checkpoint (relative to the manifest's folder), epoch, global step and metrics.
-    """
-    from .lightning.naming import read_manifest
-
-    manifest_path = Path(manifest_path)
-    rows = []
-    for name, entry in read_manifest(manifest_path)["exports"].items():
-        metrics = entry.get("metrics", {})
-        rows.append(
-            {
-                "checkpoint": entry.get("checkpoint") or "-",
-                "t1c": str(manifest_path.parent / name),
-                "epoch": entry.get("epoch"),
-                "step": entry.get("global_step"),
-                "float_acc": metrics.get("t1c/float_acc"),
-                "quant_acc": metrics.get("t1c/quant_acc"),
-                "quant_gap": metrics.get("t1c/quant_gap"),
-                "agreement": metrics.get("t1c/export_agreement"),
-            }
-        )
-    rows.sort(key=lambda r: (r["step"] if isinstance(r["step"], int) else -1, r["checkpoint"] == "last.ckpt"))
-    return rows
-
-
-def accuracy_table(rows: Sequence[dict[str, Any]], weight_bits: int = 8) -> str:
-    """The per-checkpoint float vs quantized accuracy table the demo prints."""
-    from .inspect import format_table
-
-    def pct(value: Any) -> str:
-        return "-" if not isinstance(value, (int, float)) else f"{100 * float(value):.1f}%"
-
-    def gap(value: Any) -> str:
-        return "-" if not isinstance(value, (int, float)) else f"{100 * float(value):+.1f} pt"
-
-    return format_table(
-        ["checkpoint", "epoch", "step", "float acc", f"{weight_bits}-bit acc", "gap", "agreement"],
-        [
-            (
-                r["checkpoint"],
-                r["epoch"],
-                r["step"],
-                pct(r["float_acc"]),
-                pct(r["quant_acc"]),
-                gap(r["quant_gap"]),
-                pct(r["agreement"]),
-            )
-            for r in rows
-        ],
-        right=[1, 2, 3, 4, 5, 6],
-    )
-
-
 # -- the command ---------------------------------------------------------------------------
 def batch_limit(text: str) -> int | float:
     """A Trainer ``limit_*_batches`` value: ``"2"`` is two batches, ``"0.25"`` a quarter.
@@ -417,21 +349,19 @@ def batch_limit(text: str) -> int | float:
         return float(text)
 
 
-def add_training_args(
-    parser: argparse.ArgumentParser,
-    *,
-    out: Path,
-    max_epochs: int = FINETUNE_EPOCHS,
-    pretrain_epochs: int = PRETRAIN_EPOCHS,
-    hidden: int = HIDDEN,
-) -> argparse.ArgumentParser:
-    """The flags the demo and every recipe share, so that tests can run any of them tiny."""
-    parser.add_argument("--out", type=Path, default=out, help="output folder (default: %(default)s)")
-    parser.add_argument(
-        "--max-epochs", type=int, default=max_epochs, help="fine-tuning epochs (0: only build the .t1c)"
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's flags; the small ones (``--hidden``, ``--limit-*-batches``...) let tests run it tiny."""
+    parser = argparse.ArgumentParser(
+        prog="python -m t1c.demo",
+        description="Build a digits SNN .t1c (if missing), fine-tune it with Lightning and "
+        "export a .t1c at every checkpoint.",
     )
-    parser.add_argument("--pretrain-epochs", type=int, default=pretrain_epochs, help="plain PyTorch epochs")
-    parser.add_argument("--hidden", type=int, default=hidden, help="hidden neurons")
+    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--max-epochs", type=int, default=FINETUNE_EPOCHS, help="fine-tuning epochs (0: only build the .t1c)"
+    )
+    parser.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS, help="plain PyTorch epochs")
+    parser.add_argument("--hidden", type=int, default=HIDDEN, help="hidden neurons")
     parser.add_argument("--num-steps", type=int, default=NUM_STEPS, help="time steps per sample")
     parser.add_argument("--lr", type=float, default=FINETUNE_LR, help="fine-tuning learning rate")
     for split in ("train", "val"):
@@ -440,16 +370,6 @@ def add_training_args(
         )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m t1c.demo",
-        description="Build a digits SNN .t1c (if missing), fine-tune it with Lightning and "
-        "export a .t1c at every checkpoint.",
-    )
-    add_training_args(parser, out=DEFAULT_DIR)
     parser.add_argument("--rebuild", action="store_true", help="rebuild the source .t1c even if it exists")
     parser.add_argument("--prepare-only", action="store_true", help="only build the source .t1c")
     return parser
@@ -473,8 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     rows = finetune_from_args(source, args)
     print()
-    print(f"look inside one:  t1c inspect {rows[-1]['t1c'] if rows else source}")
-    print(f"check topology:   t1c verify {source} {rows[-1]['t1c'] if rows else source}")
+    print(f"look inside one:  t1c inspect {rows[-1].t1c if rows else source}")
+    print(f"check topology:   t1c verify {source} {rows[-1].t1c if rows else source}")
     return 0
 
 

@@ -9,7 +9,7 @@ import snntorch as snn
 import torch
 
 from t1c import demo, ir
-from t1c.lightning.naming import write_manifest
+from t1c.report import manifest_rows
 
 
 @pytest.fixture(autouse=True)
@@ -18,31 +18,6 @@ def keep_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-
-
-def _manifest(tmp_path):
-    entry = {
-        "epoch": 0,
-        "global_step": 23,
-        "checkpoint": "epoch=0-step=23.ckpt",
-        "metrics": {
-            "t1c/float_acc": 0.95,
-            "t1c/quant_acc": 0.9444,
-            "t1c/quant_gap": 0.0056,
-            "t1c/export_agreement": 1.0,
-        },
-    }
-    later = dict(entry, epoch=1, global_step=46, checkpoint="epoch=1-step=46.ckpt")
-    last = dict(later, checkpoint="last.ckpt")
-    path = tmp_path / "t1c_exports.json"
-    write_manifest(
-        path,
-        {
-            "version": 1,
-            "exports": {"last.t1c": last, "epoch=1-step=46.t1c": later, "epoch=0-step=23.t1c": entry},
-        },
-    )
-    return path
 
 
 def test_build_digits_snn_is_a_named_snntorch_chain():
@@ -66,30 +41,6 @@ def test_spike_counts_start_from_zero_state():
     xs = (torch.rand(6, 4, 64) < 0.5).float()
     first = demo.spike_counts(model, xs)
     assert torch.equal(first, demo.spike_counts(model, xs))
-
-
-def test_manifest_rows_in_step_order(tmp_path):
-    rows = demo.manifest_rows(_manifest(tmp_path))
-    assert [r["checkpoint"] for r in rows] == ["epoch=0-step=23.ckpt", "epoch=1-step=46.ckpt", "last.ckpt"]
-    assert rows[0]["t1c"] == str(tmp_path / "epoch=0-step=23.t1c")
-    assert rows[0]["quant_acc"] == pytest.approx(0.9444)
-
-
-def test_accuracy_table_formats_percentages(tmp_path):
-    table = demo.accuracy_table(demo.manifest_rows(_manifest(tmp_path)), weight_bits=8)
-    lines = table.splitlines()
-    assert lines[0].split() == [
-        "checkpoint",
-        "epoch",
-        "step",
-        "float",
-        "acc",
-        "8-bit",
-        "acc",
-        "gap",
-        "agreement",
-    ]
-    assert lines[2].split() == ["epoch=0-step=23.ckpt", "0", "23", "95.0%", "94.4%", "+0.6", "pt", "100.0%"]
 
 
 def test_prepare_source_builds_once(tmp_path):
@@ -141,9 +92,9 @@ def test_demo_main_reduced(tmp_path, capsys):
     assert (tmp_path / "digits_snn.t1c").is_file()
     manifest = tmp_path / "fit" / "checkpoints" / "t1c_exports.json"
     assert str(manifest) in out and "8-bit acc" in out
-    rows = demo.manifest_rows(manifest)
-    assert rows and all(isinstance(r["quant_acc"], float) for r in rows)
-    assert ir.topology_diff(ir.read(tmp_path / "digits_snn.t1c"), ir.read(rows[-1]["t1c"])) == []
+    rows = manifest_rows(manifest)
+    assert rows and all(isinstance(r.metrics["t1c/quant_acc"], float) for r in rows)
+    assert ir.topology_diff(ir.read(tmp_path / "digits_snn.t1c"), ir.read(rows[-1].t1c)) == []
 
 
 @pytest.mark.slow
@@ -153,10 +104,10 @@ def test_full_demo_reaches_the_accuracy_bar(tmp_path, capsys):
     start = time.perf_counter()
     assert demo.main(["--out", str(tmp_path), "--no-progress"]) == 0
     seconds = time.perf_counter() - start
-    last = demo.manifest_rows(tmp_path / "fit" / "checkpoints" / "t1c_exports.json")[-1]
+    last = manifest_rows(tmp_path / "fit" / "checkpoints" / "t1c_exports.json")[-1].metrics
     capsys.readouterr()
-    assert last["float_acc"] >= 0.95
-    assert last["float_acc"] - last["quant_acc"] <= 0.01
+    assert last["t1c/float_acc"] >= 0.95
+    assert last["t1c/float_acc"] - last["t1c/quant_acc"] <= 0.01
     assert seconds < 120
 
 
@@ -186,8 +137,8 @@ def test_rerun_shows_only_its_own_exports(tmp_path, capsys):
     assert demo.main([*tiny, "--max-epochs", "1"]) == 0
     capsys.readouterr()
     folder = tmp_path / "fit" / "checkpoints"
-    rows = demo.manifest_rows(folder / "t1c_exports.json")
-    assert {r["epoch"] for r in rows} == {0}
+    rows = manifest_rows(folder / "t1c_exports.json")
+    assert {r.epoch for r in rows} == {0}
     assert sorted(p.name for p in folder.glob("*.t1c")) == ["epoch=0-step=1.t1c", "last.t1c"]
     assert (folder / "notes.txt").read_text() == "kept"
 
@@ -210,7 +161,7 @@ def test_demo_shows_the_progress_bar_on_a_terminal(monkeypatch, tmp_path):
 
     def fake_finetune(source, out_dir, **kwargs):
         seen.update(kwargs)
-        return _manifest(tmp_path)
+        return tmp_path / "t1c_exports.json"  # none written: no exports, an empty table
 
     monkeypatch.setattr(demo, "finetune", fake_finetune)
     args = demo.build_parser().parse_args(["--out", str(tmp_path)])

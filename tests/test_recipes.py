@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 from pathlib import Path
@@ -208,6 +209,30 @@ def test_recipes_are_templates(name):
     assert "t1c.demo" not in text and "from t1c import demo" not in text
     common = (REPO / "recipes" / "_common.py").read_text(encoding="utf-8")
     assert "Trainer(" not in common and "T1CModule" not in common.split('"""')[2]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.py")), ids=lambda p: p.name)
+def test_recipes_import_only_public_t1c_names(path):
+    """A recipe (``_common.py`` included) is copied out of the repository: it needs only t1c's public API."""
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported += [f"{node.module}.{alias.name}" for alias in node.names]
+    t1c_names = [name for name in imported if name.split(".")[0] == "t1c"]
+    assert t1c_names, f"{path.name} imports nothing from t1c"
+    for name in t1c_names:
+        assert not any(part.startswith("_") for part in name.split(".")), (
+            f"{path.name} imports private {name}"
+        )
+        assert not name.startswith(("t1c.demo", "t1c.cli")), f"{path.name} imports {name}"
+
+
+def test_common_batch_limit_keeps_whole_numbers_as_counts():
+    common = load_recipe("_common")
+    assert common.batch_limit("2") == 2 and isinstance(common.batch_limit("2"), int)
+    assert common.batch_limit("0.25") == 0.25
 
 
 def test_readme_has_python_quick_start():
