@@ -9,7 +9,7 @@ import snntorch as snn
 import torch
 
 from t1c import demo, ir
-from t1c.lightning.naming import write_manifest
+from t1c.lightning.manifest import write_manifest
 
 
 @pytest.fixture(autouse=True)
