@@ -27,6 +27,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
+from t1c import ir
+
 from .batches import batch_size, time_first, to_device, val_loader
 from .module import eval_mode
 
@@ -168,7 +170,9 @@ class Measurement:
         self.records = records
         self.no_metrics_reason: str | None = None  # set once: the figures cannot be measured
 
-    def measure(self, trainer: Trainer, pl_module: LightningModule, graph: Any, layout: str | None) -> dict:
+    def measure(
+        self, trainer: Trainer, pl_module: LightningModule, graph: ir.Graph, layout: str | None
+    ) -> dict[str, float]:
         """Float and quantized accuracy of ``graph`` and its agreement with the live module.
 
         Evaluates copies (the float executor, the quantized one built from the very
