@@ -36,7 +36,7 @@ import re
 import sys
 from collections.abc import Sequence
 from importlib import import_module
-from pathlib import Path, PosixPath, PurePosixPath, PureWindowsPath, WindowsPath
+from pathlib import Path
 from typing import Any
 
 from . import __version__, ir
@@ -321,28 +321,24 @@ def cmd_export(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-#: What a Lightning checkpoint may hold beyond tensors and plain values: paths in the
-#: hyperparameters of a model or data module (``TensorDataModule(path=Path(...))``).
-SAFE_CHECKPOINT_GLOBALS = (PurePosixPath, PureWindowsPath, PosixPath, WindowsPath)
-
-
 def load_checkpoint_safely(data: bytes, name: str | Path) -> Any:
-    """``torch.load(weights_only=True)`` of a checkpoint's bytes: no code in it can run.
+    """A checkpoint's bytes loaded by :func:`t1c.lightning.checkpoints.load_checkpoint`
+    (``torch.load(weights_only=True)``): no code in it can run.
 
     A checkpoint is a pickle, and a plain ``torch.load`` runs whatever code the pickle
     names. The weights-only loader builds tensors, containers, numbers and strings (and
-    the paths of :data:`SAFE_CHECKPOINT_GLOBALS`) and refuses everything else.
+    the paths of :data:`~t1c.lightning.checkpoints.SAFE_CHECKPOINT_GLOBALS`) and refuses
+    everything else.
 
     Raises:
         CommandError: the file is not a checkpoint, or holds objects other than those.
     """
     import pickle
 
-    import torch
+    from .lightning.checkpoints import load_checkpoint
 
     try:
-        with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return load_checkpoint(io.BytesIO(data))
     except pickle.UnpicklingError as err:
         found = re.search(r"WeightsUnpickler error: (.*?)(?:\. |\.?$)", str(err), flags=re.M)
         reason = found.group(1) if found else _one_line(err)
@@ -377,10 +373,8 @@ def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None
         CommandError: the checkpoint cannot be loaded safely, is not a T1CModule's, or the
             export changed topology.
     """
-    import torch
-
     from .lightning import T1CModule
-    from .lightning.callback import METADATA_KEY
+    from .lightning.checkpoints import METADATA_KEY, export_metadata, safe_checkpoint_globals
     from .lightning.module import CKPT_GRAPH_KEY
 
     checkpoint = Path(checkpoint)
@@ -396,7 +390,7 @@ def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None
             f"under '{CKPT_GRAPH_KEY}'; was it saved while training a T1CModule?)"
         )
     try:  # the source graph travels inside the checkpoint: no .t1c file is needed
-        with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
+        with safe_checkpoint_globals():
             module = T1CModule.load_from_checkpoint(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
         raise CommandError(
@@ -407,18 +401,21 @@ def export_checkpoint(checkpoint: str | Path, *, integer_weight_bits: int | None
     diffs = ir.topology_diff(module.source_graph, graph)
     if diffs:
         raise CommandError("the export does not keep the source graph's topology:\n  " + "\n  ".join(diffs))
-    facts: dict[str, Any] = {
-        "exported_by": "t1c export",
-        "checkpoint": checkpoint.name,
-        "epoch": _int_or(saved.get("epoch"), -1),
-        "global_step": _int_or(saved.get("global_step"), -1),
-        "source_hash": module.source_graph.content_hash(),
-    }
     if integer_weight_bits is not None:
         from .bridge.quantize import attach_integer_weights
 
         graph = attach_integer_weights(graph, weight_bits=integer_weight_bits)
-        facts.update(weight_bits=integer_weight_bits, accumulator_bits=32, integer_weights=True)
+    integer = integer_weight_bits is not None
+    facts = export_metadata(
+        exported_by="t1c export",
+        checkpoint=checkpoint.name,
+        epoch=_int_or(saved.get("epoch"), -1),
+        global_step=_int_or(saved.get("global_step"), -1),
+        source_hash=module.source_graph.content_hash(),
+        integer_weights=True if integer else None,
+        weight_bits=integer_weight_bits,
+        accumulator_bits=32 if integer else None,
+    )
     metadata = {"producer": "t1c", "producer_version": __version__, METADATA_KEY: facts}
     return ir.Graph(graph.nodes, graph.edges, metadata, allow_cycles=graph.allow_cycles)
 

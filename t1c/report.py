@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from t1c.inspect import format_table
-from t1c.lightning.naming import read_manifest
+from t1c.lightning.manifest import read_manifest
 
 LAST_CHECKPOINT = "last.ckpt"
 # How the manifest writes a float that JSON cannot hold.

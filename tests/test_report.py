@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from t1c.lightning.naming import write_manifest
+from t1c.lightning.manifest import write_manifest
 from t1c.report import ExportRow, accuracy_table, manifest_rows
 
 ACCURACY = {

@@ -46,13 +46,13 @@ from torch import Tensor
 
 ENCODINGS = ("rate", "direct", "sequence")
 
-__all__ = ["ENCODINGS", "check_encoding", "encode", "sample_seeds"]
+__all__ = ["ENCODINGS", "check_encoding", "encode", "is_count", "sample_seeds"]
 
 _PRIME = (1 << 31) - 1  # hash arithmetic modulo a prime < 2**31 stays exact in int64
 _MASK64 = (1 << 64) - 1
 
 
-def _is_count(value: object, minimum: int = 1) -> bool:
+def is_count(value: object, minimum: int = 1) -> bool:
     """Whether ``value`` is an ``int`` (not a bool) of at least ``minimum``."""
     return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
 
@@ -98,7 +98,7 @@ def encode(
     check_encoding(encoding)
     if encoding == "sequence":
         return _sequence(x, num_steps, time_first)
-    if not _is_count(num_steps):
+    if not is_count(num_steps):
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     x = x if x.is_floating_point() else x.float()
     if encoding == "direct":

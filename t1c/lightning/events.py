@@ -50,7 +50,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .data import stratified_split
-from .encoding import _is_count
+from .encoding import is_count
 
 __all__ = ["DatasetNotFoundError", "EventDataModule", "frame_shape"]
 
@@ -356,15 +356,15 @@ def _check_args(dataset_args, n_time_bins, time_window, val_fraction, batch_size
             f"EventDataModule(n_time_bins={n_time_bins!r}, time_window={time_window!r}): give exactly one "
             "(time bins per sample, or the duration of a bin)"
         )
-    if n_time_bins is not None and not _is_count(n_time_bins):
+    if n_time_bins is not None and not is_count(n_time_bins):
         raise ValueError(f"EventDataModule(n_time_bins={n_time_bins!r}): must be a positive integer")
     if time_window is not None and not time_window > 0:
         raise ValueError(f"EventDataModule(time_window={time_window!r}): must be positive")
     if val_fraction is not None and not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(f"EventDataModule(val_fraction={val_fraction!r}): must be None or in (0, 1)")
-    if not _is_count(batch_size):
+    if not is_count(batch_size):
         raise ValueError(f"EventDataModule(batch_size={batch_size!r}): must be a positive integer")
-    if not _is_count(num_workers, 0):
+    if not is_count(num_workers, 0):
         raise ValueError(f"EventDataModule(num_workers={num_workers!r}): must be a non-negative integer")
 
 

@@ -52,7 +52,7 @@ from t1c.bridge.executor import GraphExecutor, ir_to_torch
 from t1c.bridge.exporter import to_ir
 from t1c.bridge.modules import LIFModule
 
-from .encoding import _is_count, check_encoding, encode, sample_seeds
+from .encoding import check_encoding, encode, is_count, sample_seeds
 
 __all__ = [
     "DEFAULT_NUM_STEPS",
@@ -197,7 +197,7 @@ class T1CModule(pl.LightningModule):
             num_steps = DEFAULT_NUM_STEPS
         self.num_steps, self.encoding, self.loss_name = num_steps, encoding, loss
         self.time_first = bool(time_first)
-        if grad_checkpoint_steps is not None and not _is_count(grad_checkpoint_steps):
+        if grad_checkpoint_steps is not None and not is_count(grad_checkpoint_steps):
             raise ValueError(
                 f"T1CModule(grad_checkpoint_steps={grad_checkpoint_steps!r}): must be None or a positive integer"
             )
@@ -234,7 +234,7 @@ class T1CModule(pl.LightningModule):
     # -- construction helpers ------------------------------------------------------------
     @staticmethod
     def _check_args(num_steps, encoding, loss, lr, qat_weight_bits, correct_rate, incorrect_rate) -> None:
-        if num_steps is not None and not _is_count(num_steps):
+        if num_steps is not None and not is_count(num_steps):
             raise ValueError(
                 f"T1CModule(num_steps={num_steps!r}): must be a positive integer (or None: "
                 f"{DEFAULT_NUM_STEPS} for static inputs, the data's steps with encoding='sequence')"

@@ -1,6 +1,7 @@
-"""Pure helpers of the export callback: file names, metric conversions, the manifest.
+"""Names of the export callback: file names from templates and checkpoints, metric names.
 
-Nothing here touches a Trainer, so every rule the callback relies on is tested on its own:
+Nothing here touches a Trainer or a file, so every naming rule the callback relies on is
+tested on its own:
 
 * :func:`format_name` turns a ``"{epoch}-{step}"`` template into a file stem, the way
   :class:`~lightning.pytorch.callbacks.ModelCheckpoint` formats its checkpoint names.
@@ -9,10 +10,6 @@ Nothing here touches a Trainer, so every rule the callback relies on is tested o
   `.t1c` name flattens it instead, so an export never creates folders.
 * :func:`scalar_metrics`, :func:`nest_metrics`, :func:`flatten_metrics`: Trainer metrics ->
   plain floats -> HDF5-safe nested metadata (HDF5 names cannot hold ``/``) and back.
-* :func:`read_manifest` / :func:`write_manifest`: the ``t1c_exports.json`` file, written
-  atomically; :func:`manifest_entries` validates what a manifest says (every path inside
-  its folder, every field of its type) and :func:`manifest_lock` serializes the writers of
-  one folder.
 
 Example:
     >>> format_name("{epoch}-{val/acc:.2f}", {"epoch": 3, "val/acc": 0.912})
@@ -23,24 +20,14 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import math
 import os
 import re
-import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from t1c.ir.atomic import atomic_target, temp_beside
-
 EXPORT_SUFFIX = ".t1c"
 CHECKPOINT_SUFFIX = ".ckpt"
-MANIFEST_NAME = "t1c_exports.json"
-LOCK_NAME = "t1c_exports.lock"
-MANIFEST_VERSION = 1
 LAST_STEM = "last"
 # HDF5 group for a metric that is both a value and a prefix ("loss" next to "loss/train").
 NESTED_VALUE_KEY = "_value"
@@ -207,223 +194,3 @@ def flatten_metrics(nested: Mapping[str, Any], prefix: str = "") -> dict[str, fl
         else:
             flat[name] = float(_plain(value))
     return flat
-
-
-# -- manifest ----------------------------------------------------------------------------
-def empty_manifest() -> dict[str, Any]:
-    return {"version": MANIFEST_VERSION, "exports": {}}
-
-
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest at ``path``; an empty one when the file does not exist.
-
-    Raises:
-        ValueError: the file is not a manifest (the message names it; delete or move it).
-    """
-    path = Path(path)
-    if not path.is_file():
-        return empty_manifest()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"{path} is not a readable t1c export manifest ({err}); move it away to start a new one"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("exports"), dict):
-        raise ValueError(
-            f"{path} is not a t1c export manifest (no 'exports' mapping); move it away to start a new one"
-        )
-    data.setdefault("version", MANIFEST_VERSION)
-    return data
-
-
-def under_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """Whether the normalized ``path`` lies strictly inside ``folder``, by name (no link followed)."""
-    root = os.path.normpath(os.fspath(folder))
-    path = os.path.normpath(os.fspath(path))
-    return path != root and path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def inside_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """Whether ``path``, all symbolic links followed, lies strictly inside ``folder``."""
-    return under_folder(os.path.realpath(os.fspath(path)), os.path.realpath(os.fspath(folder)))
-
-
-def _relative_inside(value: Any, folder: str, field: str, plain_name: bool) -> str:
-    """``folder/value`` when ``value`` is a relative path staying inside ``folder``; else raise."""
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{field} must be a non-empty string, not {value!r}")
-    if "\x00" in value or os.path.isabs(value) or value.startswith(("/", "\\")):
-        raise ValueError(f"{field} {value!r} is not a relative path")
-    parts = value.replace("\\", "/").split("/")
-    if any(p in ("", ".", "..") for p in parts) or (plain_name and len(parts) > 1):
-        what = "a file name in the folder" if plain_name else "a path inside the folder"
-        raise ValueError(f"{field} {value!r} is not {what}")
-    path = os.path.normpath(os.path.join(folder, value))
-    if not inside_folder(path, folder):
-        raise ValueError(f"{field} {value!r} leads outside the folder (a symbolic link)")
-    return path
-
-
-def _typed(item: Mapping[str, Any], field: str, types: tuple[type, ...], optional: bool) -> Any:
-    value = item.get(field)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) and bool not in types:
-        value = "a bool"
-    if not isinstance(value, types):
-        names = " or ".join(t.__name__ for t in types) + (" or null" if optional else "")
-        raise ValueError(f"field {field!r} must be {names}, not {value!r}")
-    return value
-
-
-def manifest_entry(name: Any, item: Any, folder: str | os.PathLike) -> dict[str, Any]:
-    """Validate one manifest entry; its paths (absolute, normalized) and typed fields.
-
-    Args:
-        name: the entry's key: the `.t1c` file name, a plain name in ``folder``.
-        item: the entry's mapping as read from JSON.
-        folder: the manifest's folder.
-
-    Returns:
-        ``file``, ``dir``, ``checkpoint`` (or None), ``same_as`` (or None), ``epoch``,
-        ``global_step``, ``metrics``, ``content_hash``, ``source_hash``, ``link``, ``run``.
-
-    Raises:
-        ValueError: a path leads outside ``folder`` (absolute, ``..``, separators in a
-            file name, a symbolic link out) or a field has the wrong type; says which.
-    """
-    folder = os.path.normpath(os.fspath(folder))
-    path = _relative_inside(name, folder, "the entry name", plain_name=True)
-    if not path.endswith(EXPORT_SUFFIX):
-        raise ValueError(f"the entry name {name!r} does not end with {EXPORT_SUFFIX}")
-    if not isinstance(item, Mapping):
-        raise ValueError(f"the entry is {type(item).__name__}, not a mapping")
-    checkpoint = item.get("checkpoint")
-    same_as = item.get("same_as")
-    metrics = _typed(item, "metrics", (dict,), optional=True) or {}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not (
-            isinstance(value, (int, float)) or value in ("nan", "inf", "-inf")
-        ):
-            raise ValueError(f"metric {key!r} must be a number, not {value!r}")
-    entry = {
-        "file": path,
-        "dir": folder,
-        "checkpoint": None
-        if checkpoint is None
-        else _relative_inside(checkpoint, folder, "checkpoint", False),
-        "same_as": None if same_as is None else _relative_inside(same_as, folder, "same_as", True),
-        "epoch": _typed(item, "epoch", (int,), optional=False),
-        "global_step": _typed(item, "global_step", (int,), optional=False),
-        "metrics": {str(k): float(v) for k, v in metrics.items()},
-        "content_hash": _typed(item, "content_hash", (str,), optional=True),
-        "source_hash": _typed(item, "source_hash", (str,), optional=True),
-        "link": bool(_typed(item, "link", (bool,), optional=True)),
-        "run": _typed(item, "run", (str,), optional=True),
-    }
-    if entry["epoch"] < 0 or entry["global_step"] < 0:
-        raise ValueError("epoch and global_step must be >= 0")
-    if entry["same_as"] == path:
-        raise ValueError("same_as names the entry itself")
-    return entry
-
-
-def manifest_entries(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """The trustworthy entries of the manifest at ``path``, and a line for each one left out.
-
-    An entry whose name, ``checkpoint`` or ``same_as`` leads outside the manifest's folder, or
-    whose fields have the wrong type, is left out (the caller warns with the line): nothing
-    a manifest says can make t1c read, copy or delete a file elsewhere.
-
-    Raises:
-        ValueError: the file is not a manifest at all (:func:`read_manifest`).
-    """
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    entries: dict[str, dict[str, Any]] = {}
-    problems: list[str] = []
-    if os.path.islink(path) and not inside_folder(path, folder):
-        return entries, [f"{path}: ignored: a symbolic link leading outside its folder"]
-    for name, item in read_manifest(path)["exports"].items():
-        try:
-            entry = manifest_entry(name, item, folder)
-        except ValueError as err:
-            problems.append(f"{path}: entry {name!r} ignored: {err}")
-            continue
-        entries[entry["file"]] = entry
-    return entries, problems
-
-
-@contextlib.contextmanager
-def manifest_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive ``fcntl.flock`` on ``<folder>/t1c_exports.lock`` (other runs wait).
-
-    The lock file stays (an empty file): removing it while another writer waits on it would let
-    a third writer lock a new file at the same time.
-    """
-    os.makedirs(folder, exist_ok=True)
-    fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def write_manifest(path: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
-    """Write ``manifest`` as JSON atomically (temporary file in the same folder + rename).
-
-    Non-finite floats are written as strings (``"nan"``, ``"inf"``) so the file stays
-    strict JSON that any tool reads.
-    """
-    path = Path(path)
-    text = json.dumps(_json_safe(manifest), indent=2, sort_keys=True) + "\n"
-    with atomic_target(path, fsync=True) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-# -- files -------------------------------------------------------------------------------
-def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy ``src`` over ``dst`` atomically (a reader never sees a partial ``dst``)."""
-    with atomic_target(dst) as tmp:
-        shutil.copyfile(src, tmp)
-
-
-def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
-    """Point ``link`` at ``target`` (stored relative to ``link``'s folder), replacing it atomically.
-
-    Falls back to :func:`atomic_copy` where the file system refuses symbolic links.
-    """
-    link = Path(link)
-    relative = os.path.relpath(os.fspath(target), os.fspath(link.parent))
-    tmp = temp_beside(link)
-    try:
-        os.symlink(relative, tmp)
-    except OSError:
-        atomic_copy(target, link)
-        return
-    try:
-        os.replace(tmp, link)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def remove_file(path: str | os.PathLike) -> bool:
-    """Remove a file or symbolic link if present; True when something was removed."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value

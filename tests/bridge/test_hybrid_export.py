@@ -456,10 +456,10 @@ def test_t1c_export_passes_hybrid_through_export_kwargs():
             self.model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU())
 
     sample = torch.randn(1, 4)
-    graph = T1CExport(export_kwargs={"hybrid": True}, sample=sample)._export_graph(Wrapper())
+    graph = T1CExport(export_kwargs={"hybrid": True}, sample=sample).exporter.export_graph(Wrapper())
     assert [type(graph.nodes[n]).__name__ for n in ("0", "1", "2")] == ["Affine", "BatchNorm1d", "ReLU"]
     with pytest.raises(ExportError, match="pass hybrid=True"):
-        T1CExport(sample=sample)._export_graph(Wrapper())
+        T1CExport(sample=sample).exporter.export_graph(Wrapper())
 
 
 class SharedSoftmax(nn.Module):

@@ -17,7 +17,8 @@ from torch import nn
 from t1c import ir
 from t1c.lightning import DigitsDataModule, T1CExport, T1CModule
 from t1c.lightning.callback import T1CExportError
-from t1c.lightning.naming import flatten_metrics, read_manifest
+from t1c.lightning.manifest import read_manifest
+from t1c.lightning.naming import flatten_metrics
 
 
 # -- a plain LightningModule around an snnTorch model ------------------------------------
@@ -159,13 +160,18 @@ def test_save_last_link(tmp_path):
 
 
 class CountingExport(T1CExport):
+    """Counts the graphs its exporter builds."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.exports = 0
+        export_graph = self.exporter.export_graph
 
-    def _export_graph(self, pl_module):
-        self.exports += 1
-        return super()._export_graph(pl_module)
+        def counting(pl_module):
+            self.exports += 1
+            return export_graph(pl_module)
+
+        self.exporter.export_graph = counting
 
 
 def test_resume_keeps_files_and_does_not_re_export(tmp_path):
@@ -276,7 +282,7 @@ def test_t1c_module_topology_change_raises_or_warns(tmp_path, fixtures_dir):
 
 def test_quant_gap_limit_raises(tmp_path, fixtures_dir):
     cb = T1CExport(weight_bits=1, max_quant_gap=0.0, on_quant_gap="raise", integer_weights=False)
-    cb._measure = lambda trainer, module, graph: {
+    cb.exporter.measurement.measure = lambda trainer, module, graph, layout: {
         "t1c/float_acc": 0.5,
         "t1c/quant_acc": 0.25,
         "t1c/quant_gap": 0.25,

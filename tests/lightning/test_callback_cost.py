@@ -7,29 +7,32 @@ import torch
 from test_callback import _fit_t1c
 
 from t1c import ir
-from t1c.bridge import ir_to_torch
-from t1c.bridge.quantize import QuantizedLinear, attach_integer_weights, ir_to_quantized, quantized_linear
-from t1c.lightning import T1CExport, T1CModule
-from t1c.lightning import callback as callback_module
-from t1c.lightning.callback import _joined, _same_computation
+from t1c.bridge.quantize import QuantizedLinear, quantized_linear
+from t1c.lightning import T1CExport, measure
 from t1c.lightning.naming import flatten_metrics
 
 
 class FullRun(T1CExport):
     """Measures without reusing validation (the reference computation)."""
 
-    def _validation_reusable(self, trainer, pl_module):
-        return False
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.records.reusable = lambda step, pl_module: False
 
 
 class Spy(T1CExport):
+    """Notes whether each measurement reused validation's records."""
+
     def __init__(self, **kw):
         super().__init__(**kw)
         self.reused = []
+        reusable = self.records.reusable
 
-    def _validation_reusable(self, trainer, pl_module):
-        self.reused.append(super()._validation_reusable(trainer, pl_module))
-        return self.reused[-1]
+        def spying(step, pl_module):
+            self.reused.append(reusable(step, pl_module))
+            return self.reused[-1]
+
+        self.records.reusable = spying
 
 
 def _metrics(root):
@@ -59,10 +62,13 @@ class LoaderCounting(T1CExport):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.loader_passes = 0
+        labelled = self.exporter.measurement.labelled
 
-    def _labelled(self, loader):
-        self.loader_passes += 1
-        yield from super()._labelled(loader)
+        def counting(loader):
+            self.loader_passes += 1
+            yield from labelled(loader)
+
+        self.exporter.measurement.labelled = counting
 
 
 def _fit_full_validation(root, fixtures_dir, export):
@@ -78,21 +84,22 @@ def test_recorded_validation_replaces_the_loader_and_joined_batches_count_the_sa
     over the loader) and runs the quantized graph on several joined: same figures as a full
     re-run batch by batch, the short last batch (359 = 5 x 64 + 39) included."""
     sizes = []
+    joined = measure.joined
 
     def spying(items, max_bytes):
-        for item in _joined(items, max_bytes):
+        for item in joined(items, max_bytes):
             sizes.append(None if item is None else int(item[0].shape[1]))
             yield item
 
-    monkeypatch.setattr(callback_module, "_joined", spying)
+    monkeypatch.setattr(measure, "joined", spying)
     recorded = LoaderCounting()
     got = _fit_full_validation(tmp_path / "a", fixtures_dir, recorded)
     assert recorded.loader_passes == 0
-    assert recorded._val_records == {}  # freed once the step is measured
+    assert recorded.records.batches == {}  # freed once the step is measured
     assert max(sizes) > 64 and sum(sizes) == 2 * got["t1c/num_samples"]  # two exports, joined batches
-    monkeypatch.setattr(callback_module, "_joined", _joined)
+    monkeypatch.setattr(measure, "joined", joined)
     full = LoaderCounting()
-    full._validation_reusable = lambda trainer, pl_module: False
+    full.records.reusable = lambda step, pl_module: False
     expected = _fit_full_validation(tmp_path / "b", fixtures_dir, full)
     assert full.loader_passes == 2
     measured = {k: v for k, v in got.items() if k.startswith("t1c/")}
@@ -101,36 +108,6 @@ def test_recorded_validation_replaces_the_loader_and_joined_batches_count_the_sa
     limited = LoaderCounting(limit_batches=2)  # the first two recorded batches, still not the loader
     assert _fit_full_validation(tmp_path / "c", fixtures_dir, limited)["t1c/num_samples"] == 128
     assert limited.loader_passes == 0
-
-
-def test_joined_groups_by_bytes_and_shape():
-    def item(batch, steps=4, width=3):
-        return torch.zeros(steps, batch, width), torch.arange(batch), torch.arange(batch)
-
-    def batches(groups):
-        return [None if g is None else int(g[0].shape[1]) for g in groups]
-
-    nbytes = 4 * 64 * 3 * 4  # one [4, 64, 3] float32 batch
-    assert batches(_joined([item(64)] * 5, 2 * nbytes)) == [128, 128, 64]
-    assert batches(_joined([item(64)] * 3, 0)) == [64, 64, 64]
-    assert batches(_joined([item(64), item(64, steps=5), item(8, steps=5)], 10 * nbytes)) == [64, 72]
-    assert batches(_joined([item(64), item(64, width=2), None, item(64)], 10 * nbytes)) == [64, 64, None]
-    xs, classes, labels = next(_joined([item(2), item(3)], nbytes))
-    assert xs.shape == (4, 5, 3) and classes.tolist() == labels.tolist() == [0, 1, 0, 1, 2]
-
-
-def test_same_computation_is_proven_or_refused(fixtures_dir):
-    module = T1CModule(fixtures_dir / "mlp_snn.t1c", num_steps=4)
-    graph = attach_integer_weights(module.export_graph())
-    assert _same_computation(ir_to_torch(graph), module.executor)
-    assert not _same_computation(ir_to_quantized(graph, 8, 32), module.executor)
-    with torch.no_grad():
-        next(module.executor.parameters()).view(-1)[0] += 1e-6
-    assert not _same_computation(ir_to_torch(graph), module.executor)
-    other = ir_to_torch(graph)
-    lif = next(m for m in other.modules() if hasattr(m, "reset_mechanism"))
-    lif.reset_mechanism = "none" if lif.reset_mechanism != "none" else "zero"
-    assert not _same_computation(other, ir_to_torch(graph))
 
 
 def _float64_reference(layer, x):

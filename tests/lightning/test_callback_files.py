@@ -17,7 +17,8 @@ from test_callback import Plain, _fit_plain, _loaders, _t1c_names, _trainer
 
 from t1c import ir
 from t1c.lightning import T1CExport
-from t1c.lightning.naming import manifest_entries, manifest_entry, manifest_lock, nest_metrics, read_manifest
+from t1c.lightning.manifest import read_manifest
+from t1c.lightning.naming import nest_metrics
 
 
 def _fc1_weight(path: Path) -> torch.Tensor:
@@ -83,67 +84,6 @@ def test_crafted_manifest_touches_nothing_outside_the_folder(tmp_path):
     assert set(manifest) == {"epoch=0-step=2.t1c", "last.t1c"}  # the bad entries are not carried on
 
 
-@pytest.mark.parametrize(
-    "name, item, why",
-    [
-        ("../a.t1c", _entry(), "not a file name"),
-        ("/abs/a.t1c", _entry(), "not a relative path"),
-        ("a/b.t1c", _entry(), "not a file name"),
-        ("..", _entry(), "not a file name"),
-        ("a.h5", _entry(), "does not end with .t1c"),
-        ("a.t1c", _entry(checkpoint="../x.ckpt"), "not a path inside the folder"),
-        ("a.t1c", _entry(checkpoint="/x.ckpt"), "not a relative path"),
-        ("a.t1c", _entry(same_as="sub/b.t1c"), "not a file name"),
-        ("a.t1c", _entry(same_as="a.t1c"), "itself"),
-        ("a.t1c", _entry(global_step=True), "'global_step' must be int"),
-        ("a.t1c", _entry(epoch=None), "'epoch' must be int"),
-        ("a.t1c", _entry(link="yes"), "'link' must be bool"),
-        ("a.t1c", _entry(metrics={"x": "1"}), "metric 'x' must be a number"),
-        ("a.t1c", "text", "not a mapping"),
-    ],
-)
-def test_manifest_entry_refuses(tmp_path, name, item, why):
-    with pytest.raises(ValueError, match=why):
-        manifest_entry(name, item, tmp_path)
-
-
-def test_manifest_entries_names_the_manifest_and_entry(tmp_path):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "x.ckpt").write_bytes(b"")
-    (tmp_path / "link.ckpt").symlink_to(tmp_path / "out" / "x.ckpt")
-    path = tmp_path / "t1c_exports.json"
-    path.write_text(json.dumps({"exports": {"a.t1c": _entry(checkpoint="sub/a.ckpt", metrics={"m": "nan"})}}))
-    entries, problems = manifest_entries(path)
-    assert problems == [] and entries[str(tmp_path / "a.t1c")]["checkpoint"] == str(
-        tmp_path / "sub" / "a.ckpt"
-    )
-    inner = tmp_path / "inner"
-    inner.mkdir()
-    (inner / "out.ckpt").symlink_to(tmp_path / "out" / "x.ckpt")  # a link leading out of inner/
-    (inner / "t1c_exports.json").write_text(json.dumps({"exports": {"b.t1c": _entry(checkpoint="out.ckpt")}}))
-    entries, problems = manifest_entries(inner / "t1c_exports.json")
-    assert entries == {}
-    assert problems == [
-        f"{inner / 't1c_exports.json'}: entry 'b.t1c' ignored: checkpoint 'out.ckpt' leads outside the folder "
-        "(a symbolic link)"
-    ]
-
-
-def test_manifest_lock_is_exclusive(tmp_path):
-    import fcntl
-
-    with manifest_lock(tmp_path):
-        fd = os.open(tmp_path / "t1c_exports.lock", os.O_RDWR)
-        try:
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        finally:
-            os.close(fd)
-    fd = os.open(tmp_path / "t1c_exports.lock", os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
-    os.close(fd)
-
-
 # -- item 5: a crash between a checkpoint's save and its export, then resume -----------------
 class CrashAfterSave(T1CExport):
     """Dies at the first reconcile after the checkpoints of ``step`` were saved, before their export."""
@@ -152,10 +92,14 @@ class CrashAfterSave(T1CExport):
         super().__init__()
         self.crash_step = step
 
-    def _reconcile(self, trainer):
-        if self._dirty and trainer.global_step == self.crash_step and self._pending:
-            raise RuntimeError("simulated crash")
-        super()._reconcile(trainer)
+        reconcile = self.ledger.reconcile
+
+        def crashing(trainer, pl_module, exporter):  # runs only after a save or a fit start
+            if trainer.global_step == self.crash_step and exporter.pending:
+                raise RuntimeError("simulated crash")
+            reconcile(trainer, pl_module, exporter)
+
+        self.ledger.reconcile = crashing
 
 
 def _mc(folder):

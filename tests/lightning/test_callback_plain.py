@@ -16,10 +16,11 @@ from test_callback import _trainer
 from torch import nn
 
 from t1c import ir
-from t1c.bridge.export_maps import ExportError
+from t1c.bridge import ExportError
 from t1c.lightning import T1CExport
-from t1c.lightning.callback import T1CExportError, _classes, _layout_of, _one_step
-from t1c.lightning.naming import flatten_metrics, read_manifest
+from t1c.lightning.callback import T1CExportError
+from t1c.lightning.manifest import read_manifest
+from t1c.lightning.naming import flatten_metrics
 
 STEPS, BATCH = 4, 8
 
@@ -180,23 +181,3 @@ def test_example_input_array_of_the_sequence_gives_one_step(tmp_path):
     module.example_input_array = torch.zeros(1, STEPS, 2, 8, 8)
     graph = _fit(tmp_path, module, _loaders((STEPS, 2, 8, 8)), T1CExport())
     assert list(graph.nodes["input"].shape) == [2, 8, 8]
-
-
-def test_layout_rules():
-    mlp, conv = _mlp(), _conv()
-    flat = nn.Sequential(nn.Flatten(), nn.Linear(2 * 8 * 8, 3))
-    assert _layout_of(torch.zeros(8, 6), mlp, 8) == "static"
-    assert _layout_of(torch.zeros(8, 5, 6), mlp, 8) == "BT"
-    assert _layout_of(torch.zeros(5, 8, 6), mlp, 8) == "TB"
-    assert _layout_of(torch.zeros(8, 2, 8, 8), conv, 8) == "static"
-    assert _layout_of(torch.zeros(8, 5, 2, 8, 8), conv, 8) == "BT"
-    assert _layout_of(torch.zeros(8, 2, 8, 8), flat, 8) == "static"
-    assert _layout_of(torch.zeros(8, 5, 2, 8, 8), flat, 8) == "BT"
-    x = torch.arange(8 * 5 * 6.0).reshape(8, 5, 6)
-    assert torch.equal(_one_step(x, "BT"), x[:1, 0]) and torch.equal(_one_step(x, "TB"), x[0, :1])
-    out = torch.zeros(5, 8, 3)
-    out[:, :, 2] = 1
-    assert _classes(out, 8)[0].tolist() == [2] * 8 and _classes(out, 8)[1] == 5
-    assert _classes(out.transpose(0, 1), 8)[1] == 5
-    with pytest.raises(ValueError, match=r"not \[B, C\]"):
-        _classes(torch.zeros(8), 8)

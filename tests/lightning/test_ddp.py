@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from t1c import ir
-from t1c.lightning.naming import flatten_metrics, read_manifest
+from t1c.lightning.manifest import read_manifest
+from t1c.lightning.naming import flatten_metrics
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from t1c.lightning.encoding import ENCODINGS, check_encoding, encode, sample_seeds
+from t1c.lightning.encoding import ENCODINGS, check_encoding, encode, is_count, sample_seeds
 
 
 def test_encodings_are_listed_and_checked():
@@ -13,6 +13,11 @@ def test_encodings_are_listed_and_checked():
     assert check_encoding("sequence") == "sequence"
     with pytest.raises(ValueError, match="encoding must be one of"):
         check_encoding("latency")
+
+
+def test_is_count():
+    assert is_count(1) and is_count(0, minimum=0) and not is_count(0)
+    assert not is_count(True) and not is_count(2.0) and not is_count("3")
 
 
 # -- per-sample seeds ----------------------------------------------------------------------

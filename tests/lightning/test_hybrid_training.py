@@ -15,7 +15,7 @@ from torch import nn
 from t1c import ir
 from t1c.bridge import to_ir
 from t1c.lightning import T1CExport, T1CModule, TensorDataModule
-from t1c.lightning.naming import read_manifest
+from t1c.lightning.manifest import read_manifest
 
 
 def _data(features: int, classes: int = 10, n: int = 160) -> TensorDataModule:

@@ -1,0 +1,50 @@
+"""Changes to the files of an export folder that a reader never sees half done.
+
+A `.t1c` that is a second checkpoint's copy of an export (``last.t1c``) is copied or linked
+atomically, and a file is removed without caring whether it is still there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from t1c.ir.atomic import atomic_target, temp_beside
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` over ``dst`` atomically (a reader never sees a partial ``dst``)."""
+    with atomic_target(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
+    """Point ``link`` at ``target`` (stored relative to ``link``'s folder), replacing it atomically.
+
+    Falls back to :func:`atomic_copy` where the file system refuses symbolic links.
+    """
+    link = Path(link)
+    relative = os.path.relpath(os.fspath(target), os.fspath(link.parent))
+    tmp = temp_beside(link)
+    try:
+        os.symlink(relative, tmp)
+    except OSError:
+        atomic_copy(target, link)
+        return
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def remove_file(path: str | os.PathLike) -> bool:
+    """Remove a file or symbolic link if present; True when something was removed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True

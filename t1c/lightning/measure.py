@@ -1,0 +1,525 @@
+"""Float vs quantized accuracy of an export, measured on the validation data.
+
+At each export the validation batches go through the exported graph in float, the
+exported graph in quantized simulation (built from the very integers stored in the file)
+and the live model; :func:`quant_metrics` turns the counts into the ``t1c/*`` figures.
+For a :class:`~t1c.lightning.T1CModule` the live outputs of the validation that has just
+run are reused (:class:`ValidationRecords`) where that is provably the same computation,
+and the float graph does not run when it provably computes what the live executor does
+(:func:`same_computation`). The quantized graph runs on consecutive batches joined
+(:func:`joined`).
+
+Example:
+    >>> quant_metrics(90, 85, 100, 100)["t1c/quant_gap"]
+    0.05
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import nn
+
+from t1c import ir
+
+from .batches import batch_size, time_first, to_device, val_loader
+from .module import eval_mode
+
+METRIC_PREFIX = "t1c/"
+#: Most bytes of validation spike trains kept for the quantized measurement (beyond: encoded again).
+RECORD_BYTES = 64 * 2**20
+#: The quantized measurement runs consecutive validation batches joined, up to this many bytes
+#: of spike trains: fewer, larger operations per time step. In the digits demo config, 3
+#: batches of 64 at once ran about 15% faster than one at a time, and all 6 at once slower
+#: than one at a time (larger temporaries are fresh memory, faulted in page by page).
+MEASURE_JOIN_BYTES = 3 * 2**19
+
+#: A measured batch: spike trains ``[T, B, ...]``, live classes ``[B]``, labels ``[B]``.
+Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+#: A recorded validation batch: input, spike trains (None: encode again), live outputs, labels or None.
+Record = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]
+
+
+def quant_metrics(float_correct: float, quant_correct: float, agree: float, total: float) -> dict[str, float]:
+    """The ``t1c/*`` figures from counts summed over the evaluated samples (and ranks).
+
+    Example:
+        >>> quant_metrics(90, 85, 100, 100)["t1c/quant_gap"]
+        0.05
+    """
+    if total <= 0:
+        return {}
+    float_acc, quant_acc = float_correct / total, quant_correct / total
+    return {
+        METRIC_PREFIX + "float_acc": float_acc,
+        METRIC_PREFIX + "quant_acc": quant_acc,
+        METRIC_PREFIX + "quant_gap": round(float_acc - quant_acc, 12),
+        METRIC_PREFIX + "export_agreement": agree / total,
+        METRIC_PREFIX + "num_samples": float(total),
+    }
+
+
+class ValidationRecords:
+    """What a T1CModule's validation computed, per batch, for the export measured after it.
+
+    While a fit validates, :meth:`start` wraps the executor's ``run_sequence`` on its
+    instance, :meth:`add` keeps each batch's input, spike trains (up to :data:`RECORD_BYTES`)
+    and live outputs, and :meth:`stop` removes the wrapper. :meth:`free` drops them once
+    their step is measured.
+    """
+
+    def __init__(self) -> None:
+        self.batches: dict[int, Record] = {}  # batch index -> record
+        self.kept = 0  # bytes of spike trains in batches
+        self.step: int | None = None  # the global step the records were taken at
+        self.calls: list | None = None  # (xs, ys) of the executor calls of the current batch
+
+    def free(self) -> None:
+        """Forget every record (they hold validation inputs and spike trains)."""
+        self.batches, self.kept = {}, 0
+
+    def clear(self) -> None:
+        """Forget every record and the step they were taken at (a validation starts)."""
+        self.free()
+        self.step = None
+
+    def start(self, executor: nn.Module) -> None:
+        """Record ``executor.run_sequence``'s inputs and outputs until :meth:`stop`."""
+        run_sequence = type(executor).run_sequence
+
+        def recording(xs: Any, state: Any = None) -> Any:
+            ys, state = run_sequence(executor, xs, state)
+            if self.calls is not None:
+                self.calls.append((xs, ys))
+            return ys, state
+
+        executor.run_sequence = recording  # shadows the method on this instance until stop()
+        self.calls = []
+
+    @property
+    def recording(self) -> bool:
+        """Whether validation is being recorded."""
+        return self.calls is not None
+
+    def add(self, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+        """Keep what the executor computed for one validation batch (one call, first loader only)."""
+        if dataloader_idx == 0 and len(self.calls) == 1 and isinstance(batch, (tuple, list)):
+            xs, ys = self.calls[0]
+            size = xs.numel() * xs.element_size()
+            if self.kept + size > RECORD_BYTES:
+                xs = None  # encoded again when measured (the same seeded encoding)
+            else:
+                self.kept += size
+            y = batch[1] if len(batch) > 1 else None
+            self.batches[batch_idx] = (
+                batch[0].detach(),
+                None if xs is None else xs.detach(),
+                ys.detach(),
+                y.detach() if isinstance(y, torch.Tensor) and y.ndim == 1 else None,
+            )
+        self.calls.clear()
+
+    def stop(self, executor: nn.Module, step: int) -> None:
+        """Stop recording (the executor's own ``run_sequence`` again); the records are of ``step``."""
+        self.calls = None
+        vars(executor).pop("run_sequence", None)
+        self.step = step
+
+    def reusable(self, step: int, pl_module: LightningModule) -> bool:
+        """Whether the records are the live model's outputs on the weights exported at ``step``."""
+        return bool(self.batches) and self.step == step and validates_like_t1c_module(pl_module)
+
+    def covering(self, loader: Any, limit_batches: int | None) -> list[Record] | None:
+        """The records when they hold every batch the measurement takes from ``loader`` (a
+        loader with a length, at most ``limit_batches``), each with its labels; else None."""
+        try:
+            wanted = len(loader)
+        except TypeError:  # an iterable without a length: take its batches
+            return None
+        if limit_batches is not None:
+            wanted = min(wanted, limit_batches)
+        records = [self.batches.get(index) for index in range(wanted)]
+        if not records or any(record is None or record[3] is None for record in records):
+            return None
+        return records
+
+
+class Measurement:
+    """Measures exported graphs against the live module on the validation data.
+
+    Args:
+        weight_bits: bits per weight of the quantized simulation.
+        accumulator_bits: accumulator width of the quantized simulation.
+        limit_batches: validation batches measured (None: all).
+        records: the validation records of the fit (:class:`ValidationRecords`).
+    """
+
+    def __init__(
+        self, weight_bits: int, accumulator_bits: int, limit_batches: int | None, records: ValidationRecords
+    ) -> None:
+        self.weight_bits = weight_bits
+        self.accumulator_bits = accumulator_bits
+        self.limit_batches = limit_batches
+        self.records = records
+        self.no_metrics_reason: str | None = None  # set once: the figures cannot be measured
+
+    def measure(
+        self, trainer: Trainer, pl_module: LightningModule, graph: ir.Graph, layout: str | None
+    ) -> dict[str, float]:
+        """Float and quantized accuracy of ``graph`` and its agreement with the live module.
+
+        Evaluates copies (the float executor, the quantized one built from the very
+        integers stored in the file, a copy of the live model) under ``no_grad``, so training
+        is not disturbed (callers restore the RNG). A plain LightningModule's ``forward``
+        gives the live predictions (see :func:`classes`); ``layout`` is how its batches hold
+        time.
+        """
+        if self.no_metrics_reason is not None:
+            return {}
+        loader = val_loader(trainer)
+        if loader is None:
+            self.no_metrics("there is no validation data")
+            return {}
+        from t1c.bridge import ir_to_torch
+        from t1c.bridge.quantize import ir_to_quantized
+
+        device = pl_module.device
+        float_exec = ir_to_torch(graph).to(device).eval()
+        t1c_module = is_t1c_module(pl_module)
+        reuse = t1c_module and self.records.reusable(trainer.global_step, pl_module)
+        # a float graph that provably computes what the live executor does is not run: it is
+        # quantized in place instead of building a second executor
+        float_is_live = reuse and same_computation(float_exec, pl_module.executor)
+        quant_exec = ir_to_quantized(
+            graph, self.weight_bits, self.accumulator_bits, executor=float_exec if float_is_live else None
+        ).to(device)
+        with torch.no_grad():
+            if t1c_module:
+                counts = self.count_t1c(
+                    pl_module, loader, reuse, None if float_is_live else float_exec, quant_exec
+                )
+            else:
+                counts = self.count_plain(pl_module, loader, float_exec, quant_exec, layout or "static")
+        if counts is None:
+            return {}
+        counts = trainer.strategy.reduce(counts.to(device), reduce_op="sum").cpu()
+        return quant_metrics(*counts.tolist())
+
+    def labelled(self, loader: Any) -> Iterator[Any]:
+        """The validation batches used for the metrics (``limit_batches``); None (and a warning)
+        for a batch without a label tensor ``[B]`` as its second element, then stop."""
+        for index, batch in enumerate(loader):
+            if self.limit_batches is not None and index >= self.limit_batches:
+                return
+            y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+            if not isinstance(y, torch.Tensor) or y.ndim != 1:
+                self.no_metrics("the validation batches have no label tensor [B] as their second element")
+                yield None
+                return
+            yield batch
+
+    def count_plain(
+        self,
+        pl_module: LightningModule,
+        loader: Any,
+        float_exec: nn.Module,
+        quant_exec: nn.Module,
+        layout: str,
+    ) -> torch.Tensor | None:
+        """The counts of a plain LightningModule, None (and a warning) when its forward does
+        not keep the contract (docs/export_callback.md)."""
+        counts = torch.zeros(4, dtype=torch.float64)
+        for batch in self.labelled(loader):
+            if batch is None:
+                return None
+            y = batch[1].to(pl_module.device)
+            try:
+                preds = predict_plain(pl_module, batch, float_exec, quant_exec, layout)
+                check_shapes(*preds, y)
+            except Exception as err:  # a plain module's forward is the user's: say why, keep training
+                self.no_metrics(f"{type(pl_module).__name__}.forward could not be compared ({err})")
+                return None
+            counts += count_agreement(*preds, y)
+        return counts
+
+    def count_t1c(
+        self,
+        pl_module: LightningModule,
+        loader: Any,
+        reuse: bool,
+        float_exec: nn.Module | None,
+        quant_exec: nn.Module,
+    ) -> torch.Tensor | None:
+        """The counts of a T1CModule; the live outputs are validation's own where it ran the same
+        computation on the weights exported now (``reuse``), and they stand for the float
+        graph's when it provably computes what the live executor does (``float_exec`` None).
+
+        The quantized graph runs over consecutive batches joined (:data:`MEASURE_JOIN_BYTES`):
+        on spikes its sums are exact integers, so its per-sample results do not depend on the
+        batch (graded inputs go through a float64 accumulator, whose last bits may); the float
+        graph, which rounds by batch shape in float32, always runs batch by batch, as
+        validation did."""
+        device = pl_module.device
+        batches = self.live_batches(pl_module, loader, reuse)
+        counts = torch.zeros(4, dtype=torch.float64)
+        for item in joined(batches, MEASURE_JOIN_BYTES if float_exec is None else 0):
+            if item is None:
+                return None
+            xs, pred_live, y = item
+            # the quantized executor is this measurement's own: no autograd state to keep
+            with torch.inference_mode():
+                pred_quant = pl_module.logits(quant_exec.run_sequence(xs)[0]).argmax(-1).to(device)
+            pred_float = (
+                pred_live
+                if float_exec is None
+                else pl_module.logits(float_exec.run_sequence(xs)[0]).argmax(-1).to(device)
+            )
+            check_shapes(pred_float, pred_quant, pred_live, y)
+            counts += count_agreement(pred_float, pred_quant, pred_live, y)
+        return counts
+
+    def live_batches(self, pl_module: LightningModule, loader: Any, reuse: bool) -> Iterator[Item | None]:
+        """``(spike trains, live classes, labels)`` of each measured batch; a None (and stop)
+        for a batch without labels.
+
+        When validation recorded every batch the measurement takes (the loader's length,
+        ``limit_batches``) with its labels, those batches, without iterating the loader
+        again; else the loader's batches, with validation's live outputs where it ran on the
+        same input, and a copy of the live executor for the others.
+        """
+        device = pl_module.device
+        recorded = self.records.covering(loader, self.limit_batches) if reuse else None
+        if recorded is not None:
+            for x, xs, ys, y in recorded:
+                xs = xs if xs is not None else encode_for_eval(pl_module, x)
+                yield xs, pl_module.logits(ys).argmax(-1).to(device), y.to(device)
+            return
+        live = None
+        for index, batch in enumerate(self.labelled(loader)):
+            if batch is None:
+                yield None
+                return
+            x = to_device(batch[0], device)
+            record = self.records.batches.get(index) if reuse else None
+            if record is not None and record[0].shape == x.shape and torch.equal(record[0], x):
+                ys = record[2]  # validation's own live outputs, on its own spike trains
+                xs = record[1] if record[1] is not None else encode_for_eval(pl_module, x)
+            else:
+                if live is None:
+                    live = copy_module(pl_module.executor).eval()
+                xs = encode_for_eval(pl_module, x)
+                ys = live.run_sequence(xs)[0]
+            yield xs, pl_module.logits(ys).argmax(-1).to(device), batch[1].to(device)
+
+    def no_metrics(self, reason: str) -> None:
+        """Warn once that the t1c/* metrics are not measured, and why."""
+        self.no_metrics_reason = reason
+        rank_zero_warn(
+            f"T1CExport: t1c/float_acc, t1c/quant_acc and t1c/export_agreement are not measured: {reason}. "
+            "A plain LightningModule's forward must return outputs [B, C] or per step [T, B, C] / [B, T, C] "
+            "for the batch's input, with the labels [B] as the batch's second element (docs/export_callback.md)"
+        )
+
+
+def predict_plain(
+    pl_module: LightningModule, batch: Any, float_exec: nn.Module, quant_exec: nn.Module, layout: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Float, quantized and live classes of one batch of a plain LightningModule.
+
+    The module itself, in eval mode under no_grad as Lightning validates it: a copy of
+    snnTorch neurons with init_hidden is not reset by snntorch.utils.reset (class-level).
+    """
+    x = to_device(batch[0], pl_module.device)
+    with eval_mode(pl_module):
+        out = pl_module(x)
+    live_classes, steps = classes(out, batch_size(x, layout))
+    xs = time_first(x, layout, steps)
+    pred_float, pred_quant = (e.run_sequence(xs)[0].sum(0).argmax(-1) for e in (float_exec, quant_exec))
+    return pred_float, pred_quant, live_classes
+
+
+def classes(out: Any, size: int) -> tuple[torch.Tensor, int | None]:
+    """Predicted classes ``[B]`` from a forward's output for ``size`` samples, and its number
+    of steps (None: one).
+
+    ``[B, C]``: argmax. ``[T, B, C]`` or ``[B, T, C]`` (spikes or values per step): argmax of
+    the sum over time. A tuple/list (``spk_rec, mem_rec``): its first element.
+    """
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor) or out.ndim not in (2, 3):
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"forward returned {shape}, not [B, C], [T, B, C] or [B, T, C]")
+    if out.ndim == 2:
+        return out.argmax(-1), None
+    if out.shape[1] == size:
+        return out.sum(0).argmax(-1), int(out.shape[0])
+    return out.sum(1).argmax(-1), int(out.shape[1])
+
+
+def is_t1c_module(pl_module: LightningModule) -> bool:
+    """A T1CModule, or any module with its export/evaluation protocol."""
+    return callable(getattr(pl_module, "export_graph", None)) and callable(
+        getattr(pl_module, "predict_with", None)
+    )
+
+
+def validates_like_t1c_module(pl_module: LightningModule) -> bool:
+    """A T1CModule whose validation is T1CModule's own: ``run_sequence`` on ``encode(x, seed=eval_seed)``.
+
+    Then the outputs its validation step computes are exactly ``predict_with(executor, x)``'s.
+    """
+    from .module import T1CModule
+
+    cls = type(pl_module)
+    return isinstance(pl_module, T1CModule) and all(
+        getattr(cls, name) is getattr(T1CModule, name)
+        for name in ("validation_step", "forward", "encode", "logits", "predict_with")
+    )
+
+
+def encode_for_eval(pl_module: LightningModule, x: torch.Tensor) -> torch.Tensor:
+    """The spike trains ``predict_with`` feeds its executor: ``encode(x, seed=eval_seed)``."""
+    return pl_module.encode(x, seed=int(pl_module.hparams.eval_seed))
+
+
+def copy_module(module: nn.Module) -> nn.Module:
+    """A deep copy that also works mid-training.
+
+    snnTorch neurons keep their membrane from the last forward pass as an attribute that is
+    part of the autograd graph, which ``copy.deepcopy`` refuses; such tensors are copied
+    detached.
+    """
+    memo: dict[int, Any] = {}
+    for sub in module.modules():
+        for value in [*vars(sub).values(), *sub._buffers.values()]:
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(module, memo)
+
+
+# attributes that hold caches, metadata or the backward pass only: no effect on forward values
+_NOT_COMPUTATION = frozenset(
+    {"metadata", "node_metadata", "_held_state", "_coef_cache", "spike_grad", "training"}
+)
+
+
+def same_computation(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules provably compute the same forward function.
+
+    Same module tree (names and types), and every attribute of every module equal: tensors
+    bit for bit (same dtype and shape), plain values, containers and dataclasses recursively,
+    references to submodules by their name. Anything else (an unknown object) counts as a
+    difference, so a False may be conservative, a True never is.
+    """
+    modules_a, modules_b = list(a.named_modules()), list(b.named_modules())
+    if [(n, type(m)) for n, m in modules_a] != [(n, type(m)) for n, m in modules_b]:
+        return False
+    same = _SameValue({id(m): n for n, m in modules_a}, {id(m): n for n, m in modules_b})
+    missing = object()
+    for (_, ma), (_, mb) in zip(modules_a, modules_b):
+        va, vb = vars(ma), vars(mb)
+        for key in set(va) | set(vb):
+            if key in _NOT_COMPUTATION or key == "_modules" or "hook" in key:
+                continue
+            if not same(va.get(key, missing), vb.get(key, missing)):
+                return False
+    return True
+
+
+class _SameValue:
+    """Equality of two attribute values of modules in two trees (submodules compared by name)."""
+
+    def __init__(self, names_a: dict[int, str], names_b: dict[int, str]) -> None:
+        self.names_a, self.names_b = names_a, names_b
+
+    def __call__(self, u: Any, v: Any) -> bool:
+        if isinstance(u, nn.Module) or isinstance(v, nn.Module):
+            return (
+                id(u) in self.names_a and id(v) in self.names_b and self.names_a[id(u)] == self.names_b[id(v)]
+            )
+        if isinstance(u, torch.Tensor) or isinstance(v, torch.Tensor):
+            return (
+                isinstance(u, torch.Tensor)
+                and isinstance(v, torch.Tensor)
+                and u.dtype == v.dtype
+                and u.shape == v.shape
+                and torch.equal(u, v)
+            )
+        if type(u) is not type(v):
+            return False
+        if u is None or isinstance(u, (bool, int, str, type, frozenset, set)):
+            return u == v
+        if isinstance(u, float):
+            return u == v or (math.isnan(u) and math.isnan(v))
+        if dataclasses.is_dataclass(u):
+            return all(self(getattr(u, f.name), getattr(v, f.name)) for f in dataclasses.fields(u))
+        if isinstance(u, (list, tuple)):
+            return len(u) == len(v) and all(self(x, y) for x, y in zip(u, v))
+        if isinstance(u, dict):
+            return u.keys() == v.keys() and all(self(u[k], v[k]) for k in u)
+        return False
+
+
+def check_shapes(
+    pred_float: torch.Tensor, pred_quant: torch.Tensor, pred_live: torch.Tensor, y: torch.Tensor
+) -> None:
+    """Raise ``ValueError`` unless the three predictions and the labels have one shape."""
+    if not pred_float.shape == pred_quant.shape == pred_live.shape == y.shape:
+        raise ValueError(
+            f"predictions of shape {list(pred_live.shape)}, {list(pred_float.shape)} and "
+            f"{list(pred_quant.shape)} for labels {list(y.shape)}"
+        )
+
+
+def joined(items: Iterable[Item | None], max_bytes: int) -> Iterator[Item | None]:
+    """Consecutive ``(xs [T, B, ...], classes [B], labels [B])`` joined along their batch
+    dimensions while the joined ``xs`` stay within ``max_bytes`` (one at a time when 0) and
+    alike in all but ``B``; a None is passed on and ends them."""
+    group: list[Item] = []
+    size = 0
+    for item in items:
+        if item is None:
+            if group:
+                yield _cat(group)
+            yield None
+            return
+        xs = item[0]
+        nbytes = xs.numel() * xs.element_size()
+        first = group[0][0] if group else None
+        if first is not None and (
+            size + nbytes > max_bytes
+            or (xs.dtype, xs.device, xs.shape[:1], xs.shape[2:])
+            != (first.dtype, first.device, first.shape[:1], first.shape[2:])
+        ):
+            yield _cat(group)
+            group, size = [], 0
+        group.append(item)
+        size += nbytes
+    if group:
+        yield _cat(group)
+
+
+def _cat(group: list[Item]) -> Item:
+    if len(group) == 1:
+        return group[0]
+    xs, predicted, labels = zip(*group)
+    return torch.cat(xs, 1), torch.cat(predicted), torch.cat(labels)
+
+
+def count_agreement(
+    pred_float: torch.Tensor, pred_quant: torch.Tensor, pred_live: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """``[float correct, quantized correct, float == live, samples]`` (float64, on the CPU; one transfer)."""
+    agreeing = torch.stack(
+        [(pred_float == y).sum(), (pred_quant == y).sum(), (pred_float == pred_live).sum()]
+    )
+    samples = torch.tensor([y.shape[0]], dtype=torch.float64)
+    return torch.cat([agreeing.to("cpu", torch.float64), samples])

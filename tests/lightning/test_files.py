@@ -1,0 +1,27 @@
+"""Atomic copies and links of export files, and removal of a file that may be gone."""
+
+from __future__ import annotations
+
+import os
+
+from t1c.lightning.files import atomic_copy, atomic_symlink, remove_file
+
+
+def test_atomic_copy_and_symlink(tmp_path):
+    src = tmp_path / "a.t1c"
+    src.write_bytes(b"one")
+    atomic_copy(src, tmp_path / "last.t1c")
+    assert (tmp_path / "last.t1c").read_bytes() == b"one"
+    atomic_symlink(src, tmp_path / "last.t1c")
+    assert os.path.islink(tmp_path / "last.t1c")
+    assert os.readlink(tmp_path / "last.t1c") == "a.t1c"  # relative: the folder can move
+    assert sorted(os.listdir(tmp_path)) == ["a.t1c", "last.t1c"]
+
+
+def test_remove_file_says_whether_something_was_removed(tmp_path):
+    path = tmp_path / "a.t1c"
+    path.write_bytes(b"x")
+    (tmp_path / "link.t1c").symlink_to(tmp_path / "missing.t1c")  # a dangling link is removed too
+    assert remove_file(path) and not path.exists()
+    assert not remove_file(path)
+    assert remove_file(tmp_path / "link.t1c") and os.listdir(tmp_path) == []

@@ -1,0 +1,141 @@
+"""The ledger of exports: planning, top-k deletion, ``last.t1c``, checked resumable entries (no Trainer)."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from t1c.lightning.holdings import Held
+from t1c.lightning.ledger import Action, Ledger, plan, should_delete, state_entry
+
+
+def _mc(tmp_path, **state):
+    mc = ModelCheckpoint(dirpath=tmp_path)
+    for key, value in state.items():
+        setattr(mc, key, value)
+    return mc
+
+
+def _rank_zero(mc):
+    """A one-process trainer: rank zero, broadcast returns its argument."""
+    return SimpleNamespace(
+        is_global_zero=True,
+        strategy=SimpleNamespace(broadcast=lambda obj: obj),
+        checkpoint_callbacks=[mc],
+        ckpt_path=None,
+    )
+
+
+def test_plan_skips_what_is_already_exported(tmp_path):
+    ledger = Ledger("r1", None, save_last=True)
+    a = str(tmp_path / "a.ckpt")
+    mc = _mc(tmp_path, best_k_models={a: torch.tensor(1.0)}, best_model_path=a, _last_global_step_saved=5)
+    ledger.entries = {
+        str(tmp_path / "a.t1c"): {"checkpoint": a, "global_step": 5, "link": False, "run": "r1"}
+    }
+    assert plan(ledger.held(_rank_zero(mc)), ledger.entries, ledger.run) == []
+    mc._last_checkpoint_saved, mc._last_global_step_saved = a, 6  # the same name saved again later
+    ledger.note_saves(_rank_zero(mc))
+    assert plan(ledger.held(_rank_zero(mc)), ledger.entries, ledger.run) == [
+        ("write", str(tmp_path / "a.t1c"), a, 6, None)
+    ]
+
+
+def test_plan_links_copies_and_loads(tmp_path):
+    folder = str(tmp_path)
+    a, last = os.path.join(folder, "a.ckpt"), os.path.join(folder, "last.ckpt")
+    held = [Held(a, 4, folder, folder), Held(last, 4, folder, folder, link_to=a)]
+    a_t1c, last_t1c = os.path.join(folder, "a.t1c"), os.path.join(folder, "last.t1c")
+    assert plan(held, {}, "r1") == [
+        Action("write", a_t1c, a, 4, None),
+        Action("link", last_t1c, last, 4, a_t1c),  # linked to the export of the checkpoint it links to
+    ]
+    entries = {
+        a_t1c: {"checkpoint": a, "global_step": 4, "run": "r1"},
+        last_t1c: {"checkpoint": last, "global_step": 4, "run": "r1", "link": True, "same_as": a_t1c},
+    }
+    assert plan(held, entries, "r1") == []
+    assert plan(held, entries, "r2") == plan(held, {}, "r1")  # another run's entries are not this run's
+    from_file = [Held(a, 2, folder, folder, from_file=True)]
+    assert plan(from_file, {}, "r1") == [Action("file", a_t1c, a, 2, None)]
+    (tmp_path / "a.t1c").write_bytes(b"")
+    assert plan(from_file, {a_t1c: {"checkpoint": a, "global_step": 2, "run": "r1"}}, "r1") == []
+    other = str(tmp_path / "out")  # a checkpoint outside its ModelCheckpoint's folder, exports elsewhere
+    assert plan([Held("/x/b.ckpt", 1, folder, other)], {}, "r1")[0].path == os.path.join(other, "b.t1c")
+
+
+def test_should_delete_only_this_runs_dropped_checkpoints():
+    run = "r1"
+    assert should_delete({"checkpoint": "/x/a.ckpt", "run": run}, {"/x/b.ckpt"}, run)
+    assert not should_delete({"checkpoint": "/x/a.ckpt", "run": run}, {"/x/a.ckpt"}, run)
+    assert not should_delete({"checkpoint": None, "run": run}, set(), run)  # own exports, own last.t1c
+    assert not should_delete({"checkpoint": "/x/a.ckpt", "kept": True, "run": run}, set(), run)
+    assert not should_delete({"checkpoint": "/x/a.ckpt", "run": "another run"}, set(), run)
+
+
+def _entry(folder, name, **kw):
+    entry = {
+        "file": f"{folder}/{name}",
+        "dir": str(folder),
+        "checkpoint": f"{folder}/{name[:-4]}.ckpt",
+        "epoch": 0,
+        "global_step": 3,
+        "metrics": {"m": 1.0},
+        "content_hash": "abc",
+        "source_hash": None,
+        "same_as": None,
+        "link": False,
+        "run": "r1",
+        "kept": False,
+    }
+    entry.update(kw)
+    return entry
+
+
+def test_state_entry_checks_like_a_manifest_and_keeps_outside_checkpoints():
+    checked = state_entry("/x/a.t1c", _entry("/x", "a.t1c", checkpoint="/elsewhere/a.ckpt", kept=True))
+    assert checked["checkpoint"] == "/elsewhere/a.ckpt" and checked["kept"] is True
+    assert checked["file"] == "/x/a.t1c" and checked["dir"] == "/x"
+    with pytest.warns(UserWarning, match="state entry '/x/b.t1c' is ignored: .*'epoch' must be int"):
+        assert state_entry("/x/b.t1c", _entry("/x", "b.t1c", epoch="0")) is None
+    with pytest.warns(UserWarning, match="not in the entry's folder"):
+        assert state_entry("/y/a.t1c", _entry("/x", "a.t1c")) is None
+
+
+def test_reference_files_first_export_then_by_step():
+    ledger = Ledger("r1", None, save_last=True)
+    ledger.entries = {
+        "/x/b.t1c": _entry("/x", "b.t1c", global_step=9),
+        "/x/a.t1c": _entry("/x", "a.t1c", global_step=4),
+    }
+    assert ledger.reference_files() == ["/x/a.t1c", "/x/b.t1c"]
+    ledger.reference_file = "/x/b.t1c"
+    assert ledger.reference_files() == ["/x/b.t1c", "/x/a.t1c", "/x/b.t1c"]
+    ledger.reference_file = "/x/gone.t1c"  # not an entry: never read
+    assert ledger.reference_files() == ["/x/a.t1c", "/x/b.t1c"]
+
+
+def test_update_last_copies_this_runs_newest_export(tmp_path):
+    folder = str(tmp_path)
+    for name in ("a.t1c", "b.t1c"):
+        (tmp_path / name).write_bytes(name.encode())
+    ledger = Ledger("r1", None, save_last=True)
+    ledger.entries = {
+        f"{folder}/a.t1c": _entry(folder, "a.t1c", global_step=2),
+        f"{folder}/b.t1c": _entry(folder, "b.t1c", global_step=4),
+        f"{folder}/c.t1c": _entry(folder, "c.t1c", global_step=6, run="r2"),  # another run's
+    }
+    ledger.update_last(folder, True, last_ckpt_exists=False, last_t1c_exists=False)
+    last = ledger.entries[f"{folder}/last.t1c"]
+    assert (last["same_as"], last["global_step"], last["checkpoint"]) == (f"{folder}/b.t1c", 4, None)
+    assert (tmp_path / "last.t1c").read_bytes() == b"b.t1c"
+    # a last.ckpt of another run beside it: this run's last.t1c goes (its entry; the file is left)
+    ledger.update_last(folder, True, last_ckpt_exists=True, last_t1c_exists=True)
+    assert f"{folder}/last.t1c" not in ledger.entries and (tmp_path / "last.t1c").exists()
+    # a last.t1c on disk that is not this run's is never overwritten
+    ledger.update_last(folder, True, last_ckpt_exists=False, last_t1c_exists=True)
+    assert f"{folder}/last.t1c" not in ledger.entries
