@@ -214,6 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="to .nir: export LIF nodes with snnTorch reset fields as NIR's reset-to-zero LIF (warns)",
     )
     p.set_defaults(handler=cmd_convert)
+
+    p = sub.add_parser(
+        "draw",
+        help="draw a .t1c (or .nir) graph: Mermaid text, or a .svg/.png picture",
+        description="Draw a graph. The suffix of -o picks the form: .mmd Mermaid, .md Mermaid in a "
+        "```mermaid block, .svg/.png a picture (needs matplotlib: pip install 't1c[plot]'); without -o "
+        "the Mermaid text is printed. Big graphs are summarised (docs/drawing.md).",
+    )
+    p.add_argument("file", type=Path, help="the .t1c file, or a .nir file (needs --dt)")
+    p.add_argument(
+        "-o", "--output", type=Path, default=None, help="the .mmd, .md, .svg or .png file to write"
+    )
+    p.add_argument("--dt", type=_positive, default=None, help="time step a .nir file is discretized at")
+    p.add_argument("--max-nodes", type=int, default=None, help="draw up to this many nodes (default 300)")
+    p.set_defaults(handler=cmd_draw)
     return parser
 
 
@@ -306,6 +321,45 @@ def cmd_verify(ns: argparse.Namespace) -> int:
     diffs = ir.topology_diff(expected, actual)
     print(format_verify(diffs, str(ns.expected), str(ns.actual)))
     return EXIT_DIFFERENT if diffs else EXIT_OK
+
+
+def cmd_draw(ns: argparse.Namespace) -> int:
+    """``t1c draw FILE [-o OUT]``: Mermaid text (printed, or ``.mmd``/``.md``) or a ``.svg``/``.png``."""
+    from .ir.atomic import atomic_target
+    from .ir.drawing import MAX_NODES, drawing_plan
+    from .ir.mermaid import plan_to_mermaid
+    from .plot import MAX_PICTURE_NODES, save_drawing
+
+    suffix = ns.output.suffix.lower() if ns.output is not None else ".mmd"
+    if suffix not in (".mmd", ".md", ".svg", ".png"):
+        raise CommandError(
+            f"cannot tell the form from '{ns.output}': use .mmd or .md (Mermaid), .svg or .png"
+        )
+    if ns.output is not None and not ns.output.parent.is_dir():
+        raise CommandError(f"the folder of '{ns.output}' does not exist; create it first")
+    picture = suffix in (".svg", ".png")
+    max_nodes = MAX_NODES if ns.max_nodes is None else ns.max_nodes
+    if max_nodes < 1 or (picture and max_nodes > MAX_PICTURE_NODES):
+        raise CommandError(f"--max-nodes must be at least 1 (at most {MAX_PICTURE_NODES:,} for a picture)")
+    graph = read_graph(ns.file, ns.dt)
+    plan = drawing_plan(graph, max_nodes)
+    try:
+        if ns.output is None:
+            print(plan_to_mermaid(plan), end="")
+        elif picture:
+            with atomic_target(ns.output) as target:
+                save_drawing(graph, target, fmt=suffix[1:], max_nodes=max_nodes)
+        else:
+            text = plan_to_mermaid(plan)
+            with atomic_target(ns.output) as target:
+                target.write_text(f"```mermaid\n{text}```\n" if suffix == ".md" else text, encoding="utf-8")
+    except (ImportError, OSError) as err:  # ImportError: no matplotlib (the message names t1c[plot])
+        raise CommandError(str(err)) from None
+    for note in plan.notes:
+        print(f"t1c draw: {note}", file=sys.stderr)
+    if ns.output is not None:
+        print(f"wrote {ns.output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges) from {ns.file}")
+    return EXIT_OK
 
 
 # -- export: needs torch and Lightning, imported only here ---------------------------------
