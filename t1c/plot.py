@@ -331,7 +331,7 @@ def _draw_box(ax: Axes, box: Any, geo: _Geometry) -> None:
         linewidth=0.8,
         zorder=1,
     )
-    patch.set_gid(f"box-{box.id}")
+    patch.set_gid(f"box-{box.kind}-{box.id}")
     ax.add_patch(patch)
     ax.text(
         x0 + 0.1, y1 - 0.08, box.name, fontsize=FONT_SIZE, weight="bold", va="top", zorder=4, parse_math=False
