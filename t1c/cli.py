@@ -1,4 +1,4 @@
-"""The ``t1c`` command: fit, inspect, verify and export `.t1c` graphs.
+"""The ``t1c`` command: fit, inspect, verify, export and draw `.t1c` graphs.
 
 ::
 
@@ -7,9 +7,10 @@
     t1c verify source.t1c exported.t1c          # topology diff; exit 1 when they differ
     t1c export epoch=3-step=120.ckpt -o net.t1c # a T1CModule checkpoint -> .t1c
     t1c convert model.nir model.t1c --dt 1e-3   # NIR <-> T1C-IR (and back: net.t1c net.nir)
+    t1c draw net.t1c -o net.svg                 # Mermaid (printed, .mmd, .md) or a .svg/.png
 
-``inspect`` and ``verify`` need only :mod:`t1c.ir` (numpy + h5py) and never import torch,
-so they answer in a fraction of a second. ``fit`` hands every argument after it to
+``inspect``, ``verify`` and ``draw`` need only :mod:`t1c.ir` (numpy + h5py; ``draw``'s
+pictures also matplotlib) and never import torch, so they answer in a fraction of a second. ``fit`` hands every argument after it to
 Lightning's ``LightningCLI`` (``t1c fit --help`` lists them all): each option of the
 model, the data module, the trainer and its callbacks (``T1CExport`` among them) can be
 set in a YAML file or on the command line.
@@ -215,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_convert)
 
+    add_draw_parser(sub)
+    return parser
+
+
+def add_draw_parser(sub: Any) -> None:
+    """The ``draw`` subcommand's arguments (on ``build_parser``'s subparsers)."""
     p = sub.add_parser(
         "draw",
         help="draw a .t1c (or .nir) graph: Mermaid text, or a .svg/.png picture",
@@ -229,7 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dt", type=_positive, default=None, help="time step a .nir file is discretized at")
     p.add_argument("--max-nodes", type=int, default=None, help="draw up to this many nodes (default 300)")
     p.set_defaults(handler=cmd_draw)
-    return parser
 
 
 def _silence_stdout() -> None:
@@ -342,17 +348,20 @@ def cmd_draw(ns: argparse.Namespace) -> int:
     if max_nodes < 1 or (picture and max_nodes > MAX_PICTURE_NODES):
         raise CommandError(f"--max-nodes must be at least 1 (at most {MAX_PICTURE_NODES:,} for a picture)")
     graph = read_graph(ns.file, ns.dt)
-    plan = drawing_plan(graph, max_nodes)
     try:
-        if ns.output is None:
-            print(plan_to_mermaid(plan), end="")
-        elif picture:
+        if picture:
             with atomic_target(ns.output) as target:
-                save_drawing(graph, target, fmt=suffix[1:], max_nodes=max_nodes)
+                plan = save_drawing(graph, target, fmt=suffix[1:], max_nodes=max_nodes)
         else:
+            plan = drawing_plan(graph, max_nodes)
             text = plan_to_mermaid(plan)
-            with atomic_target(ns.output) as target:
-                target.write_text(f"```mermaid\n{text}```\n" if suffix == ".md" else text, encoding="utf-8")
+            if ns.output is None:
+                print(text, end="")
+            else:
+                with atomic_target(ns.output) as target:
+                    target.write_text(
+                        f"```mermaid\n{text}```\n" if suffix == ".md" else text, encoding="utf-8"
+                    )
     except (ImportError, OSError) as err:  # ImportError: no matplotlib (the message names t1c[plot])
         raise CommandError(str(err)) from None
     for note in plan.notes:
