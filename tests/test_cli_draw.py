@@ -117,3 +117,25 @@ def test_picture_without_matplotlib_names_the_extra(fixtures_dir, tmp_path, caps
     assert "pip install 't1c[plot]'" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
     assert main(["draw", str(fixtures_dir / "mlp_snn.t1c")]) == EXIT_OK  # Mermaid needs nothing
+
+
+def test_readme_drawing_is_the_residual_recipes_graph(monkeypatch):
+    """README's Mermaid block is what ``to_mermaid`` draws for recipes/resnet_block.py's model now."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    torch = pytest.importorskip("torch")
+    from t1c.bridge import to_ir
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(repo / "recipes"))
+    spec = importlib.util.spec_from_file_location(
+        "recipe_resnet_block_drawn", repo / "recipes" / "resnet_block.py"
+    )
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    blocks = re.findall(
+        r"^```mermaid\n(.*?)^```", (repo / "README.md").read_text(encoding="utf-8"), flags=re.S | re.M
+    )
+    assert blocks == [to_ir(recipe.ResidualSNN(), torch.zeros(1, 64)).to_mermaid()]

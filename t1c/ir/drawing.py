@@ -16,10 +16,11 @@ a matplotlib figure in :mod:`t1c.plot`), so each form shows the same things:
   part of :func:`t1c.ir.regions`: each node joins the box of the latest marker upstream).
 
 Big graphs are summarised, so drawing never takes long: above ``max_nodes`` drawn nodes,
-chains of nodes with one input and one output collapse into one node that counts their
-types, and what is still above the limit is cut after ``max_nodes`` nodes in
-topological order, a last node saying how many were left out (:attr:`DrawingPlan.notes`
-says what was done). All the work is linear in the size of the graph.
+runs of repeated blocks collapse into one node each (:func:`collapse_repeats`), then
+chains of one-input nodes (:func:`collapse_chains`), and what is still above the limit
+is cut after ``max_nodes`` nodes in topological order, a last node saying how many were
+left out (:func:`cut_plan`); :attr:`DrawingPlan.notes` says which steps ran. All the
+work is linear (or ``n log n``) in the size of the graph.
 
 Names come from files and may be hostile: :func:`display_text` escapes control and
 invisible characters and cuts long names; each renderer then escapes what its own
