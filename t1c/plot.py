@@ -159,27 +159,14 @@ class _Geometry:
     """Where nodes, edges and boxes of a plan go, in inches (y grows upwards)."""
 
     def __init__(self, plan: DrawingPlan) -> None:
-        boxes = {b.id: b for b in plan.boxes}
         self.entry = {b.id: b.entry for b in plan.boxes if b.entry is not None}
         self.exit = {b.id: b.exit for b in plan.boxes if b.exit is not None}
         ids = [n.id for n in plan.nodes]
         known = set(ids)
-        self.forward = [
-            k
-            for k, e in enumerate(plan.edges)
-            if e.kind != "back"
-            and self.exit.get(e.src, e.src) in known
-            and self.entry.get(e.dst, e.dst) in known
-        ]
-        pairs = [
-            (
-                self.exit.get(plan.edges[k].src, plan.edges[k].src),
-                self.entry.get(plan.edges[k].dst, plan.edges[k].dst),
-            )
-            for k in self.forward
-        ]
-        layout = layered_layout(ids, pairs)
-        self.routes = dict(zip(self.forward, layout.routes))
+        ends = [self.ends(e) for e in plan.edges]
+        forward = [k for k, e in enumerate(plan.edges) if e.kind != "back" and known.issuperset(ends[k])]
+        layout = layered_layout(ids, [ends[k] for k in forward])
+        self.routes = dict(zip(forward, layout.routes))
         lines = max((len(n.details) + 1 for n in plan.nodes), default=1)
         chars = max((len(t) for n in plan.nodes for t in (n.name, *n.details)), default=8)
         self.node_w = chars * CHAR_WIDTH + 0.3
@@ -187,34 +174,35 @@ class _Geometry:
         self.slot_w = self.node_w + 0.5
         self.slot_h = self.node_h + 0.75
         self.centre = {n: self.point(p) for n, p in layout.positions.items()}
-        self.extent = self._box_extents(plan, boxes)
+        self.extent = self._box_extents(plan)
         xs = [x for x0, _, x1, _ in self.extent.values() for x in (x0, x1)]
         xs += [c[0] + s * self.node_w / 2 for c in self.centre.values() for s in (-1, 1)]
         xs += [self.point(p)[0] for route in layout.routes for p in route]
-        xs += [self._arc_right(plan.edges[k]) for k in range(len(plan.edges)) if k not in self.routes]
+        xs += [self.arc_right(e) for k, e in enumerate(plan.edges) if k not in self.routes]
         ys = [y for _, y0, _, y1 in self.extent.values() for y in (y0, y1)]
         ys += [c[1] + s * self.node_h / 2 for c in self.centre.values() for s in (-1, 1)]
         self.left, self.top = min(xs, default=0.0), max(ys, default=0.0)
         self.width = max(xs, default=1.0) - self.left
         self.height = self.top - min(ys, default=-1.0)
 
-    def _arc_right(self, edge: Any) -> float:
-        """How far right a back edge's arc reaches (its label included)."""
-        ends = [
-            self.centre.get(self.exit.get(edge.src, edge.src)),
-            self.centre.get(self.entry.get(edge.dst, edge.dst)),
-        ]
-        if None in ends:
+    def ends(self, edge: Any) -> tuple[str, str]:
+        """The node ids an edge is drawn between (a nested graph's Output and Input for its box)."""
+        return self.exit.get(edge.src, edge.src), self.entry.get(edge.dst, edge.dst)
+
+    def arc_right(self, edge: Any) -> float:
+        """How far right a back edge's arc reaches (its label included); 0 when it is not drawn."""
+        src, dst = self.ends(edge)
+        if src not in self.centre or dst not in self.centre:
             return 0.0
-        (sx, sy), (dx, dy) = ends
+        (sx, sy), (dx, dy) = self.centre[src], self.centre[dst]
         return max(sx, dx) + self.node_w / 2 + 0.3 * abs(sy - dy) + 0.4
 
     def point(self, position: tuple[float, int]) -> tuple[float, float]:
         return position[0] * self.slot_w, -position[1] * self.slot_h
 
-    def _box_extents(self, plan: DrawingPlan, boxes: dict) -> dict[str, tuple[float, float, float, float]]:
+    def _box_extents(self, plan: DrawingPlan) -> dict[str, tuple[float, float, float, float]]:
         """Box id -> (x0, y0, x1, y1) around its nodes and inner boxes, inner boxes first."""
-        members: dict[str, list[tuple[float, float, float, float]]] = {b: [] for b in boxes}
+        members: dict[str, list[tuple[float, float, float, float]]] = {b.id: [] for b in plan.boxes}
         for node in plan.nodes:
             if node.box in members and node.id in self.centre:
                 x, y = self.centre[node.id]
@@ -283,7 +271,7 @@ def _draw_edge(ax: Axes, k: int, edge: Any, geo: _Geometry) -> None:
     from matplotlib.path import Path
 
     style = _EDGE_STYLE[edge.kind]
-    src, dst = geo.exit.get(edge.src, edge.src), geo.entry.get(edge.dst, edge.dst)
+    src, dst = geo.ends(edge)
     if src not in geo.centre or dst not in geo.centre:
         return
     (sx, sy), (dx, dy) = geo.centre[src], geo.centre[dst]
@@ -298,7 +286,7 @@ def _draw_edge(ax: Axes, k: int, edge: Any, geo: _Geometry) -> None:
     else:  # a back edge: an arc on the right, from the source's side back up to its target's
         start, end = (sx + geo.node_w / 2, sy), (dx + geo.node_w / 2, dy)
         arrow = FancyArrowPatch(start, end, connectionstyle="arc3,rad=0.6", **common)
-        label_at = (geo._arc_right(edge) - 0.3, (sy + dy) / 2)
+        label_at = (geo.arc_right(edge) - 0.3, (sy + dy) / 2)
     arrow.set_gid(f"edge-{k}")
     ax.add_patch(arrow)
     if edge.label:
