@@ -14,6 +14,7 @@ from t1c.ir.drawing import (
     DrawNode,
     back_edges,
     collapse_chains,
+    collapse_repeats,
     cut_plan,
     display_text,
     drawing_plan,
@@ -117,3 +118,12 @@ def test_unrepeated_big_graph_is_cut_after_max_nodes():
 def test_max_nodes_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         drawing_plan(recurrent_graph(), max_nodes=0)
+
+
+def test_collapse_repeats_takes_a_unit_repeated_twice_and_keeps_the_rest():
+    plan = collapse_repeats(drawing_plan(residual_stack(2)))
+    assert [n.name for n in plan.nodes] == ["input", "fc0 ... skip1", "output"]
+    assert plan.nodes[1].details == ("2 x [Affine, LIF, Skip]", "6 nodes")
+    assert [(e.src, e.dst, e.kind) for e in plan.edges] == [("n0", "n1", "plain"), ("n1", "n7", "plain")]
+    distinct = collapse_repeats(drawing_plan(hybrid_graph()))
+    assert len(distinct.nodes) == len(drawing_plan(hybrid_graph()).nodes)  # nothing repeats, nested kept
