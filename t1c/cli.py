@@ -1,4 +1,4 @@
-"""The ``t1c`` command: fit, inspect, verify and export `.t1c` graphs.
+"""The ``t1c`` command: fit, inspect, verify, export and draw `.t1c` graphs.
 
 ::
 
@@ -7,9 +7,10 @@
     t1c verify source.t1c exported.t1c          # topology diff; exit 1 when they differ
     t1c export epoch=3-step=120.ckpt -o net.t1c # a T1CModule checkpoint -> .t1c
     t1c convert model.nir model.t1c --dt 1e-3   # NIR <-> T1C-IR (and back: net.t1c net.nir)
+    t1c draw net.t1c -o net.svg                 # Mermaid (printed, .mmd, .md) or a .svg/.png
 
-``inspect`` and ``verify`` need only :mod:`t1c.ir` (numpy + h5py) and never import torch,
-so they answer in a fraction of a second. ``fit`` hands every argument after it to
+``inspect``, ``verify`` and ``draw`` need only :mod:`t1c.ir` (numpy + h5py; ``draw``'s
+pictures also matplotlib) and never import torch, so they answer in a fraction of a second. ``fit`` hands every argument after it to
 Lightning's ``LightningCLI`` (``t1c fit --help`` lists them all): each option of the
 model, the data module, the trainer and its callbacks (``T1CExport`` among them) can be
 set in a YAML file or on the command line.
@@ -214,7 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="to .nir: export LIF nodes with snnTorch reset fields as NIR's reset-to-zero LIF (warns)",
     )
     p.set_defaults(handler=cmd_convert)
+
+    add_draw_parser(sub)
     return parser
+
+
+def add_draw_parser(sub: Any) -> None:
+    """The ``draw`` subcommand's arguments (on ``build_parser``'s subparsers)."""
+    p = sub.add_parser(
+        "draw",
+        help="draw a .t1c (or .nir) graph: Mermaid text, or a .svg/.png picture",
+        description="Draw a graph. The suffix of -o picks the form: .mmd Mermaid, .md Mermaid in a "
+        "```mermaid block, .svg/.png a picture (needs matplotlib: pip install 't1c[plot]'); without -o "
+        "the Mermaid text is printed. Big graphs are summarised (docs/drawing.md).",
+    )
+    p.add_argument("file", type=Path, help="the .t1c file, or a .nir file (needs --dt)")
+    p.add_argument(
+        "-o", "--output", type=Path, default=None, help="the .mmd, .md, .svg or .png file to write"
+    )
+    p.add_argument("--dt", type=_positive, default=None, help="time step a .nir file is discretized at")
+    p.add_argument("--max-nodes", type=int, default=None, help="draw up to this many nodes (default 300)")
+    p.set_defaults(handler=cmd_draw)
 
 
 def _silence_stdout() -> None:
@@ -306,6 +327,48 @@ def cmd_verify(ns: argparse.Namespace) -> int:
     diffs = ir.topology_diff(expected, actual)
     print(format_verify(diffs, str(ns.expected), str(ns.actual)))
     return EXIT_DIFFERENT if diffs else EXIT_OK
+
+
+def cmd_draw(ns: argparse.Namespace) -> int:
+    """``t1c draw FILE [-o OUT]``: Mermaid text (printed, or ``.mmd``/``.md``) or a ``.svg``/``.png``."""
+    from .ir.atomic import atomic_target
+    from .ir.drawing import MAX_NODES, drawing_plan
+    from .ir.mermaid import plan_to_mermaid
+    from .plot import MAX_PICTURE_NODES, save_drawing
+
+    suffix = ns.output.suffix.lower() if ns.output is not None else ".mmd"
+    if suffix not in (".mmd", ".md", ".svg", ".png"):
+        raise CommandError(
+            f"cannot tell the form from '{ns.output}': use .mmd or .md (Mermaid), .svg or .png"
+        )
+    if ns.output is not None and not ns.output.parent.is_dir():
+        raise CommandError(f"the folder of '{ns.output}' does not exist; create it first")
+    picture = suffix in (".svg", ".png")
+    max_nodes = MAX_NODES if ns.max_nodes is None else ns.max_nodes
+    if max_nodes < 1 or (picture and max_nodes > MAX_PICTURE_NODES):
+        raise CommandError(f"--max-nodes must be at least 1 (at most {MAX_PICTURE_NODES:,} for a picture)")
+    graph = read_graph(ns.file, ns.dt)
+    try:
+        if picture:
+            with atomic_target(ns.output) as target:
+                plan = save_drawing(graph, target, fmt=suffix[1:], max_nodes=max_nodes)
+        else:
+            plan = drawing_plan(graph, max_nodes)
+            text = plan_to_mermaid(plan)
+            if ns.output is None:
+                print(text, end="")
+            else:
+                with atomic_target(ns.output) as target:
+                    target.write_text(
+                        f"```mermaid\n{text}```\n" if suffix == ".md" else text, encoding="utf-8"
+                    )
+    except (ImportError, OSError) as err:  # ImportError: no matplotlib (the message names t1c[plot])
+        raise CommandError(str(err)) from None
+    for note in plan.notes:
+        print(f"t1c draw: {note}", file=sys.stderr)
+    if ns.output is not None:
+        print(f"wrote {ns.output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges) from {ns.file}")
+    return EXIT_OK
 
 
 # -- export: needs torch and Lightning, imported only here ---------------------------------

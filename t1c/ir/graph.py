@@ -269,6 +269,19 @@ class Graph:
             h.update(f"edge:{src}->{dst}\n".encode())
         return h.hexdigest()
 
+    # -- drawing -----------------------------------------------------------------------
+    def to_mermaid(self, max_nodes: int | None = None) -> str:
+        """This graph as Mermaid flowchart text (:mod:`t1c.ir.mermaid`; ``t1c draw``).
+
+        Args:
+            max_nodes: drawn nodes above which the drawing is summarised (chains
+                collapsed, then cut); ``None`` means :data:`t1c.ir.drawing.MAX_NODES`.
+        """
+        from .drawing import MAX_NODES
+        from .mermaid import to_mermaid
+
+        return to_mermaid(self, MAX_NODES if max_nodes is None else max_nodes)
+
     def __repr__(self) -> str:
         return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges, inputs={self.input_names}, outputs={self.output_names})"
 
