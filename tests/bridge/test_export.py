@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from t1c import ir
-from t1c.bridge.executor import ir_to_torch
-from t1c.bridge.export_maps import ExportError, default_export_map, find_converter
+from t1c.bridge import ExportError
+from t1c.bridge.convert import export_converters
 from t1c.bridge.exporter import T1CExporter, to_ir
+from t1c.bridge.importer import ir_to_torch
+from t1c.bridge.registry import find_converter
 
 
 def only_node(graph: ir.Graph) -> ir.Node:
@@ -338,7 +340,7 @@ def test_converter_lookup_follows_the_mro():
     class MyLinear(nn.Linear):
         pass
 
-    assert find_converter(MyLinear(2, 2), None, default_export_map()) is default_export_map()[nn.Linear]
+    assert find_converter(MyLinear(2, 2), None, export_converters()) is export_converters()[nn.Linear]
 
 
 def test_custom_converter_that_computes_the_wrong_shape_fails_with_the_module_path():

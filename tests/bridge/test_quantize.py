@@ -268,14 +268,14 @@ def test_disable_qat_on_a_copy_leaves_the_original_training():
     assert net[0].parametrizations.weight.original.grad is not None
 
 
-# -- graphs and executors (need t1c.bridge.executor) -------------------------------------
+# -- graphs and executors (need t1c.bridge.importer) -------------------------------------
 @pytest.fixture
 def spiking_affine(fixtures_dir):
     return ir.read(fixtures_dir / "spiking_affine.t1c"), np.load(fixtures_dir / "spiking_affine.npz")
 
 
 def _ir_to_torch():
-    return pytest.importorskip("t1c.bridge.executor").ir_to_torch
+    return pytest.importorskip("t1c.bridge.importer").ir_to_torch
 
 
 def test_spiking_affine_fixture_runs_in_quantized_simulation(spiking_affine):
@@ -417,7 +417,7 @@ def test_hybrid_mlp_matches_brute_force_reference(fold, bits, acc_bits):
 
 
 @pytest.mark.parametrize("affine", [True, False])
-def test_fold_batchnorm_into_is_the_same_function(affine):
+def test_folded_copy_is_the_same_function(affine):
     torch.manual_seed(3)
     conv = nn.Conv2d(3, 5, 3, padding=1, bias=affine)
     bn = nn.BatchNorm2d(5, affine=affine, eps=1e-3)
@@ -426,19 +426,19 @@ def test_fold_batchnorm_into_is_the_same_function(affine):
         bn.running_var.copy_(torch.rand(5) + 0.1)
     conv.eval(), bn.eval()
     x = torch.randn(2, 3, 6, 6)
-    folded = Q.fold_batchnorm_into(conv, bn)
+    folded = Q.folded_copy(conv, bn)
     with torch.no_grad():
         assert torch.allclose(folded(x), bn(conv(x)), atol=1e-5)
     assert conv.bias is None or not torch.equal(folded.bias, conv.bias)  # a copy: the layer is untouched
     qat = Q.enable_qat(copy.deepcopy(conv), weight_bits=4)
     on_grid = Q.disable_qat(copy.deepcopy(qat))
-    folded_qat = Q.fold_batchnorm_into(qat, bn)
+    folded_qat = Q.folded_copy(qat, bn)
     assert type(folded_qat) is nn.Conv2d and Q.qat_enabled(qat)  # the QAT layer itself is untouched
-    assert torch.equal(folded_qat.weight, Q.fold_batchnorm_into(on_grid, bn).weight)
+    assert torch.equal(folded_qat.weight, Q.folded_copy(on_grid, bn).weight)
     with pytest.raises(ValueError, match="track_running_stats=False"):
-        Q.fold_batchnorm_into(conv, nn.BatchNorm2d(5, track_running_stats=False))
+        Q.folded_copy(conv, nn.BatchNorm2d(5, track_running_stats=False))
     with pytest.raises(ValueError, match="channel counts differ"):
-        Q.fold_batchnorm_into(conv, nn.BatchNorm2d(4))
+        Q.folded_copy(conv, nn.BatchNorm2d(4))
 
 
 def test_batchnorm_folds_only_where_exact(hybrid_fixtures_dir):
