@@ -209,3 +209,10 @@ def copy_into(param: torch.Tensor, value: np.ndarray) -> None:
     """Copy a node's array into a module's parameter or buffer."""
     with torch.no_grad():
         param.copy_(torch.from_numpy(value))
+
+
+def with_weights(module: nn.Module, node: ir.Node) -> nn.Module:
+    """``module`` holding copies of ``node``'s ``weight`` and ``bias`` (so it owns and trains them)."""
+    copy_into(module.weight, node.weight)
+    copy_into(module.bias, node.bias)
+    return module

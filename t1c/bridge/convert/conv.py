@@ -13,7 +13,7 @@ from torch import nn
 from t1c import ir
 
 from ..modules import SepConv2dModule
-from ..registry import Converter, ExportContext, Factory, as_numpy, convert_own_node, copy_into
+from ..registry import Converter, ExportContext, Factory, as_numpy, convert_own_node, with_weights
 
 
 def _same_padding(module: nn.Conv2d, ctx: ExportContext) -> tuple[int, int]:
@@ -58,7 +58,7 @@ def convert_conv2d(module: nn.Conv2d, ctx: ExportContext) -> ir.Node:
 def conv2d_from_node(node: ir.Conv2d) -> nn.Conv2d:
     """``Conv2d`` -> ``nn.Conv2d`` owning a copy of the weights."""
     w = node.weight
-    module = nn.Conv2d(
+    conv = nn.Conv2d(
         w.shape[1] * node.groups,
         w.shape[0],
         tuple(w.shape[2:]),
@@ -67,9 +67,7 @@ def conv2d_from_node(node: ir.Conv2d) -> nn.Conv2d:
         dilation=tuple(node.dilation.tolist()),
         groups=node.groups,
     )
-    copy_into(module.weight, w)
-    copy_into(module.bias, node.bias)
-    return module
+    return with_weights(conv, node)
 
 
 EXPORT: dict[type[nn.Module], Converter] = {

@@ -13,7 +13,7 @@ from torch import nn
 from t1c import ir
 
 from ..modules import SpikingAffineModule
-from ..registry import Converter, ExportContext, Factory, as_numpy, convert_own_node, copy_into
+from ..registry import Converter, ExportContext, Factory, as_numpy, convert_own_node, with_weights
 
 
 def convert_linear(module: nn.Linear, ctx: ExportContext) -> ir.Node:
@@ -33,10 +33,7 @@ def convert_linear(module: nn.Linear, ctx: ExportContext) -> ir.Node:
 def linear_from_node(node: ir.Affine) -> nn.Linear:
     """``Affine`` -> ``nn.Linear`` owning a copy of the weights."""
     out_f, in_f = node.weight.shape
-    module = nn.Linear(in_f, out_f)
-    copy_into(module.weight, node.weight)
-    copy_into(module.bias, node.bias)
-    return module
+    return with_weights(nn.Linear(in_f, out_f), node)
 
 
 EXPORT: dict[type[nn.Module], Converter] = {

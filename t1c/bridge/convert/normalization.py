@@ -19,7 +19,7 @@ from torch import nn
 
 from t1c import ir
 
-from ..registry import Converter, ExportContext, Factory, as_numpy, copy_into
+from ..registry import Converter, ExportContext, Factory, as_numpy, copy_into, with_weights
 
 #: Module types the default export folds into the layer before them.
 FOLDED: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -137,10 +137,7 @@ def batchnorm_from_node(node: ir.BatchNorm1d | ir.BatchNorm2d) -> nn.Module:
 
 def layernorm_from_node(node: ir.LayerNorm) -> nn.LayerNorm:
     """``LayerNorm`` -> ``nn.LayerNorm`` with the stored weight and bias."""
-    module = nn.LayerNorm(tuple(int(d) for d in node.normalized_shape), eps=node.eps)
-    copy_into(module.weight, node.weight)
-    copy_into(module.bias, node.bias)
-    return module
+    return with_weights(nn.LayerNorm(tuple(int(d) for d in node.normalized_shape), eps=node.eps), node)
 
 
 EXPORT: dict[type[nn.Module], Converter] = {}
