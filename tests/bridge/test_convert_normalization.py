@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -72,20 +73,20 @@ def _trained_bn(channels: int, seed: int) -> nn.BatchNorm1d:
 
 def test_fold_batchnorm_is_the_pair_in_float64():
     layer, bn = nn.Linear(5, 4), _trained_bn(4, 0)
-    weight, bias = fold_batchnorm(layer.weight, layer.bias, bn)
-    assert weight.dtype == bias.dtype == torch.float64
+    w, b = layer.weight.detach().double().numpy(), layer.bias.detach().double().numpy()
+    weight, bias = fold_batchnorm(w, b, bn)
+    assert weight.dtype == bias.dtype == np.float64
     x = torch.randn(8, 5, dtype=torch.float64)
     with torch.no_grad():
         pair = bn.double()(layer.double()(x))
-    torch.testing.assert_close(x @ weight.T + bias, pair)
-    _, no_bias = fold_batchnorm(layer.weight, None, bn.float())
-    torch.testing.assert_close(
-        no_bias,
-        bn.bias.double()
-        - bn.running_mean.double() * bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps),
+    torch.testing.assert_close(x @ torch.from_numpy(weight).T + torch.from_numpy(bias), pair)
+    _, no_bias = fold_batchnorm(w, None, bn)
+    expected = bn.bias.double() - bn.running_mean.double() * bn.weight.double() / torch.sqrt(
+        bn.running_var.double() + bn.eps
     )
+    torch.testing.assert_close(torch.from_numpy(no_bias), expected)
     with pytest.raises(ValueError, match="channel counts differ"):
-        fold_batchnorm(layer.weight, layer.bias, nn.BatchNorm1d(3))
+        fold_batchnorm(w, b, nn.BatchNorm1d(3))
 
 
 def test_export_and_quantized_fold_give_the_same_bytes():

@@ -43,8 +43,9 @@ def folded_copy(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2
     Raises:
         ValueError: ``bn`` has no running statistics, or another channel count.
     """
+    bias = None if layer.bias is None else layer.bias.detach().cpu().double().numpy()
     try:
-        weight, bias = fold_batchnorm(layer.weight, layer.bias, bn)
+        weight, bias = fold_batchnorm(layer.weight.detach().cpu().double().numpy(), bias, bn)
     except ValueError as err:
         raise ValueError(f"cannot fold {type(bn).__name__} into {type(layer).__name__}: {err}") from None
     folded = copy.deepcopy(layer)
@@ -52,8 +53,8 @@ def folded_copy(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2
         disable_qat(folded)
     dtype, device = layer.weight.dtype, layer.weight.device
     with torch.no_grad():
-        folded.weight = nn.Parameter(weight.to(dtype).to(device))
-        folded.bias = nn.Parameter(bias.to(dtype).to(device))
+        folded.weight = nn.Parameter(torch.from_numpy(weight).to(dtype).to(device))
+        folded.bias = nn.Parameter(torch.from_numpy(bias).to(dtype).to(device))
     return folded
 
 
