@@ -67,7 +67,7 @@ class ExportContext:
             call (``mem = lif.init_leaky()`` then ``lif(x, mem)``), so it keeps nothing
             from one call to the next.
         export_graph: exports a module that runs a whole graph (a nested graph's inner
-            executor) to its :class:`~t1c.ir.Graph`, with the exporter's settings.
+            executor) to its :class:`~t1c.ir.Graph`, from the structure it stores.
     """
 
     path: str
