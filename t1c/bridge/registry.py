@@ -37,6 +37,8 @@ from t1c import ir
 Shape = tuple[int, ...]
 Converter = Callable[..., "ir.Node | None"]  # fn(module, ctx) or fn(module)
 Factory = Callable[..., "nn.Module"]  # fn(node) or fn(node, ctx)
+ExportTable = dict[type[nn.Module], Converter]  # {module type: converter}
+ImportTable = dict[type[ir.Node], Factory]  # {primitive class: factory}
 
 
 class ExportError(ValueError):

@@ -3,7 +3,7 @@
 Each family module (:mod:`.linear`, :mod:`.conv`, :mod:`.pooling`, :mod:`.reshape`,
 :mod:`.skip`, :mod:`.neurons`, :mod:`.activations`, :mod:`.normalization`,
 :mod:`.hybrid`) holds its export converters (``EXPORT``; ``HYBRID_EXPORT`` for what
-``hybrid=True`` adds or changes) and its import factories (``IMPORT``); this package
+``hybrid=True`` adds or changes; a family without one has none) and its import factories (``IMPORT``); this package
 joins them into one table per direction, read by :mod:`t1c.bridge.exporter` and
 :mod:`t1c.bridge.importer` alike, with no per-type branches. The type lists others need are derived from these
 tables: :data:`HYBRID_EXPORT` (the ANN modules only a hybrid graph has as nodes) and
@@ -18,18 +18,16 @@ from torch import nn
 
 from t1c import ir
 
-from ..registry import Converter, Factory, find_converter
+from ..registry import ExportTable, ImportTable, find_converter
 from . import activations, conv, hybrid, linear, neurons, normalization, pooling, reshape, skip
 
 _FAMILIES = (linear, conv, pooling, reshape, skip, neurons, activations, normalization, hybrid)
 
 #: ``{primitive class: factory(node) or factory(node, ctx)}``: how ``ir_to_torch`` builds each node.
-NODE_FACTORIES: dict[type[ir.Node], Factory] = {t: f for fam in _FAMILIES for t, f in fam.IMPORT.items()}
+NODE_FACTORIES: ImportTable = {t: f for fam in _FAMILIES for t, f in fam.IMPORT.items()}
 
 #: The converters ``hybrid=True`` adds to (or changes in) the default export table.
-HYBRID_EXPORT: dict[type[nn.Module], Converter] = {
-    t: c for fam in _FAMILIES for t, c in getattr(fam, "HYBRID_EXPORT", {}).items()
-}
+HYBRID_EXPORT: ExportTable = {t: c for fam in _FAMILIES for t, c in getattr(fam, "HYBRID_EXPORT", {}).items()}
 
 #: The nodes that hold one weight/bias pair and may carry exact integers (``weight_int``).
 WEIGHTED_NODES: tuple[type[ir.Node], ...] = tuple(
@@ -37,14 +35,14 @@ WEIGHTED_NODES: tuple[type[ir.Node], ...] = tuple(
 )
 
 
-def export_converters(hybrid: bool = False) -> dict[type[nn.Module], Converter]:
+def export_converters(hybrid: bool = False) -> ExportTable:
     """The default ``{module type: converter}`` table for an export (a fresh dict each call).
 
     snnTorch's ``Leaky`` is included when snnTorch is installed; exporting plain torch
     models never needs it. ``hybrid=True`` adds :data:`HYBRID_EXPORT` (ReLU, BatchNorm,
     Dropout, ... become their own nodes instead of being dropped or folded).
     """
-    table: dict[type[nn.Module], Converter] = {t: c for fam in _FAMILIES for t, c in fam.EXPORT.items()}
+    table: ExportTable = {t: c for fam in _FAMILIES for t, c in getattr(fam, "EXPORT", {}).items()}
     if hybrid:
         table.update(HYBRID_EXPORT)
     table.update(neurons.snntorch_converters())

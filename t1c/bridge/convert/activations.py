@@ -17,7 +17,7 @@ from torch import nn
 
 from t1c import ir
 
-from ..registry import Converter, ExportContext, Factory, as_numpy, copy_into
+from ..registry import Converter, ExportContext, ExportTable, ImportTable, as_numpy, copy_into
 
 RELU_FIX = (
     "pass hybrid=True to export it as a T1C-IR ReLU node (an nn.ReLU module; a hybrid ANN-SNN graph), "
@@ -180,13 +180,13 @@ def softmax_from_node(node: ir.Softmax) -> nn.Softmax:
     return module
 
 
-EXPORT: dict[type[nn.Module], Converter] = {
+EXPORT: ExportTable = {
     nn.ReLU: drop_relu,
     nn.Dropout: drop_silently,
     nn.Dropout1d: drop_silently,
     nn.Dropout2d: drop_silently,
 }
-HYBRID_EXPORT: dict[type[nn.Module], Converter] = {
+HYBRID_EXPORT: ExportTable = {
     nn.ReLU: convert_relu,
     nn.LeakyReLU: convert_leaky_relu,
     nn.PReLU: convert_prelu,
@@ -200,7 +200,7 @@ HYBRID_EXPORT: dict[type[nn.Module], Converter] = {
     nn.Dropout2d: refuse_feature_dropout,
     nn.Dropout3d: refuse_feature_dropout,
 }
-IMPORT: dict[type[ir.Node], Factory] = {
+IMPORT: ImportTable = {
     ir.ReLU: relu_from_node,
     ir.PReLU: prelu_from_node,
     ir.Sigmoid: lambda node: nn.Sigmoid(),

@@ -13,7 +13,7 @@ from torch import nn
 from t1c import ir
 
 from ..modules import SepConv2dModule
-from ..registry import Converter, ExportContext, Factory, as_numpy, convert_own_node, with_weights
+from ..registry import ExportContext, ExportTable, ImportTable, as_numpy, convert_own_node, with_weights
 
 
 def _same_padding(module: nn.Conv2d, ctx: ExportContext) -> tuple[int, int]:
@@ -70,11 +70,5 @@ def conv2d_from_node(node: ir.Conv2d) -> nn.Conv2d:
     return with_weights(conv, node)
 
 
-EXPORT: dict[type[nn.Module], Converter] = {
-    nn.Conv2d: convert_conv2d,
-    SepConv2dModule: convert_own_node,
-}
-IMPORT: dict[type[ir.Node], Factory] = {
-    ir.Conv2d: conv2d_from_node,
-    ir.SepConv2d: SepConv2dModule.from_node,
-}
+EXPORT: ExportTable = {nn.Conv2d: convert_conv2d, SepConv2dModule: convert_own_node}
+IMPORT: ImportTable = {ir.Conv2d: conv2d_from_node, ir.SepConv2d: SepConv2dModule.from_node}

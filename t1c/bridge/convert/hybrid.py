@@ -8,12 +8,10 @@ the exporter and importer stay the only places that know how a whole graph is bu
 
 from __future__ import annotations
 
-from torch import nn
-
 from t1c import ir
 
 from ..hybrid_modules import HybridRegionModule, SubgraphModule
-from ..registry import Converter, ExportContext, Factory, ImportContext, convert_own_node
+from ..registry import ExportContext, ExportTable, ImportContext, ImportTable, convert_own_node
 
 
 def convert_subgraph(module: SubgraphModule, ctx: ExportContext) -> ir.Node:
@@ -30,12 +28,5 @@ def subgraph_from_node(node: ir.Subgraph, ctx: ImportContext) -> SubgraphModule:
     return SubgraphModule(ctx.import_graph(node.graph), node.metadata)
 
 
-EXPORT: dict[type[nn.Module], Converter] = {}
-HYBRID_EXPORT: dict[type[nn.Module], Converter] = {
-    HybridRegionModule: convert_own_node,
-    SubgraphModule: convert_subgraph,
-}
-IMPORT: dict[type[ir.Node], Factory] = {
-    ir.HybridRegion: HybridRegionModule.from_node,
-    ir.Subgraph: subgraph_from_node,
-}
+HYBRID_EXPORT: ExportTable = {HybridRegionModule: convert_own_node, SubgraphModule: convert_subgraph}
+IMPORT: ImportTable = {ir.HybridRegion: HybridRegionModule.from_node, ir.Subgraph: subgraph_from_node}

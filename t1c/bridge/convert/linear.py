@@ -13,7 +13,7 @@ from torch import nn
 from t1c import ir
 
 from ..modules import SpikingAffineModule
-from ..registry import Converter, ExportContext, Factory, as_numpy, convert_own_node, with_weights
+from ..registry import ExportContext, ExportTable, ImportTable, as_numpy, convert_own_node, with_weights
 
 
 def convert_linear(module: nn.Linear, ctx: ExportContext) -> ir.Node:
@@ -36,11 +36,5 @@ def linear_from_node(node: ir.Affine) -> nn.Linear:
     return with_weights(nn.Linear(in_f, out_f), node)
 
 
-EXPORT: dict[type[nn.Module], Converter] = {
-    nn.Linear: convert_linear,
-    SpikingAffineModule: convert_own_node,
-}
-IMPORT: dict[type[ir.Node], Factory] = {
-    ir.Affine: linear_from_node,
-    ir.SpikingAffine: SpikingAffineModule.from_node,
-}
+EXPORT: ExportTable = {nn.Linear: convert_linear, SpikingAffineModule: convert_own_node}
+IMPORT: ImportTable = {ir.Affine: linear_from_node, ir.SpikingAffine: SpikingAffineModule.from_node}

@@ -18,7 +18,7 @@ from torch import nn
 from t1c import ir
 
 from ..modules import LIFModule
-from ..registry import Converter, ExportContext, Factory, Shape, as_numpy, convert_own_node
+from ..registry import Converter, ExportContext, ExportTable, ImportTable, Shape, as_numpy, convert_own_node
 
 REFUSED_NEURONS: dict[str, str] = {
     "RLeaky": "its recurrent connection (`recurrent`, its own spikes fed back as input) has no T1C-IR form",
@@ -181,7 +181,7 @@ def _memoryless_lif(module: nn.Module, threshold: np.ndarray, ctx: ExportContext
 RESTART_AWARE: frozenset[Converter] = frozenset({convert_leaky})
 
 
-def snntorch_converters() -> dict[type[nn.Module], Converter]:
+def snntorch_converters() -> ExportTable:
     """``{snn.Leaky: convert_leaky}`` when snnTorch is installed, else empty (it is optional)."""
     try:
         import snntorch
@@ -190,5 +190,5 @@ def snntorch_converters() -> dict[type[nn.Module], Converter]:
     return {snntorch.Leaky: convert_leaky}
 
 
-EXPORT: dict[type[nn.Module], Converter] = {LIFModule: convert_own_node}
-IMPORT: dict[type[ir.Node], Factory] = {ir.LIF: LIFModule.from_node}
+EXPORT: ExportTable = {LIFModule: convert_own_node}
+IMPORT: ImportTable = {ir.LIF: LIFModule.from_node}

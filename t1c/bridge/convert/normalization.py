@@ -19,7 +19,7 @@ from torch import nn
 
 from t1c import ir
 
-from ..registry import Converter, ExportContext, Factory, as_numpy, copy_into, with_weights
+from ..registry import ExportContext, ExportTable, ImportTable, as_numpy, copy_into, with_weights
 
 #: Module types the default export folds into the layer before them.
 FOLDED: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -145,13 +145,12 @@ def layernorm_from_node(node: ir.LayerNorm) -> nn.LayerNorm:
     return with_weights(nn.LayerNorm(tuple(int(d) for d in node.normalized_shape), eps=node.eps), node)
 
 
-EXPORT: dict[type[nn.Module], Converter] = {}
-HYBRID_EXPORT: dict[type[nn.Module], Converter] = {
+HYBRID_EXPORT: ExportTable = {
     nn.BatchNorm1d: convert_batchnorm,
     nn.BatchNorm2d: convert_batchnorm,
     nn.LayerNorm: convert_layernorm,
 }
-IMPORT: dict[type[ir.Node], Factory] = {
+IMPORT: ImportTable = {
     ir.BatchNorm1d: batchnorm_from_node,
     ir.BatchNorm2d: batchnorm_from_node,
     ir.LayerNorm: layernorm_from_node,

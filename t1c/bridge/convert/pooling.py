@@ -15,7 +15,7 @@ from torch import nn
 
 from t1c import ir
 
-from ..registry import Converter, ExportContext, Factory
+from ..registry import ExportContext, ExportTable, ImportTable
 
 PoolNode = type[ir.MaxPool2d] | type[ir.AvgPool2d]
 
@@ -105,12 +105,12 @@ def upsample_from_node(node: ir.Upsample) -> nn.Upsample:
     return nn.Upsample(scale_factor=float(node.scale_factor), mode=node.mode, align_corners=align)
 
 
-EXPORT: dict[type[nn.Module], Converter] = {
+EXPORT: ExportTable = {
     nn.MaxPool2d: convert_maxpool2d,
     nn.AvgPool2d: convert_avgpool2d,
     nn.Upsample: convert_upsample,
 }
-IMPORT: dict[type[ir.Node], Factory] = {
+IMPORT: ImportTable = {
     ir.MaxPool2d: maxpool2d_from_node,
     ir.AvgPool2d: avgpool2d_from_node,
     ir.Upsample: upsample_from_node,

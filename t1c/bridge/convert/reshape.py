@@ -11,7 +11,7 @@ from torch import nn
 
 from t1c import ir
 
-from ..registry import Converter, ExportContext, Factory
+from ..registry import ExportContext, ExportTable, ImportTable
 
 
 def flatten_node(start_dim: int, end_dim: int) -> ir.Flatten:
@@ -40,5 +40,5 @@ def flatten_from_node(node: ir.Flatten) -> nn.Flatten:
     return nn.Flatten(start, end)
 
 
-EXPORT: dict[type[nn.Module], Converter] = {nn.Flatten: convert_flatten}
-IMPORT: dict[type[ir.Node], Factory] = {ir.Flatten: flatten_from_node}
+EXPORT: ExportTable = {nn.Flatten: convert_flatten}
+IMPORT: ImportTable = {ir.Flatten: flatten_from_node}

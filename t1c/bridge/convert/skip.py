@@ -11,7 +11,7 @@ from torch import nn
 from t1c import ir
 
 from ..modules import SkipModule
-from ..registry import Converter, Factory, convert_own_node
+from ..registry import ExportTable, ImportTable, convert_own_node
 
 
 def convert_identity(module: nn.Identity) -> ir.Node:
@@ -19,8 +19,5 @@ def convert_identity(module: nn.Identity) -> ir.Node:
     return ir.Skip(skip_type="passthrough")
 
 
-EXPORT: dict[type[nn.Module], Converter] = {
-    nn.Identity: convert_identity,
-    SkipModule: convert_own_node,
-}
-IMPORT: dict[type[ir.Node], Factory] = {ir.Skip: SkipModule.from_node}
+EXPORT: ExportTable = {nn.Identity: convert_identity, SkipModule: convert_own_node}
+IMPORT: ImportTable = {ir.Skip: SkipModule.from_node}
