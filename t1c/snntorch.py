@@ -64,7 +64,7 @@ def import_from_ir(graph_or_path: ir.Graph | str | os.PathLike, **kwargs: Any) -
     Returns:
         The executor; ``executor(x)`` runs one time step, ``run_sequence`` a sequence.
     """
-    from t1c.bridge.executor import ir_to_torch
+    from t1c.bridge.importer import ir_to_torch
 
     if isinstance(graph_or_path, ir.Graph):
         graph = graph_or_path

@@ -15,9 +15,9 @@ from t1c._lazy import lazy_exports
 _EXPORTS = {
     "to_ir": "exporter",
     "T1CExporter": "exporter",
-    "ExportError": "export_maps",
-    "ir_to_torch": "executor",
-    "load": "executor",
+    "ExportError": "registry",
+    "ir_to_torch": "importer",
+    "load": "importer",
     "GraphExecutor": "executor",
     "LIFModule": "modules",
     "SkipModule": "modules",

@@ -30,8 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -40,10 +38,8 @@ from torch import nn
 
 from t1c import ir
 
-from .importer import DEFAULT_NODE_MAP
 from .modules import LIFModule
 
-NodeMap = Callable[..., "nn.Module | None"] | Mapping[type, Callable[[ir.Node], "nn.Module | None"]]
 State = dict[str, torch.Tensor]
 
 # Plan step kinds: an Input; a module on one input; on the sum of its inputs; on its
@@ -106,7 +102,8 @@ def _module_key(name: str, taken: set[str]) -> str:
 
 
 class GraphExecutor(nn.Module):
-    """A T1C-IR graph as an ``nn.Module``; build it with :func:`ir_to_torch` or :func:`load`.
+    """A T1C-IR graph as an ``nn.Module``; build it with :func:`~t1c.bridge.ir_to_torch` or
+    :func:`~t1c.bridge.load`.
 
     Args:
         graph: the graph (validated).
@@ -236,39 +233,34 @@ class GraphExecutor(nn.Module):
         for i, pos in last_use.items():
             if i not in keep:
                 frees.setdefault(pos, []).append(i)
-        plan = []
+        plan: list[_Step] = []
         for pos, name in enumerate(order):
-            ntype = self.node_types[name]
             module = self.module_for(name)
-            ins = ins_of[name]
-            if name in self.input_names:
-                kind, ins = _INPUT, (self.input_names.index(name),)
-            elif module is None:
-                kind = _SUM
-            elif getattr(module, "stateful", False):
-                kind = _STATEFUL
-            elif getattr(module, "multi_input", False):
-                kind = _CALL_MULTI
-            elif len(ins) == 1:
-                kind = _CALL
-            else:
-                kind = _CALL_SUM
-            given_up = None
-            if (
-                kind == _STATEFUL
-                and getattr(type(module), "forward_sequence", None) is LIFModule.forward_sequence
-            ):
-                if len(ins) > 1:
-                    given_up = ()
-                elif ins[0] < len(order) and readers[ins[0]] == 1:  # not a back edge's previous value
-                    producer = plan[ins[0]]  # a module call: never an Output's kept value
-                    if producer.kind in (_CALL, _CALL_SUM) and _returns_new_tensor(producer.module):
-                        given_up = (producer.module,)
-            plan.append(_Step(kind, pos, module, ins, tuple(frees.get(pos, ())), name, ntype, given_up))
+            kind, ins = self._step_kind(name, module, ins_of[name])
+            given_up = _input_given_up(kind, module, ins, readers, plan, len(order))
+            plan.append(
+                _Step(
+                    kind, pos, module, ins, tuple(frees.get(pos, ())), name, self.node_types[name], given_up
+                )
+            )
         self._plan: list[_Step] = plan
         self._n_slots = len(order) + len(self._back_sources)
         self._out_slots = [slot[n] for n in self.output_names]
         self._back_slots = [(slot[s], prev_slot[s], s) for s in self._back_sources]
+
+    def _step_kind(
+        self, name: str, module: nn.Module | None, ins: tuple[int, ...]
+    ) -> tuple[int, tuple[int, ...]]:
+        """A plan step's kind and input slots (an Input reads its position among the inputs)."""
+        if name in self.input_names:
+            return _INPUT, (self.input_names.index(name),)
+        if module is None:
+            return _SUM, ins
+        if getattr(module, "stateful", False):
+            return _STATEFUL, ins
+        if getattr(module, "multi_input", False):
+            return _CALL_MULTI, ins
+        return (_CALL if len(ins) == 1 else _CALL_SUM), ins
 
     # -- running ---------------------------------------------------------------------
     def reset_state(self) -> None:
@@ -470,6 +462,30 @@ class GraphExecutor(nn.Module):
         return f"inputs={self.input_names}, outputs={self.output_names}, edges={len(self.edges)}"
 
 
+def _input_given_up(
+    kind: int,
+    module: nn.Module | None,
+    ins: tuple[int, ...],
+    readers: dict[int, int],
+    plan: list[_Step],
+    n: int,
+) -> tuple[nn.Module, ...] | None:
+    """For a LIF step (``_Step.input_given_up_by``): the modules whose hooks could still hold
+    its input when nothing else reads that input, in memory nothing else holds; else None.
+
+    ``plan`` holds the steps before it; slots from ``n`` on are back edges' previous values.
+    """
+    if kind != _STATEFUL or getattr(type(module), "forward_sequence", None) is not LIFModule.forward_sequence:
+        return None
+    if len(ins) > 1:
+        return ()  # a sum of several inputs: a fresh tensor
+    if ins[0] < n and readers[ins[0]] == 1:  # not a back edge's previous value
+        producer = plan[ins[0]]  # a module call: never an Output's kept value
+        if producer.kind in (_CALL, _CALL_SUM) and _returns_new_tensor(producer.module):
+            return (producer.module,)
+    return None
+
+
 def _may_overwrite(producers: tuple[nn.Module, ...]) -> bool:
     """Whether a LIF may write its spikes into its given-up input now: no gradient is being
     recorded (autograd may have saved the value), and no forward hook (which may have kept
@@ -517,97 +533,4 @@ def _stateful_sequence(
     return torch.stack(outs), s
 
 
-def _call_node_map(node_map: NodeMap | None) -> Callable[[ir.Node, str], nn.Module | None] | None:
-    """Normalise the user's node_map to ``f(node, name) -> module | None``."""
-    if node_map is None:
-        return None
-    if isinstance(node_map, Mapping):
-        for key in node_map:
-            if not (isinstance(key, type) and issubclass(key, ir.Node)):
-                raise TypeError(f"node_map keys must be T1C-IR primitive classes (e.g. ir.LIF), got {key!r}")
-
-        def from_mapping(node: ir.Node, name: str) -> nn.Module | None:
-            factory = node_map.get(type(node))
-            return None if factory is None else factory(node)
-
-        return from_mapping
-    if not callable(node_map):
-        raise TypeError(f"node_map must be a function node -> nn.Module | None or a dict, got {node_map!r}")
-    try:
-        params = inspect.signature(node_map).parameters.values()
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        two = len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
-    except (TypeError, ValueError):
-        two = False
-    if two:
-        return node_map
-    return lambda node, name: node_map(node)
-
-
-def ir_to_torch(
-    graph_or_path: ir.Graph | str | os.PathLike,
-    node_map: NodeMap | None = None,
-    return_state: bool = False,
-    validate: bool = True,
-    keep_state: bool = False,
-) -> GraphExecutor:
-    """Build a :class:`GraphExecutor` from a graph or a ``.t1c`` file.
-
-    Args:
-        graph_or_path: an ``ir.Graph`` or the path of a ``.t1c`` file.
-        node_map: overrides tried before the defaults: a function
-            ``node -> nn.Module | None`` (or ``(node, name) -> ...``), or a dict
-            ``{primitive class: factory(node)}``. None falls back to the default.
-        return_state: make the executor's ``forward`` return ``(output, state)``.
-        validate: validate the graph first (an invalid graph raises
-            :class:`t1c.ir.T1CFormatError` before any module is built).
-        keep_state: the executor holds its state between calls (snnTorch's
-            ``init_hidden`` style): ``executor(x)`` continues from the previous step
-            until ``reset_state()``. Off by default: ``state=None`` means zero state.
-
-    Returns:
-        The executor, in evaluation mode: it computes the deployed function (Dropout is
-        the identity, BatchNorm uses the stored statistics). Call ``.train()`` to
-        fine-tune. Its weights are ``nn.Parameter`` copies of the graph's.
-
-    Raises:
-        T1CFormatError: invalid graph, or a node no map knows how to build.
-    """
-    if isinstance(graph_or_path, (str, os.PathLike)):
-        graph = ir.read(graph_or_path)
-    elif isinstance(graph_or_path, ir.Graph):
-        graph = graph_or_path
-        if validate:
-            graph.validate()
-    else:
-        raise TypeError(f"ir_to_torch needs an ir.Graph or a .t1c path, got {type(graph_or_path).__name__}")
-    user = _call_node_map(node_map)
-    modules: dict[str, nn.Module | None] = {}
-    for name, node in graph.nodes.items():
-        if isinstance(node, (ir.Input, ir.Output)):
-            modules[name] = None
-            continue
-        module = user(node, name) if user is not None else None
-        if module is None:
-            factory = DEFAULT_NODE_MAP.get(type(node))
-            if factory is None:
-                raise ir.T1CFormatError(
-                    f"no torch module for primitive type '{node.TYPE}'; pass "
-                    f"node_map={{ir.{type(node).__name__}: factory}} or a function returning an nn.Module",
-                    node=name,
-                )
-            module = factory(node)
-        if not isinstance(module, nn.Module):
-            raise TypeError(
-                f"node_map returned {type(module).__name__} for node '{name}'; expected an nn.Module"
-            )
-        modules[name] = module
-    return GraphExecutor(graph, modules, return_state=return_state, keep_state=keep_state).eval()
-
-
-def load(path: str | os.PathLike, **kwargs: Any) -> GraphExecutor:
-    """Read a ``.t1c`` file into a :class:`GraphExecutor` (``kwargs`` as :func:`ir_to_torch`)."""
-    return ir_to_torch(path, **kwargs)
-
-
-__all__ = ["GraphExecutor", "NodeExecutionError", "ir_to_torch", "load"]
+__all__ = ["GraphExecutor", "NodeExecutionError"]

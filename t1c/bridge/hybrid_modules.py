@@ -5,9 +5,11 @@
 * :class:`SubgraphModule`: a nested ``Graph`` node, run as the graph it is (an inner
   :class:`~t1c.bridge.GraphExecutor`), stateful when the inner graph is.
 
-Like :mod:`t1c.bridge.modules`, each is built from its node (``from_node``) and turns
-back into one (``to_node``). The other hybrid types map to plain torch modules (see
-``docs/hybrid.md`` for the table); their factories are in :mod:`t1c.bridge.importer`.
+A ``HybridRegionModule`` is built from its node (``from_node``) and turns back into one
+(``to_node``), like :mod:`t1c.bridge.modules`; a ``SubgraphModule`` is built around an
+inner executor by the importer and exported by the exporter, which know whole graphs
+(:mod:`t1c.bridge.convert.hybrid`). The other hybrid types map to plain torch modules
+(``docs/hybrid.md`` has the table).
 """
 
 from __future__ import annotations
@@ -62,8 +64,12 @@ class SubgraphModule(nn.Module):
     ``LIFModule``: ``forward(x, state) -> (y, state)`` with the inner executor's state
     dict, and ``forward_sequence`` runs the inner graph's ``run_sequence``.
 
+    Args:
+        inner: the inner :class:`~t1c.bridge.GraphExecutor`.
+        metadata: the ``Graph`` node's own metadata.
+
     Attributes:
-        inner: the inner :class:`~t1c.bridge.GraphExecutor` (default node map).
+        inner: the inner executor.
         stateful: whether the inner graph carries state from step to step.
         couples_batch: whether an inner node mixes the samples of a batch (Softmax over
             dim 0), so that ``run_sequence`` gives it one step at a time.
@@ -78,18 +84,6 @@ class SubgraphModule(nn.Module):
         self.couples_batch = any(
             getattr(m, "couples_batch", False) for m in inner.modules() if m is not inner
         )
-
-    @classmethod
-    def from_node(cls, node: ir.Subgraph) -> SubgraphModule:
-        from .executor import ir_to_torch  # the executor imports this module's factories
-
-        return cls(ir_to_torch(node.graph), node.metadata)
-
-    def to_node(self) -> ir.Subgraph:
-        """The nested graph back (structure stored in the inner executor)."""
-        from .exporter import to_ir
-
-        return ir.Subgraph(graph=to_ir(self.inner, None), metadata=dict(self.metadata))
 
     def forward(self, x: torch.Tensor, state: Any = None) -> Any:
         if not self.stateful:

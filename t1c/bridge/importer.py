@@ -1,176 +1,144 @@
-"""The default map from T1C-IR primitive types to the torch modules that compute them.
+"""T1C-IR graph or ``.t1c`` file -> trainable :class:`~t1c.bridge.GraphExecutor`:
+:func:`ir_to_torch` and :func:`load`.
 
-:func:`t1c.bridge.ir_to_torch` looks each node's type up in :data:`DEFAULT_NODE_MAP`
-(after the user's ``node_map``, which wins). A factory takes the node and returns an
-``nn.Module``, or None for nodes the executor handles itself (``Input``, ``Output``).
-Weights are copied, so the module owns them as ``nn.Parameter``\\ s and trains.
+Each node gets the module its factory builds: the user's ``node_map`` first, then the
+default table (:data:`t1c.bridge.convert.NODE_FACTORIES`, one file per primitive family;
+``docs/architecture.md`` lists which module each primitive becomes). Weights are copied,
+so the modules own them as ``nn.Parameter``\\ s and train. A nested ``Graph`` node
+recurses: its inner executor is built here, with the same defaults, and handed to its
+:class:`~t1c.bridge.SubgraphModule`.
 
-The hybrid ANN types (FORMAT_HYBRID.md) become the plain torch modules that compute
-them (``ReLU`` -> ``nn.ReLU``/``nn.LeakyReLU``, ``BatchNorm1d`` -> ``nn.BatchNorm1d``
-with the stored statistics, ...; the full table is in ``docs/hybrid.md``), a
-``HybridRegion`` a :class:`~t1c.bridge.hybrid_modules.HybridRegionModule` and a nested
-``Graph`` a :class:`~t1c.bridge.hybrid_modules.SubgraphModule`. A Softmax across the
-batch axis (``dim = 0``) gets ``couples_batch = True``: ``run_sequence`` then gives it one
-time step at a time instead of folding time into the batch.
+Example:
+    >>> from t1c import ir
+    >>> from t1c.bridge import ir_to_torch
+    >>> graph = ir.Graph.from_chain(
+    ...     ir.Input(input_type={"input": [2]}),
+    ...     ir.Affine(weight=[[1.0, 0.0], [0.0, 1.0]], bias=[0.0, 0.0]),
+    ...     ir.Output(),
+    ... )
+    >>> ir_to_torch(graph).module_for(graph.topological_order()[1])
+    Linear(in_features=2, out_features=2, bias=True)
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
+import inspect
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import torch
 from torch import nn
 
 from t1c import ir
 
-from .hybrid_modules import HybridRegionModule, SubgraphModule
-from .modules import LIFModule, SepConv2dModule, SkipModule, SpikingAffineModule
+from .convert import NODE_FACTORIES
+from .executor import GraphExecutor
+from .registry import ArityCalls, ImportContext
 
-NodeFactory = Callable[[ir.Node], "nn.Module | None"]
-
-
-def _copy_(param: torch.Tensor, value) -> None:
-    with torch.no_grad():
-        param.copy_(torch.from_numpy(value))
+NodeMap = Callable[..., "nn.Module | None"] | Mapping[type, Callable[[ir.Node], "nn.Module | None"]]
 
 
-def _linear(node: ir.Affine) -> nn.Linear:
-    out_f, in_f = node.weight.shape
-    module = nn.Linear(in_f, out_f)
-    _copy_(module.weight, node.weight)
-    _copy_(module.bias, node.bias)
-    return module
+def _call_node_map(node_map: NodeMap | None) -> Callable[[ir.Node, str], nn.Module | None] | None:
+    """Normalise the user's node_map to ``f(node, name) -> module | None``."""
+    if node_map is None:
+        return None
+    if isinstance(node_map, Mapping):
+        for key in node_map:
+            if not (isinstance(key, type) and issubclass(key, ir.Node)):
+                raise TypeError(f"node_map keys must be T1C-IR primitive classes (e.g. ir.LIF), got {key!r}")
+
+        def from_mapping(node: ir.Node, name: str) -> nn.Module | None:
+            factory = node_map.get(type(node))
+            return None if factory is None else factory(node)
+
+        return from_mapping
+    if not callable(node_map):
+        raise TypeError(f"node_map must be a function node -> nn.Module | None or a dict, got {node_map!r}")
+    try:
+        params = inspect.signature(node_map).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        two = len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):
+        two = False
+    if two:
+        return node_map
+    return lambda node, name: node_map(node)
 
 
-def _conv2d(node: ir.Conv2d) -> nn.Conv2d:
-    w = node.weight
-    module = nn.Conv2d(
-        w.shape[1] * node.groups,
-        w.shape[0],
-        tuple(w.shape[2:]),
-        stride=tuple(node.stride.tolist()),
-        padding=tuple(node.padding.tolist()),
-        dilation=tuple(node.dilation.tolist()),
-        groups=node.groups,
-    )
-    _copy_(module.weight, w)
-    _copy_(module.bias, node.bias)
-    return module
+def _graph_of(graph_or_path: ir.Graph | str | os.PathLike, validate: bool) -> ir.Graph:
+    """The graph itself (validated when asked), or the file read (read always validates)."""
+    if isinstance(graph_or_path, (str, os.PathLike)):
+        return ir.read(graph_or_path)
+    if isinstance(graph_or_path, ir.Graph):
+        if validate:
+            graph_or_path.validate()
+        return graph_or_path
+    raise TypeError(f"ir_to_torch needs an ir.Graph or a .t1c path, got {type(graph_or_path).__name__}")
 
 
-def _maxpool2d(node: ir.MaxPool2d) -> nn.MaxPool2d:
-    return nn.MaxPool2d(
-        tuple(node.kernel_size.tolist()),
-        stride=tuple(node.stride.tolist()),
-        padding=tuple(node.padding.tolist()),
-        dilation=tuple(node.dilation.tolist()),
-        ceil_mode=node.ceil_mode,
-    )
+def _modules(graph: ir.Graph, user: Callable[[ir.Node, str], nn.Module | None] | None) -> dict[str, Any]:
+    """Node name -> its module (None for ``Input``/``Output``, which the executor handles)."""
+    calls = ArityCalls()
+    modules: dict[str, nn.Module | None] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, (ir.Input, ir.Output)):
+            modules[name] = None
+            continue
+        module = user(node, name) if user is not None else None
+        if module is None:
+            factory = NODE_FACTORIES.get(type(node))
+            if factory is None:
+                raise ir.T1CFormatError(
+                    f"no torch module for primitive type '{node.TYPE}'; pass "
+                    f"node_map={{ir.{type(node).__name__}: factory}} or a function returning an nn.Module",
+                    node=name,
+                )
+            module = calls(factory, node, ImportContext(name, import_graph=ir_to_torch))
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"node_map returned {type(module).__name__} for node '{name}'; expected an nn.Module"
+            )
+        modules[name] = module
+    return modules
 
 
-def _avgpool2d(node: ir.AvgPool2d) -> nn.AvgPool2d:
-    return nn.AvgPool2d(
-        tuple(node.kernel_size.tolist()),
-        stride=tuple(node.stride.tolist()),
-        padding=tuple(node.padding.tolist()),
-        ceil_mode=node.ceil_mode,
-        count_include_pad=node.count_include_pad,
-    )
+def ir_to_torch(
+    graph_or_path: ir.Graph | str | os.PathLike,
+    node_map: NodeMap | None = None,
+    return_state: bool = False,
+    validate: bool = True,
+    keep_state: bool = False,
+) -> GraphExecutor:
+    """Build a :class:`GraphExecutor` from a graph or a ``.t1c`` file.
+
+    Args:
+        graph_or_path: an ``ir.Graph`` or the path of a ``.t1c`` file.
+        node_map: overrides tried before the defaults: a function
+            ``node -> nn.Module | None`` (or ``(node, name) -> ...``), or a dict
+            ``{primitive class: factory(node)}``. None falls back to the default.
+        return_state: make the executor's ``forward`` return ``(output, state)``.
+        validate: validate the graph first (an invalid graph raises
+            :class:`t1c.ir.T1CFormatError` before any module is built).
+        keep_state: the executor holds its state between calls (snnTorch's
+            ``init_hidden`` style): ``executor(x)`` continues from the previous step
+            until ``reset_state()``. Off by default: ``state=None`` means zero state.
+
+    Returns:
+        The executor, in evaluation mode: it computes the deployed function (Dropout is
+        the identity, BatchNorm uses the stored statistics). Call ``.train()`` to
+        fine-tune. Its weights are ``nn.Parameter`` copies of the graph's.
+
+    Raises:
+        T1CFormatError: invalid graph, or a node no map knows how to build.
+    """
+    graph = _graph_of(graph_or_path, validate)
+    modules = _modules(graph, _call_node_map(node_map))
+    return GraphExecutor(graph, modules, return_state=return_state, keep_state=keep_state).eval()
 
 
-def _upsample(node: ir.Upsample) -> nn.Upsample:
-    align = node.align_corners if node.mode == "bilinear" else None
-    if node.size is not None:
-        return nn.Upsample(size=tuple(node.size.tolist()), mode=node.mode, align_corners=align)
-    return nn.Upsample(scale_factor=float(node.scale_factor), mode=node.mode, align_corners=align)
+def load(path: str | os.PathLike, **kwargs: Any) -> GraphExecutor:
+    """Read a ``.t1c`` file into a :class:`GraphExecutor` (``kwargs`` as :func:`ir_to_torch`)."""
+    return ir_to_torch(path, **kwargs)
 
 
-def _flatten(node: ir.Flatten) -> nn.Flatten:
-    start = node.start_dim + 1 if node.start_dim >= 0 else node.start_dim
-    end = node.end_dim + 1 if node.end_dim >= 0 else node.end_dim
-    return nn.Flatten(start, end)
-
-
-def _relu(node: ir.ReLU) -> nn.Module:
-    if node.negative_slope > 0:
-        return nn.LeakyReLU(node.negative_slope)
-    if node.negative_slope < 0:
-        warnings.warn(
-            f"a ReLU node with negative_slope = {node.negative_slope:g} runs as max(x, 0), as the toolchain "
-            "that defines the format runs it (docs/hybrid.md); a negative slope has no T1C-IR form",
-            UserWarning,
-            stacklevel=4,
-        )
-    return nn.ReLU()
-
-
-def _prelu(node: ir.PReLU) -> nn.PReLU:
-    module = nn.PReLU(num_parameters=node.weight.size)
-    _copy_(module.weight, node.weight)
-    return module
-
-
-def _batchnorm(node: ir.BatchNorm1d | ir.BatchNorm2d) -> nn.Module:
-    cls = nn.BatchNorm1d if isinstance(node, ir.BatchNorm1d) else nn.BatchNorm2d
-    module = cls(node.num_features, eps=node.eps, momentum=node.momentum)
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        _copy_(getattr(module, name), getattr(node, name))
-    return module.eval()
-
-
-def _softmax(node: ir.Softmax) -> nn.Softmax:
-    module = nn.Softmax(dim=node.dim)
-    if node.couples_batch():
-        module.couples_batch = True
-    return module
-
-
-def _gelu(node: ir.GELU) -> nn.GELU:
-    return nn.GELU(approximate="tanh" if node.approximate else "none")
-
-
-def _layernorm(node: ir.LayerNorm) -> nn.LayerNorm:
-    module = nn.LayerNorm(tuple(int(d) for d in node.normalized_shape), eps=node.eps)
-    _copy_(module.weight, node.weight)
-    _copy_(module.bias, node.bias)
-    return module
-
-
-def _none(node: ir.Node) -> None:
-    return None
-
-
-#: primitive class -> factory(node) -> nn.Module | None.
-DEFAULT_NODE_MAP: dict[type[ir.Node], NodeFactory] = {
-    ir.Input: _none,
-    ir.Output: _none,
-    ir.Affine: _linear,
-    ir.SpikingAffine: SpikingAffineModule.from_node,
-    ir.Conv2d: _conv2d,
-    ir.SepConv2d: SepConv2dModule.from_node,
-    ir.MaxPool2d: _maxpool2d,
-    ir.AvgPool2d: _avgpool2d,
-    ir.Upsample: _upsample,
-    ir.Flatten: _flatten,
-    ir.LIF: LIFModule.from_node,
-    ir.Skip: SkipModule.from_node,
-    ir.ReLU: _relu,
-    ir.PReLU: _prelu,
-    ir.BatchNorm1d: _batchnorm,
-    ir.BatchNorm2d: _batchnorm,
-    ir.Sigmoid: lambda node: nn.Sigmoid(),
-    ir.Tanh: lambda node: nn.Tanh(),
-    ir.Softmax: _softmax,
-    ir.GELU: _gelu,
-    ir.ELU: lambda node: nn.ELU(alpha=node.alpha),
-    ir.LayerNorm: _layernorm,
-    ir.Dropout: lambda node: nn.Dropout(p=node.p),
-    ir.HybridRegion: HybridRegionModule.from_node,
-    ir.Subgraph: SubgraphModule.from_node,
-}
-
-
-def default_factory(node: ir.Node) -> NodeFactory | None:
-    """The default factory for ``node``'s type, or None when there is none."""
-    return DEFAULT_NODE_MAP.get(type(node))
+__all__ = ["ir_to_torch", "load"]

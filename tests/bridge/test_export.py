@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import snntorch as snn
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from t1c import ir
-from t1c.bridge.executor import ir_to_torch
-from t1c.bridge.export_maps import ExportError, default_export_map, find_converter
+from t1c.bridge import ExportError
 from t1c.bridge.exporter import T1CExporter, to_ir
 
 
@@ -113,181 +109,13 @@ def test_flatten_over_the_batch_is_refused():
         to_ir(nn.Sequential(nn.Flatten(0)), torch.rand(2, 3, 4))
 
 
-def test_pools_and_upsample_keep_all_parameters():
-    model = nn.Sequential(
-        nn.MaxPool2d(3, stride=2, padding=1, dilation=1, ceil_mode=True),
-        nn.AvgPool2d((2, 3), stride=(1, 2), padding=(1, 1), ceil_mode=False, count_include_pad=False),
-        nn.Upsample(scale_factor=2, mode="nearest"),
-        nn.Upsample(size=(7, 9), mode="bilinear", align_corners=True),
-    )
-    x = torch.rand(1, 2, 11, 10)
-    graph = to_ir(model, x)
-    mp, ap, up, us = (graph.nodes[k] for k in "0123")
-    assert mp.kernel_size.tolist() == [3, 3] and mp.stride.tolist() == [2, 2] and mp.ceil_mode
-    assert ap.kernel_size.tolist() == [2, 3] and ap.stride.tolist() == [1, 2]
-    assert ap.padding.tolist() == [1, 1] and not ap.count_include_pad
-    assert up.scale_factor == 2 and up.mode == "nearest"
-    assert us.size.tolist() == [7, 9] and us.mode == "bilinear" and us.align_corners
-    assert graph.output_shapes["output"] == tuple(model(x).shape[1:])
-
-
-def test_pool_default_stride_is_kernel():
-    node = only_node(to_ir(nn.Sequential(nn.MaxPool2d(2)), torch.rand(1, 1, 4, 4)))
-    assert node.stride.tolist() == [2, 2]
-
-
-def test_avgpool_divisor_override_is_refused():
-    with pytest.raises(ExportError, match=r"`0` \(AvgPool2d\): divisor_override"):
-        to_ir(nn.Sequential(nn.AvgPool2d(2, divisor_override=3)), torch.rand(1, 1, 4, 4))
-
-
-def test_upsample_fractional_scale_is_refused():
-    with pytest.raises(ExportError, match="scale_factor"):
-        to_ir(nn.Sequential(nn.Upsample(scale_factor=1.5)), torch.rand(1, 1, 4, 4))
-
-
 def test_identity_becomes_passthrough_skip():
     node = only_node(to_ir(nn.Sequential(nn.Identity()), torch.rand(2, 3)))
     assert isinstance(node, ir.Skip) and node.skip_type == "passthrough"
 
 
 # -- snnTorch Leaky ----------------------------------------------------------------------------
-def test_leaky_maps_to_lif_with_snntorch_fields():
-    model = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.75, threshold=0.5, init_hidden=True))
-    lif = to_ir(model, torch.rand(2, 3)).nodes["1"]
-    assert isinstance(lif, ir.LIF) and lif.shape == (4,)
-    np.testing.assert_allclose(lif.tau, 4.0)
-    np.testing.assert_array_equal(lif.r, lif.tau)
-    np.testing.assert_array_equal(lif.v_leak, 0.0)
-    np.testing.assert_array_equal(lif.v_threshold, 0.5)
-    np.testing.assert_array_equal(lif.beta, np.float32(0.75))
-    assert (lif.reset_mechanism, lif.reset_delay, lif.strict_threshold) == ("subtract", True, True)
-
-
-@pytest.mark.parametrize("mechanism", ["zero", "none"])
-def test_leaky_reset_mechanism_and_delay_are_carried(mechanism):
-    model = nn.Sequential(snn.Leaky(beta=0.5, reset_mechanism=mechanism, reset_delay=False, init_hidden=True))
-    lif = to_ir(model, torch.rand(2, 3)).nodes["0"]
-    assert (lif.reset_mechanism, lif.reset_delay) == (mechanism, False)
-
-
-def test_leaky_beta_one_is_infinite_tau():
-    lif = to_ir(nn.Sequential(snn.Leaky(beta=1.0, init_hidden=True)), torch.rand(2, 3)).nodes["0"]
-    assert np.isposinf(lif.tau).all() and np.isposinf(lif.r).all()
-    np.testing.assert_array_equal(lif.beta, 1.0)
-
-
-def test_leaky_parameters_expand_to_conv_neuron_shape():
-    beta = torch.rand(4, 1, 1)
-    model = nn.Sequential(
-        nn.Conv2d(1, 4, 3), snn.Leaky(beta=beta, threshold=torch.rand(4, 1, 1), init_hidden=True)
-    )
-    lif = to_ir(model, torch.rand(1, 1, 6, 5)).nodes["1"]
-    assert lif.shape == (4, 4, 3) and lif.beta.shape == (4, 4, 3)
-    np.testing.assert_array_equal(lif.beta[:, 2, 1], beta.flatten().numpy())
-
-
-def test_leaky_parameters_that_do_not_broadcast_are_refused():
-    # A beta with a batch dimension runs in torch but is not a per-neuron parameter.
-    model = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=torch.rand(2, 4), init_hidden=True))
-    with pytest.raises(ExportError, match=r"`1` \(Leaky\): beta of shape \[2, 4\]"):
-        T1CExporter().export(model, torch.rand(2, 3))
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "what"),
-    [
-        ({"inhibition": True}, "inhibition"),
-        ({"graded_spikes_factor": 2.0}, "graded_spikes_factor"),
-        ({"learn_graded_spikes_factor": True}, "learn_graded_spikes_factor"),
-        ({"state_quant": lambda mem: mem}, "state_quant"),
-    ],
-)
-def test_leaky_features_without_ir_equivalent_are_refused(kwargs, what):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # snnTorch warns that inhibition is unstable
-        model = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.5, init_hidden=True, **kwargs))
-    with pytest.raises(ExportError, match=rf"`1` \(Leaky\).*{what}.*custom_map"):
-        to_ir(model, torch.rand(2, 3))
-
-
-def test_refused_leaky_exports_with_custom_map():
-    model = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.5, graded_spikes_factor=2.0, init_hidden=True))
-
-    def plain_lif(module, ctx):
-        shape = ctx.output_shape
-        return ir.LIF(
-            tau=np.full(shape, 2.0), r=np.full(shape, 2.0), v_leak=np.zeros(shape), v_threshold=np.ones(shape)
-        )
-
-    graph = to_ir(model, torch.rand(2, 3), custom_map={snn.Leaky: plain_lif})
-    assert graph.nodes["1"].beta is None
-
-
 # -- dropped and folded modules -----------------------------------------------------------------
-def test_relu_on_a_value_that_may_be_negative_is_refused():
-    # Dropping it (the seed's behaviour, with a warning) exported a different function.
-    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 2))
-    with pytest.raises(ExportError, match=r"`1` \(ReLU\): T1C-IR has no ReLU.*may be negative.*custom_map"):
-        to_ir(model, torch.rand(2, 3))
-
-
-def test_relu_of_spikes_and_dropout_are_dropped_silently():
-    model = nn.Sequential(
-        nn.Linear(3, 4), snn.Leaky(beta=0.5, init_hidden=True), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 2)
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        graph = to_ir(model, torch.rand(2, 3))
-    assert graph.edges == [("input", "0"), ("0", "1"), ("1", "4"), ("4", "output")]
-
-
-def test_relu_can_be_dropped_on_purpose_with_a_one_argument_converter():
-    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    graph = to_ir(model, torch.rand(2, 3), custom_map={nn.ReLU: lambda module: None})
-    assert graph.edges == [("input", "0"), ("0", "2"), ("2", "output")]
-
-
-def test_batchnorm1d_is_folded_into_linear():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5))
-    model.train()
-    for _ in range(3):  # move the running statistics away from (0, 1)
-        model(torch.randn(16, 6) * 3 + 1)
-    with torch.no_grad():
-        model[1].weight.uniform_(0.5, 2)
-        model[1].bias.uniform_(-1, 1)
-    graph = to_ir(model, torch.rand(4, 6))
-    assert list(graph.nodes) == ["input", "0", "output"]
-    node = graph.nodes["0"]
-    x = torch.randn(8, 6)
-    model.eval()
-    folded = x @ torch.from_numpy(node.weight).T + torch.from_numpy(node.bias)
-    torch.testing.assert_close(folded, model(x).detach(), rtol=1e-5, atol=1e-5)
-
-
-def test_batchnorm2d_is_folded_into_conv_without_bias():
-    torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4, affine=False))
-    for _ in range(3):
-        model(torch.randn(8, 3, 6, 6) * 2 - 1)
-    node = to_ir(model, torch.rand(1, 3, 6, 6)).nodes["0"]
-    x = torch.randn(2, 3, 6, 6)
-    model.eval()
-    folded = F.conv2d(x, torch.from_numpy(node.weight), torch.from_numpy(node.bias), padding=1)
-    torch.testing.assert_close(folded, model(x).detach(), rtol=1e-5, atol=1e-5)
-
-
-def test_batchnorm_that_cannot_be_folded_is_refused():
-    with pytest.raises(ExportError, match=r"`1` \(BatchNorm1d\).*follows a Flatten"):
-        to_ir(nn.Sequential(nn.Flatten(), nn.BatchNorm1d(6)), torch.rand(2, 2, 3))
-    with pytest.raises(ExportError, match=r"`0` \(BatchNorm1d\).*must follow a Linear or Conv2d"):
-        to_ir(nn.Sequential(nn.BatchNorm1d(3)), torch.rand(2, 3))
-    no_stats = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3, track_running_stats=False))
-    with pytest.raises(ExportError, match="track_running_stats=False"):
-        to_ir(no_stats, torch.rand(2, 3))
-
-
 # -- unsupported modules and custom maps ---------------------------------------------------------
 class Doubler(nn.Module):
     def forward(self, x):
@@ -332,13 +160,6 @@ def test_custom_map_adds_and_overrides_converters():
     assert list(graph.nodes) == ["input", "0.fc", "0.odd", "output"]
     assert isinstance(graph.nodes["0.fc"], ir.SpikingAffine) and graph.nodes["0.fc"].weight_bits == 3
     np.testing.assert_array_equal(graph.nodes["0.odd"].weight, 2 * np.eye(3, dtype=np.float32))
-
-
-def test_converter_lookup_follows_the_mro():
-    class MyLinear(nn.Linear):
-        pass
-
-    assert find_converter(MyLinear(2, 2), None, default_export_map()) is default_export_map()[nn.Linear]
 
 
 def test_custom_converter_that_computes_the_wrong_shape_fails_with_the_module_path():
@@ -406,44 +227,6 @@ def test_bad_sample_and_failing_forward_are_explained():
 
 
 # -- the model is left as it was ----------------------------------------------------------------
-def test_export_leaves_modes_parameters_and_hidden_state_untouched():
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(3, 4),
-        nn.BatchNorm1d(4),
-        snn.Leaky(beta=0.9, init_hidden=True),
-        nn.Dropout(0.2),
-        nn.Linear(4, 2),
-        snn.Leaky(beta=0.8, init_hidden=True),
-    )
-    model.train()
-    model[5].eval()
-    for _ in range(3):
-        model(torch.rand(6, 3) * 4)  # leaves membranes of batch 6 and BatchNorm statistics
-    before_state = {k: v.clone() for k, v in model.state_dict().items()}
-    params = [p for p in model.parameters()]
-    mems = [model[2].mem.clone(), model[5].mem.clone()]
-    modes = [m.training for m in model.modules()]
-
-    to_ir(model, torch.rand(2, 3))
-
-    assert [m.training for m in model.modules()] == modes
-    assert [p for p in model.parameters()] == params
-    for key, value in model.state_dict().items():
-        torch.testing.assert_close(value, before_state[key], rtol=0, atol=0)
-    torch.testing.assert_close(model[2].mem, mems[0], rtol=0, atol=0)
-    torch.testing.assert_close(model[5].mem, mems[1], rtol=0, atol=0)
-
-
-def test_export_restores_the_model_even_when_it_fails():
-    model = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.9, init_hidden=True), nn.LSTM(4, 4))
-    model.train()
-    with pytest.raises(ExportError):
-        to_ir(model, torch.rand(2, 1, 3))
-    assert all(m.training for m in model.modules())
-    assert model[1].mem.shape == (0,)
-
-
 def test_export_of_a_restored_checkpoint_is_identical(tmp_path):
     def make():
         return nn.Sequential(
@@ -482,131 +265,8 @@ def test_exported_graph_writes_and_reads_back(tmp_path):
     assert back.content_hash() == graph.content_hash()
 
 
-class ExplicitState(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(3, 4)
-        self.lif = snn.Leaky(beta=0.5)
-
-    def forward(self, x, mem):
-        spk, mem = self.lif(self.fc(x), mem)
-        return spk, mem
-
-
-def test_sample_may_be_the_forward_arguments_or_only_the_input():
-    x = torch.rand(2, 3)
-    from_tuple = to_ir(ExplicitState(), (x, torch.zeros(2, 4)))
-    from_tensor = to_ir(ExplicitState(), x)  # the membrane argument gets None (zero state)
-    assert from_tuple.edges == from_tensor.edges == [("input", "fc"), ("fc", "lif"), ("lif", "output")]
-    assert from_tuple.nodes["lif"].shape == (4,)
-
-
 # -- refused snnTorch neurons -----------------------------------------------------------------
-def test_rleaky_is_refused_and_its_recurrent_linear_never_becomes_a_layer():
-    # The seed exported [Affine, Affine('1.recurrent')]: the neuron gone, its feedback chained.
-    model = nn.Sequential(nn.Linear(8, 4), snn.RLeaky(beta=0.9, linear_features=4, init_hidden=True))
-    with pytest.raises(
-        ExportError, match=r"`1` \(RLeaky\): its recurrent connection.*custom_map=\{RLeaky: fn\}"
-    ):
-        to_ir(model, torch.rand(1, 8))
-
-    def as_lif(module, ctx):
-        n = ctx.output_shape[0]
-        return ir.LIF(tau=np.full(n, 10.0), r=np.full(n, 10.0), v_leak=np.zeros(n), v_threshold=np.ones(n))
-
-    graph = to_ir(model, torch.rand(1, 8), custom_map={snn.RLeaky: as_lif})
-    assert list(graph.nodes) == ["input", "0", "1", "output"]  # no '1.recurrent' layer
-
-
-@pytest.mark.parametrize(
-    ("make", "name", "why"),
-    [
-        (lambda: snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True), "Synaptic", "synaptic current"),
-        (lambda: snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True), "Alpha", "synaptic currents"),
-        (lambda: snn.Lapicque(beta=0.9, init_hidden=True), "Lapicque", "RC update"),
-        (
-            lambda: snn.RSynaptic(alpha=0.9, beta=0.8, linear_features=4, init_hidden=True),
-            "RSynaptic",
-            "recurrent",
-        ),
-        (lambda: snn.DeltaLeaky(beta=0.9, init_hidden=True), "DeltaLeaky", "change of the membrane"),
-    ],
-)
-def test_snntorch_neurons_without_an_exact_form_are_refused_by_name(make, name, why):
-    model = nn.Sequential(nn.Linear(8, 4), make())
-    with pytest.raises(
-        ExportError, match=rf"^cannot export `1` \({name}\): .*{why}.*custom_map=\{{{name}: fn\}}"
-    ):
-        to_ir(model, torch.rand(2, 8))
-
-
-def test_a_refused_neuron_exports_with_a_one_argument_custom_converter():
-    model = nn.Sequential(nn.Linear(8, 4), snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True))
-
-    def as_lif(module):
-        return ir.LIF(tau=np.full(4, 10.0), r=np.full(4, 10.0), v_leak=np.zeros(4), v_threshold=np.ones(4))
-
-    graph = to_ir(model, torch.rand(2, 8), custom_map={snn.Synaptic: as_lif})
-    assert [graph.nodes[n].TYPE for n in graph.topological_order()] == ["Input", "Affine", "LIF", "Output"]
-
-
-def test_leaky_whose_spike_function_is_not_a_step_is_refused():
-    model = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.5, spike_grad=torch.sigmoid, init_hidden=True))
-    with pytest.raises(ExportError, match=r"`1` \(Leaky\): a spike_grad whose forward is not the step x > 0"):
-        to_ir(model, torch.rand(2, 3))
-    surrogate = snn.surrogate.fast_sigmoid(slope=10)
-    to_ir(
-        nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.5, spike_grad=surrogate, init_hidden=True)),
-        torch.rand(2, 3),
-    )
-
-
-def test_a_subclass_that_changes_behaviour_does_not_get_its_base_converter():
-    class Doubled(nn.Linear):
-        def forward(self, x):
-            return super().forward(x) * 2
-
-    with pytest.raises(
-        ExportError, match=r"`0` \(Doubled\) \(it subclasses Linear but changes its behaviour\)"
-    ):
-        to_ir(nn.Sequential(Doubled(3, 4)), torch.rand(2, 3))
-    graph = to_ir(nn.Sequential(Doubled(3, 4)), torch.rand(2, 3), custom_map={Doubled: lambda m: None})
-    assert graph.edges == [("input", "output")]
-
-
 # -- converter signatures ---------------------------------------------------------------------
-def test_one_argument_converter_from_the_guide_works():
-    # The seed called fn(module, ctx) always: "takes 1 positional argument but 2 were given".
-    def fn(module):
-        return ir.SpikingAffine(
-            weight=module.weight.detach().numpy(), bias=None, weight_bits=4, accumulator_bits=12
-        )
-
-    graph = to_ir(nn.Sequential(nn.Linear(3, 4)), torch.rand(2, 3), custom_map={nn.Linear: fn})
-    assert isinstance(graph.nodes["0"], ir.SpikingAffine) and graph.nodes["0"].weight_bits == 4
-
-
-def test_converter_arity_comes_from_the_signature_not_from_catching_type_errors():
-    calls = []
-
-    def two(module, ctx=None):  # binds two arguments: called with the context
-        calls.append(ctx)
-        return None
-
-    to_ir(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), torch.rand(2, 3), custom_map={nn.Linear: two})
-    assert [c.path for c in calls] == ["0", "1"]
-
-    def broken(module):
-        raise TypeError("a bug inside the converter")
-
-    with pytest.raises(TypeError, match="a bug inside the converter"):  # not retried with other arguments
-        to_ir(nn.Sequential(nn.Linear(3, 4)), torch.rand(2, 3), custom_map={nn.Linear: broken})
-    with pytest.raises(ExportError, match=r"converter .* for Linear has the signature \(a, b, c\)"):
-        to_ir(nn.Sequential(nn.Linear(3, 4)), torch.rand(2, 3), custom_map={nn.Linear: lambda a, b, c: None})
-    with pytest.raises(ExportError, match=r"custom_map\[Linear\] is int, not a function"):
-        to_ir(nn.Sequential(nn.Linear(3, 4)), torch.rand(2, 3), custom_map={nn.Linear: 3})
-
-
 # -- the trace argument -----------------------------------------------------------------------
 class Scaled(nn.Module):
     def __init__(self) -> None:
@@ -637,56 +297,3 @@ def test_trace_order_is_an_explicit_opt_in_on_every_entry_point():
 
 
 # -- neuron state handed in by forward --------------------------------------------------------
-class HandedState(nn.Module):
-    """snnTorch's init_hidden=False style, with the membrane handed in three ways."""
-
-    def __init__(self, how: str) -> None:
-        super().__init__()
-        self.how = how
-        self.fc1, self.lif1 = nn.Linear(8, 12), snn.Leaky(beta=0.9)
-        self.fc2, self.lif2 = nn.Linear(12, 3), snn.Leaky(beta=0.8)
-        with torch.no_grad():
-            self.fc1.weight.mul_(3)
-            self.fc2.weight.mul_(3)
-
-    def forward(self, x):
-        if self.how == "init_leaky":  # restarts from zero at every call: keeps nothing
-            m1, m2 = self.lif1.init_leaky(), self.lif2.init_leaky()
-            s, m1 = self.lif1(self.fc1(x), m1)
-            s, m2 = self.lif2(self.fc2(s), m2)
-        elif self.how == "own":  # its own last membrane: carries its state
-            s, _ = self.lif1(self.fc1(x), self.lif1.mem)
-            s, _ = self.lif2(self.fc2(s), self.lif2.mem)
-        else:  # something else
-            s, _ = self.lif1(self.fc1(x), self.lif1.mem * 0.5)
-            s, _ = self.lif2(self.fc2(s))
-        return s
-
-
-@pytest.mark.parametrize(("how", "beta"), [("init_leaky", 0.0), ("own", 0.9)])
-def test_a_membrane_handed_in_by_forward_is_exported_as_what_it_does(how, beta):
-    # init_leaky() inside forward restarts the neuron at every call: the seed exported a LIF
-    # that keeps its state, so the file spiked differently from the second step on.
-    torch.manual_seed(7)
-    model = HandedState(how)
-    xs = torch.rand(12, 4, 8)
-    graph = to_ir(model, xs[0])
-    np.testing.assert_array_equal(graph.nodes["lif1"].beta, np.full(12, beta, dtype=np.float32))
-    for m in model.modules():
-        if isinstance(m, snn.Leaky):
-            m.mem = torch.zeros(0)
-    executor, state, outs = ir_to_torch(graph), None, []
-    with torch.no_grad():
-        expected = torch.stack([model(x) for x in xs])
-        for x in xs:
-            y, state = executor(x, state, return_state=True)
-            outs.append(y)
-    assert 0 < float(expected.mean()) < 1
-    assert torch.equal(torch.stack(outs), expected)
-
-
-def test_a_membrane_replaced_by_forward_is_refused():
-    with pytest.raises(
-        ExportError, match=r"`lif1` \(Leaky\): forward hands it a membrane other than its own"
-    ):
-        to_ir(HandedState("other"), torch.rand(4, 8))

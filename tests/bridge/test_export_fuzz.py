@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from t1c.bridge.executor import ir_to_torch
-from t1c.bridge.export_maps import ExportError
+from t1c.bridge import ExportError
 from t1c.bridge.exporter import to_ir
 from t1c.bridge.hybrid_modules import HybridRegionModule
+from t1c.bridge.importer import ir_to_torch
 
 MODELS = 100
 EVERY_KIND = {

@@ -14,8 +14,8 @@ from batching import assert_batching_independent
 from torch import nn
 
 from t1c import ir
-from t1c.bridge.executor import ir_to_torch
 from t1c.bridge.exporter import to_ir
+from t1c.bridge.importer import ir_to_torch
 
 STEPS = 40
 

@@ -21,8 +21,7 @@ from test_support_matrix import names, run_steps, table
 from torch import nn
 
 from t1c import ir
-from t1c.bridge import ir_to_torch, to_ir
-from t1c.bridge.export_maps import ExportError
+from t1c.bridge import ExportError, ir_to_torch, to_ir
 from t1c.bridge.exporter import T1CExporter
 from t1c.bridge.hybrid_modules import HybridRegionModule
 from t1c.snntorch import export_to_ir

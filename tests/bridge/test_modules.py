@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from t1c import ir
 from t1c.bridge import LIFModule, SepConv2dModule, SkipModule, SpikingAffineModule
-from t1c.bridge.surrogate import atan, atan_derivative, heaviside, spike
 
 N = 10
 
@@ -110,18 +109,6 @@ def test_surrogate_is_choosable_and_forward_stays_exact() -> None:
     assert not torch.allclose(grads[0], grads[1])
     with pytest.raises(TypeError, match="spike_grad"):
         LIFModule.from_node(node, spike_grad="atan")
-
-
-def test_atan_gradient_equals_snntorch() -> None:
-    snn_surrogate = pytest.importorskip("snntorch.surrogate")
-    x1 = torch.linspace(-2, 2, 41, requires_grad=True)
-    x2 = x1.detach().clone().requires_grad_(True)
-    spike(x1, atan(), strict=True).sum().backward()
-    snn_surrogate.atan()(x2).sum().backward()
-    assert torch.equal(x1.grad, x2.grad) and x1.grad.abs().min() > 0
-    assert spike(torch.zeros(1), atan(), strict=False).item() == 1.0
-    with pytest.raises(ValueError, match="alpha"):
-        atan(alpha=0)
 
 
 def test_learnable_tau_in_plain_mode_trains_and_exports() -> None:
@@ -325,18 +312,6 @@ def test_inference_mode_then_training() -> None:
     s, _ = lif.forward_sequence(x)
     s.sum().backward()
     assert x.grad is not None
-
-
-def test_heaviside_and_in_place_atan_are_the_plain_expressions_bit_for_bit() -> None:
-    x = torch.cat(
-        [torch.randn(1000) * 3, torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan")])]
-    )
-    for strict in (True, False):
-        assert torch.equal(heaviside(x, strict), (x > 0 if strict else x >= 0).float())
-    assert heaviside(x.double(), True).dtype == torch.float64
-    for alpha in (2.0, 0.7, 3.3):
-        fast, plain = atan_derivative(x.clone(), alpha, inplace=True), atan_derivative(x, alpha)
-        torch.testing.assert_close(fast, plain, rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("mech", ["zero", "subtract"])

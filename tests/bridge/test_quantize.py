@@ -156,126 +156,14 @@ def test_quantized_conv2d_matches_integer_reference(bits, acc_bits, stride, padd
     assert (expected.abs() >= 2 ** (acc_bits - 1) - 1).any()
 
 
-@pytest.mark.parametrize(
-    "edit",
-    ["spikes", "counts", "negative", "fraction", "nan", "inf", "-inf", "tiny", "too_large", "-0.0"],
-)
-def test_quantized_linear_module_float32_path_is_the_float64_function(edit):
-    """QuantizedLinear accumulates integer inputs in float32 only when exact; the odd element
-    sits in the second 64k block of the input, which the integer check reads block by block."""
-    torch.manual_seed(3)
-    w_int, scale = Q.quantize_weights(torch.randn(10, 16), 8)  # a narrow layer takes the float32 path too
-    b_int = Q.quantize_bias(torch.randn(10) * 0.1, scale, 32)
-    layer = Q.QuantizedLinear(w_int, b_int, scale, 8, 32)
-    x = _spikes(5000, 16, seed=4)  # 80k elements: two blocks
-    odd = {
-        "counts": 7.0,
-        "negative": -3.0,
-        "fraction": 0.5,
-        "nan": float("nan"),
-        "inf": float("inf"),
-        "-inf": float("-inf"),
-        "tiny": 1e-30,
-        "too_large": 2.0**24,
-        "-0.0": -0.0,
-    }.get(edit)
-    if odd is not None:
-        x[4500, 3] = odd
-    exact = edit in ("spikes", "counts", "negative", "-0.0")
-    assert (layer._float32_sum_bound(x, layer._operands()[2]) is not None) == exact
-    expected = Q.quantized_linear(x, w_int, b_int, scale, 32)  # float64 accumulator
-    got = layer(x)
-    assert got.dtype == torch.float32
-    assert torch.equal(got.isnan(), expected.isnan())
-    assert torch.equal(got.nan_to_num(), expected.nan_to_num())
-
-
-def test_quantized_linear_module_follows_replaced_weights():
-    """The float32 operands are cached per weight buffer: a buffer freed and replaced (its
-    memory possibly reused at the same address) is not mistaken for the cached one."""
-    g = torch.Generator().manual_seed(5)
-    layer = Q.QuantizedLinear(torch.randint(-100, 100, (64, 128), generator=g), None, 0.01, 8, 32)
-    x = _spikes(8, 128, seed=6)
-    layer(x)
-    for _ in range(10):
-        w_new = torch.randint(-100, 100, (64, 128), generator=g)
-        layer.weight_int = None  # the old buffer is freed unless something holds it
-        layer.weight_int = w_new.clone()
-        assert torch.equal(layer(x), Q.quantized_linear(x, w_new, layer.bias_int, 0.01, 32))
-
-
-def test_quantized_linear_graded_input_saturates_in_scale_units():
-    w_int, b_int, scale = torch.tensor([[3, -2]]), torch.tensor([1]), 0.25
-    x = torch.tensor([[0.5, 0.25], [10.0, 0.0]])
-    out = Q.quantized_linear(x, w_int, b_int, scale, accumulator_bits=5)
-    # 0.5*3 - 0.25*2 + 1 = 2.0 ; 10*3 + 1 = 31 -> saturated at 15
-    assert out.flatten().tolist() == [2.0 * scale, 15 * scale]
-
-
-def test_quantized_linear_high_precision_matches_float():
-    torch.manual_seed(0)
-    lin = nn.Linear(16, 4)
-    x = _spikes(3, 16, seed=1)
-    q = Q.QuantizedLinear.from_linear(lin, weight_bits=24, accumulator_bits=64)
-    assert torch.allclose(q(x), lin(x), atol=1e-5)
-
-
-def test_quantized_conv_module_matches_float_at_high_precision():
-    torch.manual_seed(0)
-    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
-    x = _spikes(1, 2, 8, 8, seed=2)
-    q = Q.QuantizedConv2d.from_conv(conv, weight_bits=24, accumulator_bits=64)
-    assert torch.allclose(q(x), conv(x), atol=1e-5)
-    assert "stride=(2, 2)" in repr(q)
-
-
-# -- fake quantization and QAT -----------------------------------------------------------
-def test_fake_quantize_forward_on_grid_backward_identity():
-    torch.manual_seed(0)
-    w = torch.randn(4, 3, requires_grad=True)
-    out = Q.fake_quantize(w, 3)
-    w_int, scale = Q.quantize_weights(w, 3)
-    assert torch.equal(out, (w_int.double() * scale).float())
-    (out * torch.arange(12.0).reshape(4, 3)).sum().backward()
-    assert torch.equal(w.grad, torch.arange(12.0).reshape(4, 3))
-
-
-def test_enable_and_disable_qat_keep_weights_on_grid():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(5, 4), nn.Conv2d(1, 2, 3))
-    Q.enable_qat(Q.enable_qat(net, weight_bits=3), weight_bits=3)  # idempotent
-    assert Q.qat_enabled(net)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    net[0](torch.ones(2, 5)).sum().backward()
-    opt.step()
-    for layer in net:
-        w_int, scale = Q.quantize_weights(layer.weight, 3)
-        assert torch.allclose(layer.weight.double(), w_int.double() * scale, atol=1e-6)
-    Q.disable_qat(net)
-    assert not Q.qat_enabled(net)
-    assert type(net[0]) is nn.Linear and type(net[1]) is nn.Conv2d
-    w_int, scale = Q.quantize_weights(net[0].weight, 3)
-    assert torch.allclose(net[0].weight.double(), w_int.double() * scale, atol=1e-6)
-    assert set(dict(net.named_parameters())) == {"0.weight", "0.bias", "1.weight", "1.bias"}
-
-
-def test_disable_qat_on_a_copy_leaves_the_original_training():
-    net = Q.enable_qat(nn.Sequential(nn.Linear(3, 2)), weight_bits=4)
-    plain = Q.disable_qat(copy.deepcopy(net))
-    assert type(plain[0]) is nn.Linear and Q.qat_enabled(net)
-    assert torch.equal(net[0].weight, plain[0].weight)  # the original still has its weight
-    net[0](torch.ones(1, 3)).sum().backward()
-    assert net[0].parametrizations.weight.original.grad is not None
-
-
-# -- graphs and executors (need t1c.bridge.executor) -------------------------------------
+# -- graphs and executors (need t1c.bridge.importer) -------------------------------------
 @pytest.fixture
 def spiking_affine(fixtures_dir):
     return ir.read(fixtures_dir / "spiking_affine.t1c"), np.load(fixtures_dir / "spiking_affine.npz")
 
 
 def _ir_to_torch():
-    return pytest.importorskip("t1c.bridge.executor").ir_to_torch
+    return pytest.importorskip("t1c.bridge.importer").ir_to_torch
 
 
 def test_spiking_affine_fixture_runs_in_quantized_simulation(spiking_affine):
@@ -417,7 +305,7 @@ def test_hybrid_mlp_matches_brute_force_reference(fold, bits, acc_bits):
 
 
 @pytest.mark.parametrize("affine", [True, False])
-def test_fold_batchnorm_into_is_the_same_function(affine):
+def test_folded_copy_is_the_same_function(affine):
     torch.manual_seed(3)
     conv = nn.Conv2d(3, 5, 3, padding=1, bias=affine)
     bn = nn.BatchNorm2d(5, affine=affine, eps=1e-3)
@@ -426,19 +314,19 @@ def test_fold_batchnorm_into_is_the_same_function(affine):
         bn.running_var.copy_(torch.rand(5) + 0.1)
     conv.eval(), bn.eval()
     x = torch.randn(2, 3, 6, 6)
-    folded = Q.fold_batchnorm_into(conv, bn)
+    folded = Q.folded_copy(conv, bn)
     with torch.no_grad():
         assert torch.allclose(folded(x), bn(conv(x)), atol=1e-5)
     assert conv.bias is None or not torch.equal(folded.bias, conv.bias)  # a copy: the layer is untouched
     qat = Q.enable_qat(copy.deepcopy(conv), weight_bits=4)
     on_grid = Q.disable_qat(copy.deepcopy(qat))
-    folded_qat = Q.fold_batchnorm_into(qat, bn)
+    folded_qat = Q.folded_copy(qat, bn)
     assert type(folded_qat) is nn.Conv2d and Q.qat_enabled(qat)  # the QAT layer itself is untouched
-    assert torch.equal(folded_qat.weight, Q.fold_batchnorm_into(on_grid, bn).weight)
+    assert torch.equal(folded_qat.weight, Q.folded_copy(on_grid, bn).weight)
     with pytest.raises(ValueError, match="track_running_stats=False"):
-        Q.fold_batchnorm_into(conv, nn.BatchNorm2d(5, track_running_stats=False))
+        Q.folded_copy(conv, nn.BatchNorm2d(5, track_running_stats=False))
     with pytest.raises(ValueError, match="channel counts differ"):
-        Q.fold_batchnorm_into(conv, nn.BatchNorm2d(4))
+        Q.folded_copy(conv, nn.BatchNorm2d(4))
 
 
 def test_batchnorm_folds_only_where_exact(hybrid_fixtures_dir):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from t1c import ir
-from t1c.bridge.executor import ir_to_torch
 from t1c.bridge.exporter import T1CExporter, to_ir
+from t1c.bridge.importer import ir_to_torch
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.t1c"))

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from t1c import ir
-from t1c.bridge.executor import ir_to_torch
-from t1c.bridge.export_maps import ExportError
+from t1c.bridge import ExportError
 from t1c.bridge.exporter import to_ir
+from t1c.bridge.importer import ir_to_torch
 from t1c.bridge.modules import LIFModule, SepConv2dModule, SkipModule, SpikingAffineModule
 
 SUPPORT = Path(__file__).resolve().parents[2] / "docs" / "support.md"

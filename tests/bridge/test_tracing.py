@@ -10,10 +10,10 @@ from batching import assert_batching_independent
 from torch import nn
 
 from t1c import ir
+from t1c.bridge import ExportError
 from t1c.bridge import exporter as exporter_module
-from t1c.bridge.executor import ir_to_torch
-from t1c.bridge.export_maps import ExportError
 from t1c.bridge.exporter import to_ir
+from t1c.bridge.importer import ir_to_torch
 
 
 def imported_output(graph: ir.Graph, x: torch.Tensor) -> torch.Tensor:
@@ -339,7 +339,7 @@ def test_sequential_models_are_not_traced(monkeypatch):
     def no_tracing(*args, **kwargs):
         raise AssertionError("nn.Sequential is a chain by construction; tracing it wastes time")
 
-    monkeypatch.setattr(exporter_module, "_traced_flow", no_tracing)
+    monkeypatch.setattr(exporter_module, "traced_flow", no_tracing)
     model = nn.Sequential(
         nn.Linear(3, 4), nn.Sequential(nn.Linear(4, 4), snn.Leaky(beta=0.5, init_hidden=True))
     )

@@ -1,0 +1,278 @@
+"""What the sample forward pass does with a model's units, seen through forward hooks.
+
+The first room of an export (:mod:`t1c.bridge.exporter`):
+
+* :func:`find_units`: every module with a converter (the user's ``custom_map`` first, then
+  the default table, :mod:`t1c.bridge.convert`) is a *unit*; BatchNorm is a unit folded
+  into the layer before it (unless ``hybrid=True`` converts it); a container without a
+  converter is looked into; a leaf without one is a unit that fails if the model calls it.
+* :func:`capture`: one ``torch.no_grad()`` eval forward pass of the sample, with hooks on
+  the units, records each unit's input/output shape and call order.
+* :func:`state_handovers`: which snnTorch neurons ``forward`` hands a membrane that is
+  not their own last one (two more passes, only for neurons with ``init_hidden=False``).
+* :func:`preserved`: the model's modes, parameters, buffers and snnTorch hidden state
+  are put back afterwards, whatever happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from .convert import hybrid_hint
+from .convert.neurons import refused_neuron
+from .convert.normalization import FOLDED
+from .registry import Converter, ExportError, Shape, find_converter, overridden_base
+
+
+# -- keeping the model as it was -------------------------------------------------------------
+@contextmanager
+def preserved(model: nn.Module) -> Iterator[None]:
+    """Run a block, then put every submodule's attributes back as they were.
+
+    Restores training flags, buffers (snnTorch's ``mem``), plain attributes that a
+    forward pass sets (snnTorch's ``reset``) and removes attributes it added. Tensors
+    are restored by reference, so parameters keep their identity for optimizers.
+    """
+    saved = []
+    for module in model.modules():
+        saved.append((module, dict(vars(module)), dict(module._buffers), dict(module._parameters)))
+    try:
+        yield
+    finally:
+        for module, attrs, buffers, params in saved:
+            state = vars(module)
+            state.clear()
+            state.update(attrs)
+            module._buffers.clear()
+            module._buffers.update(buffers)
+            module._parameters.clear()
+            module._parameters.update(params)
+
+
+# -- units and shapes ------------------------------------------------------------------------
+@dataclasses.dataclass
+class Unit:
+    """A module the exporter converts (or folds) as a whole."""
+
+    path: str
+    module: nn.Module
+    converter: Converter | None  # None: BatchNorm (folded) or unknown (an error if called)
+    batchnorm: bool = False
+    refusal: str | None = None  # why an snnTorch neuron without a converter has no exact form
+    overrides: str | None = None  # the default-converted base class whose behaviour it changes
+
+
+@dataclasses.dataclass
+class Capture:
+    """What the hooked forward pass saw."""
+
+    order: list[str] = dataclasses.field(default_factory=list)  # first calls, in order
+    calls: dict[str, int] = dataclasses.field(default_factory=dict)
+    input_shapes: dict[str, Shape] = dataclasses.field(default_factory=dict)
+    output_shapes: dict[str, Shape] = dataclasses.field(default_factory=dict)
+    returns_tuple: dict[str, bool] = dataclasses.field(default_factory=dict)
+    containers: list[nn.Module] = dataclasses.field(default_factory=list)
+    restarts: set[str] = dataclasses.field(default_factory=set)  # Leaky handed a zero membrane per call
+    replaced: set[str] = dataclasses.field(default_factory=set)  # Leaky handed some other membrane
+
+
+def find_units(
+    model: nn.Module, custom_map: Mapping[type, Converter] | None, defaults: Mapping[type, Converter]
+) -> tuple[dict[str, Unit], list[nn.Module]]:
+    """Units by qualified path, and the containers looked into (for the chain test)."""
+    units: dict[str, Unit] = {}
+    containers: list[nn.Module] = []
+
+    def visit(path: str, module: nn.Module) -> None:
+        converter = find_converter(module, custom_map, defaults)
+        refusal = refused_neuron(module) if converter is None else None
+        if converter is not None:
+            units[path] = Unit(path, module, converter)
+        elif isinstance(module, FOLDED):
+            units[path] = Unit(path, module, None, batchnorm=True)
+        elif refusal is not None or hybrid_hint(module) or next(iter(module.children()), None) is None:
+            # A refused neuron is a leaf: its submodules (RLeaky.recurrent) are not layers; so is
+            # a module that only hybrid=True converts (a SubgraphModule's inner executor).
+            base = overridden_base(module, defaults)
+            units[path] = Unit(path, module, None, refusal=refusal, overrides=base.__name__ if base else None)
+        else:
+            containers.append(module)
+            for name, child in module.named_children():
+                visit(f"{path}.{name}" if path else name, child)
+
+    visit("", model)
+    return units, containers
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        for item in value.values():
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def call_args(model: nn.Module, sample: Any) -> tuple[Any, ...]:
+    """The positional arguments to call ``model`` with.
+
+    A tuple/list ``sample`` is the argument list itself. A tensor is the first
+    argument; required positional parameters after it (snnTorch's explicit
+    ``forward(x, mem1, mem2)`` style) get ``None``, which snnTorch neurons read as
+    "zero state".
+    """
+    args = tuple(sample) if isinstance(sample, (tuple, list)) else (sample,)
+    if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() < 1:
+        raise ExportError(
+            f"sample must be a batched tensor [B, *input_shape] (or a tuple of forward arguments "
+            f"starting with one), got {type(args[0]).__name__ if args else 'an empty tuple'}"
+        )
+    if isinstance(sample, (tuple, list)):
+        return args
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return args
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in params if p.kind in positional and p.default is inspect.Parameter.empty]
+    return args + (None,) * max(0, len(required) - 1)
+
+
+def capture(model: nn.Module, units: Mapping[str, Unit], args: tuple[Any, ...]) -> tuple[Capture, Any]:
+    """One no-grad eval forward pass with hooks on the units; returns what they saw."""
+    cap = Capture()
+    handles = []
+
+    def hook(path: str) -> Callable:
+        def record(module: nn.Module, inputs: tuple, output: Any) -> None:
+            cap.calls[path] = cap.calls.get(path, 0) + 1
+            if cap.calls[path] > 1:
+                return
+            cap.order.append(path)
+            first_in, first_out = _first_tensor(inputs), _first_tensor(output)
+            if first_in is not None:
+                cap.input_shapes[path] = tuple(first_in.shape[1:])
+            if first_out is not None:
+                cap.output_shapes[path] = tuple(first_out.shape[1:])
+            cap.returns_tuple[path] = isinstance(output, tuple)
+
+        return record
+
+    for path, unit in units.items():
+        handles.append(unit.module.register_forward_hook(hook(path)))
+    try:
+        model.eval()
+        with torch.no_grad():
+            output = model(*args)
+    except ExportError:
+        raise
+    except Exception as err:
+        raise ExportError(
+            f"the sample forward pass of {type(model).__name__} failed ({type(err).__name__}: {err}); "
+            "pass `sample` as the batch the model's forward takes, or a tuple of its arguments"
+        ) from err
+    finally:
+        for handle in handles:
+            handle.remove()
+    return cap, output
+
+
+def _handed_state(args: tuple, kwargs: dict) -> Any:
+    """The membrane a Leaky call is given explicitly (``lif(x, mem)``), or None."""
+    return args[1] if len(args) > 1 else kwargs.get("mem")
+
+
+def _watched_leaky(units: Mapping[str, Unit]) -> dict[str, nn.Module]:
+    """The converted snnTorch Leaky neurons that ``forward`` may hand a membrane
+    (``init_hidden=False``), by path; empty without snnTorch."""
+    try:
+        import snntorch
+    except ImportError:
+        return {}
+    return {
+        path: unit.module
+        for path, unit in units.items()
+        if isinstance(unit.module, snntorch.Leaky)
+        and unit.converter is not None
+        and not unit.module.init_hidden
+    }
+
+
+def _handovers_seen(
+    model: nn.Module, watched: Mapping[str, nn.Module], args: tuple[Any, ...]
+) -> tuple[dict[str, list[torch.Tensor | None]], dict[str, torch.Tensor]]:
+    """Two sample passes (one when no neuron is handed a membrane): the membranes each
+    watched neuron is handed, per call, and the membrane its first call leaves."""
+    handed: dict[str, list[torch.Tensor | None]] = {path: [] for path in watched}
+    left: dict[str, torch.Tensor] = {}
+
+    def before(path: str) -> Callable:
+        def record(module: nn.Module, a: tuple, kw: dict) -> None:
+            state = _handed_state(a, kw)
+            handed[path].append(state.detach().clone() if isinstance(state, torch.Tensor) else None)
+
+        return record
+
+    def after(path: str) -> Callable:
+        def record(module: nn.Module, a: tuple, kw: dict, out: Any) -> None:
+            if path not in left and isinstance(getattr(module, "mem", None), torch.Tensor):
+                left[path] = module.mem.detach().clone()
+
+        return record
+
+    handles = []
+    for path, module in watched.items():
+        handles.append(module.register_forward_pre_hook(before(path), with_kwargs=True))
+        handles.append(module.register_forward_hook(after(path), with_kwargs=True))
+    try:
+        with torch.no_grad():
+            model(*args)  # what each neuron is handed, and the membrane it leaves
+            if not all(h[0] is None for h in handed.values() if h):
+                model(*args)
+    except Exception as err:
+        raise ExportError(
+            f"a second sample forward pass of {type(model).__name__} failed ({type(err).__name__}: {err}); "
+            "the exporter runs two to see which neuron state carries over between calls"
+        ) from err
+    finally:
+        for handle in handles:
+            handle.remove()
+    return handed, left
+
+
+def state_handovers(model: nn.Module, units: Mapping[str, Unit], args: tuple[Any, ...], cap: Capture) -> None:
+    """Which snnTorch Leaky neurons does ``forward`` hand a membrane that is not their own
+    previous state? Fills ``cap.restarts`` (a zero membrane at every call, as
+    ``mem = lif.init_leaky()`` in forward does: the neuron keeps nothing between calls) and
+    ``cap.replaced`` (any other membrane). Found by behaviour: two sample passes, comparing
+    the membrane handed in the second with the one the first left. Only neurons with
+    ``init_hidden=False`` can be handed one, so most models skip this."""
+    watched = _watched_leaky(units)
+    if not watched:
+        return
+    handed, left = _handovers_seen(model, watched, args)
+    for path, calls in handed.items():
+        second, first_left = (calls[1] if len(calls) == 2 else None), left.get(path)
+        if second is None or first_left is None:
+            continue
+        if second.shape == first_left.shape and torch.equal(second, first_left):
+            continue  # handed its own previous membrane: it carries its state
+        if not bool(second.any()):
+            if bool(first_left.any()):
+                cap.restarts.add(path)
+            continue
+        cap.replaced.add(path)

@@ -1,0 +1,87 @@
+"""quantize.layers: QuantizedLinear and QuantizedConv2d against the pure functions they wrap."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from t1c.bridge import quantize as Q
+
+
+def _spikes(*shape: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < 0.5).float()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    ["spikes", "counts", "negative", "fraction", "nan", "inf", "-inf", "tiny", "too_large", "-0.0"],
+)
+def test_quantized_linear_module_float32_path_is_the_float64_function(edit):
+    """QuantizedLinear accumulates integer inputs in float32 only when exact; the odd element
+    sits in the second 64k block of the input, which the integer check reads block by block."""
+    torch.manual_seed(3)
+    w_int, scale = Q.quantize_weights(torch.randn(10, 16), 8)  # a narrow layer takes the float32 path too
+    b_int = Q.quantize_bias(torch.randn(10) * 0.1, scale, 32)
+    layer = Q.QuantizedLinear(w_int, b_int, scale, 8, 32)
+    x = _spikes(5000, 16, seed=4)  # 80k elements: two blocks
+    odd = {
+        "counts": 7.0,
+        "negative": -3.0,
+        "fraction": 0.5,
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "-inf": float("-inf"),
+        "tiny": 1e-30,
+        "too_large": 2.0**24,
+        "-0.0": -0.0,
+    }.get(edit)
+    if odd is not None:
+        x[4500, 3] = odd
+    exact = edit in ("spikes", "counts", "negative", "-0.0")
+    assert (layer._float32_sum_bound(x, layer._operands()[2]) is not None) == exact
+    expected = Q.quantized_linear(x, w_int, b_int, scale, 32)  # float64 accumulator
+    got = layer(x)
+    assert got.dtype == torch.float32
+    assert torch.equal(got.isnan(), expected.isnan())
+    assert torch.equal(got.nan_to_num(), expected.nan_to_num())
+
+
+def test_quantized_linear_module_follows_replaced_weights():
+    """The float32 operands are cached per weight buffer: a buffer freed and replaced (its
+    memory possibly reused at the same address) is not mistaken for the cached one."""
+    g = torch.Generator().manual_seed(5)
+    layer = Q.QuantizedLinear(torch.randint(-100, 100, (64, 128), generator=g), None, 0.01, 8, 32)
+    x = _spikes(8, 128, seed=6)
+    layer(x)
+    for _ in range(10):
+        w_new = torch.randint(-100, 100, (64, 128), generator=g)
+        layer.weight_int = None  # the old buffer is freed unless something holds it
+        layer.weight_int = w_new.clone()
+        assert torch.equal(layer(x), Q.quantized_linear(x, w_new, layer.bias_int, 0.01, 32))
+
+
+def test_quantized_linear_graded_input_saturates_in_scale_units():
+    w_int, b_int, scale = torch.tensor([[3, -2]]), torch.tensor([1]), 0.25
+    x = torch.tensor([[0.5, 0.25], [10.0, 0.0]])
+    out = Q.quantized_linear(x, w_int, b_int, scale, accumulator_bits=5)
+    # 0.5*3 - 0.25*2 + 1 = 2.0 ; 10*3 + 1 = 31 -> saturated at 15
+    assert out.flatten().tolist() == [2.0 * scale, 15 * scale]
+
+
+def test_quantized_linear_high_precision_matches_float():
+    torch.manual_seed(0)
+    lin = nn.Linear(16, 4)
+    x = _spikes(3, 16, seed=1)
+    q = Q.QuantizedLinear.from_linear(lin, weight_bits=24, accumulator_bits=64)
+    assert torch.allclose(q(x), lin(x), atol=1e-5)
+
+
+def test_quantized_conv_module_matches_float_at_high_precision():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+    x = _spikes(1, 2, 8, 8, seed=2)
+    q = Q.QuantizedConv2d.from_conv(conv, weight_bits=24, accumulator_bits=64)
+    assert torch.allclose(q(x), conv(x), atol=1e-5)
+    assert "stride=(2, 2)" in repr(q)

@@ -1,0 +1,53 @@
+"""quantize.qat: straight-through fake quantization, enable_qat / disable_qat."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from t1c.bridge import quantize as Q
+
+
+def _spikes(*shape: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < 0.5).float()
+
+
+def test_fake_quantize_forward_on_grid_backward_identity():
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, requires_grad=True)
+    out = Q.fake_quantize(w, 3)
+    w_int, scale = Q.quantize_weights(w, 3)
+    assert torch.equal(out, (w_int.double() * scale).float())
+    (out * torch.arange(12.0).reshape(4, 3)).sum().backward()
+    assert torch.equal(w.grad, torch.arange(12.0).reshape(4, 3))
+
+
+def test_enable_and_disable_qat_keep_weights_on_grid():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.Conv2d(1, 2, 3))
+    Q.enable_qat(Q.enable_qat(net, weight_bits=3), weight_bits=3)  # idempotent
+    assert Q.qat_enabled(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net[0](torch.ones(2, 5)).sum().backward()
+    opt.step()
+    for layer in net:
+        w_int, scale = Q.quantize_weights(layer.weight, 3)
+        assert torch.allclose(layer.weight.double(), w_int.double() * scale, atol=1e-6)
+    Q.disable_qat(net)
+    assert not Q.qat_enabled(net)
+    assert type(net[0]) is nn.Linear and type(net[1]) is nn.Conv2d
+    w_int, scale = Q.quantize_weights(net[0].weight, 3)
+    assert torch.allclose(net[0].weight.double(), w_int.double() * scale, atol=1e-6)
+    assert set(dict(net.named_parameters())) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+
+
+def test_disable_qat_on_a_copy_leaves_the_original_training():
+    net = Q.enable_qat(nn.Sequential(nn.Linear(3, 2)), weight_bits=4)
+    plain = Q.disable_qat(copy.deepcopy(net))
+    assert type(plain[0]) is nn.Linear and Q.qat_enabled(net)
+    assert torch.equal(net[0].weight, plain[0].weight)  # the original still has its weight
+    net[0](torch.ones(1, 3)).sum().backward()
+    assert net[0].parametrizations.weight.original.grad is not None
