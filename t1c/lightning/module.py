@@ -47,8 +47,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from t1c import ir
-from t1c.bridge import quantize
-from t1c.bridge.executor import GraphExecutor, ir_to_torch
+from t1c.bridge import GraphExecutor, ir_to_torch, quantize
 from t1c.bridge.exporter import to_ir
 from t1c.bridge.modules import LIFModule
 

@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from t1c import ir
-from t1c.bridge import to_ir
-from t1c.bridge.executor import ir_to_torch
+from t1c.bridge import ir_to_torch, to_ir
 from t1c.lightning import T1CModule
 from t1c.lightning.events import DatasetNotFoundError, EventDataModule, frame_shape
 

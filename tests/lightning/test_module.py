@@ -11,8 +11,8 @@ import snntorch.functional as SF
 import torch
 
 from t1c import ir
+from t1c.bridge import ir_to_torch
 from t1c.bridge import quantize as Q
-from t1c.bridge.executor import ir_to_torch
 from t1c.lightning.data import DigitsDataModule
 from t1c.lightning.module import CKPT_GRAPH_KEY, T1CModule, graph_from_bytes, graph_to_bytes
 
