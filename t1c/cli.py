@@ -33,6 +33,7 @@ import argparse
 import io
 import os
 import re
+import stat
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -248,11 +249,42 @@ def _bits(text: str) -> int:
 
 
 # -- inspect / verify: t1c.ir only ---------------------------------------------------------
+#: What ``stat`` calls the kinds of path that are neither a regular file nor a directory.
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_regular_file(path: Path, what: str = "file") -> None:
+    """Raise :class:`CommandError` unless ``path`` is a regular file (links followed).
+
+    Only ``stat`` is called, which never opens the path: a FIFO or a device is named as
+    such and never read, so the command cannot block on it.
+
+    Args:
+        path: the file a command is about to read.
+        what: how the message names it (``"file"``, ``"checkpoint"``).
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CommandError(f"{what} '{path}' does not exist") from None
+    except OSError as err:  # a parent that is a file, a loop of links, permissions
+        raise CommandError(f"{what} '{path}' cannot be read ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        raise CommandError(f"{what} '{path}' is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+        raise CommandError(f"{what} '{path}' is not a regular file (it is {kind})")
+
+
 def read_graph(path: Path, dt: float | None = None) -> ir.Graph:
     """Read a `.t1c` file (or a `.nir` file converted at ``dt``), turning every problem into a
     :class:`CommandError`."""
-    if not path.is_file():
-        raise CommandError(f"file '{path}' does not exist")
+    check_regular_file(path)
     try:
         if path.suffix.lower() == ".nir":
             if dt is None:
@@ -311,8 +343,7 @@ def cmd_verify(ns: argparse.Namespace) -> int:
 # -- export: needs torch and Lightning, imported only here ---------------------------------
 def cmd_export(ns: argparse.Namespace) -> int:
     """``t1c export CKPT -o FILE.t1c``: a checkpoint's weights as a `.t1c` file."""
-    if not ns.checkpoint.is_file():
-        raise CommandError(f"checkpoint '{ns.checkpoint}' does not exist")
+    check_regular_file(ns.checkpoint, "checkpoint")
     if not ns.output.parent.is_dir():
         raise CommandError(f"the folder of '{ns.output}' does not exist; create it first")
     graph = export_checkpoint(ns.checkpoint, integer_weight_bits=ns.integer_weights)

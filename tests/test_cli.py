@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,48 @@ def test_inspect_bad_file_exits_2_with_format_error(tmp_path, capsys):
 def test_inspect_missing_file_exits_2(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "nope.t1c")]) == EXIT_ERROR
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify", "export"])
+def test_commands_on_a_directory_say_so(tmp_path, capsys, command):
+    folder = tmp_path / "runs.t1c"
+    folder.mkdir()
+    args = {"inspect": [folder], "verify": [folder, folder], "export": [folder, "-o", tmp_path / "x.t1c"]}
+    assert main([command, *map(str, args[command])]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"'{folder}' is a directory, not a file" in err and "does not exist" not in err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize("command", ["inspect", "verify", "export", "convert"])
+def test_commands_never_block_on_a_fifo(tmp_path, command):
+    """A FIFO nobody writes to: a read would wait forever; the command names it and exits 2."""
+    fifo = tmp_path / ("pipe.ckpt" if command == "export" else "pipe.t1c")
+    os.mkfifo(fifo)
+    args = {
+        "inspect": [fifo],
+        "verify": [fifo, fifo],
+        "export": [fifo, "-o", tmp_path / "x.t1c"],
+        "convert": [fifo, tmp_path / "x.nir", "--dt", "1e-3"],
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "t1c.cli", command, *map(str, args[command])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert res.returncode == EXIT_ERROR, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert f"'{fifo}' is not a regular file (it is a FIFO (named pipe))" in res.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/null").is_char_device(), reason="no /dev/null character device")
+def test_commands_on_a_device_say_so(tmp_path, capsys):
+    assert main(["inspect", "/dev/null"]) == EXIT_ERROR
+    assert "'/dev/null' is not a regular file (it is a character device)" in capsys.readouterr().err
+    assert main(["export", "/dev/null", "-o", str(tmp_path / "x.t1c")]) == EXIT_ERROR
+    assert "checkpoint '/dev/null' is not a regular file" in capsys.readouterr().err
 
 
 def test_inspect_does_not_import_torch(fixtures_dir):
