@@ -470,8 +470,76 @@ def run_fit(args: Sequence[str]) -> int:
     (a log file or a CI console gets no progress-bar flood); ``--trainer.enable_progress_bar``
     decides otherwise.
     """
-    make_cli(["fit", *args], trainer_defaults={"enable_progress_bar": sys.stdout.isatty()})
+    cli = make_cli(["fit", *args], trainer_defaults={"enable_progress_bar": sys.stdout.isatty()})
+    if cli.trainer.is_global_zero:
+        print(fit_summary(cli.trainer))
     return EXIT_OK
+
+
+def fit_summary(trainer: Any) -> str:
+    """Where a fit's files went: logs, checkpoints, each export folder's `.t1c` files and
+    manifest, and the float vs quantized accuracy table of each manifest (:mod:`t1c.report`).
+
+    Args:
+        trainer: the Lightning ``Trainer`` after ``fit``.
+    """
+    from .lightning import T1CExport
+    from .lightning.manifest import MANIFEST_NAME
+    from .report import accuracy_table, manifest_rows
+
+    lines = [""]
+    if trainer.loggers:
+        lines.append(f"logs: {_shown(trainer.log_dir)}")
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "dirpath", None):
+            lines.append(f"checkpoints: {_shown(callback.dirpath)}")
+    exports = [c for c in trainer.callbacks if isinstance(c, T1CExport)]
+    if not exports:
+        lines.append(
+            "no .t1c files: add t1c.lightning.T1CExport to trainer.callbacks to export at every checkpoint"
+        )
+    for export in exports:
+        folders = sorted({os.path.dirname(path) for path in export.entries})
+        if not folders:
+            lines.append("no .t1c files: no checkpoint was saved")
+        for folder in folders:
+            manifest = Path(folder, MANIFEST_NAME)
+            if not manifest.is_file():
+                continue
+            rows = manifest_rows(manifest)
+            lines.append(f".t1c files (one per checkpoint) and their manifest: {_shown(folder)}")
+            lines += [f"  {_shown(row.t1c)}" for row in rows] + [f"  {_shown(manifest)}", ""]
+            lines.append(accuracy_table(rows, weight_bits=export.weight_bits))
+    return "\n".join(lines)
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """``path`` relative to the working folder when it lies inside it, else as it is."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else os.fspath(path)
+
+
+def loggers_follow_root_dir(trainer_config: Any, command_line: Sequence[str]) -> None:
+    """Make ``--trainer.default_root_dir`` given on the command line win over a config's
+    logger folders: each logger's ``save_dir`` (``init_args.save_dir``) becomes that folder.
+
+    Without this, a YAML file that names its logger's ``save_dir`` (as ``configs/*.yaml``
+    do) would keep the logs, and the checkpoints and exports that follow them, in the
+    YAML's folder. A ``save_dir`` also given on the command line is left as given.
+
+    Args:
+        trainer_config: the parsed ``trainer`` section (a jsonargparse ``Namespace``), changed in place.
+        command_line: the arguments ``t1c fit`` was given.
+    """
+    if not any(a.split("=")[0] == "--trainer.default_root_dir" for a in command_line):
+        return
+    if any(a.startswith("--trainer.logger") and "save_dir" in a for a in command_line):
+        return
+    loggers = trainer_config.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and "save_dir" in init_args:
+            init_args.save_dir = trainer_config.default_root_dir
 
 
 def make_cli(args: Sequence[str], **kwargs: Any):
@@ -492,10 +560,14 @@ def make_cli(args: Sequence[str], **kwargs: Any):
 
         ``t1c fit`` always passes its arguments explicitly, so Lightning's warning about
         ``args`` given next to ``sys.argv`` would fire on every run; it does not apply.
+        A ``--trainer.default_root_dir`` on the command line moves the loggers' folders too
+        (:func:`loggers_follow_root_dir`).
         """
 
         def parse_arguments(self, parser, args) -> None:
             self.config = parser.parse_args(args)
+            trainer_config = self.config.get("fit", self.config).get("trainer")
+            loggers_follow_root_dir(trainer_config, args)
 
     options: dict[str, Any] = {
         "subclass_mode_data": True,

@@ -348,6 +348,46 @@ def test_fit_with_each_config(name, in_tmp, fixtures_dir):
         assert ir.topology_diff(source, ir.read(manifests[0].parent / file_name)) == []
 
 
+def test_fit_prints_where_its_files_went_and_the_table(in_tmp, fixtures_dir, capsys):
+    _source("digits", in_tmp / CONFIG_SOURCES["digits"], fixtures_dir)
+    assert main(["fit", "--config", str(REPO / "configs" / "digits.yaml"), *FAST]) == EXIT_OK
+    out = capsys.readouterr().out
+    folder = Path("demo_runs/cli/digits/lightning_logs/version_0")
+    assert f"logs: {folder}" in out
+    assert f"checkpoints: {folder / 'checkpoints'}" in out
+    assert f".t1c files (one per checkpoint) and their manifest: {folder / 'checkpoints'}" in out
+    for name in ("epoch=0-step=2.t1c", "last.t1c", "t1c_exports.json"):
+        assert f"  {folder / 'checkpoints' / name}\n" in out
+    header = next(line for line in out.splitlines() if line.startswith("checkpoint "))
+    assert header.split() == [
+        "checkpoint",
+        "epoch",
+        "step",
+        "float",
+        "acc",
+        "8-bit",
+        "acc",
+        "gap",
+        "agreement",
+    ]
+    assert any(line.startswith("epoch=0-step=2.ckpt ") for line in out.splitlines())
+
+
+def test_fit_root_dir_on_the_command_line_moves_the_logs(in_tmp, fixtures_dir, capsys):
+    """The config names its logger's save_dir; --trainer.default_root_dir still decides."""
+    _source("digits", in_tmp / CONFIG_SOURCES["digits"], fixtures_dir)
+    config = str(REPO / "configs" / "digits.yaml")
+    assert main(["fit", "--config", config, *FAST, "--trainer.default_root_dir=elsewhere"]) == EXIT_OK
+    assert not (in_tmp / "demo_runs" / "cli").exists()
+    (manifest,) = (in_tmp / "elsewhere").rglob("t1c_exports.json")
+    assert manifest.parent == in_tmp / "elsewhere" / "lightning_logs" / "version_0" / "checkpoints"
+    assert (manifest.parent.parent / "metrics.csv").is_file()  # the CSVLogger's folder followed
+    assert "logs: elsewhere/lightning_logs/version_0" in capsys.readouterr().out
+    args = [*FAST, "--trainer.default_root_dir", "root2", "--trainer.logger.init_args.save_dir=logs2"]
+    assert main(["fit", "--config", config, *args]) == EXIT_OK
+    assert list((in_tmp / "logs2").rglob("t1c_exports.json"))  # a save_dir given as well is kept
+
+
 def test_fit_command_line_overrides_yaml(in_tmp, fixtures_dir):
     from t1c.cli import make_cli
 
@@ -455,6 +495,7 @@ def test_fit_progress_bar_only_on_a_terminal(in_tmp, fixtures_dir, monkeypatch, 
 
     def parse_only(args, **kwargs):  # build the LightningCLI `t1c fit` would run, without fitting
         built["cli"] = make_cli(args[1:], run=False, **kwargs)
+        return built["cli"]
 
     monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: tty, raising=False)
     monkeypatch.setattr(cli, "make_cli", parse_only)
