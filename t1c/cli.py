@@ -35,6 +35,7 @@ import os
 import re
 import stat
 import sys
+import warnings
 from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
@@ -323,11 +324,16 @@ def cmd_convert(ns: argparse.Namespace) -> int:
     graph = read_graph(ns.source)
     try:
         from .nir import import_nir, to_nir
+        from .nir.export_nodes import APPROXIMATE_HINT
 
-        nir_graph = to_nir(graph, ns.dt, approximate=ns.approximate)
+        with warnings.catch_warnings(record=True) as caught:  # told as lines of this command
+            warnings.simplefilter("always")
+            nir_graph = to_nir(graph, ns.dt, approximate=ns.approximate)
+        for warning in caught:
+            print(f"t1c convert: warning: {_one_line(warning.message)}", file=sys.stderr)
         import_nir().write(ns.target, nir_graph)
-    except (ir.T1CFormatError, ImportError) as err:
-        raise CommandError(str(err)) from None
+    except (ir.T1CFormatError, ImportError) as err:  # the message names the Python option: name the flag
+        raise CommandError(str(err).replace(APPROXIMATE_HINT, "Pass --approximate")) from None
     print(f"wrote {ns.target} ({len(nir_graph.nodes)} nodes, {len(nir_graph.edges)} edges) from {ns.source}")
     return EXIT_OK
 

@@ -185,6 +185,22 @@ def test_console_script_runs(fixtures_dir):
     assert res.stdout.startswith("topology identical")
 
 
+def test_convert_names_its_flag_not_the_python_option(tmp_path, capsys):
+    pytest.importorskip("nir")
+    graph = _chain()
+    graph.nodes["lif"].reset_mechanism = "subtract"  # snnTorch's reset: no exact NIR form
+    ir.write(tmp_path / "net.t1c", graph)
+    args = ["convert", str(tmp_path / "net.t1c"), str(tmp_path / "net.nir"), "--dt", "1e-3"]
+    assert main(args) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "node 'lif': LIF has no exact NIR form" in err
+    assert "Pass --approximate to export" in err and "approximate=True" not in err
+    assert main([*args, "--approximate"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert err.startswith("t1c convert: warning: to_nir: node 'lif' exported approximately")
+    assert len(err.strip().splitlines()) == 1
+
+
 # -- verify --------------------------------------------------------------------------------
 def test_verify_identical_topology_exit_0(tmp_path, capsys):
     a, b = tmp_path / "a.t1c", tmp_path / "b.t1c"
