@@ -49,6 +49,9 @@ EXIT_DIFFERENT = 1
 EXIT_ERROR = 2
 EXIT_UNEXPECTED = 3
 
+#: The NIR graph metadata key in which :func:`t1c.nir.to_nir` records its time step.
+NIR_DT_KEY = "t1c_dt"
+
 
 class CommandError(Exception):
     """A problem the user can fix (missing file, bad file); printed without a traceback."""
@@ -168,8 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("inspect", help="print a .t1c (or .nir) file's nodes, shapes, edges and metadata")
-    p.add_argument("file", type=Path, help="the .t1c file, or a .nir file (shown as converted, needs --dt)")
-    p.add_argument("--dt", type=_positive, default=None, help="time step a .nir file is discretized at")
+    p.add_argument("file", type=Path, help="the .t1c file, or a .nir file (shown as converted at --dt)")
+    p.add_argument(
+        "--dt",
+        type=_positive,
+        default=None,
+        help="time step a .nir file is discretized at; needed unless the file records it "
+        f"(t1c writes it as '{NIR_DT_KEY}'): NIR's neurons are continuous-time, T1C-IR's step in time",
+    )
     p.set_defaults(handler=cmd_inspect)
 
     p = sub.add_parser(
@@ -289,7 +298,11 @@ def read_graph(path: Path, dt: float | None = None) -> ir.Graph:
     try:
         if path.suffix.lower() == ".nir":
             if dt is None:
-                raise CommandError(f"'{path}' is a NIR file: pass --dt, the time step to discretize it at")
+                raise CommandError(
+                    f"'{path}' is a NIR file that does not say its time step: NIR's neurons are "
+                    "continuous-time and T1C-IR's LIF steps in time, so pass --dt, the time step "
+                    "to discretize it at (a .nir file written by t1c says it)"
+                )
             from .nir import from_nir
 
             return from_nir(path, dt)
@@ -298,11 +311,33 @@ def read_graph(path: Path, dt: float | None = None) -> ir.Graph:
         raise CommandError(str(err)) from None
 
 
+def nir_time_step(path: Path) -> float | None:
+    """The time step a `.nir` file records, or None: :func:`t1c.nir.to_nir` writes it into
+    the NIR graph's metadata as :data:`NIR_DT_KEY`; other NIR producers do not."""
+    check_regular_file(path)
+    try:
+        from .nir import read_nir
+
+        metadata = read_nir(path)[0].metadata or {}
+    except (ir.T1CFormatError, ImportError) as err:
+        raise CommandError(str(err)) from None
+    dt = metadata.get(NIR_DT_KEY)
+    try:
+        return float(dt) if dt is not None and 0 < float(dt) < float("inf") else None
+    except (TypeError, ValueError):  # not a number: as if the file did not say
+        return None
+
+
 def cmd_inspect(ns: argparse.Namespace) -> int:
     """``t1c inspect FILE``: print the node table, edges and metadata."""
-    graph = read_graph(ns.file, ns.dt)
-    if ns.file.suffix.lower() == ".nir":
-        version = f"NIR {import_module('nir.serialization').read_version(ns.file)}, converted at dt={ns.dt:g}"
+    is_nir = ns.file.suffix.lower() == ".nir"
+    dt, dt_origin = ns.dt, "--dt"
+    if is_nir and dt is None:
+        dt, dt_origin = nir_time_step(ns.file), f"the file's {NIR_DT_KEY}"
+    graph = read_graph(ns.file, dt)
+    if is_nir:
+        nir_version = import_module("nir.serialization").read_version(ns.file)
+        version = f"NIR {nir_version}, converted at dt={dt:g} (from {dt_origin})"
     else:
         version = ir.read_version(ns.file)
     print(format_graph(graph, path=str(ns.file), version=version))

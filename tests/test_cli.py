@@ -13,7 +13,6 @@ import pytest
 
 from t1c import ir
 from t1c.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_UNEXPECTED, build_parser, main
-from t1c.inspect import format_graph, format_table, format_value, node_rows, param_count
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,49 +33,6 @@ def _chain(hidden: int = 4, metadata: dict | None = None) -> ir.Graph:
     )
 
 
-# -- pure formatting -----------------------------------------------------------------------
-def test_format_value_keeps_lines_short():
-    assert format_value(np.full(1000, 10.0, dtype=np.float32)) == "10"
-    assert format_value(np.arange(100, dtype=np.float32)) == "0..99"
-    assert format_value(np.array([1, 2], dtype=np.int64)) == "[1, 2]"
-    assert format_value(np.array([2, 2], dtype=np.int64)) == "2"
-    assert format_value(True) == "True"
-    assert format_value("residual") == "residual"
-
-
-def test_param_count_sums_float_arrays():
-    graph = _chain(hidden=4)
-    assert param_count(graph.nodes["fc"]) == 4 * 3 + 4
-    assert param_count(graph.nodes["lif"]) == 4 * 4
-    assert param_count(graph.nodes["input"]) == 0
-
-
-def test_format_table_aligns_columns():
-    text = format_table(["a", "bb"], [("xxx", 1), ("y", 22)], right=[1])
-    lines = text.splitlines()
-    assert lines[0] == "a    bb"
-    assert lines[2] == "xxx   1"
-    assert lines[3] == "y    22"
-
-
-def test_node_rows_of_residual_fixture(fixtures_dir):
-    rows = {r.name: r for r in node_rows(ir.read(fixtures_dir / "resnet_block.t1c"))}
-    assert rows["skip"].type == "Skip"
-    assert rows["skip"].input_shape == "[32] + [32]"
-    assert rows["skip"].fields == "skip_type=residual"
-    assert rows["head"].output_shape == "[10]"
-    assert rows["head"].params == 10 * 32 + 10
-    assert rows["input"].input_shape == "-"
-
-
-def test_format_graph_lists_metadata_nested():
-    text = format_graph(_chain(metadata={"epoch": 3, "t1c": {"quant_acc": 0.5}}), path="x.t1c")
-    assert "file: x.t1c" in text
-    assert "  epoch: 3" in text
-    assert "  t1c.quant_acc: 0.5" in text
-    assert "  fc -> lif" in text
-
-
 # -- inspect -------------------------------------------------------------------------------
 def test_inspect_spiking_affine_fixture(fixtures_dir, capsys):
     assert main(["inspect", str(fixtures_dir / "spiking_affine.t1c")]) == EXIT_OK
@@ -85,7 +41,7 @@ def test_inspect_spiking_affine_fixture(fixtures_dir, capsys):
     assert line.split()[:4] == ["sa2", "SpikingAffine", "[24]", "[12]"]
     assert "spike_mode=graded weight_bits=4 accumulator_bits=12" in line
     assert "format version: 0.0.1" in out
-    assert "7 nodes, 6 edges, 1,301 parameters" in out
+    assert "7 nodes, 6 edges, 1,157 weights, 144 neuron parameters" in out
     assert "metadata:\n  (none)" in out
 
 
@@ -199,6 +155,25 @@ def test_convert_names_its_flag_not_the_python_option(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("t1c convert: warning: to_nir: node 'lif' exported approximately")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_inspect_nir_takes_the_time_step_the_file_records(tmp_path, capsys):
+    nir = pytest.importorskip("nir")
+    ir.write(tmp_path / "net.t1c", _chain())
+    written = tmp_path / "net.nir"
+    assert main(["convert", str(tmp_path / "net.t1c"), str(written), "--dt", "2e-3"]) == EXIT_OK
+    assert main(["inspect", str(written)]) == EXIT_OK  # t1c wrote dt into the file: no --dt needed
+    out = capsys.readouterr().out
+    assert "converted at dt=0.002 (from the file's t1c_dt)" in out
+    assert main(["inspect", str(written), "--dt", "1e-3"]) == EXIT_OK  # --dt wins
+    assert "converted at dt=0.001 (from --dt)" in capsys.readouterr().out
+    other = nir.read(written)
+    other.metadata = {}  # as other NIR producers write it
+    nir.write(tmp_path / "other.nir", other)
+    assert main(["inspect", str(tmp_path / "other.nir")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "is a NIR file that does not say its time step" in err and "continuous-time" in err
+    assert "pass --dt" in err
 
 
 # -- verify --------------------------------------------------------------------------------
