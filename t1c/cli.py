@@ -51,6 +51,10 @@ EXIT_UNEXPECTED = 3
 
 #: The NIR graph metadata key in which :func:`t1c.nir.to_nir` records its time step.
 NIR_DT_KEY = "t1c_dt"
+INSPECT_DT_HELP = (
+    "time step a .nir file is discretized at; needed unless the file records it (t1c writes it "
+    f"as '{NIR_DT_KEY}'): NIR's neurons are continuous-time, T1C-IR's step in time"
+)
 
 
 class CommandError(Exception):
@@ -172,13 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="print a .t1c (or .nir) file's nodes, shapes, edges and metadata")
     p.add_argument("file", type=Path, help="the .t1c file, or a .nir file (shown as converted at --dt)")
-    p.add_argument(
-        "--dt",
-        type=_positive,
-        default=None,
-        help="time step a .nir file is discretized at; needed unless the file records it "
-        f"(t1c writes it as '{NIR_DT_KEY}'): NIR's neurons are continuous-time, T1C-IR's step in time",
-    )
+    p.add_argument("--dt", type=_positive, default=None, help=INSPECT_DT_HELP)
     p.set_defaults(handler=cmd_inspect)
 
     p = sub.add_parser(

@@ -298,7 +298,15 @@ def _node_table(rows: Sequence[NodeRow]) -> str:
     return format_table(
         ["name", "type", "input shape", "output shape", "weights", "neuron params", "fields"],
         [
-            (r.name, r.type, r.input_shape, r.output_shape, f"{r.weights:,}", f"{r.neuron_params:,}", r.fields)
+            (
+                r.name,
+                r.type,
+                r.input_shape,
+                r.output_shape,
+                f"{r.weights:,}",
+                f"{r.neuron_params:,}",
+                r.fields,
+            )
             for r in rows
         ],
         right=[4, 5],
