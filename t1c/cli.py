@@ -49,6 +49,12 @@ EXIT_DIFFERENT = 1
 EXIT_ERROR = 2
 EXIT_UNEXPECTED = 3
 
+#: What ``t1c export --help`` and the README say about loading a checkpoint (the same words).
+CHECKPOINT_SAFETY = (
+    "A checkpoint is a pickle; t1c export loads it with torch.load(weights_only=True) and an "
+    "allow-list of pathlib paths, so no code in it runs: any other object is refused in one line, "
+    "whatever the torch version or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD say."
+)
 #: The NIR graph metadata key in which :func:`t1c.nir.to_nir` records its time step.
 NIR_DT_KEY = "t1c_dt"
 INSPECT_DT_HELP = (
@@ -193,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="export a T1CModule checkpoint (.ckpt) to a .t1c file",
         description="Load a T1CModule checkpoint (the source graph travels inside it) and write "
-        "its current weights as a .t1c file, checked against the source graph's topology. A checkpoint "
-        "is a pickle: export only checkpoints you trust.",
+        "its current weights as a .t1c file, checked against the source graph's topology. "
+        + CHECKPOINT_SAFETY,
     )
     p.add_argument("checkpoint", type=Path, help="a .ckpt file saved while training a T1CModule")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .t1c file to write")

@@ -607,6 +607,19 @@ def test_export_never_runs_code_from_a_checkpoint(tmp_path, fixtures_dir, capsys
     assert "exec" in lines[0] and "weights_only=True" in lines[0]
 
 
+def test_export_help_and_readme_say_the_same_about_checkpoints(capsys):
+    """One true statement on checkpoint safety, word for word in `t1c export --help` and the README."""
+    from t1c.cli import CHECKPOINT_SAFETY
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    readme = " ".join((REPO / "README.md").read_text().replace("`", "").split())
+    assert CHECKPOINT_SAFETY in help_text and CHECKPOINT_SAFETY in readme
+    assert "weights_only=True" in CHECKPOINT_SAFETY and "no code in it runs" in CHECKPOINT_SAFETY
+    assert "only checkpoints you trust" not in help_text
+
+
 def test_export_loads_a_plain_trainer_checkpoint_weights_only(in_tmp, fixtures_dir, capsys):
     """A checkpoint of a Python-built run (a Path among the data module's hyperparameters) exports."""
     import pickle
