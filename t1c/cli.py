@@ -12,13 +12,16 @@
 so they answer in a fraction of a second. ``fit`` hands every argument after it to
 Lightning's ``LightningCLI`` (``t1c fit --help`` lists them all): each option of the
 model, the data module, the trainer and its callbacks (``T1CExport`` among them) can be
-set in a YAML file or on the command line.
+set in a YAML file or on the command line; a ``--trainer.default_root_dir`` given there
+moves the config's logger folders too, and the end of a fit prints where its files went
+(:func:`fit_summary`).
 
 Exit status (every command):
 
 * 0: success;
 * 1: ``verify`` found that the topologies differ (and only that);
-* 2: a mistake the user can fix, told in one line: a missing file, a file that is not a
+* 2: a mistake the user can fix, told in one line: a missing file, a path that is not a
+  regular file (a directory, a FIFO, a device: named, never read), a file that is not a
   valid `.t1c` file or a loadable checkpoint, wrong arguments, or (``fit``) a config or
   data that does not fit the graph;
 * 3: anything else (out of memory, an unexpected error), told in one line.
@@ -218,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert NIR <-> T1C-IR (model.nir model.t1c --dt 1e-3, or back)",
         description="Convert a .nir file to a .t1c file or back; the direction follows the suffixes. "
         "Every node converts exactly or the command fails naming the node (docs/nir.md). Needs the "
-        "optional 'nir' package: pip install 't1c[nir]'.",
+        "optional 'nir' package: pip install -e '.[nir]' in a clone of t1c, or pip install 'nir>=1.0,<1.1'.",
     )
     p.add_argument("source", type=Path, help="the .nir or .t1c file to read")
     p.add_argument("target", type=Path, help="the .t1c or .nir file to write")

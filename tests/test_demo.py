@@ -246,3 +246,22 @@ def test_make_demo_passes_args_to_the_demo():
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[-1].endswith("-m t1c.demo --rebuild --max-epochs 2")
+
+
+def test_install_commands_name_what_pip_can_find():
+    """t1c is not on the package index: the README, docstrings and messages give commands from a clone."""
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]
+    texts = {
+        name: (repo / name).read_text()
+        for name in ("README.md", "t1c/cli.py", "t1c/lightning/__init__.py", "t1c/lightning/events.py")
+    }
+    for name, text in texts.items():
+        assert "install 't1c[" not in text and 'install "t1c[' not in text, name
+    readme = texts["README.md"]
+    extras = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ("test", "events", "nir"):
+        assert f"pip install -e '.[{extra}]'" in readme and extra in extras
+    assert "python -m t1c.demo " in readme and "python -m pytest" in readme  # the route beside make
+    assert "make demo ARGS=--rebuild" in readme
