@@ -19,8 +19,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# make demo ARGS=--rebuild: build the cached source .t1c again (python -m t1c.demo --help: every flag)
 demo: $(STAMP)
-	$(PY) -m t1c.demo
+	$(PY) -m t1c.demo $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check t1c tests recipes benchmarks

@@ -13,13 +13,16 @@
 pictures also matplotlib) and never import torch, so they answer in a fraction of a second. ``fit`` hands every argument after it to
 Lightning's ``LightningCLI`` (``t1c fit --help`` lists them all): each option of the
 model, the data module, the trainer and its callbacks (``T1CExport`` among them) can be
-set in a YAML file or on the command line.
+set in a YAML file or on the command line; a ``--trainer.default_root_dir`` given there
+moves the config's logger folders too, and the end of a fit prints where its files went
+(:func:`fit_summary`).
 
 Exit status (every command):
 
 * 0: success;
 * 1: ``verify`` found that the topologies differ (and only that);
-* 2: a mistake the user can fix, told in one line: a missing file, a file that is not a
+* 2: a mistake the user can fix, told in one line: a missing file, a path that is not a
+  regular file (a directory, a FIFO, a device: named, never read), a file that is not a
   valid `.t1c` file or a loadable checkpoint, wrong arguments, or (``fit``) a config or
   data that does not fit the graph;
 * 3: anything else (out of memory, an unexpected error), told in one line.
@@ -34,7 +37,9 @@ import argparse
 import io
 import os
 import re
+import stat
 import sys
+import warnings
 from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
@@ -47,6 +52,19 @@ EXIT_OK = 0
 EXIT_DIFFERENT = 1
 EXIT_ERROR = 2
 EXIT_UNEXPECTED = 3
+
+#: What ``t1c export --help`` and the README say about loading a checkpoint (the same words).
+CHECKPOINT_SAFETY = (
+    "A checkpoint is a pickle; t1c export loads it with torch.load(weights_only=True) and an "
+    "allow-list of pathlib paths, so no code in it runs: any other object is refused in one line, "
+    "whatever the torch version or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD say."
+)
+#: The NIR graph metadata key in which :func:`t1c.nir.to_nir` records its time step.
+NIR_DT_KEY = "t1c_dt"
+INSPECT_DT_HELP = (
+    "time step a .nir file is discretized at; needed unless the file records it (t1c writes it "
+    f"as '{NIR_DT_KEY}'): NIR's neurons are continuous-time, T1C-IR's step in time"
+)
 
 
 class CommandError(Exception):
@@ -167,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("inspect", help="print a .t1c (or .nir) file's nodes, shapes, edges and metadata")
-    p.add_argument("file", type=Path, help="the .t1c file, or a .nir file (shown as converted, needs --dt)")
-    p.add_argument("--dt", type=_positive, default=None, help="time step a .nir file is discretized at")
+    p.add_argument("file", type=Path, help="the .t1c file, or a .nir file (shown as converted at --dt)")
+    p.add_argument("--dt", type=_positive, default=None, help=INSPECT_DT_HELP)
     p.set_defaults(handler=cmd_inspect)
 
     p = sub.add_parser(
@@ -185,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="export a T1CModule checkpoint (.ckpt) to a .t1c file",
         description="Load a T1CModule checkpoint (the source graph travels inside it) and write "
-        "its current weights as a .t1c file, checked against the source graph's topology. A checkpoint "
-        "is a pickle: export only checkpoints you trust.",
+        "its current weights as a .t1c file, checked against the source graph's topology. "
+        + CHECKPOINT_SAFETY,
     )
     p.add_argument("checkpoint", type=Path, help="a .ckpt file saved while training a T1CModule")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .t1c file to write")
@@ -204,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert NIR <-> T1C-IR (model.nir model.t1c --dt 1e-3, or back)",
         description="Convert a .nir file to a .t1c file or back; the direction follows the suffixes. "
         "Every node converts exactly or the command fails naming the node (docs/nir.md). Needs the "
-        "optional 'nir' package: pip install 't1c[nir]'.",
+        "optional 'nir' package: pip install -e '.[nir]' in a clone of t1c, or pip install 'nir>=1.0,<1.1'.",
     )
     p.add_argument("source", type=Path, help="the .nir or .t1c file to read")
     p.add_argument("target", type=Path, help="the .t1c or .nir file to write")
@@ -269,15 +287,50 @@ def _bits(text: str) -> int:
 
 
 # -- inspect / verify: t1c.ir only ---------------------------------------------------------
+#: What ``stat`` calls the kinds of path that are neither a regular file nor a directory.
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_regular_file(path: Path, what: str = "file") -> None:
+    """Raise :class:`CommandError` unless ``path`` is a regular file (links followed).
+
+    Only ``stat`` is called, which never opens the path: a FIFO or a device is named as
+    such and never read, so the command cannot block on it.
+
+    Args:
+        path: the file a command is about to read.
+        what: how the message names it (``"file"``, ``"checkpoint"``).
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CommandError(f"{what} '{path}' does not exist") from None
+    except OSError as err:  # a parent that is a file, a loop of links, permissions
+        raise CommandError(f"{what} '{path}' cannot be read ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        raise CommandError(f"{what} '{path}' is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+        raise CommandError(f"{what} '{path}' is not a regular file (it is {kind})")
+
+
 def read_graph(path: Path, dt: float | None = None) -> ir.Graph:
     """Read a `.t1c` file (or a `.nir` file converted at ``dt``), turning every problem into a
     :class:`CommandError`."""
-    if not path.is_file():
-        raise CommandError(f"file '{path}' does not exist")
+    check_regular_file(path)
     try:
         if path.suffix.lower() == ".nir":
             if dt is None:
-                raise CommandError(f"'{path}' is a NIR file: pass --dt, the time step to discretize it at")
+                raise CommandError(
+                    f"'{path}' is a NIR file that does not say its time step: NIR's neurons are "
+                    "continuous-time and T1C-IR's LIF steps in time, so pass --dt, the time step "
+                    "to discretize it at (a .nir file written by t1c says it)"
+                )
             from .nir import from_nir
 
             return from_nir(path, dt)
@@ -286,11 +339,33 @@ def read_graph(path: Path, dt: float | None = None) -> ir.Graph:
         raise CommandError(str(err)) from None
 
 
+def nir_time_step(path: Path) -> float | None:
+    """The time step a `.nir` file records, or None: :func:`t1c.nir.to_nir` writes it into
+    the NIR graph's metadata as :data:`NIR_DT_KEY`; other NIR producers do not."""
+    check_regular_file(path)
+    try:
+        from .nir import read_nir
+
+        metadata = read_nir(path)[0].metadata or {}
+    except (ir.T1CFormatError, ImportError) as err:
+        raise CommandError(str(err)) from None
+    dt = metadata.get(NIR_DT_KEY)
+    try:
+        return float(dt) if dt is not None and 0 < float(dt) < float("inf") else None
+    except (TypeError, ValueError):  # not a number: as if the file did not say
+        return None
+
+
 def cmd_inspect(ns: argparse.Namespace) -> int:
     """``t1c inspect FILE``: print the node table, edges and metadata."""
-    graph = read_graph(ns.file, ns.dt)
-    if ns.file.suffix.lower() == ".nir":
-        version = f"NIR {import_module('nir.serialization').read_version(ns.file)}, converted at dt={ns.dt:g}"
+    is_nir = ns.file.suffix.lower() == ".nir"
+    dt, dt_origin = ns.dt, "--dt"
+    if is_nir and dt is None:
+        dt, dt_origin = nir_time_step(ns.file), f"the file's {NIR_DT_KEY}"
+    graph = read_graph(ns.file, dt)
+    if is_nir:
+        nir_version = import_module("nir.serialization").read_version(ns.file)
+        version = f"NIR {nir_version}, converted at dt={dt:g} (from {dt_origin})"
     else:
         version = ir.read_version(ns.file)
     print(format_graph(graph, path=str(ns.file), version=version))
@@ -312,11 +387,16 @@ def cmd_convert(ns: argparse.Namespace) -> int:
     graph = read_graph(ns.source)
     try:
         from .nir import import_nir, to_nir
+        from .nir.export_nodes import APPROXIMATE_HINT
 
-        nir_graph = to_nir(graph, ns.dt, approximate=ns.approximate)
+        with warnings.catch_warnings(record=True) as caught:  # told as lines of this command
+            warnings.simplefilter("always")
+            nir_graph = to_nir(graph, ns.dt, approximate=ns.approximate)
+        for warning in caught:
+            print(f"t1c convert: warning: {_one_line(warning.message)}", file=sys.stderr)
         import_nir().write(ns.target, nir_graph)
-    except (ir.T1CFormatError, ImportError) as err:
-        raise CommandError(str(err)) from None
+    except (ir.T1CFormatError, ImportError) as err:  # the message names the Python option: name the flag
+        raise CommandError(str(err).replace(APPROXIMATE_HINT, "Pass --approximate")) from None
     print(f"wrote {ns.target} ({len(nir_graph.nodes)} nodes, {len(nir_graph.edges)} edges) from {ns.source}")
     return EXIT_OK
 
@@ -374,8 +454,7 @@ def cmd_draw(ns: argparse.Namespace) -> int:
 # -- export: needs torch and Lightning, imported only here ---------------------------------
 def cmd_export(ns: argparse.Namespace) -> int:
     """``t1c export CKPT -o FILE.t1c``: a checkpoint's weights as a `.t1c` file."""
-    if not ns.checkpoint.is_file():
-        raise CommandError(f"checkpoint '{ns.checkpoint}' does not exist")
+    check_regular_file(ns.checkpoint, "checkpoint")
     if not ns.output.parent.is_dir():
         raise CommandError(f"the folder of '{ns.output}' does not exist; create it first")
     graph = export_checkpoint(ns.checkpoint, integer_weight_bits=ns.integer_weights)
@@ -502,8 +581,76 @@ def run_fit(args: Sequence[str]) -> int:
     (a log file or a CI console gets no progress-bar flood); ``--trainer.enable_progress_bar``
     decides otherwise.
     """
-    make_cli(["fit", *args], trainer_defaults={"enable_progress_bar": sys.stdout.isatty()})
+    cli = make_cli(["fit", *args], trainer_defaults={"enable_progress_bar": sys.stdout.isatty()})
+    if cli.trainer.is_global_zero:
+        print(fit_summary(cli.trainer))
     return EXIT_OK
+
+
+def fit_summary(trainer: Any) -> str:
+    """Where a fit's files went: logs, checkpoints, each export folder's `.t1c` files and
+    manifest, and the float vs quantized accuracy table of each manifest (:mod:`t1c.report`).
+
+    Args:
+        trainer: the Lightning ``Trainer`` after ``fit``.
+    """
+    from .lightning import T1CExport
+    from .lightning.manifest import MANIFEST_NAME
+    from .report import accuracy_table, manifest_rows
+
+    lines = [""]
+    if trainer.loggers:
+        lines.append(f"logs: {_shown(trainer.log_dir)}")
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "dirpath", None):
+            lines.append(f"checkpoints: {_shown(callback.dirpath)}")
+    exports = [c for c in trainer.callbacks if isinstance(c, T1CExport)]
+    if not exports:
+        lines.append(
+            "no .t1c files: add t1c.lightning.T1CExport to trainer.callbacks to export at every checkpoint"
+        )
+    for export in exports:
+        folders = sorted({os.path.dirname(path) for path in export.entries})
+        if not folders:
+            lines.append("no .t1c files: no checkpoint was saved")
+        for folder in folders:
+            manifest = Path(folder, MANIFEST_NAME)
+            if not manifest.is_file():
+                continue
+            rows = manifest_rows(manifest)
+            lines.append(f".t1c files (one per checkpoint) and their manifest: {_shown(folder)}")
+            lines += [f"  {_shown(row.t1c)}" for row in rows] + [f"  {_shown(manifest)}", ""]
+            lines.append(accuracy_table(rows, weight_bits=export.weight_bits))
+    return "\n".join(lines)
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """``path`` relative to the working folder when it lies inside it, else as it is."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else os.fspath(path)
+
+
+def loggers_follow_root_dir(trainer_config: Any, command_line: Sequence[str]) -> None:
+    """Make ``--trainer.default_root_dir`` given on the command line win over a config's
+    logger folders: each logger's ``save_dir`` (``init_args.save_dir``) becomes that folder.
+
+    Without this, a YAML file that names its logger's ``save_dir`` (as ``configs/*.yaml``
+    do) would keep the logs, and the checkpoints and exports that follow them, in the
+    YAML's folder. A ``save_dir`` also given on the command line is left as given.
+
+    Args:
+        trainer_config: the parsed ``trainer`` section (a jsonargparse ``Namespace``), changed in place.
+        command_line: the arguments ``t1c fit`` was given.
+    """
+    if not any(a.split("=")[0] == "--trainer.default_root_dir" for a in command_line):
+        return
+    if any(a.startswith("--trainer.logger") and "save_dir" in a for a in command_line):
+        return
+    loggers = trainer_config.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and "save_dir" in init_args:
+            init_args.save_dir = trainer_config.default_root_dir
 
 
 def make_cli(args: Sequence[str], **kwargs: Any):
@@ -524,10 +671,14 @@ def make_cli(args: Sequence[str], **kwargs: Any):
 
         ``t1c fit`` always passes its arguments explicitly, so Lightning's warning about
         ``args`` given next to ``sys.argv`` would fire on every run; it does not apply.
+        A ``--trainer.default_root_dir`` on the command line moves the loggers' folders too
+        (:func:`loggers_follow_root_dir`).
         """
 
         def parse_arguments(self, parser, args) -> None:
             self.config = parser.parse_args(args)
+            trainer_config = self.config.get("fit", self.config).get("trainer")
+            loggers_follow_root_dir(trainer_config, args)
 
     options: dict[str, Any] = {
         "subclass_mode_data": True,

@@ -11,6 +11,11 @@
 
 On a terminal Lightning shows its progress bar; when stdout is a file or a pipe
 (``make demo > log``, CI) each epoch is one plain line instead (:class:`EpochLines`).
+Lightning's advertisement for its cloud logger and the deprecation warning torch raises
+inside Lightning's pytree helper are left out while the demo trains (:func:`quiet_lightning`).
+
+The source `.t1c` is cached: a second run fine-tunes the same file. ``--rebuild``
+(``make demo ARGS=--rebuild``) pretrains and writes it again.
 
 ``recipes/digits_snn.py`` does the same with every Lightning object written out, as a
 template to copy; it needs nothing from this module. Both print the table of
@@ -20,10 +25,13 @@ template to copy; it needs nothing from this module. Both print the table of
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
 import time
+import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +58,13 @@ BATCH_SIZE = 64
 SEED = 0
 
 Log = Callable[[str], None]
+
+#: The loggers Lightning's ``rank_zero_info`` writes to (pytorch's, or fabric's when only it is loaded).
+LIGHTNING_INFO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+#: How Lightning's advertisements start ("💡 Tip: For seamless cloud logging ... litlogger").
+LIGHTNING_TIP = "💡 Tip:"
+#: The FutureWarning torch raises whenever Lightning's own pytree helper builds a ``LeafSpec``.
+PYTREE_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 
 # -- the snnTorch network and its plain-PyTorch pretraining --------------------------------
@@ -195,7 +210,7 @@ def prepare_source(
     """
     path = Path(path)
     if path.is_file() and not force:
-        log(f"source graph: {path} (exists; delete it or pass --rebuild to build it again)")
+        log(f"source graph: {path} (exists; pass --rebuild, or make demo ARGS=--rebuild, to build it again)")
         return path
     start = time.perf_counter()
     model = build_digits_snn(hidden, seed=seed)
@@ -268,9 +283,34 @@ def finetune(
         "log_every_n_steps": 10,
     }
     options.update(trainer_kwargs or {})
-    trainer = Trainer(**options)
-    trainer.fit(model, digits_data(batch_size=batch_size, seed=seed))
+    with quiet_lightning():
+        trainer = Trainer(**options)
+        trainer.fit(model, digits_data(batch_size=batch_size, seed=seed))
     return ckpt_dir / "t1c_exports.json"
+
+
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    """A logging filter: False for Lightning's tip lines."""
+    return not record.getMessage().startswith(LIGHTNING_TIP)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Inside the block, leave out what the demo's user did not ask for and cannot act on:
+    Lightning's tip lines (:data:`LIGHTNING_TIP`) and torch's deprecation warning about
+    Lightning's pytree helper (:data:`PYTREE_WARNING`). Every other log line and warning
+    is kept, and both filters are removed when the block ends.
+    """
+    loggers = [logging.getLogger(name) for name in LIGHTNING_INFO_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(_not_a_tip)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PYTREE_WARNING, category=FutureWarning)
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_not_a_tip)
 
 
 class EpochLines(Callback):
@@ -370,7 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the source .t1c even if it exists")
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="pretrain and write the cached source .t1c again even if it exists (make demo ARGS=--rebuild)",
+    )
     parser.add_argument("--prepare-only", action="store_true", help="only build the source .t1c")
     return parser
 

@@ -11,8 +11,13 @@ command line stays fast and every line of a report can be tested without a file:
 Names, metadata and paths come from files that may be hostile, so every piece of text
 goes through :func:`safe_text`: control characters (terminal escapes), bidirectional
 and other invisible format characters are shown escaped (``\\x1b``, ``\\u202e``), and
-table cells are cut to :data:`MAX_CELL` characters, so a report never reprograms the
-terminal and its size stays proportional to the number of nodes and edges.
+table cells (each field value of the ``fields`` column) are cut to :data:`MAX_CELL`
+characters, so a report never reprograms the terminal and its size stays proportional to
+the number of nodes and edges.
+
+Parameters are counted in two kinds: weights (every float array of a node but the neuron
+arrays: weights, biases, scales, normalization statistics) and neuron parameters (a LIF's
+per-neuron arrays, :data:`NEURON_FIELDS`), which describe the neurons, not the synapses.
 """
 
 from __future__ import annotations
@@ -41,9 +46,11 @@ _BULK_FIELDS = frozenset(
         "running_var",
     }
 )
+#: A LIF's per-neuron float arrays: counted as neuron parameters, not as weights.
+NEURON_FIELDS = frozenset({"tau", "r", "v_leak", "v_threshold", "beta"})
 #: Fields that repeat the shape columns.
 _SHAPE_FIELDS = frozenset({"shape"})
-#: Widest a table cell or metadata value is shown (longer text is cut, saying so).
+#: Widest a table cell, field value or metadata value is shown (longer text is cut, saying so).
 MAX_CELL = 80
 #: Input shapes listed for a node with many inputs (the rest are counted).
 MAX_LISTED_INPUTS = 8
@@ -88,7 +95,8 @@ class NodeRow:
         type: the primitive's on-disk type name.
         input_shape: the shapes the node receives (batch excluded), ``-`` for none.
         output_shape: the shape it produces (batch excluded).
-        params: float parameters stored for the node (weights, biases, neuron arrays).
+        weights: float weights stored for the node (weights, biases, scales, statistics).
+        neuron_params: float neuron parameters stored for it (a LIF's per-neuron arrays).
         fields: the node's small fields as ``key=value`` text (skip type, bits, strides...).
     """
 
@@ -96,7 +104,8 @@ class NodeRow:
     type: str
     input_shape: str
     output_shape: str
-    params: int
+    weights: int
+    neuron_params: int
     fields: str
 
 
@@ -146,24 +155,30 @@ def _format_scalar(value: Any) -> str | None:
     return None
 
 
-def param_count(node: Node) -> int:
-    """Number of float parameters a node stores (integer copies are not counted twice)."""
+def param_count(node: Node, only: frozenset[str] | None = None) -> int:
+    """Number of float parameters a node stores (integer copies are not counted twice).
+
+    Args:
+        node: the node (a nested graph's nodes are counted too).
+        only: count only the fields of these names (:data:`NEURON_FIELDS`); None counts all.
+    """
     total = 0
-    for value in node.to_fields().values():
+    for name, value in node.to_fields().items():
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            total += int(value.size)
+            total += int(value.size) if only is None or name in only else 0
         elif isinstance(value, Graph):
-            total += sum(param_count(inner) for inner in value.nodes.values())
+            total += sum(param_count(inner, only) for inner in value.nodes.values())
     return total
 
 
 def node_fields(node: Node) -> str:
-    """The node's small fields as ``key=value`` pairs, in declaration order."""
+    """The node's small fields as ``key=value`` pairs, in declaration order; every field is
+    shown, each value escaped and cut at :data:`MAX_CELL` characters."""
     parts = []
     for name, value in node.to_fields().items():
         if name in _BULK_FIELDS or name in _SHAPE_FIELDS:
             continue
-        parts.append(f"{name}={format_value(value)}")
+        parts.append(f"{name}={safe_text(format_value(value), MAX_CELL)}")
     return " ".join(parts)
 
 
@@ -173,13 +188,15 @@ def node_rows(graph: Graph) -> list[NodeRow]:
     for name in graph.topological_order():
         node = graph.nodes[name]
         in_shapes = graph.input_shapes.get(name, [])
+        neuron_params = param_count(node, NEURON_FIELDS)
         rows.append(
             NodeRow(
                 name=name,
                 type=node.TYPE,
                 input_shape=_input_shapes(in_shapes),
                 output_shape=format_shape(graph.output_shapes.get(name)),
-                params=param_count(node),
+                weights=param_count(node) - neuron_params,
+                neuron_params=neuron_params,
                 fields=node_fields(node),
             )
         )
@@ -196,14 +213,22 @@ def _input_shapes(shapes: Sequence[Sequence[int]]) -> str:
     return text
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Iterable[int] = ()) -> str:
+def format_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    right: Iterable[int] = (),
+    uncut: Iterable[int] = (),
+) -> str:
     """Columns padded to their widest cell; the columns in ``right`` are right-aligned.
 
     Every cell goes through :func:`safe_text` (escaped, cut at :data:`MAX_CELL`), so no
-    column is wider than that.
+    column is wider than that; the cells of the columns in ``uncut`` are escaped only (their
+    text must be bounded already, as :func:`node_fields` bounds each value).
     """
+    uncut = set(uncut)
     cells = [[safe_text(h, MAX_CELL) for h in headers]] + [
-        [safe_text(c, MAX_CELL) for c in row] for row in rows
+        [safe_text(c, None if i in uncut else MAX_CELL) for i, c in enumerate(row)] for row in rows
     ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     right = set(right)
@@ -237,14 +262,15 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
         version: the file's format version, shown in the header.
     """
     rows = node_rows(graph)
-    total = sum(r.params for r in rows)
+    weights, neuron_params = sum(r.weights for r in rows), sum(r.neuron_params for r in rows)
     header = [f"file: {safe_text(path)}" if path is not None else "graph"]
     if version is not None:
         header.append(f"format version: {safe_text(version, MAX_CELL)}")
     inputs = safe_text(", ".join(graph.input_names), 4 * MAX_CELL)
     outputs = safe_text(", ".join(graph.output_names), 4 * MAX_CELL)
     header.append(
-        f"{len(graph.nodes)} nodes, {len(graph.edges)} edges, {total:,} parameters; "
+        f"{len(graph.nodes)} nodes, {len(graph.edges)} edges, {weights:,} weights, "
+        f"{neuron_params:,} neuron parameters; "
         f"inputs: {inputs}; outputs: {outputs}"
     )
     header.append(f"content hash: {graph.content_hash()[:16]}")
@@ -270,9 +296,21 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
 
 def _node_table(rows: Sequence[NodeRow]) -> str:
     return format_table(
-        ["name", "type", "input shape", "output shape", "params", "fields"],
-        [(r.name, r.type, r.input_shape, r.output_shape, f"{r.params:,}", r.fields) for r in rows],
-        right=[4],
+        ["name", "type", "input shape", "output shape", "weights", "neuron params", "fields"],
+        [
+            (
+                r.name,
+                r.type,
+                r.input_shape,
+                r.output_shape,
+                f"{r.weights:,}",
+                f"{r.neuron_params:,}",
+                r.fields,
+            )
+            for r in rows
+        ],
+        right=[4, 5],
+        uncut=[6],
     )
 
 

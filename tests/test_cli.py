@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,6 @@ import pytest
 
 from t1c import ir
 from t1c.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_UNEXPECTED, build_parser, main
-from t1c.inspect import format_graph, format_table, format_value, node_rows, param_count
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,49 +33,6 @@ def _chain(hidden: int = 4, metadata: dict | None = None) -> ir.Graph:
     )
 
 
-# -- pure formatting -----------------------------------------------------------------------
-def test_format_value_keeps_lines_short():
-    assert format_value(np.full(1000, 10.0, dtype=np.float32)) == "10"
-    assert format_value(np.arange(100, dtype=np.float32)) == "0..99"
-    assert format_value(np.array([1, 2], dtype=np.int64)) == "[1, 2]"
-    assert format_value(np.array([2, 2], dtype=np.int64)) == "2"
-    assert format_value(True) == "True"
-    assert format_value("residual") == "residual"
-
-
-def test_param_count_sums_float_arrays():
-    graph = _chain(hidden=4)
-    assert param_count(graph.nodes["fc"]) == 4 * 3 + 4
-    assert param_count(graph.nodes["lif"]) == 4 * 4
-    assert param_count(graph.nodes["input"]) == 0
-
-
-def test_format_table_aligns_columns():
-    text = format_table(["a", "bb"], [("xxx", 1), ("y", 22)], right=[1])
-    lines = text.splitlines()
-    assert lines[0] == "a    bb"
-    assert lines[2] == "xxx   1"
-    assert lines[3] == "y    22"
-
-
-def test_node_rows_of_residual_fixture(fixtures_dir):
-    rows = {r.name: r for r in node_rows(ir.read(fixtures_dir / "resnet_block.t1c"))}
-    assert rows["skip"].type == "Skip"
-    assert rows["skip"].input_shape == "[32] + [32]"
-    assert rows["skip"].fields == "skip_type=residual"
-    assert rows["head"].output_shape == "[10]"
-    assert rows["head"].params == 10 * 32 + 10
-    assert rows["input"].input_shape == "-"
-
-
-def test_format_graph_lists_metadata_nested():
-    text = format_graph(_chain(metadata={"epoch": 3, "t1c": {"quant_acc": 0.5}}), path="x.t1c")
-    assert "file: x.t1c" in text
-    assert "  epoch: 3" in text
-    assert "  t1c.quant_acc: 0.5" in text
-    assert "  fc -> lif" in text
-
-
 # -- inspect -------------------------------------------------------------------------------
 def test_inspect_spiking_affine_fixture(fixtures_dir, capsys):
     assert main(["inspect", str(fixtures_dir / "spiking_affine.t1c")]) == EXIT_OK
@@ -84,7 +41,7 @@ def test_inspect_spiking_affine_fixture(fixtures_dir, capsys):
     assert line.split()[:4] == ["sa2", "SpikingAffine", "[24]", "[12]"]
     assert "spike_mode=graded weight_bits=4 accumulator_bits=12" in line
     assert "format version: 0.0.1" in out
-    assert "7 nodes, 6 edges, 1,301 parameters" in out
+    assert "7 nodes, 6 edges, 1,157 weights, 144 neuron parameters" in out
     assert "metadata:\n  (none)" in out
 
 
@@ -119,6 +76,48 @@ def test_inspect_missing_file_exits_2(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["inspect", "verify", "export"])
+def test_commands_on_a_directory_say_so(tmp_path, capsys, command):
+    folder = tmp_path / "runs.t1c"
+    folder.mkdir()
+    args = {"inspect": [folder], "verify": [folder, folder], "export": [folder, "-o", tmp_path / "x.t1c"]}
+    assert main([command, *map(str, args[command])]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"'{folder}' is a directory, not a file" in err and "does not exist" not in err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize("command", ["inspect", "verify", "export", "convert"])
+def test_commands_never_block_on_a_fifo(tmp_path, command):
+    """A FIFO nobody writes to: a read would wait forever; the command names it and exits 2."""
+    fifo = tmp_path / ("pipe.ckpt" if command == "export" else "pipe.t1c")
+    os.mkfifo(fifo)
+    args = {
+        "inspect": [fifo],
+        "verify": [fifo, fifo],
+        "export": [fifo, "-o", tmp_path / "x.t1c"],
+        "convert": [fifo, tmp_path / "x.nir", "--dt", "1e-3"],
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "t1c.cli", command, *map(str, args[command])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert res.returncode == EXIT_ERROR, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert f"'{fifo}' is not a regular file (it is a FIFO (named pipe))" in res.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/null").is_char_device(), reason="no /dev/null character device")
+def test_commands_on_a_device_say_so(tmp_path, capsys):
+    assert main(["inspect", "/dev/null"]) == EXIT_ERROR
+    assert "'/dev/null' is not a regular file (it is a character device)" in capsys.readouterr().err
+    assert main(["export", "/dev/null", "-o", str(tmp_path / "x.t1c")]) == EXIT_ERROR
+    assert "checkpoint '/dev/null' is not a regular file" in capsys.readouterr().err
+
+
 def test_inspect_does_not_import_torch(fixtures_dir):
     code = (
         "import sys; from t1c.cli import main; "
@@ -140,6 +139,41 @@ def test_console_script_runs(fixtures_dir):
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("topology identical")
+
+
+def test_convert_names_its_flag_not_the_python_option(tmp_path, capsys):
+    pytest.importorskip("nir")
+    graph = _chain()
+    graph.nodes["lif"].reset_mechanism = "subtract"  # snnTorch's reset: no exact NIR form
+    ir.write(tmp_path / "net.t1c", graph)
+    args = ["convert", str(tmp_path / "net.t1c"), str(tmp_path / "net.nir"), "--dt", "1e-3"]
+    assert main(args) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "node 'lif': LIF has no exact NIR form" in err
+    assert "Pass --approximate to export" in err and "approximate=True" not in err
+    assert main([*args, "--approximate"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert err.startswith("t1c convert: warning: to_nir: node 'lif' exported approximately")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_inspect_nir_takes_the_time_step_the_file_records(tmp_path, capsys):
+    nir = pytest.importorskip("nir")
+    ir.write(tmp_path / "net.t1c", _chain())
+    written = tmp_path / "net.nir"
+    assert main(["convert", str(tmp_path / "net.t1c"), str(written), "--dt", "2e-3"]) == EXIT_OK
+    assert main(["inspect", str(written)]) == EXIT_OK  # t1c wrote dt into the file: no --dt needed
+    out = capsys.readouterr().out
+    assert "converted at dt=0.002 (from the file's t1c_dt)" in out
+    assert main(["inspect", str(written), "--dt", "1e-3"]) == EXIT_OK  # --dt wins
+    assert "converted at dt=0.001 (from --dt)" in capsys.readouterr().out
+    other = nir.read(written)
+    other.metadata = {}  # as other NIR producers write it
+    nir.write(tmp_path / "other.nir", other)
+    assert main(["inspect", str(tmp_path / "other.nir")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "is a NIR file that does not say its time step" in err and "continuous-time" in err
+    assert "pass --dt" in err
 
 
 # -- verify --------------------------------------------------------------------------------
@@ -305,6 +339,46 @@ def test_fit_with_each_config(name, in_tmp, fixtures_dir):
         assert ir.topology_diff(source, ir.read(manifests[0].parent / file_name)) == []
 
 
+def test_fit_prints_where_its_files_went_and_the_table(in_tmp, fixtures_dir, capsys):
+    _source("digits", in_tmp / CONFIG_SOURCES["digits"], fixtures_dir)
+    assert main(["fit", "--config", str(REPO / "configs" / "digits.yaml"), *FAST]) == EXIT_OK
+    out = capsys.readouterr().out
+    folder = Path("demo_runs/cli/digits/lightning_logs/version_0")
+    assert f"logs: {folder}" in out
+    assert f"checkpoints: {folder / 'checkpoints'}" in out
+    assert f".t1c files (one per checkpoint) and their manifest: {folder / 'checkpoints'}" in out
+    for name in ("epoch=0-step=2.t1c", "last.t1c", "t1c_exports.json"):
+        assert f"  {folder / 'checkpoints' / name}\n" in out
+    header = next(line for line in out.splitlines() if line.startswith("checkpoint "))
+    assert header.split() == [
+        "checkpoint",
+        "epoch",
+        "step",
+        "float",
+        "acc",
+        "8-bit",
+        "acc",
+        "gap",
+        "agreement",
+    ]
+    assert any(line.startswith("epoch=0-step=2.ckpt ") for line in out.splitlines())
+
+
+def test_fit_root_dir_on_the_command_line_moves_the_logs(in_tmp, fixtures_dir, capsys):
+    """The config names its logger's save_dir; --trainer.default_root_dir still decides."""
+    _source("digits", in_tmp / CONFIG_SOURCES["digits"], fixtures_dir)
+    config = str(REPO / "configs" / "digits.yaml")
+    assert main(["fit", "--config", config, *FAST, "--trainer.default_root_dir=elsewhere"]) == EXIT_OK
+    assert not (in_tmp / "demo_runs" / "cli").exists()
+    (manifest,) = (in_tmp / "elsewhere").rglob("t1c_exports.json")
+    assert manifest.parent == in_tmp / "elsewhere" / "lightning_logs" / "version_0" / "checkpoints"
+    assert (manifest.parent.parent / "metrics.csv").is_file()  # the CSVLogger's folder followed
+    assert "logs: elsewhere/lightning_logs/version_0" in capsys.readouterr().out
+    args = [*FAST, "--trainer.default_root_dir", "root2", "--trainer.logger.init_args.save_dir=logs2"]
+    assert main(["fit", "--config", config, *args]) == EXIT_OK
+    assert list((in_tmp / "logs2").rglob("t1c_exports.json"))  # a save_dir given as well is kept
+
+
 def test_fit_command_line_overrides_yaml(in_tmp, fixtures_dir):
     from t1c.cli import make_cli
 
@@ -412,6 +486,7 @@ def test_fit_progress_bar_only_on_a_terminal(in_tmp, fixtures_dir, monkeypatch, 
 
     def parse_only(args, **kwargs):  # build the LightningCLI `t1c fit` would run, without fitting
         built["cli"] = make_cli(args[1:], run=False, **kwargs)
+        return built["cli"]
 
     monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: tty, raising=False)
     monkeypatch.setattr(cli, "make_cli", parse_only)
@@ -530,6 +605,19 @@ def test_export_never_runs_code_from_a_checkpoint(tmp_path, fixtures_dir, capsys
     assert len(lines) == 1 and "Traceback" not in err
     assert f"'{ckpt}' holds objects a weights-only load refuses" in lines[0]
     assert "exec" in lines[0] and "weights_only=True" in lines[0]
+
+
+def test_export_help_and_readme_say_the_same_about_checkpoints(capsys):
+    """One true statement on checkpoint safety, word for word in `t1c export --help` and the README."""
+    from t1c.cli import CHECKPOINT_SAFETY
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    readme = " ".join((REPO / "README.md").read_text().replace("`", "").split())
+    assert CHECKPOINT_SAFETY in help_text and CHECKPOINT_SAFETY in readme
+    assert "weights_only=True" in CHECKPOINT_SAFETY and "no code in it runs" in CHECKPOINT_SAFETY
+    assert "only checkpoints you trust" not in help_text
 
 
 def test_export_loads_a_plain_trainer_checkpoint_weights_only(in_tmp, fixtures_dir, capsys):

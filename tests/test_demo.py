@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import snntorch as snn
@@ -176,7 +179,6 @@ def test_demo_shows_the_progress_bar_on_a_terminal(monkeypatch, tmp_path):
 def test_pyproject_license_is_an_spdx_expression():
     """pip and setuptools read the metadata without the deprecated-license warning."""
     import warnings
-    from pathlib import Path
 
     from setuptools.config.pyprojecttoml import apply_configuration
     from setuptools.dist import Distribution
@@ -188,3 +190,78 @@ def test_pyproject_license_is_an_spdx_expression():
     assert dist.metadata.license_expression == "Apache-2.0"
     assert not [w for w in caught if "license" in str(w.message).lower()]
     assert 'requires = ["setuptools>=77"]' in pyproject.read_text()
+
+
+def test_demo_leaves_out_lightnings_tip_and_pytree_warning(tmp_path):
+    """Only while the demo trains: Lightning's "💡 Tip" line and torch's LeafSpec warning are gone."""
+    import logging
+    import warnings
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    lightning_log = logging.getLogger("lightning.pytorch")
+    lightning_log.addHandler(handler)
+    source = demo.prepare_source(tmp_path / "src.t1c", hidden=8, epochs=0, log=lambda _: None)
+    limits = {"limit_train_batches": 2, "limit_val_batches": 1}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            demo.finetune(
+                source, tmp_path / "fit", max_epochs=1, num_steps=2, progress=False, trainer_kwargs=limits
+            )
+    finally:
+        lightning_log.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
+    assert any("GPU available" in m for m in messages)  # Lightning's other lines are kept
+    assert not any(m.startswith(demo.LIGHTNING_TIP) for m in messages)
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
+    for name in demo.LIGHTNING_INFO_LOGGERS:  # scoped: the filters are gone after the run
+        assert not logging.getLogger(name).filters
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from torch.utils._pytree import LeafSpec
+
+        LeafSpec()
+    assert [w for w in caught if "LeafSpec" in str(w.message)]  # nothing silenced outside the demo
+
+
+def test_rebuild_writes_the_cached_source_again(tmp_path, capsys):
+    tiny = ["--out", str(tmp_path), "--pretrain-epochs", "0", "--hidden", "8", "--prepare-only"]
+    assert demo.main(tiny) == 0
+    source = tmp_path / demo.SOURCE_NAME
+    stamp = source.stat().st_mtime_ns
+    assert demo.main(tiny) == 0
+    assert source.stat().st_mtime_ns == stamp
+    assert "make demo ARGS=--rebuild" in capsys.readouterr().out
+    assert demo.main([*tiny, "--rebuild"]) == 0
+    assert source.stat().st_mtime_ns != stamp
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_demo_passes_args_to_the_demo():
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        ["make", "-n", "demo", "ARGS=--rebuild --max-epochs 2"], cwd=repo, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1].endswith("-m t1c.demo --rebuild --max-epochs 2")
+
+
+def test_install_commands_name_what_pip_can_find():
+    """t1c is not on the package index: the README, docstrings and messages give commands from a clone."""
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]
+    texts = {
+        name: (repo / name).read_text()
+        for name in ("README.md", "t1c/cli.py", "t1c/lightning/__init__.py", "t1c/lightning/events.py")
+    }
+    for name, text in texts.items():
+        assert "install 't1c[" not in text and 'install "t1c[' not in text, name
+    readme = texts["README.md"]
+    extras = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ("test", "events", "nir"):
+        assert f"pip install -e '.[{extra}]'" in readme and extra in extras
+    assert "python -m t1c.demo " in readme and "python -m pytest" in readme  # the route beside make
+    assert "make demo ARGS=--rebuild" in readme

@@ -3,7 +3,8 @@
 * :class:`T1CModule`: a LightningModule around a :class:`~t1c.bridge.GraphExecutor`.
 * :class:`T1CExport`: a Callback that writes a `.t1c` beside each checkpoint.
 * :class:`DigitsDataModule`, :class:`TensorDataModule`: the built-in data.
-* :class:`EventDataModule`: event frames from any tonic dataset (``pip install 't1c[events]'``).
+* :class:`EventDataModule`: event frames from any tonic dataset (tonic: ``pip install -e '.[events]'``
+  in a clone of t1c, or ``pip install 'tonic>=1.5'``).
 """
 
 from __future__ import annotations

@@ -335,7 +335,11 @@ def _resolve_class(dataset: str | type) -> type:
     try:
         cls = getattr(importlib.import_module(module_name), name, None) if module_name else None
     except ModuleNotFoundError as err:
-        hint = " (pip install 't1c[events]')" if module_name.split(".")[0] == "tonic" else ""
+        hint = (
+            " (pip install 'tonic>=1.5', or pip install -e '.[events]' in a clone of t1c)"
+            if module_name.split(".")[0] == "tonic"
+            else ""
+        )
         raise ValueError(f"EventDataModule(dataset={dataset!r}): cannot import {err.name}{hint}") from err
     if not isinstance(cls, type):
         raise ValueError(

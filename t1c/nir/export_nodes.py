@@ -17,6 +17,10 @@ import numpy as np
 from .. import ir
 from .common import META_BETA, META_STRICT, META_TYPE, SEPARATOR, FailsAtNode, f64, import_nir, ints
 
+#: How a refused LIF's message names the option that exports it approximately; the
+#: ``t1c convert`` command puts its flag, ``--approximate``, in its place.
+APPROXIMATE_HINT = "Pass approximate=True"
+
 
 @dataclasses.dataclass
 class ExportContext(FailsAtNode):
@@ -182,7 +186,7 @@ def to_lif(name: str, node: ir.LIF, ctx: ExportContext) -> list:
     if reasons and not ctx.approximate:
         raise ctx.fail(
             name,
-            "LIF has no exact NIR form: " + "; ".join(reasons) + ". Pass approximate=True to export NIR's "
+            "LIF has no exact NIR form: " + "; ".join(reasons) + f". {APPROXIMATE_HINT} to export NIR's "
             "reset-to-zero LIF with the same update instead (a warning says how it differs)",
         )
     if reasons:
