@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .convert import hybrid_hint
+from .convert import exports_in_hybrid
 from .convert.neurons import refused_neuron
 from .convert.normalization import FOLDED
 from .registry import Converter, ExportError, Shape, find_converter, overridden_base
@@ -97,7 +97,7 @@ def find_units(
             units[path] = Unit(path, module, converter)
         elif isinstance(module, FOLDED):
             units[path] = Unit(path, module, None, batchnorm=True)
-        elif refusal is not None or hybrid_hint(module) or next(iter(module.children()), None) is None:
+        elif refusal is not None or exports_in_hybrid(module) or next(iter(module.children()), None) is None:
             # A refused neuron is a leaf: its submodules (RLeaky.recurrent) are not layers; so is
             # a module that only hybrid=True converts (a SubgraphModule's inner executor).
             base = overridden_base(module, defaults)

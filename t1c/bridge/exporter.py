@@ -189,9 +189,9 @@ class _Builder:
         if unit.converter is None:
             base = f" (it subclasses {unit.overrides} but changes its behaviour)" if unit.overrides else ""
             raise ExportError(
-                f"no converter for `{step.path}` ({name}){base}; T1C-IR cannot express it "
-                f"by default{hybrid_hint(unit.module)}. Pass custom_map={{{name}: fn}} with "
-                "fn(module) or fn(module, ctx) returning a t1c.ir node (see docs/support.md)"
+                f"no converter for `{step.path}` ({name}){base}; {hybrid_hint(unit.module)}. Pass "
+                f"custom_map={{{name}: fn}} with fn(module) or fn(module, ctx) returning a t1c.ir node "
+                "(see docs/support.md)"
             )
         try:
             node = self.calls(unit.converter, unit.module, ctx)

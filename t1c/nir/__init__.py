@@ -13,7 +13,7 @@ step at which they are discretized (forward Euler), so both directions need it::
 
 Every node maps exactly or is refused with a :class:`NIRConversionError` that names the
 node and says why; the full table is in ``docs/nir.md``. The ``nir`` package is an
-optional extra (``pip install 't1c[nir]'``) imported only when a function here is called,
+optional extra (``pip install -e '.[nir]'`` from a clone, or ``pip install 'nir>=1.0,<1.1'``) imported only when a function here is called,
 so ``import t1c.nir`` and the rest of t1c work without it. Only numpy and :mod:`t1c.ir`
 are used otherwise (no torch), so ``t1c inspect model.nir`` stays fast.
 

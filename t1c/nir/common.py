@@ -12,7 +12,7 @@ import numpy as np
 from ..ir.errors import T1CFormatError
 
 #: What to run when the optional ``nir`` package is missing.
-INSTALL_HINT = "pip install 't1c[nir]'"
+INSTALL_HINT = "pip install 'nir>=1.0,<1.1' (from a clone: pip install -e '.[nir]')"
 
 #: NIR node metadata keys t1c.nir writes (and reads back) beside NIR's own fields.
 META_TYPE = "t1c_type"  # the T1C-IR type when NIR's differs (SpikingAffine, Skip)

@@ -61,3 +61,15 @@ def test_relu_import_follows_the_slope():
 def test_softmax_across_the_batch_is_marked():
     assert softmax_from_node(ir.Softmax(features=4, dim=0)).couples_batch
     assert not hasattr(softmax_from_node(ir.Softmax(features=4, dim=1)), "couples_batch")
+
+
+def test_a_refusal_says_whether_hybrid_exports_the_module():
+    """A GELU has a hybrid node: the message offers hybrid=True and does not say T1C-IR cannot
+    express it (issue 22 item 6); a module with no node at all says so, and offers no hybrid."""
+    with pytest.raises(ExportError) as gelu:
+        to_ir(nn.Sequential(nn.Linear(4, 4), nn.GELU()), torch.zeros(1, 4))
+    assert "pass hybrid=True" in str(gelu.value) and "cannot express" not in str(gelu.value)
+    assert "no node that computes it" not in str(gelu.value)
+    with pytest.raises(ExportError) as other:
+        to_ir(nn.Sequential(nn.Linear(4, 4), nn.Hardswish()), torch.zeros(1, 4))
+    assert "no node that computes it" in str(other.value) and "hybrid=True" not in str(other.value)

@@ -49,4 +49,8 @@ def test_nir_is_optional(tmp_path):
         cwd=tmp_path,
         check=True,
     ).stdout
-    assert "ERR t1c.nir needs the optional 'nir' package" in out and "pip install 't1c[nir]'" in out
+    assert (
+        "ERR t1c.nir needs the optional 'nir' package" in out
+        and "pip install -e '.[nir]'" in out
+        and "t1c[nir]" not in out
+    )

@@ -49,12 +49,20 @@ def export_converters(hybrid: bool = False) -> ExportTable:
     return table
 
 
-HYBRID_HINT = "pass hybrid=True to export it as its T1C-IR node"
+HYBRID_HINT = (
+    "a spiking export has no node for it, but T1C-IR's hybrid node set does "
+    "(docs/hybrid.md): pass hybrid=True to export it as that node"
+)
+NO_FORM = "T1C-IR has no node that computes it"
+
+
+def exports_in_hybrid(module: nn.Module) -> bool:
+    """Whether ``hybrid=True`` would export ``module`` exactly (as a hybrid node)."""
+    converter = find_converter(module, None, HYBRID_EXPORT)
+    return converter is not None and converter is not activations.refuse_feature_dropout
 
 
 def hybrid_hint(module: nn.Module) -> str:
-    """``"; pass hybrid=True ..."`` when ``hybrid=True`` would export ``module`` exactly, else ``""``."""
-    converter = find_converter(module, None, HYBRID_EXPORT)
-    if converter is None or converter is activations.refuse_feature_dropout:
-        return ""
-    return f"; {HYBRID_HINT}"
+    """Why ``module`` has no converter: :data:`HYBRID_HINT` when ``hybrid=True`` would export it
+    exactly, else :data:`NO_FORM`."""
+    return HYBRID_HINT if exports_in_hybrid(module) else NO_FORM
