@@ -30,7 +30,7 @@ from .hdf5 import FORMAT_VERSION, read, read_version, write
 from .hybrid import ANN_TYPES, MODES, SNN_TYPES, HybridRegion, Region, Subgraph, regions
 from .io import Input, Output
 from .linear import SPIKE_MODES, Affine, SpikingAffine
-from .neurons import LIF, RESET_MECHANISMS
+from .neurons import LIF, RESET_MECHANISMS, CubaLIF
 from .node import REGISTRY, Node
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool2d, MaxPool2d, Upsample
@@ -66,6 +66,7 @@ __all__ = [
     "Affine",
     "AvgPool2d",
     "Conv2d",
+    "CubaLIF",
     "Edge",
     "Flatten",
     "Graph",
