@@ -1,4 +1,4 @@
-"""Neurons: `LIF` (leaky integrate-and-fire, with snnTorch's extensions) and `CubaLIF`.
+"""Neurons: `LIF` (leaky integrate-and-fire, with snnTorch's extensions), `CubaLIF`, `AlphaLIF`.
 
 `LIF`, plain meaning (every file without the optional fields), with ``beta = 1 - 1/tau``::
 
@@ -13,7 +13,8 @@ the plain fields cannot: ``beta`` (the exact decay; when present the update is
 ``v > threshold``). A reader that ignores them falls back to the plain meaning.
 
 `CubaLIF` is the current-based neuron (NIR's ``CubaLIF``, and snnTorch's ``Synaptic``,
-``RSynaptic``, ``RLeaky`` and ``Lapicque`` exactly); ``docs/neurons.md`` gives its equations.
+``RSynaptic``, ``RLeaky`` and ``Lapicque`` exactly); `AlphaLIF` is snnTorch's ``Alpha``.
+``docs/neurons.md`` gives their equations and the snnTorch mapping.
 """
 
 from __future__ import annotations
@@ -142,6 +143,53 @@ class CubaLIF(Node):
 
     def output_shape(self, input_shapes: list[Shape]) -> Shape:
         return _neuron_output_shape(self.shape, input_shapes, "tau_syn")
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class AlphaLIF(Node):
+    """snnTorch's ``Alpha`` neurons: two synaptic currents, the membrane their weighted sum.
+
+    With ``x_t`` the sum of the inputs and ``reset = v_{t-1} > v_threshold`` (last step's
+    membrane; the membrane itself is not carried)::
+
+        exc_t = alpha * exc_{t-1} + x_t
+        inh_t = beta * inh_{t-1} - x_t
+        v_t   = tau * (exc_t + inh_t)
+        "zero" (default): exc_t, inh_t, v_t each minus itself times reset
+        "subtract":       exc_t -= reset * v_threshold;  inh_t -= reset * inh_t;
+                          v_t -= reset * (-inh_{t-1})
+        s_t = v_t > v_threshold
+
+    ``tau`` is the float32 value snnTorch computes, ``log(alpha) / (log(beta) - log(alpha)) + 1``;
+    it is stored, never recomputed, because float32 logs differ between libraries and the
+    difference cancels badly when ``beta`` is close to ``alpha`` (``docs/neurons.md``).
+    """
+
+    TYPE = "AlphaLIF"
+    alpha: np.ndarray = spec("float_array")
+    beta: np.ndarray = spec("float_array")
+    tau: np.ndarray = spec("float_array")
+    v_threshold: np.ndarray = spec("float_array")
+    reset_mechanism: str | None = spec("str", optional=True, default=None)
+
+    def __post_init__(self) -> None:
+        for name in ("tau", "v_threshold"):
+            setattr(self, name, as_float_array(getattr(self, name), name))
+        _check_same_shape(self, ("v_threshold",), "tau")
+        for name in ("alpha", "beta"):
+            decay = _decay(self, name, "tau")
+            if decay is None:
+                raise T1CFormatError("is required", field=name)
+            setattr(self, name, decay)
+        if self.reset_mechanism is not None:
+            self.reset_mechanism = as_choice(self.reset_mechanism, "reset_mechanism", RESET_MECHANISMS)
+
+    @property
+    def shape(self) -> Shape:
+        return tuple(self.tau.shape)
+
+    def output_shape(self, input_shapes: list[Shape]) -> Shape:
+        return _neuron_output_shape(self.shape, input_shapes, "tau")
 
 
 # -- checks shared by the neurons --------------------------------------------------------------

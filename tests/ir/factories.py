@@ -170,6 +170,18 @@ def make_cuba_lif_snntorch() -> ir.CubaLIF:
     )
 
 
+def make_alpha_lif() -> ir.AlphaLIF:
+    shape = (3, 8, 8)
+    alpha = np.resize(np.array([0.9, 0.95, 1.0], np.float32), shape)
+    return ir.AlphaLIF(
+        alpha=alpha,
+        beta=alpha * 0.8,
+        tau=f32(*shape),
+        v_threshold=f32(*shape, seed=1),
+        reset_mechanism="zero",
+    )
+
+
 def make_skip_residual() -> ir.Skip:
     return ir.Skip(skip_type="residual")
 
@@ -282,6 +294,7 @@ FACTORIES: dict[str, Callable[[], ir.Node]] = {
         make_lif_snntorch,
         make_cuba_lif,
         make_cuba_lif_snntorch,
+        make_alpha_lif,
         make_skip_residual,
         make_skip_concatenate,
         make_skip_passthrough,

@@ -1,4 +1,4 @@
-"""t1c.ir.neurons: CubaLIF's validation, shape rule and files; unknown types; seed files unchanged."""
+"""t1c.ir.neurons: CubaLIF and AlphaLIF validation, shape rules and files; unknown types; seed files unchanged."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ EXACT = dict(alpha=np.full(N, 0.5), beta=np.full(N, 0.9))
 
 def cuba(**changes) -> ir.CubaLIF:
     return ir.CubaLIF(**{**PLAIN, **changes})
+
+
+def alpha_lif(**changes) -> ir.AlphaLIF:
+    fields = dict(alpha=np.full(N, 0.9), beta=np.full(N, 0.8), tau=np.full(N, 1.89), v_threshold=np.ones(N))
+    return ir.AlphaLIF(**{**fields, **changes})
 
 
 # -- validation: every refusal names its field ----------------------------------------------
@@ -67,6 +72,13 @@ REFUSALS = {
     "reset_mechanism": (lambda: cuba(reset_mechanism="hard"), "reset_mechanism", "must be one of"),
     "reset_delay": (lambda: cuba(reset_delay=2), "reset_delay", "must be a boolean"),
     "tau_syn_strings": (lambda: cuba(tau_syn=np.array(["a"] * N)), "tau_syn", "must hold numbers"),
+    "alpha_lif_alpha_missing": (lambda: alpha_lif(alpha=None), "alpha", "is required"),
+    "alpha_lif_beta_above_one": (lambda: alpha_lif(beta=np.full(N, 1.25)), "beta", "got 1.25"),
+    "alpha_lif_beta_shape": (lambda: alpha_lif(beta=np.full(2, 0.5)), "beta", "but tau has [4]"),
+    "alpha_lif_threshold_shape": (lambda: alpha_lif(v_threshold=np.ones(5)), "v_threshold", "has shape [5]"),
+    "alpha_lif_tau_nan": (lambda: alpha_lif(tau=np.full(N, np.nan)), "tau", "NaN"),
+    "alpha_lif_tau_inf": (lambda: alpha_lif(tau=np.full(N, np.inf)), "tau", "inf"),
+    "alpha_lif_reset": (lambda: alpha_lif(reset_mechanism="soft"), "reset_mechanism", "must be one of"),
 }
 
 
@@ -108,6 +120,13 @@ def test_shape_rule_takes_inputs_of_the_neuron_shape() -> None:
         node.output_shape([(N + 1,)])
     with pytest.raises(ir.T1CFormatError, match="different shapes"):
         node.output_shape([(N,), (N + 1,)])
+
+
+def test_alpha_lif_shape_rule() -> None:
+    node = alpha_lif(reset_mechanism="subtract")
+    assert node.shape == (N,) and node.output_shape([(N,), (N,)]) == (N,)
+    with pytest.raises(ir.T1CFormatError, match="field 'tau'.*receives \\[3\\]"):
+        node.output_shape([(3,)])
 
 
 def test_param_shapes_are_the_required_fields() -> None:
