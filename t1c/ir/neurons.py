@@ -20,6 +20,7 @@ the plain fields cannot: ``beta`` (the exact decay; when present the update is
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
@@ -29,11 +30,35 @@ from .node import Node, Shape, as_bool, as_choice, as_float_array, merged_sum_sh
 RESET_MECHANISMS = ("zero", "subtract", "none")
 
 
+class _Neurons(Node):
+    """What the neuron types share: one neuron per element of ``SHAPE_FIELD``'s array.
+
+    Their shape rule: every input has the neurons' shape, and so does the output (the
+    spikes).
+    """
+
+    SHAPE_FIELD: ClassVar[str] = ""
+
+    @property
+    def shape(self) -> Shape:
+        return tuple(getattr(self, self.SHAPE_FIELD).shape)
+
+    def output_shape(self, input_shapes: list[Shape]) -> Shape:
+        received = merged_sum_shape(input_shapes)
+        if received != self.shape:
+            raise T1CFormatError(
+                f"has neurons of shape {list(self.shape)} but receives {list(received)}",
+                field=self.SHAPE_FIELD,
+            )
+        return received
+
+
 @dataclasses.dataclass(eq=False, repr=False)
-class LIF(Node):
+class LIF(_Neurons):
     """Leaky integrate-and-fire neurons, one per element of the parameter arrays."""
 
     TYPE = "LIF"
+    SHAPE_FIELD = "tau"
     tau: np.ndarray = spec("float_array")
     r: np.ndarray = spec("float_array")
     v_leak: np.ndarray = spec("float_array")
@@ -58,16 +83,9 @@ class LIF(Node):
         if self.strict_threshold is not None:
             self.strict_threshold = as_bool(self.strict_threshold, "strict_threshold")
 
-    @property
-    def shape(self) -> Shape:
-        return tuple(self.tau.shape)
-
-    def output_shape(self, input_shapes: list[Shape]) -> Shape:
-        return _neuron_output_shape(self.shape, input_shapes, "tau")
-
 
 @dataclasses.dataclass(eq=False, repr=False)
-class CubaLIF(Node):
+class CubaLIF(_Neurons):
     """Current-based leaky integrate-and-fire neurons, one per element of the parameter arrays.
 
     Plain meaning (``beta`` absent): NIR's ``CubaLIF`` at one step per time unit, with
@@ -95,6 +113,7 @@ class CubaLIF(Node):
     """
 
     TYPE = "CubaLIF"
+    SHAPE_FIELD = "tau_syn"
     tau_syn: np.ndarray = spec("float_array")
     tau_mem: np.ndarray = spec("float_array")
     r: np.ndarray = spec("float_array")
@@ -137,16 +156,9 @@ class CubaLIF(Node):
                     )
         _check_reset_fields(self)
 
-    @property
-    def shape(self) -> Shape:
-        return tuple(self.tau_syn.shape)
-
-    def output_shape(self, input_shapes: list[Shape]) -> Shape:
-        return _neuron_output_shape(self.shape, input_shapes, "tau_syn")
-
 
 @dataclasses.dataclass(eq=False, repr=False)
-class AlphaLIF(Node):
+class AlphaLIF(_Neurons):
     """snnTorch's ``Alpha`` neurons: two synaptic currents, the membrane their weighted sum.
 
     With ``x_t`` the sum of the inputs and ``reset = v_{t-1} > v_threshold`` (last step's
@@ -166,6 +178,7 @@ class AlphaLIF(Node):
     """
 
     TYPE = "AlphaLIF"
+    SHAPE_FIELD = "tau"
     alpha: np.ndarray = spec("float_array")
     beta: np.ndarray = spec("float_array")
     tau: np.ndarray = spec("float_array")
@@ -184,23 +197,8 @@ class AlphaLIF(Node):
         if self.reset_mechanism is not None:
             self.reset_mechanism = as_choice(self.reset_mechanism, "reset_mechanism", RESET_MECHANISMS)
 
-    @property
-    def shape(self) -> Shape:
-        return tuple(self.tau.shape)
-
-    def output_shape(self, input_shapes: list[Shape]) -> Shape:
-        return _neuron_output_shape(self.shape, input_shapes, "tau")
-
 
 # -- checks shared by the neurons --------------------------------------------------------------
-def _neuron_output_shape(shape: Shape, input_shapes: list[Shape], field: str) -> Shape:
-    """Neurons pass their input's shape on; every input must have the neurons' shape."""
-    received = merged_sum_shape(input_shapes)
-    if received != shape:
-        raise T1CFormatError(f"has neurons of shape {list(shape)} but receives {list(received)}", field=field)
-    return received
-
-
 def _check_same_shape(node: Node, names: tuple[str, ...], reference: str) -> None:
     shape = getattr(node, reference).shape
     for name in names:

@@ -210,7 +210,7 @@ def test_an_unknown_neuron_type_is_refused_by_name(tmp_path: Path) -> None:
 
 # -- files with only the seed's primitives keep their bytes -----------------------------------
 #: sha256 of each fixture read and written back by the writer before CubaLIF existed (commit
-#: 6bb26de, h5py 3.16 / HDF5 2.0.0), and of a graph with an snnTorch LIF (every optional field).
+#: 6bb26de, h5py 3.16 / HDF5 2.0.0), and of a graph with the factories' snnTorch LIF (every optional field).
 SEED_DIGESTS = {
     "conv_snn.t1c": "f40615439e71938d59de88e7493850edf7a5450d6a0a568427119be3dd707487",
     "mlp_snn.t1c": "3521c82e0830d5ddbc78187f409ccb70659113d8fd1879fe8ec463b17622d752",
@@ -240,21 +240,11 @@ def test_seed_files_rewrite_to_the_same_bytes(name: str, tmp_path: Path) -> None
 
 @same_hdf5
 def test_snntorch_lif_writes_the_same_bytes(tmp_path: Path) -> None:
-    beta = np.array([0.5, 0.9, 0.95, 1.0], dtype=np.float32)
-    with np.errstate(divide="ignore"):
-        tau = 1.0 / (1.0 - beta)
-    lif = ir.LIF(
-        tau=tau,
-        r=tau,
-        v_leak=np.zeros(4),
-        v_threshold=np.ones(4),
-        beta=beta,
-        reset_mechanism="subtract",
-        reset_delay=True,
-        strict_threshold=True,
-    )
     graph = ir.Graph.from_chain(
-        ir.Input(input_type={"input": np.array([4])}), lif, ir.Output(), names=["input", "lif", "output"]
+        ir.Input(input_type={"input": np.array([4])}),
+        FACTORIES["lif_snntorch"](),
+        ir.Output(),
+        names=["input", "lif", "output"],
     )
     ir.write(tmp_path / "lif.t1c", graph)
     assert _digest(tmp_path / "lif.t1c") == LIF_SNNTORCH_DIGEST
