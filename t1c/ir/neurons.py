@@ -92,9 +92,8 @@ class CubaLIF(_Neurons):
     ``a = 1 - 1/tau_syn``, ``b = 1 - 1/tau_mem`` and ``x_t`` the sum of the inputs (and of
     ``w_rec * s_{t-1}``, a one-to-one recurrence, when ``w_rec`` is present)::
 
-        i_t = a * i_{t-1} + (1 - a) * (w_in * x_t)
-        v_t = b * v_{t-1} + (1 - b) * (v_leak + r * i_t)
-        s_t = v_t > v_threshold;  v_t = 0 where s_t
+        syn_t = a * syn_{t-1} + (1 - a) * (w_in * x_t)
+        u_t   = b * v_{t-1} + (1 - b) * (v_leak + r * syn_t)
 
     Exact meaning (``beta`` present), snnTorch's operation order: the inputs are added one at
     a time in edge-list order, then ``w_rec * s_{t-1}``::
@@ -107,9 +106,10 @@ class CubaLIF(_Neurons):
     (``reset = v_{t-1} > v_threshold``): "subtract" ``u - reset * v_threshold``, "zero"
     ``u - reset * u`` (the whole new membrane), then ``s_t = u_t > v_threshold``; with
     ``reset_delay`` False the reset happens in the same step as well
-    (``do = s_t - reset``: ``u - do * v_threshold`` or ``u - do * u``). Both meanings use
-    this reset; the defaults (``reset_mechanism`` "zero", ``reset_delay`` False) are NIR's
-    reset to zero for ``v_threshold >= 0``. ``docs/neurons.md`` has the whole story.
+    (``do = s_t - reset``: ``u - do * v_threshold`` or ``u - do * u``), and ``v_t = u_t``.
+    Both meanings use this reset; its defaults (``reset_mechanism`` "zero", ``reset_delay``
+    False) give NIR's reset to zero in the same step, for ``v_threshold >= 0``. The node
+    outputs ``s_t``. ``docs/neurons.md`` has the whole story.
     """
 
     TYPE = "CubaLIF"
