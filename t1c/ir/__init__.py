@@ -30,7 +30,7 @@ from .hdf5 import FORMAT_VERSION, read, read_version, write
 from .hybrid import ANN_TYPES, MODES, SNN_TYPES, HybridRegion, Region, Subgraph, regions
 from .io import Input, Output
 from .linear import SPIKE_MODES, Affine, SpikingAffine
-from .neurons import LIF, RESET_MECHANISMS
+from .neurons import LIF, RESET_MECHANISMS, AlphaLIF, CubaLIF
 from .node import REGISTRY, Node
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool2d, MaxPool2d, Upsample
@@ -64,8 +64,10 @@ __all__ = [
     "SPIKE_MODES",
     "LIF",
     "Affine",
+    "AlphaLIF",
     "AvgPool2d",
     "Conv2d",
+    "CubaLIF",
     "Edge",
     "Flatten",
     "Graph",

@@ -136,6 +136,52 @@ def make_lif_snntorch() -> ir.LIF:
     )
 
 
+def make_cuba_lif() -> ir.CubaLIF:
+    shape = (3, 8, 8)  # the round-trip graphs feed [3, 8, 8]
+    lif_arrays, rng = _lif_arrays(shape), _rng(1)
+    return ir.CubaLIF(
+        tau_syn=rng.uniform(1.0, 5.0, shape),
+        tau_mem=lif_arrays.pop("tau"),
+        w_in=rng.uniform(0.5, 2.0, shape),
+        **lif_arrays,
+    )
+
+
+def make_cuba_lif_snntorch() -> ir.CubaLIF:
+    """Every optional field set; alpha and beta include 1 (tau = +inf)."""
+    shape = (3, 8, 8)
+    alpha = np.resize(np.array([0.0, 0.5, 0.9, 1.0], np.float32), shape)
+    beta = np.resize(np.array([0.8, 1.0, 0.95], np.float32), shape)
+    with np.errstate(divide="ignore"):
+        tau_syn, tau_mem = 1.0 / (1.0 - alpha), 1.0 / (1.0 - beta)
+    return ir.CubaLIF(
+        tau_syn=tau_syn,
+        tau_mem=tau_mem,
+        r=tau_mem,
+        v_leak=np.zeros(shape),
+        v_threshold=f32(*shape),
+        w_in=tau_syn * 0.5,
+        alpha=alpha,
+        beta=beta,
+        input_gain=np.full(shape, 0.5),
+        w_rec=f32(*shape, seed=2),
+        reset_mechanism="subtract",
+        reset_delay=True,
+    )
+
+
+def make_alpha_lif() -> ir.AlphaLIF:
+    shape = (3, 8, 8)
+    alpha = np.resize(np.array([0.9, 0.95, 1.0], np.float32), shape)
+    return ir.AlphaLIF(
+        alpha=alpha,
+        beta=alpha * 0.8,
+        tau=f32(*shape),
+        v_threshold=f32(*shape, seed=1),
+        reset_mechanism="zero",
+    )
+
+
 def make_skip_residual() -> ir.Skip:
     return ir.Skip(skip_type="residual")
 
@@ -246,6 +292,9 @@ FACTORIES: dict[str, Callable[[], ir.Node]] = {
         make_flatten,
         make_lif,
         make_lif_snntorch,
+        make_cuba_lif,
+        make_cuba_lif_snntorch,
+        make_alpha_lif,
         make_skip_residual,
         make_skip_concatenate,
         make_skip_passthrough,

@@ -1,0 +1,250 @@
+"""t1c.ir.neurons: CubaLIF and AlphaLIF validation, shape rules and files; unknown types; seed files unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from t1c import ir
+
+from .factories import FACTORIES
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+N = 4
+PLAIN = dict(
+    tau_syn=np.full(N, 2.0),
+    tau_mem=np.full(N, 10.0),
+    r=np.full(N, 10.0),
+    v_leak=np.zeros(N),
+    v_threshold=np.ones(N),
+    w_in=np.full(N, 2.0),
+)
+EXACT = dict(alpha=np.full(N, 0.5), beta=np.full(N, 0.9))
+
+
+def cuba(**changes) -> ir.CubaLIF:
+    return ir.CubaLIF(**{**PLAIN, **changes})
+
+
+def alpha_lif(**changes) -> ir.AlphaLIF:
+    fields = dict(alpha=np.full(N, 0.9), beta=np.full(N, 0.8), tau=np.full(N, 1.89), v_threshold=np.ones(N))
+    return ir.AlphaLIF(**{**fields, **changes})
+
+
+# -- validation: every refusal names its field ----------------------------------------------
+REFUSALS = {
+    "tau_mem_shape": (lambda: cuba(tau_mem=np.ones(N + 1)), "tau_mem", "but tau_syn has [4]"),
+    "r_shape": (lambda: cuba(r=np.ones((N, 1))), "r", "has shape [4, 1]"),
+    "v_leak_shape": (lambda: cuba(v_leak=np.zeros(2)), "v_leak", "has shape [2]"),
+    "v_threshold_shape": (lambda: cuba(v_threshold=np.ones(1)), "v_threshold", "has shape [1]"),
+    "w_in_shape": (lambda: cuba(w_in=np.ones(3)), "w_in", "has shape [3]"),
+    "alpha_shape": (lambda: cuba(alpha=np.ones(2), beta=EXACT["beta"]), "alpha", "has shape [2]"),
+    "beta_shape": (lambda: cuba(beta=np.ones(5)), "beta", "has shape [5]"),
+    "input_gain_shape": (lambda: cuba(**EXACT, input_gain=np.ones(1)), "input_gain", "has shape [1]"),
+    "w_rec_shape": (lambda: cuba(w_rec=np.ones((2, 2))), "w_rec", "has shape [2, 2]"),
+    "tau_syn_zero": (lambda: cuba(tau_syn=np.zeros(N)), "tau_syn", "must be positive"),
+    "tau_mem_negative": (lambda: cuba(tau_mem=np.full(N, -1.0)), "tau_mem", "must be positive"),
+    "tau_syn_missing": (lambda: cuba(tau_syn=None), "tau_syn", "is required"),
+    "w_in_missing": (lambda: cuba(w_in=None), "w_in", "is required"),
+    "v_threshold_nan": (lambda: cuba(v_threshold=np.full(N, np.nan)), "v_threshold", "NaN"),
+    "v_leak_inf": (lambda: cuba(v_leak=np.full(N, np.inf)), "v_leak", "inf"),
+    "w_rec_nan": (lambda: cuba(w_rec=np.full(N, np.nan)), "w_rec", "NaN"),
+    "alpha_above_one": (lambda: cuba(alpha=np.full(N, 1.5), beta=EXACT["beta"]), "alpha", "got 1.5"),
+    "beta_negative": (lambda: cuba(beta=np.full(N, -0.1)), "beta", "must be in [0, 1]"),
+    "tau_syn_inf_without_alpha": (lambda: cuba(tau_syn=np.full(N, np.inf)), "tau_syn", "alpha is not 1"),
+    "w_in_inf_alpha_below_one": (
+        lambda: cuba(**EXACT, w_in=np.full(N, np.inf)),
+        "w_in",
+        "+inf where alpha is not 1",
+    ),
+    "tau_mem_inf_beta_below_one": (
+        lambda: cuba(**EXACT, tau_mem=np.full(N, np.inf)),
+        "tau_mem",
+        "+inf where beta is not 1",
+    ),
+    "r_inf_without_beta": (lambda: cuba(r=np.full(N, np.inf)), "r", "beta is not 1"),
+    "alpha_without_beta": (lambda: cuba(alpha=EXACT["alpha"]), "alpha", "needs beta too"),
+    "input_gain_without_beta": (lambda: cuba(input_gain=np.ones(N)), "input_gain", "needs beta too"),
+    "reset_mechanism": (lambda: cuba(reset_mechanism="hard"), "reset_mechanism", "must be one of"),
+    "reset_delay": (lambda: cuba(reset_delay=2), "reset_delay", "must be a boolean"),
+    "tau_syn_strings": (lambda: cuba(tau_syn=np.array(["a"] * N)), "tau_syn", "must hold numbers"),
+    "alpha_lif_alpha_missing": (lambda: alpha_lif(alpha=None), "alpha", "is required"),
+    "alpha_lif_beta_above_one": (lambda: alpha_lif(beta=np.full(N, 1.25)), "beta", "got 1.25"),
+    "alpha_lif_beta_shape": (lambda: alpha_lif(beta=np.full(2, 0.5)), "beta", "but tau has [4]"),
+    "alpha_lif_threshold_shape": (lambda: alpha_lif(v_threshold=np.ones(5)), "v_threshold", "has shape [5]"),
+    "alpha_lif_tau_nan": (lambda: alpha_lif(tau=np.full(N, np.nan)), "tau", "NaN"),
+    "alpha_lif_tau_inf": (lambda: alpha_lif(tau=np.full(N, np.inf)), "tau", "inf"),
+    "alpha_lif_reset": (lambda: alpha_lif(reset_mechanism="soft"), "reset_mechanism", "must be one of"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusals_name_the_field(case: str) -> None:
+    make, field, words = REFUSALS[case]
+    with pytest.raises(ir.T1CFormatError) as info:
+        make()
+    assert info.value.field == field
+    assert f"field '{field}'" in str(info.value) and words in str(info.value)
+
+
+def test_valid_forms_are_accepted_and_stored_as_float32() -> None:
+    plain = cuba()
+    assert plain.shape == (N,) and all(getattr(plain, k).dtype == np.float32 for k in PLAIN)
+    ones = np.ones(N)
+    exact = cuba(  # decays of 1 are stored as +inf time constants (and w_in = tau_syn * gain)
+        tau_syn=np.full(N, np.inf),
+        tau_mem=np.full(N, np.inf),
+        r=np.full(N, np.inf),
+        w_in=np.full(N, np.inf),
+        alpha=ones,
+        beta=ones,
+        input_gain=ones * 0.5,
+        w_rec=np.full(N, -0.25),
+        reset_mechanism=b"subtract",
+        reset_delay=np.bool_(True),
+    )
+    assert exact.reset_mechanism == "subtract" and exact.reset_delay is True
+    assert exact.w_rec.dtype == np.float32 and exact.input_gain.dtype == np.float32
+    no_current = cuba(beta=EXACT["beta"], input_gain=ones)  # RLeaky / Lapicque: no alpha
+    assert no_current.alpha is None
+
+
+def test_shape_rule_takes_inputs_of_the_neuron_shape() -> None:
+    node = cuba()
+    assert node.output_shape([(N,), (N,)]) == (N,)
+    with pytest.raises(ir.T1CFormatError, match="field 'tau_syn'.*receives \\[5\\]"):
+        node.output_shape([(N + 1,)])
+    with pytest.raises(ir.T1CFormatError, match="different shapes"):
+        node.output_shape([(N,), (N + 1,)])
+
+
+def test_alpha_lif_shape_rule() -> None:
+    node = alpha_lif(reset_mechanism="subtract")
+    assert node.shape == (N,) and node.output_shape([(N,), (N,)]) == (N,)
+    with pytest.raises(ir.T1CFormatError, match="field 'tau'.*receives \\[3\\]"):
+        node.output_shape([(3,)])
+
+
+def test_param_shapes_are_the_required_fields() -> None:
+    node = FACTORIES["cuba_lif_snntorch"]()
+    assert set(node.param_shapes()) == set(PLAIN)
+
+
+# -- files ----------------------------------------------------------------------------------
+def two_input_graph(node: ir.CubaLIF) -> ir.Graph:
+    """Input -> a -> neuron <- b <- Input: the neuron's inputs in edge order (a, then b)."""
+    rng = np.random.default_rng(0)
+    nodes = {
+        "input": ir.Input(input_type={"input": np.array([3])}),
+        "b": ir.Affine(weight=rng.standard_normal((N, 3)), bias=np.zeros(N)),
+        "a": ir.Affine(weight=rng.standard_normal((N, 3)), bias=np.ones(N)),
+        "neuron": node,
+        "output": ir.Output(),
+    }
+    edges = [("input", "b"), ("input", "a"), ("a", "neuron"), ("b", "neuron"), ("neuron", "output")]
+    return ir.Graph(nodes, edges)
+
+
+@pytest.mark.parametrize("kind", ["cuba_lif", "cuba_lif_snntorch"])
+def test_round_trip_keeps_fields_and_input_order(kind: str, tmp_path: Path) -> None:
+    shape = (N,)
+    made = FACTORIES[kind]()
+    node = ir.CubaLIF(
+        **{k: np.resize(v, shape) if isinstance(v, np.ndarray) else v for k, v in made.to_fields().items()}
+    )
+    path = tmp_path / "cuba.t1c"
+    ir.write(path, two_input_graph(node))
+    back = ir.read(path)
+    assert back.edges == two_input_graph(node).edges and list(back.nodes) == [
+        "input",
+        "b",
+        "a",
+        "neuron",
+        "output",
+    ]
+    read_node = back.nodes["neuron"]
+    assert type(read_node) is ir.CubaLIF and read_node.to_fields().keys() == node.to_fields().keys()
+    for name, value in node.to_fields().items():
+        np.testing.assert_array_equal(getattr(read_node, name), value, err_msg=name)
+    with h5py.File(path, "r") as f:
+        group = f["graph/nodes/neuron"]
+        assert group["type"][()].decode() == "CubaLIF"
+        assert set(group) == {"type", *node.to_fields()}
+
+
+def test_plain_node_writes_only_the_nir_fields(tmp_path: Path) -> None:
+    path = tmp_path / "plain.t1c"
+    ir.write(path, two_input_graph(cuba()))
+    with h5py.File(path, "r") as f:
+        assert set(f["graph/nodes/neuron"]) == {"type", *PLAIN}
+
+
+# -- a reader that does not know the type -----------------------------------------------------
+def test_a_reader_without_cubalif_refuses_it_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What this project's older readers do: the registry lacks the type, the read fails."""
+    path = tmp_path / "new.t1c"
+    ir.write(path, two_input_graph(cuba(**EXACT)))
+    monkeypatch.delitem(ir.REGISTRY, "CubaLIF")
+    with pytest.raises(ir.T1CFormatError) as info:
+        ir.read(path)
+    assert (info.value.node, info.value.field) == ("neuron", "type")
+    assert "unknown node type 'CubaLIF'" in str(info.value) and str(path) in str(info.value)
+
+
+def test_an_unknown_neuron_type_is_refused_by_name(tmp_path: Path) -> None:
+    """A file from a newer writer (a type this reader lacks) fails the same way."""
+    path = tmp_path / "newer.t1c"
+    ir.write(path, two_input_graph(cuba()))
+    with h5py.File(path, "r+") as f:
+        del f["graph/nodes/neuron/type"]
+        f["graph/nodes/neuron/type"] = "CubaLIF2"
+    with pytest.raises(
+        ir.T1CFormatError, match="node 'neuron', field 'type': has unknown node type 'CubaLIF2'"
+    ):
+        ir.read(path)
+
+
+# -- files with only the seed's primitives keep their bytes -----------------------------------
+#: sha256 of each fixture read and written back by the writer before CubaLIF existed (commit
+#: 6bb26de, h5py 3.16 / HDF5 2.0.0), and of a graph with the factories' snnTorch LIF (every optional field).
+SEED_DIGESTS = {
+    "conv_snn.t1c": "f40615439e71938d59de88e7493850edf7a5450d6a0a568427119be3dd707487",
+    "mlp_snn.t1c": "3521c82e0830d5ddbc78187f409ccb70659113d8fd1879fe8ec463b17622d752",
+    "resnet_block.t1c": "fa5e390ee0b502c84e951f56a2a10fe5fcff95f69befb9ac558aea45cc829f30",
+    "spiking_affine.t1c": "eee6443d2c4c6fbc546f73b4f2d37b5113eee4dff15e3a69055ecb682407e0d0",
+    "hybrid/conv_bn2d_prelu_lif.t1c": "780bbbdd6f1fd527e5095661e76ed675a9897a647dccc12c31ad73a212988707",
+    "hybrid/mlp_bn1d_relu_lif.t1c": "1c4623149ea7eaa414c27111d1533b090db47fab6ace542a5e49d540a8e6e0af",
+}
+LIF_SNNTORCH_DIGEST = "cd3e0f9b3b8e4a4a8121ab9aa94e0a9b38cca35b2f869a91110fab4179a81a0b"
+same_hdf5 = pytest.mark.skipif(
+    h5py.version.hdf5_version != "2.0.0",
+    reason="digests recorded with HDF5 2.0.0; other versions lay out bytes their own way",
+)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@same_hdf5
+@pytest.mark.parametrize("name", sorted(SEED_DIGESTS))
+def test_seed_files_rewrite_to_the_same_bytes(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "rewritten.t1c"
+    ir.write(out, ir.read(FIXTURES / name))
+    assert _digest(out) == SEED_DIGESTS[name]
+
+
+@same_hdf5
+def test_snntorch_lif_writes_the_same_bytes(tmp_path: Path) -> None:
+    graph = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([4])}),
+        FACTORIES["lif_snntorch"](),
+        ir.Output(),
+        names=["input", "lif", "output"],
+    )
+    ir.write(tmp_path / "lif.t1c", graph)
+    assert _digest(tmp_path / "lif.t1c") == LIF_SNNTORCH_DIGEST
