@@ -1,7 +1,8 @@
 """Changes to the files of an export folder that a reader never sees half done.
 
 A `.t1c` that is a second checkpoint's copy of an export (``last.t1c``) is copied or linked
-atomically, and a file is removed without caring whether it is still there.
+atomically, a link is turned into a copy before the file it points to goes, and a file is
+removed without caring whether it is still there.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
         return
     try:
         os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def unlink_copy(link: str | os.PathLike) -> None:
+    """Replace the symbolic link ``link`` by a copy of the file it points to, atomically."""
+    tmp = temp_beside(Path(link))
+    try:
+        shutil.copyfile(link, tmp)
+        os.replace(tmp, link)  # replaces the link itself, not its target
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
