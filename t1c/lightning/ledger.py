@@ -2,10 +2,11 @@
 
 The :class:`Ledger` keeps one entry per `.t1c` file of this run (plain types: it is the
 callback's resumable state), plans what to write, copy, link or load for the checkpoints
-the ModelCheckpoints hold (:func:`plan`), deletes the exports of checkpoints they dropped
-(:func:`should_delete`), keeps ``last.t1c`` current, writes the manifests, and merges the
-manifests of its folders at fit start. Only global rank zero touches files; every rank
-keeps the same entries.
+every ModelCheckpoint holds (:func:`plan`), deletes the exports of checkpoints they dropped
+(:func:`should_delete`; only files the run wrote, :attr:`Ledger.owned`), keeps ``last.t1c``
+following the running fit (:func:`last_not_followed` says where it cannot), writes the
+manifests, and merges the manifests of its folders at fit start. Only global rank zero
+touches files; every rank keeps the same entries.
 """
 
 from __future__ import annotations
@@ -104,18 +105,21 @@ def last_not_followed(
         dirpath: the callback's export folder, or None (each ModelCheckpoint's).
         listed: the `.t1c` paths the manifests of this fit's folders list.
     """
-    mcs = [mc for mc in mcs if mc.dirpath]
+    # per folder, the ModelCheckpoint saving last.ckpt (if any) decides
+    mcs = sorted((mc for mc in mcs if mc.dirpath), key=lambda mc: not mc.save_last)
     ours = {os.path.normpath(mc.last_model_path) for mc in mcs if mc.last_model_path}
     listed = set(listed)
     reasons: dict[str, str] = {}
+    seen: set[str] = set()
     for mc in mcs:
         checkpoint_dir = os.path.normpath(os.fspath(mc.dirpath))
         folder = dirpath or checkpoint_dir
         stem = mc.CHECKPOINT_NAME_LAST
         last_t1c = os.path.join(folder, LAST_STEM + EXPORT_SUFFIX)
         last_ckpt = os.path.join(checkpoint_dir, stem + mc.FILE_EXTENSION)
-        if folder in reasons or "{" in stem:
+        if folder in seen or stem != LAST_STEM:
             continue
+        seen.add(folder)
         if os.path.lexists(last_ckpt) and last_ckpt not in ours and mc._enable_version_counter:
             version = 1
             while os.path.lexists(os.path.join(checkpoint_dir, f"{stem}-v{version}{mc.FILE_EXTENSION}")):
@@ -330,14 +334,18 @@ class Ledger:
     def detach_copies(self, path: str, rank_zero: bool) -> None:
         """Before ``path`` is deleted: the entries copied or linked from it stop naming it.
 
-        A link becomes a copy of the file (so it never dangles); ``same_as`` becomes None.
+        ``same_as`` becomes None; a link this run made becomes a copy of the file (so it never
+        dangles). A file this run did not write is left as it is.
         """
         for entry in self.entries.values():
             if entry.get("same_as") != path:
                 continue
+            entry["same_as"] = None
+            if entry["file"] not in self.owned:
+                continue
             if entry.get("link") and rank_zero and os.path.islink(entry["file"]):
                 unlink_copy(entry["file"])
-            entry.update(same_as=None, link=False)
+            entry["link"] = False
 
     def materialize(
         self, trainer: Trainer, pl_module: LightningModule, exporter: Exporter, action: Action

@@ -175,10 +175,14 @@ def test_detach_copies_before_their_source_is_deleted(tmp_path):
         f"{folder}/a.t1c": _entry(folder, "a.t1c"),
         f"{folder}/last.t1c": _entry(folder, "last.t1c", link=True, same_as=f"{folder}/a.t1c"),
         f"{folder}/b.t1c": _entry(folder, "b.t1c", same_as=f"{folder}/a.t1c"),
+        f"{folder}/c.t1c": _entry(folder, "c.t1c", link=True, same_as=f"{folder}/a.t1c"),  # not written here
     }
+    os.symlink("a.t1c", tmp_path / "c.t1c")
+    ledger.owned = {f"{folder}/{name}" for name in ("a.t1c", "last.t1c", "b.t1c")}
     ledger.detach_copies(f"{folder}/a.t1c", rank_zero=True)
     # same_as named a file top-k was about to delete; the link would have dangled
     assert not os.path.islink(tmp_path / "last.t1c") and (tmp_path / "last.t1c").read_bytes() == b"a"
+    assert os.path.islink(tmp_path / "c.t1c") and ledger.entries[f"{folder}/c.t1c"]["same_as"] is None
     for name in ("last.t1c", "b.t1c"):
         entry = ledger.entries[f"{folder}/{name}"]
         assert entry["same_as"] is None and entry["link"] is False, name
@@ -192,10 +196,13 @@ def test_last_not_followed_names_why(tmp_path):
     (tmp_path / "last-v1.ckpt").write_bytes(b"")
     reason = last_not_followed([mc], None, [])[folder]
     assert "last.ckpt is an earlier run's" in reason and "last-v2.t1c is this fit's newest" in reason
+    # two ModelCheckpoints in the folder: the one saving last.ckpt says which name follows
+    plain = _mc(tmp_path, save_last=None)
+    assert last_not_followed([plain, mc], None, []) == {folder: reason}
+    assert "keeps no last.t1c there" in last_not_followed([plain], None, [])[folder]
     mc.last_model_path = str(tmp_path / "last.ckpt")  # resumed from it: last.t1c follows it
     assert last_not_followed([mc], None, []) == {}
     (tmp_path / "last.ckpt").unlink()
     (tmp_path / "last.t1c").write_bytes(b"")
-    plain = _mc(tmp_path, save_last=None)
     assert "listed in no manifest" in last_not_followed([plain], None, [])[folder]
     assert last_not_followed([plain], None, [f"{folder}/last.t1c"]) == {}
