@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from .exporting import Exporter, Pending
-from .files import atomic_copy, atomic_symlink, remove_file, unlink_copy
+from .files import atomic_copy, atomic_symlink, copy_replacing, remove_file
 from .holdings import Held, held_by, model_checkpoints, resumed_from
 from .layout import under_folder
 from .manifest import MANIFEST_NAME, manifest_entries, manifest_entry, merge_manifest
@@ -344,7 +344,7 @@ class Ledger:
             if entry["file"] not in self.owned:
                 continue
             if entry.get("link") and rank_zero and os.path.islink(entry["file"]):
-                unlink_copy(entry["file"])
+                copy_replacing(entry["file"], entry["file"])
             entry["link"] = False
 
     def materialize(
@@ -451,7 +451,7 @@ class Ledger:
         ):
             return
         if rank_zero:
-            atomic_copy(source, path)
+            copy_replacing(source, path)  # a link left there (another run's) is replaced, not written through
         self.owned.add(path)
         self.entries[path] = {
             **newest,

@@ -144,8 +144,9 @@ def test_update_last_copies_this_runs_newest_export(tmp_path):
 
 def test_update_last_takes_over_an_earlier_runs_last_and_removes_only_its_own(tmp_path):
     folder = str(tmp_path)
-    for name in ("b.t1c", "last.t1c"):
+    for name in ("b.t1c", "c.t1c"):
         (tmp_path / name).write_bytes(name.encode())
+    os.symlink("c.t1c", tmp_path / "last.t1c")  # an earlier run's last.t1c, a link to its export
     earlier_last = _entry(folder, "last.t1c", checkpoint=None, global_step=9, run="r0")
     ledger = Ledger("r1", None, save_last=True)
     ledger.entries = {
@@ -155,7 +156,8 @@ def test_update_last_takes_over_an_earlier_runs_last_and_removes_only_its_own(tm
     ledger.owned = {f"{folder}/b.t1c"}
     # a second run into the folder: last.t1c follows this fit's newest export (it kept r0's before)
     ledger.update_last(folder, True, last_ckpt_exists=False, last_t1c_exists=True)
-    assert (tmp_path / "last.t1c").read_bytes() == b"b.t1c"
+    assert (tmp_path / "last.t1c").read_bytes() == b"b.t1c" and not os.path.islink(tmp_path / "last.t1c")
+    assert (tmp_path / "c.t1c").read_bytes() == b"c.t1c"  # replaced, never written through
     last = ledger.entries[f"{folder}/last.t1c"]
     assert (last["run"], last["global_step"], last["same_as"]) == ("r1", 4, f"{folder}/b.t1c")
     # an entry carrying this run's id that this run did not write: never removed
