@@ -198,9 +198,7 @@ class T1CExport(Callback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Merge the manifests of this fit's folders (ledger); states are restored before this hook."""
-        self.ledger.saved.clear()
-        self.ledger.merge_from_disk(trainer, fit_folders(trainer, self.dirpath, self._own_dir))
-        self.ledger.check_disk = True
+        self.ledger.start_fit(trainer, fit_folders(trainer, self.dirpath, self._own_dir))
         self._dirty = True
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -1,7 +1,9 @@
 """Changes to the files of an export folder that a reader never sees half done.
 
 A `.t1c` that is a second checkpoint's copy of an export (``last.t1c``) is copied or linked
-atomically, and a file is removed without caring whether it is still there.
+atomically (``last.t1c`` replacing whatever lies there, a link too, so that a copy never
+writes through a link into another export), a link is turned into a copy before the file it
+points to goes, and a file is removed without caring whether it is still there.
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
         return
     try:
         os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def copy_replacing(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` to ``dst`` atomically, replacing ``dst`` itself: a symbolic link there is
+    replaced, never written through (``src`` may be that link: it becomes a copy of its file)."""
+    tmp = temp_beside(Path(dst))
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -2,10 +2,11 @@
 
 The :class:`Ledger` keeps one entry per `.t1c` file of this run (plain types: it is the
 callback's resumable state), plans what to write, copy, link or load for the checkpoints
-the ModelCheckpoints hold (:func:`plan`), deletes the exports of checkpoints they dropped
-(:func:`should_delete`), keeps ``last.t1c`` current, writes the manifests, and merges the
-manifests of its folders at fit start. Only global rank zero touches files; every rank
-keeps the same entries.
+every ModelCheckpoint holds (:func:`plan`), deletes the exports of checkpoints they dropped
+(:func:`should_delete`; only files the run wrote, :attr:`Ledger.owned`), keeps ``last.t1c``
+following the running fit (:func:`last_not_followed` says where it cannot), writes the
+manifests, and merges the manifests of its folders at fit start. Only global rank zero
+touches files; every rank keeps the same entries.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from .exporting import Exporter, Pending
-from .files import atomic_copy, atomic_symlink, remove_file
+from .files import atomic_copy, atomic_symlink, copy_replacing, remove_file
 from .holdings import Held, held_by, model_checkpoints, resumed_from
 from .layout import under_folder
 from .manifest import MANIFEST_NAME, manifest_entries, manifest_entry, merge_manifest
@@ -49,6 +51,14 @@ def should_delete(entry: Mapping[str, Any], held: set[str], run: str) -> bool:
     )
 
 
+def held_export_path(h: Held) -> str:
+    """The `.t1c` path of a held checkpoint's export (named after it, in its export folder)."""
+    path = os.path.normpath(export_path_for(h.checkpoint, h.checkpoint_dir, h.export_dir))
+    if h.export_dir != h.checkpoint_dir and not under_folder(h.checkpoint, h.checkpoint_dir):
+        path = os.path.join(h.export_dir, os.path.basename(path))
+    return path
+
+
 def plan(held: Iterable[Held], entries: Mapping[str, Mapping[str, Any]], run: str) -> list[Action]:
     """The files to write, copy, link or load so that every held checkpoint has its export.
 
@@ -57,9 +67,7 @@ def plan(held: Iterable[Held], entries: Mapping[str, Mapping[str, Any]], run: st
     actions = []
     by_checkpoint: dict[str, str] = {}
     for h in held:
-        path = os.path.normpath(export_path_for(h.checkpoint, h.checkpoint_dir, h.export_dir))
-        if h.export_dir != h.checkpoint_dir and not under_folder(h.checkpoint, h.checkpoint_dir):
-            path = os.path.join(h.export_dir, os.path.basename(path))
+        path = held_export_path(h)
         by_checkpoint[h.checkpoint] = path
         entry = entries.get(path)
         if h.from_file:
@@ -81,6 +89,58 @@ def plan(held: Iterable[Held], entries: Mapping[str, Mapping[str, Any]], run: st
                 continue
         actions.append(Action("link" if h.link_to else "write", path, h.checkpoint, h.step, source))
     return actions
+
+
+def last_not_followed(
+    mcs: Iterable[ModelCheckpoint], dirpath: str | None, listed: Iterable[str]
+) -> dict[str, str]:
+    """The export folders whose ``last.t1c`` cannot follow this fit, each with the reason (read on rank zero).
+
+    A ``last.ckpt`` this fit did not resume from is an earlier run's: ``last.t1c`` stays its
+    export, and Lightning's version counter names this fit's last checkpoint ``last-v1.ckpt``
+    (its export ``last-v1.t1c``). A ``last.t1c`` that no manifest ``listed`` is never overwritten.
+
+    Args:
+        mcs: the Trainer's ModelCheckpoints, their state restored (fit start).
+        dirpath: the callback's export folder, or None (each ModelCheckpoint's).
+        listed: the `.t1c` paths the manifests of this fit's folders list.
+    """
+    # per folder, the ModelCheckpoint saving last.ckpt (if any) decides
+    mcs = sorted((mc for mc in mcs if mc.dirpath), key=lambda mc: not mc.save_last)
+    ours = {os.path.normpath(mc.last_model_path) for mc in mcs if mc.last_model_path}
+    listed = set(listed)
+    reasons: dict[str, str] = {}
+    seen: set[str] = set()
+    for mc in mcs:
+        checkpoint_dir = os.path.normpath(os.fspath(mc.dirpath))
+        folder = dirpath or checkpoint_dir
+        stem = mc.CHECKPOINT_NAME_LAST
+        last_t1c = os.path.join(folder, LAST_STEM + EXPORT_SUFFIX)
+        last_ckpt = os.path.join(checkpoint_dir, stem + mc.FILE_EXTENSION)
+        if folder in seen or stem != LAST_STEM:
+            continue
+        seen.add(folder)
+        if os.path.lexists(last_ckpt) and last_ckpt not in ours and mc._enable_version_counter:
+            version = 1
+            while os.path.lexists(os.path.join(checkpoint_dir, f"{stem}-v{version}{mc.FILE_EXTENSION}")):
+                version += 1
+            newest = (
+                f"Lightning names this fit's {stem}-v{version}{mc.FILE_EXTENSION}, whose export "
+                f"{stem}-v{version}{EXPORT_SUFFIX} is this fit's newest"
+                if mc.save_last
+                else "this fit keeps no last.t1c there"
+            )
+            reasons[folder] = (
+                f"{last_ckpt} is an earlier run's (this fit did not resume from it), so {last_t1c} stays "
+                f"its export: {newest}. Resume from it (ckpt_path) or give this fit its own folder to keep "
+                "last.t1c current"
+            )
+        elif os.path.lexists(last_t1c) and last_t1c not in listed and not mc.save_last:
+            reasons[folder] = (
+                f"{last_t1c} is listed in no manifest, so it is never overwritten and this fit keeps no "
+                "last.t1c there; move it away to keep last.t1c current"
+            )
+    return reasons
 
 
 def state_entry(path: Any, entry: Any) -> dict[str, Any] | None:
@@ -131,6 +191,9 @@ class Ledger:
         self.written: set[str] = set()  # .t1c files written in this fit (same-step copies)
         self.saved: dict[str, int] = {}  # checkpoints saved in this fit -> the step of their weights
         self.deleted: set[str] = set()  # files this run deleted (left out of merged manifests)
+        # the files this run wrote or names after a checkpoint it holds: the only ones it deletes or
+        # replaces (a manifest entry carrying the run's id proves nothing)
+        self.owned: set[str] = set()
         self.check_disk = False  # first reconcile of a fit: read held checkpoints' steps from disk
 
     # -- state ----------------------------------------------------------------------------
@@ -162,6 +225,7 @@ class Ledger:
         else:  # a state written before run ids: its entries are the resumed run's
             for entry in self.entries.values():
                 entry["run"] = entry["run"] or self.run
+        self.owned = {p for p, e in self.entries.items() if e["run"] == self.run}
 
     def reference_files(self) -> list[str]:
         """The written exports a reference graph is read back from: the first one, then by step."""
@@ -204,9 +268,15 @@ class Ledger:
         """Bring the `.t1c` files in line with the checkpoints the ModelCheckpoints hold now."""
         self.note_saves(trainer)
         held = self.held(trainer)
+        named = {held_export_path(h) for h in held}  # a held checkpoint's export is never deleted
+        self.owned.update(named)
         actions = plan(held, self.entries, self.run)
         held_paths = {h.checkpoint for h in held}
-        candidates = [p for p, e in self.entries.items() if should_delete(e, held_paths, self.run)]
+        candidates = [
+            p
+            for p, e in self.entries.items()
+            if p in self.owned and p not in named and should_delete(e, held_paths, self.run)
+        ]
         deletions: list[str] = []
         if candidates:
             gone = [not os.path.lexists(self.entries[p]["checkpoint"]) for p in candidates]
@@ -232,9 +302,11 @@ class Ledger:
         touched: set[str] = set()
         rank_zero = trainer.is_global_zero
         for path in deletions:
+            self.detach_copies(path, rank_zero)
             entry = self.entries.pop(path)
             touched.add(entry["dir"])
             self.deleted.add(path)
+            self.owned.discard(path)
             if rank_zero:
                 remove_file(path)
         for action in actions:
@@ -242,6 +314,7 @@ class Ledger:
             if entry is not None:
                 self.entries[action.path] = entry
                 self.deleted.discard(action.path)
+                self.owned.add(action.path)
                 touched.add(entry["dir"])
         if self.save_last:
             names = (LAST_STEM + CHECKPOINT_SUFFIX, LAST_STEM + EXPORT_SUFFIX)
@@ -258,6 +331,22 @@ class Ledger:
                 merge_manifest(folder, self.entries, self.deleted, self.run)
         trainer.strategy.barrier("T1CExport")
 
+    def detach_copies(self, path: str, rank_zero: bool) -> None:
+        """Before ``path`` is deleted: the entries copied or linked from it stop naming it.
+
+        ``same_as`` becomes None; a link this run made becomes a copy of the file (so it never
+        dangles). A file this run did not write is left as it is.
+        """
+        for entry in self.entries.values():
+            if entry.get("same_as") != path:
+                continue
+            entry["same_as"] = None
+            if entry["file"] not in self.owned:
+                continue
+            if entry.get("link") and rank_zero and os.path.islink(entry["file"]):
+                copy_replacing(entry["file"], entry["file"])
+            entry["link"] = False
+
     def materialize(
         self, trainer: Trainer, pl_module: LightningModule, exporter: Exporter, action: Action
     ) -> dict[str, Any] | None:
@@ -272,16 +361,19 @@ class Ledger:
         else:
             same = self.same_step_export(path, step, source)
             if same is not None:
+                # same_as only names an entry of the same manifest: from another folder, a copy
+                beside = os.path.dirname(same) == os.path.dirname(path)
+                link = kind == "link" and beside
                 if rank_zero:
                     os.makedirs(os.path.dirname(path), exist_ok=True)
-                    (atomic_symlink if kind == "link" else atomic_copy)(same, path)
+                    (atomic_symlink if link else atomic_copy)(same, path)
                 return {
                     **self.entries[same],
                     "file": path,
                     "dir": os.path.dirname(path),
                     "checkpoint": checkpoint,
-                    "same_as": same,
-                    "link": kind == "link",
+                    "same_as": same if beside else None,
+                    "link": link,
                     "kept": False,
                     "run": self.run,
                 }
@@ -329,38 +421,38 @@ class Ledger:
     def update_last(
         self, folder: str, rank_zero: bool, last_ckpt_exists: bool, last_t1c_exists: bool
     ) -> None:
-        """Own ``last.t1c``: a copy of this run's newest export in ``folder``.
+        """Keep ``last.t1c`` a copy of the running fit's newest export in ``folder``.
 
-        Left alone when a checkpoint owns the name, when its entry belongs to another run, or
-        when a ``last.ckpt`` of another run lies beside it (a ``.t1c`` is never paired with
-        another run's checkpoint).
+        An earlier run's ``last.t1c`` (an entry without a checkpoint) is taken over. Left alone
+        when a checkpoint owns the name (this run's ``last.ckpt``), when a ``last.ckpt`` of
+        another run lies beside it (a ``.t1c`` is never paired with another run's checkpoint),
+        or when no manifest lists the file; only a ``last.t1c`` this run wrote is ever removed.
         """
         path = os.path.join(folder, LAST_STEM + EXPORT_SUFFIX)
         current = self.entries.get(path)
-        if current is not None and (current.get("checkpoint") or current.get("run") != self.run):
+        if current is not None and current.get("checkpoint"):
             return
         foreign_last = last_ckpt_exists  # this run's last.ckpt would own the entry (returned above)
-        exports = [
-            e
-            for p, e in self.entries.items()
-            if e["dir"] == folder and p != path and e.get("run") == self.run
-        ]
+        exports = [e for p, e in self.entries.items() if e["dir"] == folder and p != path and p in self.owned]
         if not exports or foreign_last or (current is None and last_t1c_exists):
-            if current is not None:
+            if current is not None and path in self.owned:
                 self.entries.pop(path)
+                self.owned.discard(path)
                 if rank_zero and not foreign_last:
                     remove_file(path)
             return
         newest = max(exports, key=lambda e: (e["global_step"], not e.get("same_as")))
         source = newest.get("same_as") or newest["file"]
         if (
-            current is not None
+            path in self.owned
+            and current is not None
             and current.get("same_as") == source
             and current["global_step"] == newest["global_step"]
         ):
             return
         if rank_zero:
-            atomic_copy(source, path)
+            copy_replacing(source, path)  # a link left there (another run's) is replaced, not written through
+        self.owned.add(path)
         self.entries[path] = {
             **newest,
             "file": path,
@@ -368,9 +460,22 @@ class Ledger:
             "same_as": source,
             "link": False,
             "kept": False,
+            "run": self.run,
         }
 
     # -- manifests --------------------------------------------------------------------------
+    def start_fit(self, trainer: Trainer, folders: set[str]) -> None:
+        """Fit start (states restored): forget the last fit's saves, merge the manifests of the
+        fit's ``folders``, check the held checkpoints' steps on disk at the first reconcile, and
+        warn once per folder whose ``last.t1c`` cannot follow this fit."""
+        self.saved.clear()
+        self.merge_from_disk(trainer, folders)
+        self.check_disk = True
+        if self.save_last and trainer.is_global_zero:
+            reasons = last_not_followed(model_checkpoints(trainer), self.dirpath, self.entries)
+            for folder in sorted(reasons):
+                rank_zero_warn(f"T1CExport: {reasons[folder]}")
+
     def merge_from_disk(self, trainer: Trainer, folders: set[str]) -> None:
         """Fit start: read the manifests of this fit's ``folders`` (newer than the state inside a checkpoint).
 

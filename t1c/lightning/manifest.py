@@ -200,7 +200,8 @@ def merge_manifest(
     """Merge one run's entries of ``folder`` into its manifest, under the folder's lock.
 
     Entries of other runs on disk are kept (two trainers in one folder lose nothing); the
-    run's entries replace theirs of the same name, and what it ``deleted`` goes.
+    run's entries replace theirs of the same name, and what it ``deleted`` goes. A ``same_as``
+    naming no entry of the manifest is written as null.
 
     Args:
         folder: the manifest's folder.
@@ -221,6 +222,9 @@ def merge_manifest(
         }
         merged.update({p: e for p, e in entries.items() if e["dir"] == folder})
         exports = {os.path.basename(p): stored_entry(e, folder) for p, e in sorted(merged.items())}
+        for entry in exports.values():  # same_as only ever names a present entry of this manifest
+            if entry["same_as"] not in exports:
+                entry["same_as"] = None
         write_manifest(manifest, {"version": MANIFEST_VERSION, "exports": exports})
 
 

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from t1c.lightning.holdings import Held
-from t1c.lightning.ledger import Action, Ledger, plan, should_delete, state_entry
+from t1c.lightning.ledger import Action, Ledger, last_not_followed, plan, should_delete, state_entry
 
 
 def _mc(tmp_path, **state):
@@ -129,6 +129,7 @@ def test_update_last_copies_this_runs_newest_export(tmp_path):
         f"{folder}/b.t1c": _entry(folder, "b.t1c", global_step=4),
         f"{folder}/c.t1c": _entry(folder, "c.t1c", global_step=6, run="r2"),  # another run's
     }
+    ledger.owned = {f"{folder}/a.t1c", f"{folder}/b.t1c"}  # the files this run wrote
     ledger.update_last(folder, True, last_ckpt_exists=False, last_t1c_exists=False)
     last = ledger.entries[f"{folder}/last.t1c"]
     assert (last["same_as"], last["global_step"], last["checkpoint"]) == (f"{folder}/b.t1c", 4, None)
@@ -139,3 +140,71 @@ def test_update_last_copies_this_runs_newest_export(tmp_path):
     # a last.t1c on disk that is not this run's is never overwritten
     ledger.update_last(folder, True, last_ckpt_exists=False, last_t1c_exists=True)
     assert f"{folder}/last.t1c" not in ledger.entries
+
+
+def test_update_last_takes_over_an_earlier_runs_last_and_removes_only_its_own(tmp_path):
+    folder = str(tmp_path)
+    for name in ("b.t1c", "c.t1c"):
+        (tmp_path / name).write_bytes(name.encode())
+    os.symlink("c.t1c", tmp_path / "last.t1c")  # an earlier run's last.t1c, a link to its export
+    earlier_last = _entry(folder, "last.t1c", checkpoint=None, global_step=9, run="r0")
+    ledger = Ledger("r1", None, save_last=True)
+    ledger.entries = {
+        f"{folder}/b.t1c": _entry(folder, "b.t1c", global_step=4),
+        f"{folder}/last.t1c": earlier_last,
+    }
+    ledger.owned = {f"{folder}/b.t1c"}
+    # a second run into the folder: last.t1c follows this fit's newest export (it kept r0's before)
+    ledger.update_last(folder, True, last_ckpt_exists=False, last_t1c_exists=True)
+    assert (tmp_path / "last.t1c").read_bytes() == b"b.t1c" and not os.path.islink(tmp_path / "last.t1c")
+    assert (tmp_path / "c.t1c").read_bytes() == b"c.t1c"  # replaced, never written through
+    last = ledger.entries[f"{folder}/last.t1c"]
+    assert (last["run"], last["global_step"], last["same_as"]) == ("r1", 4, f"{folder}/b.t1c")
+    # an entry carrying this run's id that this run did not write: never removed
+    claimed = Ledger("r1", None, save_last=True)
+    claimed.entries = {f"{folder}/last.t1c": _entry(folder, "last.t1c", checkpoint=None)}
+    claimed.update_last(folder, True, last_ckpt_exists=False, last_t1c_exists=True)
+    assert (tmp_path / "last.t1c").exists() and f"{folder}/last.t1c" in claimed.entries
+
+
+def test_detach_copies_before_their_source_is_deleted(tmp_path):
+    folder = str(tmp_path)
+    (tmp_path / "a.t1c").write_bytes(b"a")
+    os.symlink("a.t1c", tmp_path / "last.t1c")
+    (tmp_path / "b.t1c").write_bytes(b"a")
+    ledger = Ledger("r1", None, save_last=True)
+    ledger.entries = {
+        f"{folder}/a.t1c": _entry(folder, "a.t1c"),
+        f"{folder}/last.t1c": _entry(folder, "last.t1c", link=True, same_as=f"{folder}/a.t1c"),
+        f"{folder}/b.t1c": _entry(folder, "b.t1c", same_as=f"{folder}/a.t1c"),
+        f"{folder}/c.t1c": _entry(folder, "c.t1c", link=True, same_as=f"{folder}/a.t1c"),  # not written here
+    }
+    os.symlink("a.t1c", tmp_path / "c.t1c")
+    ledger.owned = {f"{folder}/{name}" for name in ("a.t1c", "last.t1c", "b.t1c")}
+    ledger.detach_copies(f"{folder}/a.t1c", rank_zero=True)
+    # same_as named a file top-k was about to delete; the link would have dangled
+    assert not os.path.islink(tmp_path / "last.t1c") and (tmp_path / "last.t1c").read_bytes() == b"a"
+    assert os.path.islink(tmp_path / "c.t1c") and ledger.entries[f"{folder}/c.t1c"]["same_as"] is None
+    for name in ("last.t1c", "b.t1c"):
+        entry = ledger.entries[f"{folder}/{name}"]
+        assert entry["same_as"] is None and entry["link"] is False, name
+
+
+def test_last_not_followed_names_why(tmp_path):
+    folder = str(tmp_path)
+    mc = _mc(tmp_path, save_last=True)
+    assert last_not_followed([mc], None, []) == {}  # an empty folder
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    (tmp_path / "last-v1.ckpt").write_bytes(b"")
+    reason = last_not_followed([mc], None, [])[folder]
+    assert "last.ckpt is an earlier run's" in reason and "last-v2.t1c is this fit's newest" in reason
+    # two ModelCheckpoints in the folder: the one saving last.ckpt says which name follows
+    plain = _mc(tmp_path, save_last=None)
+    assert last_not_followed([plain, mc], None, []) == {folder: reason}
+    assert "keeps no last.t1c there" in last_not_followed([plain], None, [])[folder]
+    mc.last_model_path = str(tmp_path / "last.ckpt")  # resumed from it: last.t1c follows it
+    assert last_not_followed([mc], None, []) == {}
+    (tmp_path / "last.ckpt").unlink()
+    (tmp_path / "last.t1c").write_bytes(b"")
+    assert "listed in no manifest" in last_not_followed([plain], None, [])[folder]
+    assert last_not_followed([plain], None, [f"{folder}/last.t1c"]) == {}

@@ -154,6 +154,9 @@ def test_merge_manifest_keeps_other_runs_and_drops_what_this_run_deleted(tmp_pat
                 "theirs.t1c": stored_entry(_full(folder, "theirs.t1c", "r2"), folder),
                 "mine_old.t1c": stored_entry(_full(folder, "mine_old.t1c", "r1"), folder),
                 "gone.t1c": stored_entry(_full(folder, "gone.t1c", "r2"), folder),
+                "copy.t1c": stored_entry(
+                    _full(folder, "copy.t1c", "r2", same_as=f"{folder}/gone.t1c"), folder
+                ),
             },
         },
     )
@@ -163,6 +166,7 @@ def test_merge_manifest_keeps_other_runs_and_drops_what_this_run_deleted(tmp_pat
     merge_manifest(folder, mine, deleted={str(tmp_path / "gone.t1c")}, run="r1")
     exports = read_manifest(tmp_path / "t1c_exports.json")["exports"]
     # another run's entry stays; this run's own old entry (not in its entries) and a deleted file go
-    assert set(exports) == {"theirs.t1c", "mine.t1c"}
+    assert set(exports) == {"theirs.t1c", "mine.t1c", "copy.t1c"}
+    assert exports["copy.t1c"]["same_as"] is None  # it named a file that is gone
     assert exports["mine.t1c"]["global_step"] == 4 and exports["theirs.t1c"]["run"] == "r2"
     assert sorted(os.listdir(tmp_path)) == ["t1c_exports.json", "t1c_exports.lock"]
