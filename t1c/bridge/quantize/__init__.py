@@ -15,37 +15,60 @@ concern per module:
   (:func:`fake_quantize`, :func:`enable_qat`, :func:`disable_qat`, :func:`qat_enabled`).
 
 Every public name is served from here (``from t1c.bridge.quantize import
-attach_integer_weights``), lazily, like :mod:`t1c.bridge` itself.
+attach_integer_weights``). The package is torch's side of the bridge: it imports its modules
+at once (nothing else in :mod:`t1c.bridge` imports it, so no circle can form).
 """
 
 from __future__ import annotations
 
-from t1c._lazy import lazy_exports
+from .executors import (
+    attach_integer_weights,
+    batchnorm_folds,
+    folded_copy,
+    ir_to_quantized,
+    quantize_executor,
+)
+from .integers import (
+    accumulator_range,
+    quantize_bias,
+    quantize_layer,
+    quantize_weights,
+    quantized_conv2d,
+    quantized_linear,
+    saturate,
+    weight_range,
+)
+from .layers import (
+    QuantizedConv2d,
+    QuantizedLinear,
+)
+from .qat import (
+    FakeQuantize,
+    disable_qat,
+    enable_qat,
+    fake_quantize,
+    qat_enabled,
+)
 
-_EXPORTS = {
-    "accumulator_range": "integers",
-    "quantize_bias": "integers",
-    "quantize_layer": "integers",
-    "quantize_weights": "integers",
-    "quantized_conv2d": "integers",
-    "quantized_linear": "integers",
-    "saturate": "integers",
-    "weight_range": "integers",
-    "QuantizedConv2d": "layers",
-    "QuantizedLinear": "layers",
-    "attach_integer_weights": "executors",
-    "batchnorm_folds": "executors",
-    "folded_copy": "executors",
-    "ir_to_quantized": "executors",
-    "quantize_executor": "executors",
-    "FakeQuantize": "qat",
-    "disable_qat": "qat",
-    "enable_qat": "qat",
-    "fake_quantize": "qat",
-    "qat_enabled": "qat",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__all__ = [
+    "FakeQuantize",
+    "QuantizedConv2d",
+    "QuantizedLinear",
+    "accumulator_range",
+    "attach_integer_weights",
+    "batchnorm_folds",
+    "disable_qat",
+    "enable_qat",
+    "fake_quantize",
+    "folded_copy",
+    "ir_to_quantized",
+    "qat_enabled",
+    "quantize_bias",
+    "quantize_executor",
+    "quantize_layer",
+    "quantize_weights",
+    "quantized_conv2d",
+    "quantized_linear",
+    "saturate",
+    "weight_range",
+]
