@@ -40,9 +40,9 @@ _BLOCK = 1 << 16
 class _QuantizedBase(nn.Module):
     """Integer weights and bias kept as buffers (they travel with ``state_dict`` and ``.to()``)."""
 
-    def __init__(
-        self, w_int: Tensor, b_int: Tensor | None, scale: float, weight_bits: int, accumulator_bits: int
-    ):
+    WEIGHT_LAYOUT = ""  # the weights' axes, e.g. "[out, in]": their rank is checked
+
+    def __init__(self, w_int: Tensor, b_int: Tensor | None, scale: float, weight_bits=8, accumulator_bits=32):
         super().__init__()
         self.weight_bits = check_bits(weight_bits, "weight_bits", 1, 32)
         self.accumulator_bits = check_bits(accumulator_bits, "accumulator_bits", 1, 64)
@@ -50,6 +50,10 @@ class _QuantizedBase(nn.Module):
             raise ValueError(f"scale must be positive, got {scale!r}")
         self.scale = float(scale)
         self.register_buffer("weight_int", torch.as_tensor(w_int, dtype=torch.int64))
+        if self.weight_int.ndim != self.WEIGHT_LAYOUT.count(",") + 1:
+            raise ValueError(
+                f"{type(self).__name__} needs {self.WEIGHT_LAYOUT} weights, got {list(self.weight_int.shape)}"
+            )
         n = self.weight_int.shape[0]
         b = torch.zeros(n, dtype=torch.int64) if b_int is None else torch.as_tensor(b_int, dtype=torch.int64)
         self.register_buffer("bias_int", b)
@@ -152,20 +156,12 @@ class QuantizedLinear(_QuantizedBase):
     """
 
     returns_new_tensor = True  # see t1c.bridge.executor.NEW_TENSOR_FORWARDS
+    WEIGHT_LAYOUT = "[out, in]"
+    spike_mode: str | None = None  # a SpikingAffine's spike_mode, kept for export
 
-    def __init__(
-        self,
-        w_int: Tensor,
-        b_int: Tensor | None,
-        scale: float,
-        weight_bits: int = 8,
-        accumulator_bits: int = 32,
-        spike_mode: str | None = None,
-    ):
-        super().__init__(w_int, b_int, scale, weight_bits, accumulator_bits)
-        if self.weight_int.ndim != 2:
-            raise ValueError(f"QuantizedLinear needs [out, in] weights, got {list(self.weight_int.shape)}")
+    def _with_spike_mode(self, spike_mode: str | None) -> QuantizedLinear:
         self.spike_mode = spike_mode
+        return self
 
     @classmethod
     def from_linear(
@@ -174,7 +170,8 @@ class QuantizedLinear(_QuantizedBase):
         """Quantize a float ``nn.Linear`` (its current, possibly fake-quantized, weights)."""
         w_int, b_int, scale = quantize_layer(linear.weight, linear.bias, weight_bits, accumulator_bits)
         spike_mode = getattr(linear, "spike_mode", None)
-        return cls(w_int, b_int, scale, weight_bits, accumulator_bits, spike_mode).to(linear.weight.device)
+        layer = cls(w_int, b_int, scale, weight_bits, accumulator_bits)._with_spike_mode(spike_mode)
+        return layer.to(linear.weight.device)
 
     @classmethod
     def from_node(cls, node: ir.Affine | ir.SpikingAffine, weight_bits: int = 8, accumulator_bits: int = 32):
@@ -185,7 +182,7 @@ class QuantizedLinear(_QuantizedBase):
         """
         weight_bits, accumulator_bits, spike_mode = node_bits(node, weight_bits, accumulator_bits)
         w_int, b_int, scale = _node_integers(node, weight_bits, accumulator_bits)
-        return cls(w_int, b_int, scale, weight_bits, accumulator_bits, spike_mode)
+        return cls(w_int, b_int, scale, weight_bits, accumulator_bits)._with_spike_mode(spike_mode)
 
     def forward(self, x: Tensor) -> Tensor:
         """:func:`quantized_linear`; integer inputs (spikes, counts) accumulate in float32 when exact.
@@ -208,6 +205,7 @@ class QuantizedConv2d(_QuantizedBase):
     """A 2-D convolution simulated on integers (:func:`quantized_conv2d`); evaluation only."""
 
     returns_new_tensor = True  # see t1c.bridge.executor.NEW_TENSOR_FORWARDS
+    WEIGHT_LAYOUT = "[out, in/groups, kH, kW]"
 
     def __init__(
         self,
@@ -222,10 +220,6 @@ class QuantizedConv2d(_QuantizedBase):
         groups: int = 1,
     ):
         super().__init__(w_int, b_int, scale, weight_bits, accumulator_bits)
-        if self.weight_int.ndim != 4:
-            raise ValueError(
-                f"QuantizedConv2d needs [out, in/groups, kH, kW] weights, got {list(self.weight_int.shape)}"
-            )
         self.stride = tuple(int(s) for s in stride)
         self.padding = tuple(int(p) for p in padding)
         self.dilation = tuple(int(d) for d in dilation)
