@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from t1c import ir
-from t1c.ir import hdf5
+from t1c.ir import h5objects, writing
 
 from .factories import lif
 
@@ -78,7 +78,7 @@ def _datasets(path: Path) -> dict[str, tuple]:
 def _as_create_dataset_writes(path: Path, reference: Path, compression: str | None) -> None:
     """Write every dataset of ``path`` again with ``create_dataset``, as t1c wrote arrays
     before it used the low-level API (compact layout asked for up to ``_COMPACT_BYTES``)."""
-    with h5py.File(path, "r") as src, h5py.File(reference, "w", libver=hdf5._LIBVER) as dst:
+    with h5py.File(path, "r") as src, h5py.File(reference, "w", libver=writing.LIBVER) as dst:
 
         def copy(name, obj):
             if not isinstance(obj, h5py.Dataset):
@@ -91,7 +91,7 @@ def _as_create_dataset_writes(path: Path, reference: Path, compression: str | No
             field = name.startswith("graph/nodes/") and data.dtype.kind in "fiub"  # a node's numbers
             if compression and field and data.size > 1:
                 kwargs = {"compression": compression}
-            elif data.size * data.dtype.itemsize <= hdf5._COMPACT_BYTES:
+            elif data.size * data.dtype.itemsize <= writing.COMPACT_BYTES:
                 kwargs = {"dcpl": h5py.h5p.create(h5py.h5p.DATASET_CREATE)}
                 kwargs["dcpl"].set_layout(h5py.h5d.COMPACT)
             dst.require_group(name.rpartition("/")[0] or "/").create_dataset(
@@ -142,7 +142,7 @@ def test_same_graph_same_bytes_and_datasets_as_create_dataset_makes_them(tmp_pat
 
 def test_known_file_types_read_as_h5py_reads_them():
     # The reader matches these types instead of asking h5py to translate each one.
-    for known in hdf5._KNOWN_TYPES.values():
+    for known in h5objects._KNOWN_TYPES.values():
         for tid, dtype in known:
             assert tid.dtype == dtype and h5py.h5t.py_create(dtype, logical=True).equal(tid)
 
@@ -165,5 +165,10 @@ def test_plain_datasets_skip_the_creation_property_check_only_when_nothing_there
     with h5py.File(path, "r") as f:
         assert f["virtual"].id.get_storage_size() == 0
         present = {n: h5py.h5o.get_info(f[n].id).hdr.mesg.present for n in ("plain", "gzip", "external")}
-    assert present["plain"] & hdf5._LAYOUT_MESSAGE and not present["plain"] & hdf5._EXTERNAL_OR_FILTERS
-    assert present["gzip"] & hdf5._EXTERNAL_OR_FILTERS and present["external"] & hdf5._EXTERNAL_OR_FILTERS
+    assert (
+        present["plain"] & h5objects._LAYOUT_MESSAGE and not present["plain"] & h5objects._EXTERNAL_OR_FILTERS
+    )
+    assert (
+        present["gzip"] & h5objects._EXTERNAL_OR_FILTERS
+        and present["external"] & h5objects._EXTERNAL_OR_FILTERS
+    )

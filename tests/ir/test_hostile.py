@@ -23,7 +23,8 @@ import pytest
 
 from t1c import ir
 from t1c.inspect import MAX_CELL, format_graph, format_verify
-from t1c.ir import hdf5
+from t1c.ir import h5objects, reading
+from t1c.ir.hashing import HASH_ATTRIBUTE
 
 from .factories import chain, f32, lif, mlp
 
@@ -103,13 +104,13 @@ def test_plugin_search_path_is_empty_while_reading_and_restored_after(tmp_path, 
     ir.write(path, mlp())
     before = [h5pl.get(i) for i in range(h5pl.size())]
     seen = []
-    node_from = hdf5._Reader.node_from
+    node_from = reading._Reader.node_from
 
     def spy(self, group, name):
         seen.append(h5pl.size())
         return node_from(self, group, name)
 
-    monkeypatch.setattr(hdf5._Reader, "node_from", spy)
+    monkeypatch.setattr(reading._Reader, "node_from", spy)
     ir.read(path)
     assert seen and set(seen) == {0}
     assert [h5pl.get(i) for i in range(h5pl.size())] == before
@@ -327,14 +328,14 @@ def test_memory_error_becomes_a_format_error(tmp_path, monkeypatch):
     path = tmp_path / "net.t1c"
     ir.write(path, mlp())
 
-    read = hdf5._Dataset.read  # where every dataset's array is allocated and read
+    read = h5objects.OpenDataset.read  # where every dataset's array is allocated and read
 
     def no_memory(self):
         if self.ndim == 2:  # the first weight matrix
             raise MemoryError("Unable to allocate 4.00 GiB")
         return read(self)
 
-    monkeypatch.setattr(hdf5._Dataset, "read", no_memory)
+    monkeypatch.setattr(h5objects.OpenDataset, "read", no_memory)
     with pytest.raises(ir.T1CFormatError, match="ran out of memory") as info:
         ir.read(path)
     assert info.value.file == str(path) and info.value.node == "fc1"
@@ -429,11 +430,11 @@ def test_content_hash_is_written_and_verified(tmp_path):
     g = mlp(metadata={"run": {"lr": 0.01, "tags": ["a", "b"], "ok": True, "n": 3, "arr": np.arange(3)}})
     ir.write(path, g)
     with h5py.File(path, "r") as f:
-        assert len(f.attrs[ir.hdf5.HASH_ATTRIBUTE]) == 64
+        assert len(f.attrs[HASH_ATTRIBUTE]) == 64
     assert ir.read(path).metadata["run"]["n"] == 3
     ir.write(path, g, content_hash=False)
     with h5py.File(path, "r") as f:
-        assert ir.hdf5.HASH_ATTRIBUTE not in f.attrs
+        assert HASH_ATTRIBUTE not in f.attrs
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -464,7 +465,7 @@ def test_edited_metadata_and_edges_are_detected(tmp_path):
         f["graph/metadata"].create_dataset("note", data="y", dtype=STR)
     with pytest.raises(ir.T1CFormatError, match="content hash") as info:
         ir.read(path)
-    assert info.value.field == ir.hdf5.HASH_ATTRIBUTE
+    assert info.value.field == HASH_ATTRIBUTE
 
 
 @pytest.mark.parametrize("value", ["not a hash", np.int64(3)])
@@ -472,10 +473,10 @@ def test_malformed_hash_attribute_is_refused(tmp_path, value):
     path = tmp_path / "net.t1c"
     ir.write(path, mlp())
     with h5py.File(path, "a") as f:
-        f.attrs[ir.hdf5.HASH_ATTRIBUTE] = value
+        f.attrs[HASH_ATTRIBUTE] = value
     with pytest.raises(ir.T1CFormatError) as info:
         ir.read(path)
-    assert info.value.field == ir.hdf5.HASH_ATTRIBUTE
+    assert info.value.field == HASH_ATTRIBUTE
 
 
 # -- 16. NUL in names ------------------------------------------------------------------------
@@ -532,15 +533,15 @@ def test_temp_files_are_kept_while_another_writer_holds_the_folder(tmp_path):
 
 _TERMINATED_WRITER = """
 import sys, time
-from t1c.ir import hdf5
+from t1c.ir import writing
 from tests.ir.factories import mlp
 
 def stall(*args, **kwargs):
     print("writing", flush=True)
     time.sleep(120)
 
-hdf5._write_graph = stall
-hdf5.write(sys.argv[1], mlp())
+writing._write_graph = stall
+writing.write(sys.argv[1], mlp())
 """
 
 
