@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from t1c import ir
 
@@ -359,3 +360,28 @@ def shape_through(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         ir.Input(input_type={"input": np.array(in_shape)}), node, ir.Output(), names=["i", "n", "o"]
     )
     return g.output_shapes["n"]
+
+
+def assert_refused(build: Callable[[], object], field: str) -> None:
+    """``build()`` raises a T1CFormatError (a ValueError) naming ``field`` in its message."""
+    with pytest.raises(ir.T1CFormatError) as info:
+        build()
+    assert isinstance(info.value, ValueError)
+    assert info.value.field == field
+    assert f"field '{field}'" in str(info.value)
+
+
+def assert_shape_refused(node: ir.Node, in_shape: tuple[int, ...], field: str) -> None:
+    """Fed ``in_shape``, ``node`` (named ``n`` by :func:`shape_through`) is refused naming ``field``."""
+    with pytest.raises(ir.T1CFormatError) as info:
+        shape_through(node, in_shape)
+    assert (info.value.node, info.value.field) == ("n", field)
+
+
+def assert_fields_survive(node: ir.Node, folder: Path) -> None:
+    """Every field ``node`` writes reads back equal, and no other field appears."""
+    back = through_file(node, folder)
+    assert type(back) is type(node)
+    assert back.to_fields().keys() == node.to_fields().keys()
+    for field, value in node.to_fields().items():
+        np.testing.assert_array_equal(back.to_fields()[field], value, err_msg=field)

@@ -7,9 +7,7 @@ leave temporary files behind or replace a symbolic link.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -496,94 +494,6 @@ def test_node_name_with_nul_is_refused_by_the_graph():
 def test_metadata_key_with_nul_is_refused(tmp_path):
     with pytest.raises(ir.T1CFormatError, match="NUL"):
         ir.write(tmp_path / "m.t1c", mlp(metadata={"a\x00b": 1}))
-
-
-# -- 17. leftover temporary files ------------------------------------------------------------
-
-
-def test_leftover_temp_files_of_the_same_target_are_removed(tmp_path):
-    path = tmp_path / "net.t1c"
-    stale = tmp_path / ".net.t1c.0123456789ab.tmp"
-    keep = [
-        tmp_path / ".other.t1c.0123456789ab.tmp",  # another target
-        tmp_path / ".net.t1c.notours.tmp",  # not t1c's pattern
-        tmp_path / "net.t1c.0123456789ab.tmp",  # not hidden
-    ]
-    for p in [stale, *keep]:
-        p.write_bytes(b"partial")
-    ir.write(path, mlp())
-    assert not stale.exists()
-    assert all(p.exists() for p in keep)
-
-
-def test_temp_files_are_kept_while_another_writer_holds_the_folder(tmp_path):
-    path = tmp_path / "net.t1c"
-    busy = tmp_path / ".net.t1c.0123456789ab.tmp"
-    busy.write_bytes(b"being written")
-    fd = os.open(tmp_path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)  # what a writer in another process holds
-        ir.write(path, mlp())
-        assert busy.exists()
-    finally:
-        os.close(fd)
-    ir.write(path, mlp())
-    assert not busy.exists()
-
-
-_TERMINATED_WRITER = """
-import sys, time
-from t1c.ir import writing
-from tests.ir.factories import mlp
-
-def stall(*args, **kwargs):
-    print("writing", flush=True)
-    time.sleep(120)
-
-writing._write_graph = stall
-writing.write(sys.argv[1], mlp())
-"""
-
-
-def test_sigterm_during_a_write_removes_the_temp_file(tmp_path):
-    path = tmp_path / "net.t1c"
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _TERMINATED_WRITER, str(path)], stdout=subprocess.PIPE, text=True, cwd=repo
-    )
-    try:
-        assert proc.stdout.readline().strip() == "writing"
-        assert any(p.name.startswith(".net.t1c.") for p in tmp_path.iterdir())
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGTERM  # still ends as SIGTERM would
-    assert list(tmp_path.iterdir()) == []
-
-
-# -- 18. symlinked targets -------------------------------------------------------------------
-
-
-def test_writing_to_a_symlink_writes_through_to_its_target(tmp_path):
-    real = tmp_path / "store" / "net.t1c"
-    real.parent.mkdir()
-    ir.write(real, mlp(metadata={"v": "old"}))
-    link = tmp_path / "net.t1c"
-    link.symlink_to(real)
-    ir.write(link, mlp(metadata={"v": "new"}))
-    assert link.is_symlink() and os.readlink(link) == str(real)
-    assert ir.read(real).metadata == {"v": "new"}
-    assert sorted(p.name for p in real.parent.iterdir()) == ["net.t1c"]
-
-
-def test_writing_to_a_dangling_symlink_creates_its_target(tmp_path):
-    link = tmp_path / "net.t1c"
-    link.symlink_to(tmp_path / "real.t1c")
-    ir.write(link, mlp())
-    assert link.is_symlink() and ir.read(tmp_path / "real.t1c").metadata == {}
 
 
 def test_read_version_and_read_agree_on_hostile_text_version(tmp_path):
