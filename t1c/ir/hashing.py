@@ -138,16 +138,17 @@ def _feed_other(h, value: Any) -> None:
         h.update(b"f" + repr(float(value)).encode() + b";")
     else:
         arr = np.asarray(value)
+        if arr.dtype.kind not in "fiubUSO" or (arr.ndim == 0 and arr.dtype.kind == "O"):
+            # (a 0-d array of such a value would give the value back: never ending)
+            raise T1CFormatError(f"cannot hash a value of type {type(value).__name__}")
         if arr.ndim == 0:
             _feed(h, arr.item())
         elif arr.dtype.kind in "USO":
             h.update(b"S%d[" % arr.size)
             for item in arr.reshape(-1).tolist():
                 _feed(h, item if isinstance(item, (str, bytes)) else str(item))
-        elif arr.dtype.kind in "fiub":
-            _feed_numbers(h, arr)
         else:
-            raise T1CFormatError(f"cannot hash a value of type {type(value).__name__}")
+            _feed_numbers(h, arr)
 
 
 def _feed_numbers(h, arr: np.ndarray) -> None:
