@@ -19,7 +19,7 @@ from h5py import h5, h5d, h5f, h5g, h5l, h5o, h5p, h5s, h5t
 
 from .errors import T1CFormatError
 from .fileformat import memory_type
-from .limits import check_storage
+from .limits import MAX_STRING_BYTES, STRING_COST, ByteBudget, check_storage
 
 _LINK_KINDS = {h5l.TYPE_SOFT: "SoftLink", h5l.TYPE_EXTERNAL: "ExternalLink"}
 _WANTED = {"dataset": "a dataset", "group": "a group", "any": "a group or a dataset"}
@@ -152,6 +152,56 @@ class OpenDataset:
         if out.size:
             self.id.read(h5s.ALL, h5s.ALL, out, mtype=memory_type(self.dtype))
         return out
+
+    def read_text(self, budget: ByteBudget, node: str | None, field: str) -> list[bytes]:
+        """The strings of this scalar or 1-D string dataset, flat, as ``bytes``.
+
+        A variable-length string is stored as a reference to its bytes, and a crafted file
+        can point many references at one long stored string: reading them all at once
+        would allocate its length that many times. They are therefore read in slices
+        that cannot allocate more than what ``budget`` has left for strings (as many
+        strings per slice as the file's size fits in it: no string is longer than the
+        file), and each slice is charged its real size (plus
+        :data:`~t1c.ir.limits.STRING_COST` per string) before it is decoded. A string of
+        more than :data:`~t1c.ir.limits.MAX_STRING_BYTES` is refused.
+        """
+        if not self.shape and self.dtype.kind != "S":  # one variable-length string (a field, the type)
+            value = self.read()[()]
+            if len(value) > MAX_STRING_BYTES or len(value) + STRING_COST > budget.text_left:
+                return _charged([value], budget, node, field)  # says why
+            budget.text_left -= len(value) + STRING_COST
+            return [value]
+        budget.checked(self, node, field)
+        if self.dtype.kind == "S":  # fixed-length: what it declares, checked
+            return _charged(self.read().reshape(-1).tolist(), budget, node, field)
+        count, step = self.shape[0], budget.strings_per_read()
+        if count <= step:
+            return _charged(self.read().tolist(), budget, node, field)
+        values: list[bytes] = []
+        selected = self.id.get_space()
+        while len(values) < count:
+            start = len(values)
+            step = min(count - start, budget.strings_per_read())
+            selected.select_hyperslab((start,), (step,))
+            out = np.empty(step, dtype=self.dtype)
+            self.id.read(h5s.create_simple((step,)), selected, out, mtype=memory_type(self.dtype))
+            values += _charged(out.tolist(), budget, node, field)
+        return values
+
+
+def _charged(values: list[bytes], budget: ByteBudget, node: str | None, field: str) -> list[bytes]:
+    """``values``, charged to ``budget`` (their bytes and a cost per string), the longest
+    checked against :data:`~t1c.ir.limits.MAX_STRING_BYTES`."""
+    lengths = [len(v) for v in values]
+    longest = max(lengths, default=0)
+    if longest > MAX_STRING_BYTES:
+        raise T1CFormatError(
+            f"holds a string of {longest} bytes, more than the {MAX_STRING_BYTES} bytes t1c reads in one string",
+            node=node,
+            field=field,
+        )
+    budget.charge_text(sum(lengths) + STRING_COST * len(values), node, field)
+    return values
 
 
 def open_root(fid: h5f.FileID) -> OpenGroup:

@@ -40,6 +40,16 @@ KNOWN_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
 MAX_METADATA_DEPTH = 32
 #: Graphs nested as nodes deeper than this are refused (same reason).
 MAX_GRAPH_DEPTH = 8
+#: The most bytes one string of a file may hold (a field, a metadata entry, a node name
+#: in the edges): 16 MiB.
+MAX_STRING_BYTES = 16 * 2**20
+#: What each string read is charged beside its length (the Python objects holding it).
+STRING_COST = 128
+# The strings of one read may take this many bytes, or 4x the file's size if more: an
+# honest file stores each string it holds (its bytes and a 16-byte reference), while a
+# crafted one can point many references at one stored string.
+_TEXT_FLOOR = 64 * 2**20
+_TEXT_PER_FILE_BYTE = 4
 # A dataset may declare at most this many bytes beyond what it stores (compressed data
 # legitimately stores less; a 2048x2048 all-zero gzip weight stores ~16 KiB).
 _MAX_EXPANSION = 4096
@@ -181,13 +191,33 @@ class ByteBudget:
     dataset's declared size is checked against what it stores before it is read.
     """
 
-    __slots__ = ("max_bytes", "file_cap", "left")
+    __slots__ = ("size", "max_bytes", "file_cap", "left", "text_cap", "text_left")
 
     def __init__(self, size: int, max_bytes: int) -> None:
-        """Cap the total at ``max_bytes`` and at a multiple of the file's ``size``."""
+        """Cap the total at ``max_bytes`` and at a multiple of the file's ``size``, and the
+        strings at a smaller multiple of it (:meth:`charge_text`)."""
+        self.size = size
         self.max_bytes = max_bytes
         self.file_cap = max(_ALWAYS_OK_BYTES, _MAX_EXPANSION * size)
         self.left = min(max_bytes, self.file_cap)
+        self.text_cap = self.text_left = max(_TEXT_FLOOR, _TEXT_PER_FILE_BYTE * size)
+
+    def charge_text(self, nbytes: int, node: str | None, field: str) -> None:
+        """Charge ``nbytes`` of strings before they are read; refuse them when the file's
+        strings would take more than its size allows (many references to one stored string)."""
+        if nbytes > self.text_left:
+            raise T1CFormatError(
+                f"holds more text than a file of this size can (over {self.text_cap} bytes of strings in "
+                "one read: strings sharing one stored string many times?); t1c refuses the file",
+                node=node,
+                field=field,
+            )
+        self.text_left -= nbytes
+
+    def strings_per_read(self) -> int:
+        """How many variable-length strings one read may fetch: no string is longer than
+        the file, so that many of them fit in what is left for strings (at least one)."""
+        return max(1, self.text_left // max(self.size, 1))
 
     def checked(self, dset, node: str | None, field: str):
         """Charge ``dset`` (an open dataset with ``shape``, ``size``, ``dtype`` and

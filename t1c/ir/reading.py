@@ -50,7 +50,9 @@ def read_version(path: str | os.PathLike) -> str:
     size = regular_file_size(file)
     try:
         with open_hdf5(file, size) as f:
-            return _read_string(open_root(f).child("version", None, "version"), None, "version")
+            return _read_string(
+                open_root(f).child("version", None, "version"), ByteBudget(size, MAX_BYTES), None, "version"
+            )
     except T1CFormatError as err:
         raise err.within(file=file) from None
     except MemoryError:
@@ -92,10 +94,12 @@ def read(
     try:
         with open_hdf5(file, size) as f, Digest() as digest:
             root = open_root(f)
-            _check_version(_read_string(root.child("version", None, "version"), None, "version"))
+            _check_version(
+                _read_string(root.child("version", None, "version"), reader.budget, None, "version")
+            )
             expected = _stored_hash(f) if validate else None
             g = root.child("graph", None, "graph", want="group")
-            graph_type = _read_string(g.child("type", None, "graph/type"), None, "graph/type")
+            graph_type = _read_string(g.child("type", None, "graph/type"), reader.budget, None, "graph/type")
             if graph_type != "Graph":
                 raise T1CFormatError(f"must be 'Graph', got {graph_type!r}", field="graph/type")
             nodes_group = g.child("nodes", None, "graph/nodes", want="group", ordered=True)
@@ -203,19 +207,18 @@ class _Reader:
                 node=node,
                 field=field,
             )
-        self.budget.checked(dset, node, field)
         try:
-            return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dset.read()]
+            return [v.decode("utf-8") for v in dset.read_text(self.budget, node, field)]
         except UnicodeDecodeError as err:
             raise T1CFormatError(f"is not valid UTF-8 ({err})", node=node, field=field) from None
 
     def field_from(self, dset: OpenDataset, kind: str, node: str, field: str) -> Any:
         """The value of ``dset`` as a field of on-disk ``kind`` (:data:`~t1c.ir.node.FIELD_KINDS`)."""
         if kind == "str":
-            return _read_string(dset, node, field)
+            return _read_string(dset, self.budget, node, field)
         if kind in _SPELLED and dset.shape == () and dset.string:
             # The toolchain re-writes numpy scalars it read as their str(): "8", "False".
-            return _spelled(kind, _read_string(dset, node, field), node, field)
+            return _spelled(kind, _read_string(dset, self.budget, node, field), node, field)
         if dset.string or dset.dtype.kind not in "fiub":
             raise T1CFormatError(f"must hold numbers, got dtype {dset.dtype}", node=node, field=field)
         if kind in _ARRAY_KINDS:
@@ -262,7 +265,7 @@ class _Reader:
     def node_from(self, nodes_group: OpenGroup, name: str):
         group = nodes_group.child(name, name, "nodes", want="group")
         self.field = "type"
-        type_name = _read_string(group.child("type", name, "type"), name, "type")
+        type_name = _read_string(group.child("type", name, "type"), self.budget, name, "type")
         cls = REGISTRY.get(type_name)
         if cls is None:
             raise T1CFormatError(
@@ -357,7 +360,7 @@ class _Reader:
                 continue
             if dset.string:
                 out[key] = (
-                    _read_string(dset, None, f"{where}/{key}")
+                    _read_string(dset, self.budget, None, f"{where}/{key}")
                     if dset.shape == ()
                     else self.strings(dset, None, f"{where}/{key}")
                 )
@@ -399,13 +402,13 @@ def _spelled(kind: str, text: str, node: str | None, field: str) -> Any:
     return convert(text)
 
 
-def _read_string(dset: OpenDataset, node, field) -> str:
+def _read_string(dset: OpenDataset, budget: ByteBudget, node, field) -> str:
     if dset.shape != () or not dset.string:
         raise T1CFormatError(
             f"must be a scalar string, got {dset.dtype} of shape {list(dset.shape)}", node=node, field=field
         )
-    value = dset.read()[()]
+    (value,) = dset.read_text(budget, node, field)
     try:
-        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        return value.decode("utf-8")
     except UnicodeDecodeError as err:
         raise T1CFormatError(f"is not valid UTF-8 ({err})", node=node, field=field) from None

@@ -13,7 +13,7 @@ import pytest
 from t1c import ir
 from t1c.ir import h5objects
 from t1c.ir.h5objects import OpenDataset, OpenGroup, open_root
-from t1c.ir.limits import open_hdf5
+from t1c.ir.limits import STRING_COST, ByteBudget, open_hdf5
 
 
 def _file(tmp_path: Path, fill) -> Path:
@@ -233,3 +233,36 @@ def test_links_and_outside_data_are_refused_wherever_they_are(tmp_path, mutate, 
     with pytest.raises(ir.T1CFormatError, match=words) as info:
         ir.read(path)
     assert (info.value.file, info.value.node, info.value.field) == (str(path), *_PLACES[group, name])
+
+
+def test_strings_are_read_in_slices_that_fit_the_budget_and_charged(tmp_path):
+    names = [f"name{i}" for i in range(1000)]
+
+    def fill(f):
+        f["names"] = np.array(names, dtype=h5py.string_dtype())
+        f["one"] = "x" * 300
+
+    path = _file(tmp_path, fill)
+    with _open(path) as fid:
+        root = open_root(fid)
+        budget = ByteBudget(size=10 * 2**20, max_bytes=2**31)  # 64 MiB for strings: 6 per slice
+        assert budget.strings_per_read() == 6
+        left = budget.text_left
+        got = root.child("names", None, "names").read_text(budget, None, "names")
+        assert got == [n.encode() for n in names]
+        assert left - budget.text_left == sum(len(n) for n in names) + STRING_COST * 1000
+        assert root.child("one", None, "one").read_text(budget, None, "one") == [b"x" * 300]
+
+
+def test_a_string_longer_than_t1c_reads_is_refused(tmp_path, monkeypatch):
+    def fill(f):
+        f["long"] = "x" * 300
+        f["longs"] = np.array(["a", "x" * 300], dtype=h5py.string_dtype())
+
+    monkeypatch.setattr(h5objects, "MAX_STRING_BYTES", 299)
+    with _open(_file(tmp_path, fill)) as fid:
+        root = open_root(fid)
+        for name in ("long", "longs"):
+            with pytest.raises(ir.T1CFormatError, match="a string of 300 bytes, more than the 299") as info:
+                root.child(name, "n", name).read_text(ByteBudget(1000, 2**31), "n", name)
+            assert info.value.field == name

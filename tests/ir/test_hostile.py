@@ -505,3 +505,79 @@ def test_read_version_and_read_agree_on_hostile_text_version(tmp_path):
     assert ir.read_version(path) == "1.0\x1b[2J"
     with pytest.raises(ir.T1CFormatError, match="version"):
         ir.read(path)
+
+
+# -- 19. strings sharing one stored string ---------------------------------------------------
+
+
+def _point_at_one_string(path: Path, names: list[str], text: str) -> None:
+    """Make every string of the datasets ``names`` (contiguous, already in the file) refer to
+    one stored copy of ``text``: a variable-length string is a 16-byte reference to its
+    bytes, so the file stays small however many references there are."""
+    with h5py.File(path, "a") as f:
+        first = f[names[0]]
+        first[(0,) if first.shape else ()] = text
+        offsets = [(f[n].id.get_offset(), f[n].size) for n in names]
+    with open(path, "r+b") as fh:
+        fh.seek(offsets[0][0])
+        reference = fh.read(16)
+        for offset, count in offsets:
+            fh.seek(offset)
+            fh.write(reference * count)
+
+
+_STRING_BOMB_READER = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))  # before: it took all of this
+from t1c import ir
+try:
+    ir.read(sys.argv[1])
+    print("read")
+except ir.T1CFormatError as err:
+    print("refused:", err)
+print("peak_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_many_references_to_one_long_string_are_refused_with_bounded_memory(tmp_path):
+    # Before: this 1 MB file (60000 references to one 100 kB string) made ir.read
+    # allocate 6 GB ("memory allocation failed for VL data" under a 3 GiB limit).
+    path = tmp_path / "strings.t1c"
+    ir.write(path, mlp(), content_hash=False)
+    with h5py.File(path, "a") as f:
+        f["graph"].create_group("metadata").create_dataset("notes", shape=(60000,), dtype=STR)
+    _point_at_one_string(path, ["graph/metadata/notes"], "x" * 100_000)
+    assert path.stat().st_size < 2 * 2**20
+    result = subprocess.run(
+        [sys.executable, "-c", _STRING_BOMB_READER, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert (
+        "refused:" in out and "field 'metadata/notes'" in out and "strings sharing one stored string" in out
+    ), out
+    peak = int(out.rsplit("peak_mib", 1)[1])
+    assert peak < 400, f"reading the string bomb peaked at {peak} MiB"
+
+
+def test_many_scalar_strings_sharing_one_stored_string_are_refused(tmp_path):
+    # Before: 200 metadata entries referring to one 1 MiB string read as 200 MiB of text.
+    path = tmp_path / "scalars.t1c"
+    ir.write(path, mlp(), content_hash=False)
+    names = [f"graph/metadata/k{i}" for i in range(200)]
+    with h5py.File(path, "a") as f:
+        for name in names:
+            f.create_dataset(name, data="", dtype=STR)
+    _point_at_one_string(path, names, "y" * 2**20)
+    assert path.stat().st_size < 2 * 2**20
+    with pytest.raises(ir.T1CFormatError, match="strings sharing one stored string") as info:
+        ir.read(path)
+    assert info.value.field.startswith("metadata/k")
+
+
+def test_an_honest_file_of_long_strings_reads(tmp_path):
+    notes = [f"{i}:" + "z" * 5000 for i in range(2000)]  # 10 MB of text, every string stored
+    path = tmp_path / "long.t1c"
+    ir.write(path, mlp(metadata={"notes": notes, "one": "w" * 3_000_000}))
+    back = ir.read(path).metadata
+    assert back["notes"] == notes and back["one"] == "w" * 3_000_000

@@ -143,3 +143,23 @@ def test_member_names_that_hdf5_would_take_as_a_path_are_refused(tmp_path):
     with pytest.raises(ir.T1CFormatError, match="names must be UTF-8 without '/'") as info:
         ir.read(path)
     assert info.value.field == "metadata"
+
+
+def test_strings_are_charged_against_a_budget_of_a_few_times_the_file_size():
+    small = ByteBudget(size=1000, max_bytes=MAX_BYTES)
+    assert small.text_left == 64 * 2**20  # the floor
+    large = ByteBudget(size=100 * 2**20, max_bytes=MAX_BYTES)
+    assert large.text_left == 400 * 2**20  # 4x the file
+    small.charge_text(64 * 2**20 - 10, None, "a")
+    with pytest.raises(ir.T1CFormatError, match="strings sharing one stored string many times") as info:
+        small.charge_text(11, "n", "b")
+    assert (info.value.node, info.value.field) == ("n", "b")
+
+
+def test_strings_per_read_fit_in_what_is_left_even_if_each_were_as_long_as_the_file():
+    budget = ByteBudget(size=2**20, max_bytes=MAX_BYTES)
+    assert budget.strings_per_read() == 64
+    budget.charge_text(60 * 2**20, None, "a")
+    assert budget.strings_per_read() == 4
+    budget.charge_text(4 * 2**20 - 1, None, "a")
+    assert budget.strings_per_read() == 1  # always one
