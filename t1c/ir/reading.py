@@ -94,9 +94,8 @@ def read(
     try:
         with open_hdf5(file, size) as f, Digest() as digest:
             root = open_root(f)
-            _check_version(
-                _read_string(root.child("version", None, "version"), reader.budget, None, "version")
-            )
+            version = _read_string(root.child("version", None, "version"), reader.budget, None, "version")
+            _check_version(version, root, file)
             expected = _stored_hash(f) if validate else None
             g = root.child("graph", None, "graph", want="group")
             graph_type = _read_string(g.child("type", None, "graph/type"), reader.budget, None, "graph/type")
@@ -155,13 +154,27 @@ _READ_ERRORS = (
 )
 
 
-def _check_version(version: str) -> None:
-    parts = version.split(".")
-    if not version or not all(p.isdigit() for p in parts):
+# A format version: ASCII digits, MAJOR[.MINOR[.PATCH]], each part of sane length.
+_VERSION = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9}){0,2}")
+
+
+def _check_version(version: str, root: OpenGroup, file: str) -> None:
+    """Refuse a NIR file (with how to convert it), a version that is not ASCII
+    ``MAJOR.MINOR.PATCH``, and a newer major version."""
+    shown = version if len(version) <= 40 else version[:40] + "..."
+    if "node" in root.links and "graph" not in root.links:  # NIR's layout: /version and /node
+        name = os.path.basename(file)
         raise T1CFormatError(
-            f"must be a format version like '{FORMAT_VERSION}', got {version!r}", field="version"
+            f"is a NIR file (NIR version {shown!r}: a /node group, no /graph), not a .t1c file; convert it "
+            f"with `t1c convert {name} {os.path.splitext(name)[0]}.t1c --dt <time step>`, or train from it "
+            f"with T1CModule({name!r}, nir_dt=<time step>) (docs/nir.md)"
         )
-    if int(parts[0]) > FORMAT_MAJOR:
+    if not _VERSION.fullmatch(version):
+        raise T1CFormatError(
+            f"must be a format version like '{FORMAT_VERSION}' (MAJOR.MINOR.PATCH in ASCII digits), got {shown!r}",
+            field="version",
+        )
+    if int(version.split(".")[0]) > FORMAT_MAJOR:
         raise T1CFormatError(
             f"is {version}, a newer major format version than this t1c reads ({FORMAT_MAJOR}.x, "
             f"writes {FORMAT_VERSION}); upgrade t1c to read it",

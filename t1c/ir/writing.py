@@ -11,7 +11,9 @@ is stored by default.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,40 @@ def write(
                 )
     except T1CFormatError as err:
         raise err.within(file=str(path)) from None
+    except (OSError, RuntimeError) as err:
+        code = _out_of_space(err)
+        if code is None:
+            raise
+        raise OSError(
+            code, f"cannot write '{path}': {_OUT_OF_SPACE[code]}; an existing file there is unchanged"
+        ) from err
+
+
+# What libhdf5 reports (as an errno in an h5py error's text) when a write finds no room.
+_OUT_OF_SPACE = {
+    errno.ENOSPC: "the disk is full (free some space and write it again)",
+    errno.EDQUOT: "the disk quota is exceeded (free some space and write it again)",
+    errno.EFBIG: "the file would be larger than this file system or the file size limit (ulimit -f) allows",
+}
+_ERRNO = re.compile(r"errno = (\d+)")
+
+
+def _out_of_space(err: BaseException) -> int | None:
+    """The errno in :data:`_OUT_OF_SPACE` behind an h5py error, or None.
+
+    A failed write is an ``OSError`` from h5py whose text carries libhdf5's ``errno = N``;
+    closing the file then often fails too, and that ``RuntimeError`` is what escapes,
+    with the first error as its context: the whole chain is searched.
+    """
+    for _ in range(8):  # an exception chain is short; a cycle must not hang here
+        if err is None:
+            return None
+        codes = [getattr(err, "errno", None), *(int(n) for n in _ERRNO.findall(str(err)))]
+        for code in codes:
+            if code in _OUT_OF_SPACE:
+                return code
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _write_graph(f: h5py.File, graph: Graph, compression, compression_opts, digest=None) -> None:

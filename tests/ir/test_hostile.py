@@ -581,3 +581,126 @@ def test_an_honest_file_of_long_strings_reads(tmp_path):
     ir.write(path, mlp(metadata={"notes": notes, "one": "w" * 3_000_000}))
     back = ir.read(path).metadata
     assert back["notes"] == notes and back["one"] == "w" * 3_000_000
+
+
+# -- 20. versions in ASCII only; NIR files said as such ---------------------------------------
+
+
+def _with_version(tmp_path: Path, version: str) -> Path:
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp())
+    with h5py.File(path, "a") as f:
+        del f["version"]
+        f.create_dataset("version", data=version, dtype=STR)
+    return path
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        "\u0660.\u0660.\u0661",  # Arabic-Indic digits: str.isdigit() is True, int() reads them
+        "0.0.\u00b9",  # a superscript one
+        "1" * 5000,  # before: int() refused it with Python's own "Exceeds the limit (4300 digits)"
+        "0.0.1.2",
+        "0..1",
+        " 0.0.1",
+    ],
+)
+def test_only_ascii_major_minor_patch_versions_are_accepted(tmp_path, version):
+    path = _with_version(tmp_path, version)
+    with pytest.raises(ir.T1CFormatError, match=r"MAJOR\.MINOR\.PATCH in ASCII digits") as info:
+        ir.read(path)
+    assert (info.value.file, info.value.field) == (str(path), "version")
+    assert len(str(info.value)) < 300  # a 5000-digit version is not repeated whole
+
+
+@pytest.mark.parametrize("version", ["0.0.1", "0.1", "0", "0.0.17"])
+def test_versions_of_this_major_are_read(tmp_path, version):
+    assert ir.read(_with_version(tmp_path, version)).nodes.keys() == mlp().nodes.keys()
+
+
+def test_a_nir_file_is_named_as_such_with_how_to_convert_it(tmp_path):
+    nir = pytest.importorskip("nir")
+    graph = nir.NIRGraph.from_list(
+        nir.Affine(np.ones((2, 3)), np.zeros(2)),
+        nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)),
+    )
+    path = tmp_path / "model.nir"
+    nir.write(path, graph)
+    # Before: "is 1.0.8, a newer major format version than this t1c reads; upgrade t1c".
+    with pytest.raises(ir.T1CFormatError) as info:
+        ir.read(path)
+    message = str(info.value)
+    assert "is a NIR file" in message and "newer" not in message and "upgrade" not in message
+    assert "t1c convert model.nir model.t1c --dt" in message and "T1CModule('model.nir', nir_dt=" in message
+    assert info.value.file == str(path)
+
+
+# -- 21. a full disk is an OSError that says so ----------------------------------------------
+
+_FILE_SIZE_LIMITED_WRITER = """
+import resource, signal, sys
+import numpy as np
+from t1c import ir
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+graph = ir.Graph.from_chain(
+    ir.Input(input_type={"input": np.array([512])}), ir.Affine(weight=np.ones((512, 512))), ir.Output()
+)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+try:
+    ir.write(sys.argv[1], graph)
+    print("written")
+except OSError as err:
+    print("OSError", err.errno, err)
+except BaseException as err:
+    print("other", type(err).__name__, err)
+"""
+
+
+@pytest.mark.parametrize("limit", [3000, 500_000])  # in the first metadata write; in the weight
+def test_a_write_that_finds_no_room_is_an_oserror_naming_the_file(tmp_path, limit):
+    # libhdf5's real write failure (the process may write files of at most `limit` bytes).
+    # Before: a RuntimeError "Can't decrement id ref count (unable to extend file ...)".
+    import errno
+
+    path, before = tmp_path / "net.t1c", b"the previous file"
+    path.write_bytes(before)
+    result = subprocess.run(
+        [sys.executable, "-c", _FILE_SIZE_LIMITED_WRITER, str(path), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"OSError {errno.EFBIG} "), result.stdout
+    assert f"cannot write '{path}'" in result.stdout and "file size limit" in result.stdout
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["net.t1c"]
+
+
+def test_a_full_disk_is_said_as_such(tmp_path, monkeypatch):
+    # What h5py raises when libhdf5's write() gets ENOSPC; closing the file then fails too.
+    import errno
+
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp(metadata={"v": "old"}))
+    before = path.read_bytes()
+    create = h5py.h5d.create
+    calls = {"n": 0}
+
+    def full(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(
+                errno.ENOSPC,
+                "Can't synchronously write data (file write failed: errno = 28, error message = "
+                "'No space left on device')",
+            )
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(h5py.h5d, "create", full)
+    with pytest.raises(OSError, match="the disk is full") as info:
+        ir.write(path, mlp(metadata={"v": "new"}))
+    assert info.value.errno == errno.ENOSPC and str(path) in str(info.value)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["net.t1c"]
