@@ -535,7 +535,9 @@ try:
     print("read")
 except ir.T1CFormatError as err:
     print("refused:", err)
-print("peak_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# This process's own high-water mark (ru_maxrss would keep a large parent's across exec).
+with open("/proc/self/status") as status:
+    print("peak_mib", next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) // 1024)
 """
 
 
