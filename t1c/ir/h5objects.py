@@ -6,7 +6,8 @@ opens every object through :class:`OpenGroup` and :class:`OpenDataset` instead, 
 list a group's links once and fetch a dataset's type, shape and stored size once (its
 creation properties only where its header says they can hold something to refuse), for
 every check. Links other than hard links are never followed, and data stored outside the
-file or behind an unknown filter is refused on opening (:func:`t1c.ir.limits.check_storage`).
+file or behind an unknown filter is refused on opening (:func:`t1c.ir.limits.check_storage`),
+and strings are read in slices their budget can hold (:meth:`OpenDataset.read_text`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ A reader of untrusted files must not be tricked (``docs/untrusted_files.md``):
   is read, and the total a read allocates is capped at :data:`MAX_BYTES` (``max_bytes=``
   raises it) and at a multiple of the file's size (:class:`ByteBudget`), so a file cannot
   make t1c allocate gigabytes from a header or a compression bomb;
+* strings are charged their real size before they are decoded, against a budget of a
+  few times the file's size (:meth:`ByteBudget.charge_text`), and one string is capped
+  at :data:`MAX_STRING_BYTES`, so references sharing one long stored string cannot make
+  t1c allocate gigabytes either;
 * nesting (metadata groups, graphs as nodes) is capped, since hard links can make a
   group its own child.
 """
