@@ -25,8 +25,8 @@ Importing this package needs only numpy and h5py.
 from .activations import ELU, GELU, Dropout, PReLU, ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv2d, SepConv2d
 from .errors import T1CFormatError
+from .fileformat import FORMAT_VERSION
 from .graph import Edge, Graph
-from .hdf5 import FORMAT_VERSION, read, read_version, write
 from .hybrid import ANN_TYPES, MODES, SNN_TYPES, HybridRegion, Region, Subgraph, regions
 from .io import Input, Output
 from .linear import SPIKE_MODES, Affine, SpikingAffine
@@ -34,9 +34,11 @@ from .neurons import LIF, RESET_MECHANISMS, AlphaLIF, CubaLIF
 from .node import REGISTRY, Node
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool2d, MaxPool2d, Upsample
+from .reading import read, read_version
 from .reshape import Flatten
 from .skip import SKIP_TYPES, Skip
 from .topology import same_topology, topology_diff
+from .writing import write
 
 __all__ = [
     "ANN_TYPES",

@@ -22,16 +22,19 @@ from .node import (
 SPIKE_MODES = ("binary", "graded", "rate")
 
 
-def _check_dense(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def _dense_weights(node) -> None:
+    """Coerce ``node.weight`` (2-D [out, in]) and ``node.bias`` ([out]; a missing bias is zero)."""
+    weight = node.weight = as_float_array(node.weight, "weight")
+    bias = as_float_array(node.bias, "bias", allow_none=True)
     if weight.ndim != 2:
         raise T1CFormatError(f"must be 2-D [out, in], got shape {list(weight.shape)}", field="weight")
     if bias is None:
-        return np.zeros(weight.shape[0], dtype=np.float32)
-    if bias.shape != (weight.shape[0],):
+        bias = np.zeros(weight.shape[0], dtype=np.float32)
+    elif bias.shape != (weight.shape[0],):
         raise T1CFormatError(
             f"has shape {list(bias.shape)} but weight has {weight.shape[0]} outputs", field="bias"
         )
-    return bias
+    node.bias = bias
 
 
 def check_integer_weights(node) -> None:
@@ -82,8 +85,7 @@ class Affine(Node):
     bias_int: np.ndarray | None = spec("int_array", optional=True, default=None)
 
     def __post_init__(self) -> None:
-        self.weight = as_float_array(self.weight, "weight")
-        self.bias = _check_dense(self.weight, as_float_array(self.bias, "bias", allow_none=True))
+        _dense_weights(self)
         check_integer_weights(self)
 
     def output_shape(self, input_shapes: list[Shape]) -> Shape:
@@ -110,8 +112,7 @@ class SpikingAffine(Node):
     bias_int: np.ndarray | None = spec("int_array", optional=True, default=None)
 
     def __post_init__(self) -> None:
-        self.weight = as_float_array(self.weight, "weight")
-        self.bias = _check_dense(self.weight, as_float_array(self.bias, "bias", allow_none=True))
+        _dense_weights(self)
         self.spike_mode = as_choice(self.spike_mode, "spike_mode", SPIKE_MODES)
         self.weight_bits = as_int(self.weight_bits, "weight_bits")
         self.accumulator_bits = as_int(self.accumulator_bits, "accumulator_bits")

@@ -319,7 +319,3 @@ def merged_sum_shape(input_shapes: list[Shape]) -> Shape:
                 f"receives the sum of inputs of different shapes {[list(s) for s in input_shapes]}"
             )
     return first
-
-
-def single_input(input_shapes: list[Shape]) -> Shape:
-    return merged_sum_shape(input_shapes)

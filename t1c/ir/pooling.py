@@ -20,66 +20,68 @@ def _image(input_shapes: list[Shape]) -> Shape:
     return shape
 
 
-def _pool_fields(node) -> None:
-    node.kernel_size = as_pair(node.kernel_size, "kernel_size", minimum=1)
-    node.stride = (
-        node.kernel_size.copy() if node.stride is None else as_pair(node.stride, "stride", minimum=1)
-    )
-    node.padding = as_pair(node.padding, "padding", minimum=0)
-    if (2 * node.padding > node.kernel_size).any():
-        raise T1CFormatError(
-            f"padding {node.padding.tolist()} exceeds half the kernel {node.kernel_size.tolist()}",
-            field="padding",
-        )
-    node.ceil_mode = as_bool(node.ceil_mode, "ceil_mode")
-
-
-def _pool_output(node, input_shapes: list[Shape], dilation: np.ndarray) -> Shape:
-    shape = _image(input_shapes)
-    hw = conv_output_hw(
-        shape[1:], node.kernel_size, node.stride, node.padding, dilation, ceil_mode=node.ceil_mode
-    )
-    if min(hw) < 1:
-        raise T1CFormatError(f"leaves an empty output of size {list(hw)}", field="kernel_size")
-    return (shape[0], *hw)
-
-
 @dataclasses.dataclass(eq=False, repr=False)
-class MaxPool2d(Node):
-    """Max pooling; ``stride`` defaults to ``kernel_size`` as in torch."""
+class _Pool2d(Node):
+    """Base of the pools: a window of ``kernel_size`` moved by ``stride`` (default
+    ``kernel_size``, as in torch) over an input padded by ``padding`` on each side."""
 
-    TYPE = "MaxPool2d"
     kernel_size: np.ndarray = spec("int_pair")
     stride: np.ndarray | None = spec("int_pair", optional=True, default=None)
     padding: np.ndarray = spec("int_pair", default=0)
+
+    def __post_init__(self) -> None:
+        self.kernel_size = as_pair(self.kernel_size, "kernel_size", minimum=1)
+        self.stride = (
+            self.kernel_size.copy() if self.stride is None else as_pair(self.stride, "stride", minimum=1)
+        )
+        self.padding = as_pair(self.padding, "padding", minimum=0)
+        if (2 * self.padding > self.kernel_size).any():
+            raise T1CFormatError(
+                f"padding {self.padding.tolist()} exceeds half the kernel {self.kernel_size.tolist()}",
+                field="padding",
+            )
+        self.ceil_mode = as_bool(self.ceil_mode, "ceil_mode")
+
+    def _output(self, input_shapes: list[Shape], dilation: np.ndarray) -> Shape:
+        shape = _image(input_shapes)
+        hw = conv_output_hw(
+            shape[1:], self.kernel_size, self.stride, self.padding, dilation, ceil_mode=self.ceil_mode
+        )
+        if min(hw) < 1:
+            raise T1CFormatError(f"leaves an empty output of size {list(hw)}", field="kernel_size")
+        return (shape[0], *hw)
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class MaxPool2d(_Pool2d):
+    """Max pooling; ``stride`` defaults to ``kernel_size`` as in torch."""
+
+    TYPE = "MaxPool2d"
     dilation: np.ndarray = spec("int_pair", default=1)
     ceil_mode: bool = spec("bool", default=False)
 
     def __post_init__(self) -> None:
-        _pool_fields(self)
+        super().__post_init__()
         self.dilation = as_pair(self.dilation, "dilation", minimum=1)
 
     def output_shape(self, input_shapes: list[Shape]) -> Shape:
-        return _pool_output(self, input_shapes, self.dilation)
+        return self._output(input_shapes, self.dilation)
 
 
 @dataclasses.dataclass(eq=False, repr=False)
-class AvgPool2d(Node):
+class AvgPool2d(_Pool2d):
     """Average pooling; ``stride`` defaults to ``kernel_size`` as in torch."""
 
     TYPE = "AvgPool2d"
-    kernel_size: np.ndarray = spec("int_pair")
-    stride: np.ndarray | None = spec("int_pair", optional=True, default=None)
-    padding: np.ndarray = spec("int_pair", default=0)
     ceil_mode: bool = spec("bool", default=False)
     count_include_pad: bool = spec("bool", default=True)
 
     def __post_init__(self) -> None:
-        _pool_fields(self)
+        super().__post_init__()
         self.count_include_pad = as_bool(self.count_include_pad, "count_include_pad")
 
     def output_shape(self, input_shapes: list[Shape]) -> Shape:
-        return _pool_output(self, input_shapes, np.ones(2, dtype=np.int64))
+        return self._output(input_shapes, np.ones(2, dtype=np.int64))
 
 
 @dataclasses.dataclass(eq=False, repr=False)

@@ -7,8 +7,10 @@ from a seeded generator, so a round trip that drops or mangles a field shows up.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from t1c import ir
 
@@ -358,3 +360,77 @@ def residual(width_a: int = 16, width_b: int = 16) -> ir.Graph:
     }
     edges = [("input", "fa"), ("input", "fb"), ("fa", "skip"), ("fb", "skip"), ("skip", "output")]
     return ir.Graph(nodes, edges)
+
+
+# -- a node in a graph, through a file ----------------------------------------------------
+
+
+def _input_shape_for(node: ir.Node) -> list[int]:
+    if isinstance(node, (ir.Affine, ir.SpikingAffine)):
+        return [node.weight.shape[1]]
+    if isinstance(node, ir.Conv2d):
+        return [node.in_channels, 9, 9]
+    if isinstance(node, ir.SepConv2d):
+        return [node.depthwise_weight.shape[0], 9, 9]
+    if isinstance(node, ir.LIF):
+        return list(node.shape)
+    if isinstance(node, ir.Output):
+        return list(node.shape)
+    if isinstance(node, ir.BatchNorm1d):
+        return [node.num_features, 5]
+    return [3, 8, 8]
+
+
+def graph_around(node: ir.Node) -> ir.Graph:
+    """``node`` between an Input that fits it and an Output, named ``node`` (or itself)."""
+    if isinstance(node, ir.Input):
+        return ir.Graph({"input": node, "output": ir.Output()}, [("input", "output")])
+    src = ir.Input(input_type={"input": np.array(_input_shape_for(node))})
+    if isinstance(node, ir.Output):
+        return ir.Graph({"input": src, "output": node}, [("input", "output")])
+    return ir.Graph.from_chain(src, node, ir.Output(), names=["input", "node", "output"])
+
+
+def node_name(node: ir.Node) -> str:
+    """The name :func:`graph_around` gives ``node``."""
+    return {ir.Input: "input", ir.Output: "output"}.get(type(node), "node")
+
+
+def through_file(node: ir.Node, folder: Path) -> ir.Node:
+    """``node`` written in :func:`graph_around`'s graph and read back."""
+    path = folder / f"{type(node).__name__}.t1c"
+    ir.write(path, graph_around(node))
+    return ir.read(path).nodes[node_name(node)]
+
+
+def shape_through(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of ``node`` fed ``in_shape`` in a validated graph (node named ``n``)."""
+    g = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array(in_shape)}), node, ir.Output(), names=["i", "n", "o"]
+    )
+    return g.output_shapes["n"]
+
+
+def assert_refused(build: Callable[[], object], field: str) -> None:
+    """``build()`` raises a T1CFormatError (a ValueError) naming ``field`` in its message."""
+    with pytest.raises(ir.T1CFormatError) as info:
+        build()
+    assert isinstance(info.value, ValueError)
+    assert info.value.field == field
+    assert f"field '{field}'" in str(info.value)
+
+
+def assert_shape_refused(node: ir.Node, in_shape: tuple[int, ...], field: str) -> None:
+    """Fed ``in_shape``, ``node`` (named ``n`` by :func:`shape_through`) is refused naming ``field``."""
+    with pytest.raises(ir.T1CFormatError) as info:
+        shape_through(node, in_shape)
+    assert (info.value.node, info.value.field) == ("n", field)
+
+
+def assert_fields_survive(node: ir.Node, folder: Path) -> None:
+    """Every field ``node`` writes reads back equal, and no other field appears."""
+    back = through_file(node, folder)
+    assert type(back) is type(node)
+    assert back.to_fields().keys() == node.to_fields().keys()
+    for field, value in node.to_fields().items():
+        np.testing.assert_array_equal(back.to_fields()[field], value, err_msg=field)

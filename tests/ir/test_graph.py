@@ -1,15 +1,14 @@
-"""Graph validation, deterministic order, and shape inference checked against torch."""
+"""Graph validation, deterministic order, and shape inference (Flatten's against torch; the
+families' own rules are in their files: test_conv.py, test_pooling.py, ...)."""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pytest
 
 from t1c import ir
 
-from .factories import f32, lif, mlp, residual
+from .factories import lif, mlp, residual, shape_through
 
 
 def _inp(*shape: int) -> ir.Input:
@@ -267,111 +266,7 @@ def test_passthrough_skip_takes_one_input():
     assert info.value.node == "p"
 
 
-def _shape_through(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-    g = ir.Graph.from_chain(
-        ir.Input(input_type={"input": np.array(in_shape)}), node, ir.Output(), names=["i", "n", "o"]
-    )
-    return g.output_shapes["n"]
-
-
 torch = pytest.importorskip("torch")
-F = torch.nn.functional
-
-CONV_CASES = [
-    # (in_shape [C,H,W], out_ch, kernel, stride, padding, dilation, groups)
-    ((3, 11, 9), 4, (3, 3), (1, 1), (0, 0), (1, 1), 1),
-    ((4, 12, 13), 6, (3, 5), (2, 3), (1, 2), (1, 1), 2),
-    ((2, 16, 16), 8, (3, 3), (2, 2), (1, 1), (2, 2), 1),
-    ((6, 7, 10), 6, (1, 4), (3, 1), (0, 3), (1, 2), 6),
-    ((1, 5, 5), 2, (5, 5), (1, 1), (0, 0), (1, 1), 1),
-]
-
-
-@pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_shape_matches_torch(case):
-    (c, h, w), out_ch, k, s, p, d, groups = case
-    weight = f32(out_ch, c // groups, *k)
-    node = ir.Conv2d(weight=weight, stride=s, padding=p, dilation=d, groups=groups)
-    want = F.conv2d(
-        torch.zeros(1, c, h, w), torch.from_numpy(weight), stride=s, padding=p, dilation=d, groups=groups
-    )
-    assert _shape_through(node, (c, h, w)) == tuple(want.shape[1:])
-
-
-@pytest.mark.parametrize("case", CONV_CASES[:4])
-def test_sepconv2d_shape_matches_torch(case):
-    (c, h, w), out_ch, k, s, p, d, _ = case
-    dw, pw = f32(c, 1, *k), f32(out_ch, c, 1, 1)
-    node = ir.SepConv2d(depthwise_weight=dw, pointwise_weight=pw, stride=s, padding=p, dilation=d)
-    mid = F.conv2d(torch.zeros(1, c, h, w), torch.from_numpy(dw), stride=s, padding=p, dilation=d, groups=c)
-    want = F.conv2d(mid, torch.from_numpy(pw))
-    assert _shape_through(node, (c, h, w)) == tuple(want.shape[1:])
-
-
-def test_conv_that_leaves_no_output_is_refused():
-    with pytest.raises(ir.T1CFormatError, match="empty output") as info:
-        _shape_through(ir.Conv2d(weight=np.ones((2, 1, 5, 5))), (1, 3, 3))
-    assert info.value.node == "n"
-
-
-def test_conv_with_wrong_channels_is_refused():
-    with pytest.raises(ir.T1CFormatError, match="\\[4, H, W\\]"):
-        _shape_through(ir.Conv2d(weight=np.ones((2, 2, 3, 3)), groups=2), (3, 8, 8))
-
-
-POOL_CASES = list(
-    itertools.product(
-        [(3, 9, 9), (2, 10, 7), (1, 6, 6)],  # input
-        [(2, 2, 0), (3, 2, 1), (3, 3, 1), (2, 1, 1)],  # kernel, stride, padding
-        [False, True],  # ceil_mode
-    )
-)
-
-
-@pytest.mark.parametrize("in_shape,kernel_stride_pad,ceil_mode", POOL_CASES)
-def test_pool_shapes_match_torch(in_shape, kernel_stride_pad, ceil_mode):
-    k, s, p = kernel_stride_pad
-    x = torch.zeros(1, *in_shape)
-    for dilation in (1, 2):
-        want = F.max_pool2d(x, k, s, p, dilation=dilation, ceil_mode=ceil_mode).shape[1:]
-        node = ir.MaxPool2d(kernel_size=k, stride=s, padding=p, dilation=dilation, ceil_mode=ceil_mode)
-        assert _shape_through(node, in_shape) == tuple(want), ("max", dilation)
-    want = F.avg_pool2d(x, k, s, p, ceil_mode=ceil_mode).shape[1:]
-    node = ir.AvgPool2d(kernel_size=k, stride=s, padding=p, ceil_mode=ceil_mode)
-    assert _shape_through(node, in_shape) == tuple(want)
-
-
-def test_ceil_mode_drops_a_window_that_starts_in_the_right_padding():
-    # torch's special case: with ceil_mode the last window must start inside the input.
-    x = torch.zeros(1, 1, 5, 5)
-    want = F.max_pool2d(x, 2, 2, 1, ceil_mode=True).shape[1:]
-    assert _shape_through(
-        ir.MaxPool2d(kernel_size=2, stride=2, padding=1, ceil_mode=True), (1, 5, 5)
-    ) == tuple(want)
-    assert tuple(want) == (1, 3, 3)
-
-
-def test_pool_default_stride_matches_torch():
-    x = torch.zeros(1, 2, 9, 7)
-    want = F.max_pool2d(x, 3).shape[1:]
-    assert _shape_through(ir.MaxPool2d(kernel_size=3), (2, 9, 7)) == tuple(want)
-
-
-@pytest.mark.parametrize(
-    "node_kwargs,torch_kwargs",
-    [
-        ({"scale_factor": 2}, {"scale_factor": 2, "mode": "nearest"}),
-        ({"scale_factor": 3, "mode": "bilinear"}, {"scale_factor": 3, "mode": "bilinear"}),
-        ({"size": (7, 5)}, {"size": (7, 5), "mode": "nearest"}),
-        (
-            {"size": 6, "mode": "bilinear", "align_corners": True},
-            {"size": (6, 6), "mode": "bilinear", "align_corners": True},
-        ),
-    ],
-)
-def test_upsample_shape_matches_torch(node_kwargs, torch_kwargs):
-    want = F.interpolate(torch.zeros(1, 3, 4, 5), **torch_kwargs).shape[1:]
-    assert _shape_through(ir.Upsample(**node_kwargs), (3, 4, 5)) == tuple(want)
 
 
 @pytest.mark.parametrize(
@@ -388,20 +283,14 @@ def test_upsample_shape_matches_torch(node_kwargs, torch_kwargs):
 def test_flatten_shape_matches_torch(in_shape, start, end):
     x = torch.zeros(1, *in_shape)
     want = torch.flatten(x, start + 1 if start >= 0 else start, end + 1 if end >= 0 else end).shape[1:]
-    assert _shape_through(ir.Flatten(start_dim=start, end_dim=end), in_shape) == tuple(want)
+    assert shape_through(ir.Flatten(start_dim=start, end_dim=end), in_shape) == tuple(want)
 
 
 @pytest.mark.parametrize("start,end,field", [(3, -1, "start_dim"), (2, 1, "end_dim"), (0, 5, "end_dim")])
 def test_flatten_out_of_range_is_refused(start, end, field):
     with pytest.raises(ir.T1CFormatError) as info:
-        _shape_through(ir.Flatten(start_dim=start, end_dim=end), (3, 4, 5))
+        shape_through(ir.Flatten(start_dim=start, end_dim=end), (3, 4, 5))
     assert (info.value.node, info.value.field) == ("n", field)
-
-
-def test_image_primitive_on_a_vector_is_refused():
-    with pytest.raises(ir.T1CFormatError, match="\\[C, H, W\\]") as info:
-        _shape_through(ir.MaxPool2d(kernel_size=2), (16,))
-    assert info.value.node == "n"
 
 
 def test_content_hash_tracks_weights_and_edges_but_not_metadata():

@@ -7,9 +7,7 @@ leave temporary files behind or replace a symbolic link.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -23,7 +21,8 @@ import pytest
 
 from t1c import ir
 from t1c.inspect import MAX_CELL, format_graph, format_verify
-from t1c.ir import hdf5
+from t1c.ir import h5objects, reading
+from t1c.ir.hashing import HASH_ATTRIBUTE
 
 from .factories import chain, f32, lif, mlp
 
@@ -103,13 +102,13 @@ def test_plugin_search_path_is_empty_while_reading_and_restored_after(tmp_path, 
     ir.write(path, mlp())
     before = [h5pl.get(i) for i in range(h5pl.size())]
     seen = []
-    node_from = hdf5._Reader.node_from
+    node_from = reading._Reader.node_from
 
     def spy(self, group, name):
         seen.append(h5pl.size())
         return node_from(self, group, name)
 
-    monkeypatch.setattr(hdf5._Reader, "node_from", spy)
+    monkeypatch.setattr(reading._Reader, "node_from", spy)
     ir.read(path)
     assert seen and set(seen) == {0}
     assert [h5pl.get(i) for i in range(h5pl.size())] == before
@@ -327,14 +326,14 @@ def test_memory_error_becomes_a_format_error(tmp_path, monkeypatch):
     path = tmp_path / "net.t1c"
     ir.write(path, mlp())
 
-    read = hdf5._Dataset.read  # where every dataset's array is allocated and read
+    read = h5objects.OpenDataset.read  # where every dataset's array is allocated and read
 
     def no_memory(self):
         if self.ndim == 2:  # the first weight matrix
             raise MemoryError("Unable to allocate 4.00 GiB")
         return read(self)
 
-    monkeypatch.setattr(hdf5._Dataset, "read", no_memory)
+    monkeypatch.setattr(h5objects.OpenDataset, "read", no_memory)
     with pytest.raises(ir.T1CFormatError, match="ran out of memory") as info:
         ir.read(path)
     assert info.value.file == str(path) and info.value.node == "fc1"
@@ -429,11 +428,11 @@ def test_content_hash_is_written_and_verified(tmp_path):
     g = mlp(metadata={"run": {"lr": 0.01, "tags": ["a", "b"], "ok": True, "n": 3, "arr": np.arange(3)}})
     ir.write(path, g)
     with h5py.File(path, "r") as f:
-        assert len(f.attrs[ir.hdf5.HASH_ATTRIBUTE]) == 64
+        assert len(f.attrs[HASH_ATTRIBUTE]) == 64
     assert ir.read(path).metadata["run"]["n"] == 3
     ir.write(path, g, content_hash=False)
     with h5py.File(path, "r") as f:
-        assert ir.hdf5.HASH_ATTRIBUTE not in f.attrs
+        assert HASH_ATTRIBUTE not in f.attrs
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -464,7 +463,7 @@ def test_edited_metadata_and_edges_are_detected(tmp_path):
         f["graph/metadata"].create_dataset("note", data="y", dtype=STR)
     with pytest.raises(ir.T1CFormatError, match="content hash") as info:
         ir.read(path)
-    assert info.value.field == ir.hdf5.HASH_ATTRIBUTE
+    assert info.value.field == HASH_ATTRIBUTE
 
 
 @pytest.mark.parametrize("value", ["not a hash", np.int64(3)])
@@ -472,10 +471,10 @@ def test_malformed_hash_attribute_is_refused(tmp_path, value):
     path = tmp_path / "net.t1c"
     ir.write(path, mlp())
     with h5py.File(path, "a") as f:
-        f.attrs[ir.hdf5.HASH_ATTRIBUTE] = value
+        f.attrs[HASH_ATTRIBUTE] = value
     with pytest.raises(ir.T1CFormatError) as info:
         ir.read(path)
-    assert info.value.field == ir.hdf5.HASH_ATTRIBUTE
+    assert info.value.field == HASH_ATTRIBUTE
 
 
 # -- 16. NUL in names ------------------------------------------------------------------------
@@ -497,94 +496,6 @@ def test_metadata_key_with_nul_is_refused(tmp_path):
         ir.write(tmp_path / "m.t1c", mlp(metadata={"a\x00b": 1}))
 
 
-# -- 17. leftover temporary files ------------------------------------------------------------
-
-
-def test_leftover_temp_files_of_the_same_target_are_removed(tmp_path):
-    path = tmp_path / "net.t1c"
-    stale = tmp_path / ".net.t1c.0123456789ab.tmp"
-    keep = [
-        tmp_path / ".other.t1c.0123456789ab.tmp",  # another target
-        tmp_path / ".net.t1c.notours.tmp",  # not t1c's pattern
-        tmp_path / "net.t1c.0123456789ab.tmp",  # not hidden
-    ]
-    for p in [stale, *keep]:
-        p.write_bytes(b"partial")
-    ir.write(path, mlp())
-    assert not stale.exists()
-    assert all(p.exists() for p in keep)
-
-
-def test_temp_files_are_kept_while_another_writer_holds_the_folder(tmp_path):
-    path = tmp_path / "net.t1c"
-    busy = tmp_path / ".net.t1c.0123456789ab.tmp"
-    busy.write_bytes(b"being written")
-    fd = os.open(tmp_path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)  # what a writer in another process holds
-        ir.write(path, mlp())
-        assert busy.exists()
-    finally:
-        os.close(fd)
-    ir.write(path, mlp())
-    assert not busy.exists()
-
-
-_TERMINATED_WRITER = """
-import sys, time
-from t1c.ir import hdf5
-from tests.ir.factories import mlp
-
-def stall(*args, **kwargs):
-    print("writing", flush=True)
-    time.sleep(120)
-
-hdf5._write_graph = stall
-hdf5.write(sys.argv[1], mlp())
-"""
-
-
-def test_sigterm_during_a_write_removes_the_temp_file(tmp_path):
-    path = tmp_path / "net.t1c"
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _TERMINATED_WRITER, str(path)], stdout=subprocess.PIPE, text=True, cwd=repo
-    )
-    try:
-        assert proc.stdout.readline().strip() == "writing"
-        assert any(p.name.startswith(".net.t1c.") for p in tmp_path.iterdir())
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGTERM  # still ends as SIGTERM would
-    assert list(tmp_path.iterdir()) == []
-
-
-# -- 18. symlinked targets -------------------------------------------------------------------
-
-
-def test_writing_to_a_symlink_writes_through_to_its_target(tmp_path):
-    real = tmp_path / "store" / "net.t1c"
-    real.parent.mkdir()
-    ir.write(real, mlp(metadata={"v": "old"}))
-    link = tmp_path / "net.t1c"
-    link.symlink_to(real)
-    ir.write(link, mlp(metadata={"v": "new"}))
-    assert link.is_symlink() and os.readlink(link) == str(real)
-    assert ir.read(real).metadata == {"v": "new"}
-    assert sorted(p.name for p in real.parent.iterdir()) == ["net.t1c"]
-
-
-def test_writing_to_a_dangling_symlink_creates_its_target(tmp_path):
-    link = tmp_path / "net.t1c"
-    link.symlink_to(tmp_path / "real.t1c")
-    ir.write(link, mlp())
-    assert link.is_symlink() and ir.read(tmp_path / "real.t1c").metadata == {}
-
-
 def test_read_version_and_read_agree_on_hostile_text_version(tmp_path):
     path = tmp_path / "net.t1c"
     ir.write(path, mlp())
@@ -594,3 +505,204 @@ def test_read_version_and_read_agree_on_hostile_text_version(tmp_path):
     assert ir.read_version(path) == "1.0\x1b[2J"
     with pytest.raises(ir.T1CFormatError, match="version"):
         ir.read(path)
+
+
+# -- 19. strings sharing one stored string ---------------------------------------------------
+
+
+def _point_at_one_string(path: Path, names: list[str], text: str) -> None:
+    """Make every string of the datasets ``names`` (contiguous, already in the file) refer to
+    one stored copy of ``text``: a variable-length string is a 16-byte reference to its
+    bytes, so the file stays small however many references there are."""
+    with h5py.File(path, "a") as f:
+        first = f[names[0]]
+        first[(0,) if first.shape else ()] = text
+        offsets = [(f[n].id.get_offset(), f[n].size) for n in names]
+    with open(path, "r+b") as fh:
+        fh.seek(offsets[0][0])
+        reference = fh.read(16)
+        for offset, count in offsets:
+            fh.seek(offset)
+            fh.write(reference * count)
+
+
+_STRING_BOMB_READER = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))  # before: it took all of this
+from t1c import ir
+try:
+    ir.read(sys.argv[1])
+    print("read")
+except ir.T1CFormatError as err:
+    print("refused:", err)
+# This process's own high-water mark (ru_maxrss would keep a large parent's across exec).
+with open("/proc/self/status") as status:
+    print("peak_mib", next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) // 1024)
+"""
+
+
+def test_many_references_to_one_long_string_are_refused_with_bounded_memory(tmp_path):
+    # Before: this 1 MB file (60000 references to one 100 kB string) made ir.read
+    # allocate 6 GB ("memory allocation failed for VL data" under a 3 GiB limit).
+    path = tmp_path / "strings.t1c"
+    ir.write(path, mlp(), content_hash=False)
+    with h5py.File(path, "a") as f:
+        f["graph"].create_group("metadata").create_dataset("notes", shape=(60000,), dtype=STR)
+    _point_at_one_string(path, ["graph/metadata/notes"], "x" * 100_000)
+    assert path.stat().st_size < 2 * 2**20
+    result = subprocess.run(
+        [sys.executable, "-c", _STRING_BOMB_READER, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert (
+        "refused:" in out and "field 'metadata/notes'" in out and "strings sharing one stored string" in out
+    ), out
+    peak = int(out.rsplit("peak_mib", 1)[1])
+    assert peak < 400, f"reading the string bomb peaked at {peak} MiB"
+
+
+def test_many_scalar_strings_sharing_one_stored_string_are_refused(tmp_path):
+    # Before: 200 metadata entries referring to one 1 MiB string read as 200 MiB of text.
+    path = tmp_path / "scalars.t1c"
+    ir.write(path, mlp(), content_hash=False)
+    names = [f"graph/metadata/k{i}" for i in range(200)]
+    with h5py.File(path, "a") as f:
+        for name in names:
+            f.create_dataset(name, data="", dtype=STR)
+    _point_at_one_string(path, names, "y" * 2**20)
+    assert path.stat().st_size < 2 * 2**20
+    with pytest.raises(ir.T1CFormatError, match="strings sharing one stored string") as info:
+        ir.read(path)
+    assert info.value.field.startswith("metadata/k")
+
+
+def test_an_honest_file_of_long_strings_reads(tmp_path):
+    notes = [f"{i}:" + "z" * 5000 for i in range(2000)]  # 10 MB of text, every string stored
+    path = tmp_path / "long.t1c"
+    ir.write(path, mlp(metadata={"notes": notes, "one": "w" * 3_000_000}))
+    back = ir.read(path).metadata
+    assert back["notes"] == notes and back["one"] == "w" * 3_000_000
+
+
+# -- 20. versions in ASCII only; NIR files said as such ---------------------------------------
+
+
+def _with_version(tmp_path: Path, version: str) -> Path:
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp())
+    with h5py.File(path, "a") as f:
+        del f["version"]
+        f.create_dataset("version", data=version, dtype=STR)
+    return path
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        "\u0660.\u0660.\u0661",  # Arabic-Indic digits: str.isdigit() is True, int() reads them
+        "0.0.\u00b9",  # a superscript one
+        "1" * 5000,  # before: int() refused it with Python's own "Exceeds the limit (4300 digits)"
+        "0.0.1.2",
+        "0..1",
+        " 0.0.1",
+    ],
+)
+def test_only_ascii_major_minor_patch_versions_are_accepted(tmp_path, version):
+    path = _with_version(tmp_path, version)
+    with pytest.raises(ir.T1CFormatError, match=r"MAJOR\.MINOR\.PATCH in ASCII digits") as info:
+        ir.read(path)
+    assert (info.value.file, info.value.field) == (str(path), "version")
+    assert len(str(info.value)) < 300  # a 5000-digit version is not repeated whole
+
+
+@pytest.mark.parametrize("version", ["0.0.1", "0.1", "0", "0.0.17"])
+def test_versions_of_this_major_are_read(tmp_path, version):
+    assert ir.read(_with_version(tmp_path, version)).nodes.keys() == mlp().nodes.keys()
+
+
+def test_a_nir_file_is_named_as_such_with_how_to_convert_it(tmp_path):
+    nir = pytest.importorskip("nir")
+    graph = nir.NIRGraph.from_list(
+        nir.Affine(np.ones((2, 3)), np.zeros(2)),
+        nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)),
+    )
+    path = tmp_path / "model.nir"
+    nir.write(path, graph)
+    # Before: "is 1.0.8, a newer major format version than this t1c reads; upgrade t1c".
+    with pytest.raises(ir.T1CFormatError) as info:
+        ir.read(path)
+    message = str(info.value)
+    assert "is a NIR file" in message and "newer" not in message and "upgrade" not in message
+    assert "t1c convert model.nir model.t1c --dt" in message and "T1CModule('model.nir', nir_dt=" in message
+    assert info.value.file == str(path)
+
+
+# -- 21. a full disk is an OSError that says so ----------------------------------------------
+
+_FILE_SIZE_LIMITED_WRITER = """
+import resource, signal, sys
+import numpy as np
+from t1c import ir
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+graph = ir.Graph.from_chain(
+    ir.Input(input_type={"input": np.array([512])}), ir.Affine(weight=np.ones((512, 512))), ir.Output()
+)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+try:
+    ir.write(sys.argv[1], graph)
+    print("written")
+except OSError as err:
+    print("OSError", err.errno, err)
+except BaseException as err:
+    print("other", type(err).__name__, err)
+"""
+
+
+@pytest.mark.parametrize("limit", [3000, 500_000])  # in the first metadata write; in the weight
+def test_a_write_that_finds_no_room_is_an_oserror_naming_the_file(tmp_path, limit):
+    # libhdf5's real write failure (the process may write files of at most `limit` bytes).
+    # Before: a RuntimeError "Can't decrement id ref count (unable to extend file ...)".
+    import errno
+
+    path, before = tmp_path / "net.t1c", b"the previous file"
+    path.write_bytes(before)
+    result = subprocess.run(
+        [sys.executable, "-c", _FILE_SIZE_LIMITED_WRITER, str(path), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"OSError {errno.EFBIG} "), result.stdout
+    assert f"cannot write '{path}'" in result.stdout and "file size limit" in result.stdout
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["net.t1c"]
+
+
+def test_a_full_disk_is_said_as_such(tmp_path, monkeypatch):
+    # What h5py raises when libhdf5's write() gets ENOSPC; closing the file then fails too.
+    import errno
+
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp(metadata={"v": "old"}))
+    before = path.read_bytes()
+    create = h5py.h5d.create
+    calls = {"n": 0}
+
+    def full(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(
+                errno.ENOSPC,
+                "Can't synchronously write data (file write failed: errno = 28, error message = "
+                "'No space left on device')",
+            )
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(h5py.h5d, "create", full)
+    with pytest.raises(OSError, match="the disk is full") as info:
+        ir.write(path, mlp(metadata={"v": "new"}))
+    assert info.value.errno == errno.ENOSPC and str(path) in str(info.value)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["net.t1c"]
