@@ -244,7 +244,7 @@ def add_draw_parser(sub: Any) -> None:
         "draw",
         help="draw a .t1c (or .nir) graph: Mermaid text, or a .svg/.png picture",
         description="Draw a graph. The suffix of -o picks the form: .mmd Mermaid, .md Mermaid in a "
-        "```mermaid block, .svg/.png a picture (needs matplotlib: pip install 't1c[plot]'); without -o "
+        "```mermaid block, .svg/.png a picture (needs matplotlib, the plot extra: pip install -e '.[plot]'); without -o "
         "the Mermaid text is printed. Big graphs are summarised (docs/drawing.md).",
     )
     p.add_argument("file", type=Path, help="the .t1c file, or a .nir file (needs --dt)")
@@ -442,7 +442,7 @@ def cmd_draw(ns: argparse.Namespace) -> int:
                     target.write_text(
                         f"```mermaid\n{text}```\n" if suffix == ".md" else text, encoding="utf-8"
                     )
-    except (ImportError, OSError) as err:  # ImportError: no matplotlib (the message names t1c[plot])
+    except (ImportError, OSError) as err:  # ImportError: no matplotlib (the message names the plot extra)
         raise CommandError(str(err)) from None
     for note in plan.notes:
         print(f"t1c draw: {note}", file=sys.stderr)

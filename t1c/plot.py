@@ -1,4 +1,4 @@
-"""Pictures of graphs with matplotlib (the optional extra ``t1c[plot]``).
+"""Pictures of graphs with matplotlib (the optional extra ``plot``: ``pip install -e '.[plot]'``).
 
 ::
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .ir import Graph
 
 #: What to install when matplotlib is missing.
-INSTALL_HINT = "pip install 't1c[plot]' (from a clone: pip install -e '.[plot]')"
+INSTALL_HINT = "the plot extra: pip install -e '.[plot]' in a clone, or pip install 'matplotlib>=3.7'"
 #: Most nodes a picture draws (``max_nodes`` above it is refused): layout and rendering
 #: stay within seconds.
 MAX_PICTURE_NODES = 2000
@@ -95,7 +95,7 @@ def draw_graph(graph: Graph, ax: Axes | None = None, *, max_nodes: int = MAX_NOD
             :func:`~t1c.ir.drawing.drawing_plan`; the figure's title says what was done).
 
     Raises:
-        ImportError: matplotlib is not installed (the message names ``t1c[plot]``).
+        ImportError: matplotlib is not installed (the message names the plot extra).
     """
     return draw_plan(drawing_plan(graph, _picture_nodes(max_nodes)), ax)
 

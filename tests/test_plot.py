@@ -101,5 +101,5 @@ def test_without_matplotlib_the_message_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError) as info:
         draw_graph(recurrent_graph())
-    assert INSTALL_HINT in str(info.value) and "t1c[plot]" in str(info.value)
+    assert INSTALL_HINT in str(info.value) and "the plot extra" in str(info.value)
     assert "\n" not in str(info.value)

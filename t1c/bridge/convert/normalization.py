@@ -145,13 +145,12 @@ def layernorm_from_node(node: ir.LayerNorm) -> nn.LayerNorm:
     return with_weights(nn.LayerNorm(tuple(int(d) for d in node.normalized_shape), eps=node.eps), node)
 
 
+# one converter and one factory serve both BatchNorm ranks
 HYBRID_EXPORT: ExportTable = {
-    nn.BatchNorm1d: convert_batchnorm,
-    nn.BatchNorm2d: convert_batchnorm,
+    **dict.fromkeys((nn.BatchNorm1d, nn.BatchNorm2d), convert_batchnorm),
     nn.LayerNorm: convert_layernorm,
 }
 IMPORT: ImportTable = {
-    ir.BatchNorm1d: batchnorm_from_node,
-    ir.BatchNorm2d: batchnorm_from_node,
+    **dict.fromkeys((ir.BatchNorm1d, ir.BatchNorm2d), batchnorm_from_node),
     ir.LayerNorm: layernorm_from_node,
 }
