@@ -86,7 +86,14 @@ def test_stepped_runs_are_counted_by_the_hook():
 
 
 def test_harm_is_silence_or_saturation_after_quantization():
-    rates = {"a": (0.2, 0.0), "b": (0.1, 0.0009), "c": (0.1, 0.05), "d": (0.5, 1.0), "e": (1.0, 1.0), "f": (0, 0)}
+    rates = {
+        "a": (0.2, 0.0),
+        "b": (0.1, 0.0009),
+        "c": (0.1, 0.05),
+        "d": (0.5, 1.0),
+        "e": (1.0, 1.0),
+        "f": (0, 0),
+    }
     assert quantization_harm(rates) == [("a", "silent"), ("b", "silent"), ("d", "saturated")]
     figures = rate_figures({"a": 0.2}, {"a": 0.0})
     assert figures == {"t1c/rate/a/float": 0.2, "t1c/rate/a/quant": 0.0}
@@ -117,7 +124,9 @@ class _Fixed(pl.LightningModule):
 def test_a_layer_silenced_by_quantization_is_named_with_both_rates(tmp_path):
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
-    loaders = [torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8) for _ in range(2)]
+    loaders = [
+        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8) for _ in range(2)
+    ]
     module = _Fixed()
     direct = _direct_rates(_net(), x)
     trainer = _trainer(tmp_path, [ModelCheckpoint(dirpath=tmp_path), T1CExport(weight_bits=4)], max_epochs=1)
@@ -126,9 +135,15 @@ def test_a_layer_silenced_by_quantization_is_named_with_both_rates(tmp_path):
         trainer.fit(module, *loaders)
     silenced = [str(w.message) for w in caught if "changes what layers fire" in str(w.message)]
     assert len(silenced) == 1, [str(w.message) for w in caught]
-    assert f"'lif2' is silent after quantization: spike rate {direct['lif2']:.4f} in float, 0.0000 quantized" in silenced[0]
+    assert (
+        f"'lif2' is silent after quantization: spike rate {direct['lif2']:.4f} in float, 0.0000 quantized"
+        in silenced[0]
+    )
     assert "lif1" not in silenced[0]
     metrics = read_manifest(tmp_path / "t1c_exports.json")["exports"]["epoch=0-step=2.t1c"]["metrics"]
-    assert metrics["t1c/rate/lif2/float"] == pytest.approx(direct["lif2"]) and metrics["t1c/rate/lif2/quant"] == 0.0
+    assert (
+        metrics["t1c/rate/lif2/float"] == pytest.approx(direct["lif2"])
+        and metrics["t1c/rate/lif2/quant"] == 0.0
+    )
     assert metrics["t1c/rate/lif1/float"] == pytest.approx(direct["lif1"])
     assert 0 < metrics["t1c/rate/lif1/quant"] < 1  # lif1 keeps firing at 4 bits
