@@ -161,14 +161,9 @@ class T1CExport(Callback):
             max_quant_gap=max_quant_gap,
             on_quant_gap=on_quant_gap,
             module_attr=module_attr,
+            sample=sample,
         )
-        feed_error = check_feed(encoder, num_steps, readout)
-        if feed_error is not None:
-            raise ValueError(f"T1CExport({feed_error})")
-        if sample is not None and not isinstance(sample, torch.Tensor):
-            raise ValueError(
-                f"T1CExport(sample={type(sample).__name__}): must be a tensor [1, *input_shape], one time step"
-            )
+        check_feed(encoder, num_steps, readout)
         self.dirpath = os.path.normpath(os.fspath(dirpath)) if dirpath is not None else None
         self.filename = filename or "{epoch}-{step}"
         self.every_n_epochs = every_n_epochs
@@ -204,9 +199,9 @@ class T1CExport(Callback):
                 accumulator_bits,
                 limit_batches,
                 self.records,
-                feed=self.feed,
-                metrics=self.metrics,
-                self_check=verify != "off",
+                self.feed,
+                self.metrics,
+                verify != "off",
             ),
             reference_files=self.ledger.reference_files,
         )
@@ -400,3 +395,7 @@ def _check_init(**kw: Any) -> None:
         raise bad("on_quant_gap", f"must be one of {GAP_ACTIONS}")
     if kw["module_attr"] is not None and (not isinstance(kw["module_attr"], str) or not kw["module_attr"]):
         raise bad("module_attr", "must be None or the name of an attribute holding an nn.Module")
+    if kw["sample"] is not None and not isinstance(kw["sample"], torch.Tensor):
+        raise ValueError(
+            f"T1CExport(sample={type(kw['sample']).__name__}): must be a tensor [1, *input_shape], one time step"
+        )

@@ -103,19 +103,25 @@ class Feed:
         return f"{fed}, read out as {readout}"
 
 
-def check_feed(encoder: Any, num_steps: Any, readout: Any) -> str | None:
-    """Why ``T1CExport(encoder=, num_steps=, readout=)`` is not valid, or None."""
+def check_feed(encoder: Any, num_steps: Any, readout: Any) -> None:
+    """Check ``T1CExport(encoder=, num_steps=, readout=)``.
+
+    Raises:
+        ValueError: an argument is not valid; the message repeats it and says what is.
+    """
+    why = None
     if encoder is not None and not callable(encoder) and encoder not in ENCODERS:
-        return f"encoder={encoder!r}: must be None, one of {ENCODERS} or a callable x -> [T, B, ...]"
-    if num_steps is not None and (
+        why = f"encoder={encoder!r}): must be None, one of {ENCODERS} or a callable x -> [T, B, ...]"
+    elif num_steps is not None and (
         isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1
     ):
-        return f"num_steps={num_steps!r}: must be None or an int >= 1"
-    if encoder in ("rate", "latency") and num_steps is None:
-        return f"encoder={encoder!r} needs num_steps=<the steps the module's forward encodes>"
-    if not callable(readout) and readout not in READOUTS:
-        return f"readout={readout!r}: must be one of {READOUTS} or a callable ys [T, B, C] -> [B, C]"
-    return None
+        why = f"num_steps={num_steps!r}): must be None or an int >= 1"
+    elif encoder in ("rate", "latency") and num_steps is None:
+        why = f"encoder={encoder!r}): needs num_steps=<the steps the module's forward encodes>"
+    elif not callable(readout) and readout not in READOUTS:
+        why = f"readout={readout!r}): must be one of {READOUTS} or a callable ys [T, B, C] -> [B, C]"
+    if why is not None:
+        raise ValueError(f"T1CExport({why}")
 
 
 def classes(out: Any, size: int) -> tuple[torch.Tensor, int | None]:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from snntorch import spikegen
 
+from t1c.lightning import T1CExport
 from t1c.lightning.feeding import Feed, check_feed, classes, fed_pair
 
 
@@ -44,11 +45,18 @@ def test_readouts():
 
 
 def test_feed_arguments_are_checked():
-    assert check_feed(None, None, "spike_count") is None
-    assert "needs num_steps" in check_feed("rate", None, "spike_count")
-    assert "encoder='poisson'" in check_feed("poisson", 4, "spike_count")
-    assert "num_steps=0" in check_feed("rate", 0, "spike_count")
-    assert "readout='membrane'" in check_feed(None, None, "membrane")
+    check_feed(None, None, "spike_count")
+    check_feed(lambda x: x[None], None, lambda ys: ys[-1])
+    for args, message in [
+        (("rate", None, "spike_count"), r"T1CExport\(encoder='rate'\): needs num_steps"),
+        (("poisson", 4, "spike_count"), r"T1CExport\(encoder='poisson'\): must be None, one of"),
+        (("rate", 0, "spike_count"), r"T1CExport\(num_steps=0\): must be None or an int >= 1"),
+        ((None, None, "membrane"), r"T1CExport\(readout='membrane'\): must be one of"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_feed(*args)
+    with pytest.raises(ValueError, match="needs num_steps"):
+        T1CExport(encoder="latency")
 
 
 def test_forward_and_encoder_draw_the_same_random_stream():
