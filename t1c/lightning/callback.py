@@ -36,8 +36,8 @@ Without a ModelCheckpoint the callback saves on its own schedule: ``dirpath``, `
 (``"{epoch}-{step}"`` style) and ``every_n_epochs`` work like ModelCheckpoint's.
 
 Distributed training. Every rank exports (the model is the same) and evaluates its own
-shard of the validation data (Lightning's distributed sampler); the counts are summed across
-ranks with ``strategy.reduce``, so every rank logs and stores the same figures (a sampler
+shard of the validation data (Lightning's distributed sampler); the figures are torchmetrics
+states synced across ranks by ``compute()``, so every rank logs and stores the same figures (a sampler
 that pads the last shard counts a few samples twice). Only global rank zero writes, deletes
 and reads files; the decisions it takes from the disk are broadcast, and ranks meet at a
 barrier after each write, so names and the manifest are identical everywhere.
