@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
+
+from .scoring import Totals
 
 RATE_PREFIX = "t1c/rate/"
 #: A layer is silenced when its quantized rate is below this share of its float rate.
@@ -52,12 +53,11 @@ class SpikeCounter:
 
     def add(self, name: str, spikes: torch.Tensor) -> None:
         """Count one output of node ``name`` (spikes ``[..., neurons]``, any leading shape)."""
-        total = spikes.detach().sum(dtype=torch.float64)
-        if name in self.counts:
-            previous, elements = self.counts[name]
-            self.counts[name] = (previous + total, elements + spikes.numel())
-        else:
-            self.counts[name] = (total, spikes.numel())
+        # spikes are 0 or 1: every partial sum of fewer than 2**24 is an exact float32 integer,
+        # and a float32 sum is about 20 times faster than a float64 one
+        exact = spikes.numel() < 2**24 and spikes.dtype == torch.float32
+        total = spikes.detach().sum(dtype=None if exact else torch.float64)
+        self.merge({name: (total.to(torch.float64), spikes.numel())})
 
     def merge(self, counts: Counts) -> None:
         """Add counts taken elsewhere (by another counter, e.g. during validation)."""
@@ -108,14 +108,16 @@ class SpikeCounter:
 
 
 def synced_rates(counts: Counts, device: torch.device | str) -> dict[str, float]:
-    """Each layer's spikes per neuron-step, summed over ranks (torchmetrics syncs the means)."""
-    rates = {}
-    for name in sorted(counts):
-        spikes, elements = counts[name]
-        mean = MeanMetric().to(device)
-        mean.update(spikes.to(device, torch.float32) / max(elements, 1), weight=float(elements))
-        rates[name] = float(mean.compute())
-    return rates
+    """Each layer's spikes per neuron-step, its counts summed over ranks (one torchmetrics sync)."""
+    names = sorted(counts)
+    if not names:
+        return {}
+    totals = Totals(2 * len(names)).to(device)
+    spikes = torch.stack([counts[n][0].to(device, torch.float64) for n in names])
+    elements = torch.tensor([float(counts[n][1]) for n in names], dtype=torch.float64, device=device)
+    totals.update(torch.cat([spikes, elements]))
+    summed = totals.compute().tolist()
+    return {n: summed[i] / max(summed[len(names) + i], 1.0) for i, n in enumerate(names)}
 
 
 def rate_figures(float_rates: Mapping[str, float], quant_rates: Mapping[str, float]) -> dict[str, float]:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torchmetrics import MeanMetric, Metric, MetricCollection, SumMetric
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 METRIC_PREFIX = "t1c/"
@@ -71,6 +71,34 @@ def quant_gap(float_value: float, quant_value: float, higher_is_better: bool | N
     return round(gap, 12)
 
 
+class Totals(Metric):
+    """Sums of a vector of ``size`` counts, synced across ranks by torchmetrics (``sum``).
+
+    One state and one addition per update, whatever the number of counts: the agreements and
+    sample count of a measurement, the spikes and neuron-steps of every layer.
+
+    Example:
+        >>> totals = Totals(2)
+        >>> totals.update(torch.tensor([1.0, 4.0])); totals.update(torch.tensor([2.0, 4.0]))
+        >>> totals.compute().tolist()
+        [3.0, 8.0]
+    """
+
+    full_state_update = False
+
+    def __init__(self, size: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.zeros(size, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, values: torch.Tensor) -> None:
+        """Add ``values`` (``[size]``) to the totals."""
+        self.total += values.to(self.total)
+
+    def compute(self) -> torch.Tensor:
+        """The totals (over every rank)."""
+        return self.total
+
+
 class ExportScores:
     """The ``t1c/*`` figures of one measurement.
 
@@ -83,11 +111,10 @@ class ExportScores:
 
     def __init__(self, metrics: MetricCollection | None, device: torch.device | str = "cpu") -> None:
         self.template, self.device = metrics, device
-        self.float: MetricCollection | None = None
-        self.quant: MetricCollection | None = None
-        self.export_agreement = MeanMetric().to(device)  # float graph == live module
-        self.quant_agreement = MeanMetric().to(device)  # quantized graph == float graph
-        self.samples = SumMetric().to(device)
+        self.float: dict[str, Metric] = {}
+        self.quant: dict[str, Metric] = {}
+        #: float graph == live module, quantized graph == float graph, samples
+        self.counts = Totals(3).to(device)
         self.updated = False
 
     def update(
@@ -106,33 +133,44 @@ class ExportScores:
                 f"scores of shape {list(float_scores.shape)} and {list(quant_scores.shape)}, live predictions "
                 f"{list(live.shape)} for labels {list(y.shape)}"
             )
-        if self.float is None:
-            template = self.template or MetricCollection(
-                {DEFAULT_METRIC: MulticlassAccuracy(int(float_scores.shape[-1]), average="micro")}
-            )
-            self.float, self.quant = (template.clone().to(self.device) for _ in range(2))
-            self.float.reset(), self.quant.reset()
-        self.float.update(float_scores, y)
-        self.quant.update(quant_scores, y)
+        if not self.updated:
+            self.float, self.quant = (self.fresh_metrics(int(float_scores.shape[-1])) for _ in range(2))
+            self.updated = True
+        for name, metric in self.float.items():
+            metric.update(float_scores, y)
+            self.quant[name].update(quant_scores, y)
         float_pred = float_scores.argmax(-1)
-        self.export_agreement.update((float_pred == live).float())
-        self.quant_agreement.update((quant_scores.argmax(-1) == float_pred).float())
-        self.samples.update(torch.tensor(float(y.shape[0]), device=self.device))
-        self.updated = True
+        agree = torch.stack([(float_pred == live).sum(), (quant_scores.argmax(-1) == float_pred).sum()])
+        self.counts.update(
+            torch.cat([agree.to(torch.float64), agree.new_full((1,), y.shape[0]).to(torch.float64)])
+        )
+
+    def fresh_metrics(self, num_classes: int) -> dict[str, Metric]:
+        """A reset copy of the user's metrics by name, or the default accuracy for ``num_classes``."""
+        if self.template is None:
+            accuracy = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+            return {DEFAULT_METRIC: accuracy.to(self.device)}
+        metrics = dict(self.template.clone().items())
+        for metric in metrics.values():
+            metric.reset()
+            metric.to(self.device)
+        return metrics
 
     def compute(self) -> dict[str, float]:
         """The figures (synced over ranks by torchmetrics); ``{}`` when nothing was measured."""
         if not self.updated:
             return {}
-        floats, quants = scalars(self.float.compute()), scalars(self.quant.compute())
+        floats = scalars({k: m.compute() for k, m in self.float.items()})
+        quants = scalars({k: m.compute() for k, m in self.quant.items()})
         figures = {METRIC_PREFIX + "float_" + k: v for k, v in floats.items()}
         figures.update({METRIC_PREFIX + "quant_" + k: v for k, v in quants.items()})
         for name, value in floats.items():
             higher = getattr(self.float[name], "higher_is_better", True)
             figures[gap_name(name)] = quant_gap(value, quants[name], higher)
-        figures[METRIC_PREFIX + "export_agreement"] = float(self.export_agreement.compute())
-        figures[METRIC_PREFIX + "quant_agreement"] = float(self.quant_agreement.compute())
-        figures[METRIC_PREFIX + "num_samples"] = float(self.samples.compute())
+        float_live, quant_float, samples = self.counts.compute().tolist()
+        figures[METRIC_PREFIX + "export_agreement"] = float_live / samples
+        figures[METRIC_PREFIX + "quant_agreement"] = quant_float / samples
+        figures[METRIC_PREFIX + "num_samples"] = samples
         return figures
 
 
