@@ -5,8 +5,10 @@ its network a sequence the batch does not hold. :class:`Feed` says what the modu
 ``T1CExport(encoder="rate", num_steps=25)`` (one of :data:`ENCODERS`, each snnTorch's own
 ``spikegen`` function, or any callable ``x -> [T, B, ...]``), and ``readout=`` how the
 graph's outputs ``[T, B, C]`` become class scores ``[B, C]`` (:data:`READOUTS`, or a
-callable). :func:`forward_agreement` is the self-check of the first export: the module's
-own forward and the exported float graph on the same batch, drawn from the same random stream.
+callable). :func:`fed_pair` runs the module's own forward and encodes the batch from one
+seeded random stream, so both see the same spikes; on the first batch of the first export
+the measurement checks that the float graph then predicts what forward does
+(:data:`SELF_CHECK_AGREEMENT`; :func:`mismatch_message` otherwise).
 
 Example:
     >>> import torch
@@ -25,7 +27,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from torch import nn
 
 from .batches import LAYOUT_WORDS, batch_size, time_first, to_device
 from .module import eval_mode
@@ -164,20 +165,6 @@ def fed_pair(
     live, steps = classes(out, batch_size(x, layout))
     torch.manual_seed(seed)
     return live, feed.sequence(x, layout, steps), steps
-
-
-def forward_agreement(
-    pl_module: LightningModule, x: torch.Tensor, layout: str, feed: Feed, float_exec: nn.Module
-) -> tuple[float, str]:
-    """Share of the samples of ``x`` where the exported float graph predicts what the module's
-    forward predicts (both on one random stream), and what the graph was fed, in words."""
-    live, xs, steps = fed_pair(pl_module, x, layout, feed, FEED_SEED)
-    predicted = feed.scores(float_exec.run_sequence(xs)[0]).argmax(-1)
-    if predicted.shape != live.shape:
-        raise ValueError(
-            f"the graph predicted {list(predicted.shape)} classes for {list(live.shape)} samples"
-        )
-    return float((predicted == live).float().mean()), feed.words(layout, steps)
 
 
 def mismatch_message(module_name: str, agreement: float, fed: str) -> str:

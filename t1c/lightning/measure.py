@@ -292,6 +292,7 @@ class Measurement:
         the steps the forward returned."""
         self.self_check = False
         agreement = float((float_scores.argmax(-1) == live).float().mean())
+        agreement = pl_module.trainer.strategy.broadcast(agreement)  # every rank decides as rank zero
         if agreement >= SELF_CHECK_AGREEMENT:
             return True
         self.mismatch = mismatch_message(type(pl_module).__name__, agreement, self.feed.words(*fed))
