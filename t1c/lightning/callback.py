@@ -36,8 +36,8 @@ Without a ModelCheckpoint the callback saves on its own schedule: ``dirpath``, `
 (``"{epoch}-{step}"`` style) and ``every_n_epochs`` work like ModelCheckpoint's.
 
 Distributed training. Every rank exports (the model is the same) and evaluates its own
-shard of the validation data (Lightning's distributed sampler); the counts are summed across
-ranks with ``strategy.reduce``, so every rank logs and stores the same figures (a sampler
+shard of the validation data (Lightning's distributed sampler); the figures are torchmetrics
+states synced across ranks by ``compute()``, so every rank logs and stores the same figures (a sampler
 that pads the last shard counts a few samples twice). Only global rank zero writes, deletes
 and reads files; the decisions it takes from the disk are broadcast, and ranks meet at a
 barrier after each write, so names and the manifest are identical everywhere.
@@ -64,10 +64,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
 from .exporting import Exporter, T1CExportError, rng_preserved
+from .feeding import Encoder, Feed, Readout, check_feed
 from .holdings import fit_folders, model_checkpoints
 from .ledger import Action, Ledger
 from .measure import Measurement, ValidationRecords, validates_like_t1c_module
 from .naming import EXPORT_SUFFIX, format_name, sanitize_stem
+from .scoring import metric_collection
 
 __all__ = ["T1CExport", "T1CExportError"]
 
@@ -87,7 +89,9 @@ class T1CExport(Callback):
         save_last: keep ``last.t1c`` pointing at the newest export (a copy).
         verify: ``"raise"`` (default) stops training with the readable topology diff when
             an export's topology differs from the source graph (``T1CModule.source_graph``,
-            else the first export); ``"warn"`` logs it; ``"off"`` skips the check.
+            else the first export); ``"warn"`` logs it; ``"off"`` skips the check. The same
+            for the self-check of a plain module's first measured export: the float graph must
+            predict what its forward predicts on a validation batch (see ``encoder``).
         weight_bits: bits per weight in the quantized simulation (SpikingAffine nodes keep
             their own hint).
         accumulator_bits: accumulator width in the quantized simulation.
@@ -105,6 +109,20 @@ class T1CExport(Callback):
             sample, ``[1, *input_shape]``. Default: ``example_input_array``, else the first
             training batch's input, one time step of one sample taken from it (``[B, T, ...]``
             and ``[T, B, ...]`` batches are told apart by the model's first layer and the labels).
+        encoder: how a plain LightningModule's forward turns a batch input into its network's
+            input sequence: ``"rate"``, ``"latency"`` (snnTorch's ``spikegen``, ``num_steps``
+            steps), ``"delta"`` (``spikegen.delta`` of the batch's steps), ``"direct"`` (the
+            batch at every step), or a callable ``x [B, ...] -> [T, B, ...]`` (e.g.
+            ``functools.partial(spikegen.latency, num_steps=25, tau=5)``). None: the batch's own
+            steps, or the static batch repeated for the steps the forward returns.
+        num_steps: the steps of ``encoder`` (of a static batch's repeats when None).
+        readout: how the exported graph's outputs ``[T, B, C]`` become class scores:
+            ``"spike_count"`` (sum over time, default), ``"mean"``, ``"last_step"``, or a callable
+            ``ys -> [B, C]``.
+        metrics: a torchmetrics ``Metric``, ``MetricCollection`` or dict of Metrics computed on
+            the class scores of the float and the quantized graph (``t1c/float_<name>``,
+            ``t1c/quant_<name>``), synced across ranks by torchmetrics. None:
+            ``MulticlassAccuracy(C, average="micro")`` named ``acc``.
 
     Raises:
         ValueError: an argument is out of range; the message repeats it.
@@ -126,6 +144,10 @@ class T1CExport(Callback):
         module_attr: str | None = None,
         export_kwargs: Mapping[str, Any] | None = None,
         sample: torch.Tensor | None = None,
+        encoder: Encoder = None,
+        num_steps: int | None = None,
+        readout: Readout = "spike_count",
+        metrics: Any = None,
     ) -> None:
         super().__init__()
         _check_init(
@@ -139,11 +161,9 @@ class T1CExport(Callback):
             max_quant_gap=max_quant_gap,
             on_quant_gap=on_quant_gap,
             module_attr=module_attr,
+            sample=sample,
         )
-        if sample is not None and not isinstance(sample, torch.Tensor):
-            raise ValueError(
-                f"T1CExport(sample={type(sample).__name__}): must be a tensor [1, *input_shape], one time step"
-            )
+        check_feed(encoder, num_steps, readout)
         self.dirpath = os.path.normpath(os.fspath(dirpath)) if dirpath is not None else None
         self.filename = filename or "{epoch}-{step}"
         self.every_n_epochs = every_n_epochs
@@ -158,6 +178,8 @@ class T1CExport(Callback):
         self.module_attr = module_attr
         self.export_kwargs = dict(export_kwargs or {})
         self.sample = sample
+        self.feed = Feed(encoder, num_steps, readout)
+        self.metrics = metric_collection(metrics)
 
         # What the hooks delegate to (each hook's docstring names the ones it touches):
         #: what was written, top-k deletion, last.t1c, manifests, resume (every reconcile)
@@ -172,7 +194,15 @@ class T1CExport(Callback):
             export_kwargs=self.export_kwargs,
             sample=sample,
             gap=(max_quant_gap, on_quant_gap),
-            measurement=Measurement(weight_bits, accumulator_bits, limit_batches, self.records),
+            measurement=Measurement(
+                weight_bits,
+                accumulator_bits,
+                limit_batches,
+                self.records,
+                self.feed,
+                self.metrics,
+                verify != "off",
+            ),
             reference_files=self.ledger.reference_files,
         )
         self._own_dir: str | None = None  # the folder of exports without a ModelCheckpoint (setup)
@@ -363,3 +393,7 @@ def _check_init(**kw: Any) -> None:
         raise bad("on_quant_gap", f"must be one of {GAP_ACTIONS}")
     if kw["module_attr"] is not None and (not isinstance(kw["module_attr"], str) or not kw["module_attr"]):
         raise bad("module_attr", "must be None or the name of an attribute holding an nn.Module")
+    if kw["sample"] is not None and not isinstance(kw["sample"], torch.Tensor):
+        raise ValueError(
+            f"T1CExport(sample={type(kw['sample']).__name__}): must be a tensor [1, *input_shape], one time step"
+        )

@@ -24,8 +24,10 @@ from t1c import ir
 
 from .batches import LAYOUT_WORDS, example_input, first_batch, layout_of, one_step, to_device
 from .checkpoints import METADATA_KEY, checkpoint_weights, export_metadata
-from .measure import METRIC_PREFIX, Measurement, copy_module, is_t1c_module
+from .measure import Measurement, copy_module, is_t1c_module
 from .naming import scalar_metrics
+from .rates import harm_message, layer_rates, quantization_harm
+from .scoring import GAP_NAME, METRIC_PREFIX
 
 
 class T1CExportError(RuntimeError):
@@ -115,9 +117,11 @@ class Exporter:
             )
             metrics = trainer.strategy.broadcast(metrics)
         measured = self.measurement.measure(trainer, pl_module, graph, self.layout)
+        self.check_forward()
         metrics.update(measured)
         log_metrics(trainer, measured, step)
         check_gap(measured, *self.gap, self.measurement.weight_bits, f"epoch {epoch}, step {step}")
+        check_rates(measured, self.measurement.weight_bits, f"epoch {epoch}, step {step}")
         content_hash = graph.content_hash()  # metadata is not hashed: set below freely
         source_hash = content_hash if reference is None or reference is graph else self.hash_of(reference)
         claimed = self.integer_weights or measured  # only what was written or measured is claimed
@@ -156,6 +160,20 @@ class Exporter:
             )
             return None
 
+    def check_forward(self) -> None:
+        """Act on the measurement's self-check: the float graph does not predict what a plain
+        module's forward predicts. ``verify="raise"``: stop with the message; else warn (once).
+
+        Raises:
+            T1CExportError: the self-check failed and ``verify`` is ``"raise"``.
+        """
+        message, self.measurement.mismatch = self.measurement.mismatch, None
+        if message is None:
+            return
+        if self.verify == "raise":
+            raise T1CExportError(f"{message}; or pass T1CExport(verify='warn') to train on without them")
+        rank_zero_warn(message)
+
     def hash_of(self, reference: ir.Graph) -> str:
         """``reference.content_hash()``, computed once per reference graph (it is not changed)."""
         if self.reference_hash is None or self.reference_hash[0] is not reference:
@@ -168,6 +186,11 @@ class Exporter:
             batch = first_batch(trainer)
             if batch is not None:
                 self.observe_batch(batch, pl_module)
+        if is_t1c_module(pl_module) and self.measurement.feed.given:
+            rank_zero_warn(
+                f"T1CExport(encoder=..., num_steps=..., readout=...) is ignored for {type(pl_module).__name__}: "
+                "its own encode() and logits() feed and read the exported graph"
+            )
         graph, reference = self.export_verified(pl_module, "fit start (dry run)")
         if reference is graph:  # the first written export is the reference, not the untrained weights
             self.reference = None
@@ -344,18 +367,36 @@ def verify_topology(graph: ir.Graph, reference: ir.Graph, mode: str, when: str) 
 def check_gap(
     metrics: Mapping[str, float], max_quant_gap: float | None, on_quant_gap: str, weight_bits: int, when: str
 ) -> None:
-    """Act on a ``t1c/quant_gap`` above ``max_quant_gap``: warn, or raise (``on_quant_gap="raise"``).
+    """Act on a gap (``t1c/quant_gap``, ``t1c/quant_gap_<metric>``) above ``max_quant_gap``: warn,
+    or raise (``on_quant_gap="raise"``).
 
     Raises:
-        T1CExportError: the gap is too large and ``on_quant_gap`` is ``"raise"``.
+        T1CExportError: a gap is too large and ``on_quant_gap`` is ``"raise"``.
     """
-    gap = metrics.get(METRIC_PREFIX + "quant_gap")
-    if max_quant_gap is None or gap is None or gap <= max_quant_gap:
+    if max_quant_gap is None:
         return
-    text = f"quantized accuracy at {weight_bits} bits is {gap:.4f} below float at {when} (max_quant_gap={max_quant_gap})"
-    if on_quant_gap == "raise":
-        raise T1CExportError(f"T1CExport(on_quant_gap='raise'): {text}; train with QAT or raise weight_bits")
-    rank_zero_warn(f"T1CExport: {text}")
+    for name, gap in metrics.items():
+        if not name.startswith(GAP_NAME) or gap <= max_quant_gap:
+            continue
+        metric = "accuracy" if name == GAP_NAME else name[len(GAP_NAME) + 1 :]
+        text = (
+            f"quantized {metric} at {weight_bits} bits is {gap:.4f} below float at {when} "
+            f"(max_quant_gap={max_quant_gap})"
+        )
+        if on_quant_gap == "raise":
+            raise T1CExportError(
+                f"T1CExport(on_quant_gap='raise'): {text}; train with QAT or raise weight_bits"
+            )
+        rank_zero_warn(f"T1CExport: {text}")
+
+
+def check_rates(metrics: Mapping[str, float], weight_bits: int, when: str) -> None:
+    """Warn, naming each layer and both rates, when a layer that fires in float is silent or
+    saturated after quantization (:func:`t1c.lightning.rates.quantization_harm`)."""
+    rates = layer_rates(metrics)
+    harmed = quantization_harm(rates)
+    if harmed:
+        rank_zero_warn(harm_message(harmed, rates, weight_bits, when))
 
 
 def log_metrics(trainer: Trainer, metrics: Mapping[str, float], step: int) -> None:

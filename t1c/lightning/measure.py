@@ -1,17 +1,16 @@
-"""Float vs quantized accuracy of an export, measured on the validation data.
+"""Float vs quantized figures of an export, measured on the validation data.
 
 At each export the validation batches go through the exported graph in float, the
 exported graph in quantized simulation (built from the very integers stored in the file)
-and the live model; :func:`quant_metrics` turns the counts into the ``t1c/*`` figures.
-For a :class:`~t1c.lightning.T1CModule` the live outputs of the validation that has just
-run are reused (:class:`ValidationRecords`) where that is provably the same computation,
-and the float graph does not run when it provably computes what the live executor does
-(:func:`same_computation`). The quantized graph runs on consecutive batches joined
-(:func:`joined`).
-
-Example:
-    >>> quant_metrics(90, 85, 100, 100)["t1c/quant_gap"]
-    0.05
+and the live model; :class:`~t1c.lightning.scoring.ExportScores` computes the ``t1c/*``
+figures with torchmetrics, and :class:`~t1c.lightning.rates.SpikeCounter` counts each LIF
+layer's spikes. A plain LightningModule's batches become the graph's input as its
+:class:`~t1c.lightning.feeding.Feed` says, and the first export checks that the graph then
+predicts what the module's forward does. For a :class:`~t1c.lightning.T1CModule` the live
+outputs of the validation that has just run are reused (:class:`ValidationRecords`) where
+that is provably the same computation, and the float graph does not run when it provably
+computes what the live executor does (:func:`same_computation`). The quantized graph runs on
+consecutive batches joined (:func:`joined`).
 """
 
 from __future__ import annotations
@@ -26,13 +25,15 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
+from torchmetrics import MetricCollection
 
 from t1c import ir
 
-from .batches import batch_size, time_first, to_device, val_loader
-from .module import eval_mode
+from .batches import to_device, val_loader
+from .feeding import FEED_SEED, SELF_CHECK_AGREEMENT, Feed, fed_pair, mismatch_message
+from .rates import Counts, SpikeCounter, rate_figures, synced_rates
+from .scoring import ExportScores
 
-METRIC_PREFIX = "t1c/"
 #: Most bytes of validation spike trains kept for the quantized measurement (beyond: encoded again).
 RECORD_BYTES = 64 * 2**20
 #: The quantized measurement runs consecutive validation batches joined, up to this many bytes
@@ -41,38 +42,19 @@ RECORD_BYTES = 64 * 2**20
 #: than one at a time (larger temporaries are fresh memory, faulted in page by page).
 MEASURE_JOIN_BYTES = 3 * 2**19
 
-#: A measured batch: spike trains ``[T, B, ...]``, live classes ``[B]``, labels ``[B]``.
+#: A measured batch: spike trains ``[T, B, ...]``, live class scores ``[B, C]``, labels ``[B]``.
 Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 #: A recorded validation batch: input, spike trains (None: encode again), live outputs, labels or None.
 Record = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]
-
-
-def quant_metrics(float_correct: float, quant_correct: float, agree: float, total: float) -> dict[str, float]:
-    """The ``t1c/*`` figures from counts summed over the evaluated samples (and ranks).
-
-    Example:
-        >>> quant_metrics(90, 85, 100, 100)["t1c/quant_gap"]
-        0.05
-    """
-    if total <= 0:
-        return {}
-    float_acc, quant_acc = float_correct / total, quant_correct / total
-    return {
-        METRIC_PREFIX + "float_acc": float_acc,
-        METRIC_PREFIX + "quant_acc": quant_acc,
-        METRIC_PREFIX + "quant_gap": round(float_acc - quant_acc, 12),
-        METRIC_PREFIX + "export_agreement": agree / total,
-        METRIC_PREFIX + "num_samples": float(total),
-    }
 
 
 class ValidationRecords:
     """What a T1CModule's validation computed, per batch, for the export measured after it.
 
     While a fit validates, :meth:`start` wraps the executor's ``run_sequence`` on its
-    instance, :meth:`add` keeps each batch's input, spike trains (up to :data:`RECORD_BYTES`)
-    and live outputs, and :meth:`stop` removes the wrapper. :meth:`free` drops them once
-    their step is measured.
+    instance and counts its LIF layers' spikes, :meth:`add` keeps each batch's input, spike
+    trains (up to :data:`RECORD_BYTES`), live outputs and spike counts, and :meth:`stop` removes
+    the wrappers. :meth:`free` drops them once their step is measured.
     """
 
     def __init__(self) -> None:
@@ -80,10 +62,12 @@ class ValidationRecords:
         self.kept = 0  # bytes of spike trains in batches
         self.step: int | None = None  # the global step the records were taken at
         self.calls: list | None = None  # (xs, ys) of the executor calls of the current batch
+        self.rates: dict[int, Counts] = {}  # batch index -> its LIF layers' spike counts
+        self.counter = SpikeCounter()  # counts the live executor's spikes while recording
 
     def free(self) -> None:
         """Forget every record (they hold validation inputs and spike trains)."""
-        self.batches, self.kept = {}, 0
+        self.batches, self.kept, self.rates = {}, 0, {}
 
     def clear(self) -> None:
         """Forget every record and the step they were taken at (a validation starts)."""
@@ -101,6 +85,7 @@ class ValidationRecords:
             return ys, state
 
         executor.run_sequence = recording  # shadows the method on this instance until stop()
+        self.counter.attach(executor)
         self.calls = []
 
     @property
@@ -110,6 +95,7 @@ class ValidationRecords:
 
     def add(self, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
         """Keep what the executor computed for one validation batch (one call, first loader only)."""
+        counts = self.counter.take()
         if dataloader_idx == 0 and len(self.calls) == 1 and isinstance(batch, (tuple, list)):
             xs, ys = self.calls[0]
             size = xs.numel() * xs.element_size()
@@ -124,12 +110,14 @@ class ValidationRecords:
                 ys.detach(),
                 y.detach() if isinstance(y, torch.Tensor) and y.ndim == 1 else None,
             )
+            self.rates[batch_idx] = counts
         self.calls.clear()
 
     def stop(self, executor: nn.Module, step: int) -> None:
         """Stop recording (the executor's own ``run_sequence`` again); the records are of ``step``."""
         self.calls = None
         vars(executor).pop("run_sequence", None)
+        self.counter.detach()
         self.step = step
 
     def reusable(self, step: int, pl_module: LightningModule) -> bool:
@@ -159,27 +147,42 @@ class Measurement:
         accumulator_bits: accumulator width of the quantized simulation.
         limit_batches: validation batches measured (None: all).
         records: the validation records of the fit (:class:`ValidationRecords`).
+        feed: how a plain LightningModule's batch becomes the graph's input and its output a score.
+        metrics: the metrics computed for both graphs (None: multiclass accuracy).
+        self_check: check at the first measured export that the float graph predicts what a
+            plain module's forward does (``T1CExport(verify="off")``: not checked).
     """
 
     def __init__(
-        self, weight_bits: int, accumulator_bits: int, limit_batches: int | None, records: ValidationRecords
+        self,
+        weight_bits: int,
+        accumulator_bits: int,
+        limit_batches: int | None,
+        records: ValidationRecords,
+        feed: Feed | None = None,
+        metrics: MetricCollection | None = None,
+        self_check: bool = True,
     ) -> None:
         self.weight_bits = weight_bits
         self.accumulator_bits = accumulator_bits
         self.limit_batches = limit_batches
         self.records = records
+        self.feed = feed or Feed()
+        self.metrics = metrics
+        self.self_check = self_check
         self.no_metrics_reason: str | None = None  # set once: the figures cannot be measured
+        self.mismatch: str | None = None  # the self-check's message, until the exporter acts on it
 
     def measure(
         self, trainer: Trainer, pl_module: LightningModule, graph: ir.Graph, layout: str | None
     ) -> dict[str, float]:
-        """Float and quantized accuracy of ``graph`` and its agreement with the live module.
+        """The ``t1c/*`` figures of ``graph``: the metrics of both graphs, their agreements with
+        the live module and each other, and each LIF layer's spike rate in both.
 
         Evaluates copies (the float executor, the quantized one built from the very
         integers stored in the file, a copy of the live model) under ``no_grad``, so training
         is not disturbed (callers restore the RNG). A plain LightningModule's ``forward``
-        gives the live predictions (see :func:`classes`); ``layout`` is how its batches hold
-        time.
+        gives the live predictions; ``layout`` is how its batches hold time.
         """
         if self.no_metrics_reason is not None:
             return {}
@@ -200,17 +203,34 @@ class Measurement:
         quant_exec = ir_to_quantized(
             graph, self.weight_bits, self.accumulator_bits, executor=float_exec if float_is_live else None
         ).to(device)
-        with torch.no_grad():
-            if t1c_module:
-                counts = self.count_t1c(
-                    pl_module, loader, reuse, None if float_is_live else float_exec, quant_exec
-                )
-            else:
-                counts = self.count_plain(pl_module, loader, float_exec, quant_exec, layout or "static")
-        if counts is None:
+        scores = ExportScores(self.metrics, device)
+        float_spikes = SpikeCounter() if float_is_live else SpikeCounter().attach(float_exec)
+        quant_spikes = SpikeCounter().attach(quant_exec)
+        try:
+            with torch.no_grad():
+                if t1c_module:
+                    done = self.score_t1c(
+                        pl_module,
+                        loader,
+                        reuse,
+                        None if float_is_live else float_exec,
+                        quant_exec,
+                        scores,
+                        float_spikes,
+                    )
+                else:
+                    done = self.score_plain(
+                        pl_module, loader, float_exec, quant_exec, layout or "static", scores
+                    )
+        finally:
+            float_spikes.detach(), quant_spikes.detach()
+        if not done:
             return {}
-        counts = trainer.strategy.reduce(counts.to(device), reduce_op="sum").cpu()
-        return quant_metrics(*counts.tolist())
+        figures = scores.compute()
+        if figures:
+            rates = (synced_rates(c.counts, device) for c in (float_spikes, quant_spikes))
+            figures.update(rate_figures(*rates))
+        return figures
 
     def labelled(self, loader: Any) -> Iterator[Any]:
         """The validation batches used for the metrics (``limit_batches``); None (and a warning)
@@ -225,41 +245,74 @@ class Measurement:
                 return
             yield batch
 
-    def count_plain(
+    def score_plain(
         self,
         pl_module: LightningModule,
         loader: Any,
         float_exec: nn.Module,
         quant_exec: nn.Module,
         layout: str,
-    ) -> torch.Tensor | None:
-        """The counts of a plain LightningModule, None (and a warning) when its forward does
-        not keep the contract (docs/export_callback.md)."""
-        counts = torch.zeros(4, dtype=torch.float64)
-        for batch in self.labelled(loader):
+        scores: ExportScores,
+    ) -> bool:
+        """Score a plain LightningModule's batches (:attr:`feed`: the graph's input, each batch's
+        forward and encoding drawn from one seed); False (and a warning) when its forward does
+        not keep the contract (docs/export_callback.md) or, at the first export, the float graph
+        does not predict what it does (:attr:`mismatch`)."""
+        for index, batch in enumerate(self.labelled(loader)):
             if batch is None:
-                return None
+                return False
             y = batch[1].to(pl_module.device)
             try:
-                preds = predict_plain(pl_module, batch, float_exec, quant_exec, layout)
-                check_shapes(*preds, y)
+                live, xs, steps = fed_pair(pl_module, batch[0], layout, self.feed, FEED_SEED + index)
+                float_scores, quant_scores = (
+                    self.feed.scores(e.run_sequence(xs)[0]) for e in (float_exec, quant_exec)
+                )
+                scores.update(float_scores, quant_scores, live, y)
             except Exception as err:  # a plain module's forward is the user's: say why, keep training
                 self.no_metrics(f"{type(pl_module).__name__}.forward could not be compared ({err})")
-                return None
-            counts += count_agreement(*preds, y)
-        return counts
+                return False
+            if (
+                index == 0
+                and self.self_check
+                and not self.first_batch_agrees(pl_module, float_scores, live, (layout, steps))
+            ):
+                return False
+        return True
 
-    def count_t1c(
+    def first_batch_agrees(
+        self,
+        pl_module: LightningModule,
+        float_scores: torch.Tensor,
+        live: torch.Tensor,
+        fed: tuple[str, int | None],
+    ) -> bool:
+        """The self-check of the first export (once): whether the float graph predicts what the
+        module's forward predicts on the first batch (one random stream); if not, no figure is
+        measured from now on and :attr:`mismatch` says why. ``fed``: the batches' layout and
+        the steps the forward returned."""
+        self.self_check = False
+        agreement = float((float_scores.argmax(-1) == live).float().mean())
+        agreement = pl_module.trainer.strategy.broadcast(agreement)  # every rank decides as rank zero
+        if agreement >= SELF_CHECK_AGREEMENT:
+            return True
+        self.mismatch = mismatch_message(type(pl_module).__name__, agreement, self.feed.words(*fed))
+        self.no_metrics_reason = self.mismatch
+        return False
+
+    def score_t1c(
         self,
         pl_module: LightningModule,
         loader: Any,
         reuse: bool,
         float_exec: nn.Module | None,
         quant_exec: nn.Module,
-    ) -> torch.Tensor | None:
-        """The counts of a T1CModule; the live outputs are validation's own where it ran the same
+        scores: ExportScores,
+        live_spikes: SpikeCounter,
+    ) -> bool:
+        """Score a T1CModule's batches; the live outputs are validation's own where it ran the same
         computation on the weights exported now (``reuse``), and they stand for the float
-        graph's when it provably computes what the live executor does (``float_exec`` None).
+        graph's when it provably computes what the live executor does (``float_exec`` None:
+        ``live_spikes`` then counts the live executor's spikes). False when a batch has no labels.
 
         The quantized graph runs over consecutive batches joined (:data:`MEASURE_JOIN_BYTES`):
         on spikes its sums are exact integers, so its per-sample results do not depend on the
@@ -267,27 +320,27 @@ class Measurement:
         graph, which rounds by batch shape in float32, always runs batch by batch, as
         validation did."""
         device = pl_module.device
-        batches = self.live_batches(pl_module, loader, reuse)
-        counts = torch.zeros(4, dtype=torch.float64)
+        batches = self.live_batches(pl_module, loader, reuse, live_spikes if float_exec is None else None)
         for item in joined(batches, MEASURE_JOIN_BYTES if float_exec is None else 0):
             if item is None:
-                return None
-            xs, pred_live, y = item
+                return False
+            xs, live_scores, y = item
             # the quantized executor is this measurement's own: no autograd state to keep
             with torch.inference_mode():
-                pred_quant = pl_module.logits(quant_exec.run_sequence(xs)[0]).argmax(-1).to(device)
-            pred_float = (
-                pred_live
+                quant_scores = pl_module.logits(quant_exec.run_sequence(xs)[0]).to(device)
+            float_scores = (
+                live_scores
                 if float_exec is None
-                else pl_module.logits(float_exec.run_sequence(xs)[0]).argmax(-1).to(device)
+                else pl_module.logits(float_exec.run_sequence(xs)[0]).to(device)
             )
-            check_shapes(pred_float, pred_quant, pred_live, y)
-            counts += count_agreement(pred_float, pred_quant, pred_live, y)
-        return counts
+            scores.update(float_scores, quant_scores, live_scores.argmax(-1), y)
+        return True
 
-    def live_batches(self, pl_module: LightningModule, loader: Any, reuse: bool) -> Iterator[Item | None]:
-        """``(spike trains, live classes, labels)`` of each measured batch; a None (and stop)
-        for a batch without labels.
+    def live_batches(
+        self, pl_module: LightningModule, loader: Any, reuse: bool, live_spikes: SpikeCounter | None
+    ) -> Iterator[Item | None]:
+        """``(spike trains, live class scores, labels)`` of each measured batch; a None (and stop)
+        for a batch without labels. ``live_spikes``: counts the live executor's spikes (None: not).
 
         When validation recorded every batch the measurement takes (the loader's length,
         ``limit_batches``) with its labels, those batches, without iterating the loader
@@ -297,9 +350,11 @@ class Measurement:
         device = pl_module.device
         recorded = self.records.covering(loader, self.limit_batches) if reuse else None
         if recorded is not None:
-            for x, xs, ys, y in recorded:
+            for index, (x, xs, ys, y) in enumerate(recorded):
                 xs = xs if xs is not None else encode_for_eval(pl_module, x)
-                yield xs, pl_module.logits(ys).argmax(-1).to(device), y.to(device)
+                if live_spikes is not None:
+                    live_spikes.merge(self.records.rates.get(index, {}))
+                yield xs, pl_module.logits(ys).to(device), y.to(device)
             return
         live = None
         for index, batch in enumerate(self.labelled(loader)):
@@ -311,12 +366,16 @@ class Measurement:
             if record is not None and record[0].shape == x.shape and torch.equal(record[0], x):
                 ys = record[2]  # validation's own live outputs, on its own spike trains
                 xs = record[1] if record[1] is not None else encode_for_eval(pl_module, x)
+                if live_spikes is not None:
+                    live_spikes.merge(self.records.rates.get(index, {}))
             else:
                 if live is None:
                     live = copy_module(pl_module.executor).eval()
+                    if live_spikes is not None:
+                        live_spikes.attach(live)
                 xs = encode_for_eval(pl_module, x)
                 ys = live.run_sequence(xs)[0]
-            yield xs, pl_module.logits(ys).argmax(-1).to(device), batch[1].to(device)
+            yield xs, pl_module.logits(ys).to(device), batch[1].to(device)
 
     def no_metrics(self, reason: str) -> None:
         """Warn once that the t1c/* metrics are not measured, and why."""
@@ -326,42 +385,6 @@ class Measurement:
             "A plain LightningModule's forward must return outputs [B, C] or per step [T, B, C] / [B, T, C] "
             "for the batch's input, with the labels [B] as the batch's second element (docs/export_callback.md)"
         )
-
-
-def predict_plain(
-    pl_module: LightningModule, batch: Any, float_exec: nn.Module, quant_exec: nn.Module, layout: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Float, quantized and live classes of one batch of a plain LightningModule.
-
-    The module itself, in eval mode under no_grad as Lightning validates it: a copy of
-    snnTorch neurons with init_hidden is not reset by snntorch.utils.reset (class-level).
-    """
-    x = to_device(batch[0], pl_module.device)
-    with eval_mode(pl_module):
-        out = pl_module(x)
-    live_classes, steps = classes(out, batch_size(x, layout))
-    xs = time_first(x, layout, steps)
-    pred_float, pred_quant = (e.run_sequence(xs)[0].sum(0).argmax(-1) for e in (float_exec, quant_exec))
-    return pred_float, pred_quant, live_classes
-
-
-def classes(out: Any, size: int) -> tuple[torch.Tensor, int | None]:
-    """Predicted classes ``[B]`` from a forward's output for ``size`` samples, and its number
-    of steps (None: one).
-
-    ``[B, C]``: argmax. ``[T, B, C]`` or ``[B, T, C]`` (spikes or values per step): argmax of
-    the sum over time. A tuple/list (``spk_rec, mem_rec``): its first element.
-    """
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if not isinstance(out, torch.Tensor) or out.ndim not in (2, 3):
-        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"forward returned {shape}, not [B, C], [T, B, C] or [B, T, C]")
-    if out.ndim == 2:
-        return out.argmax(-1), None
-    if out.shape[1] == size:
-        return out.sum(0).argmax(-1), int(out.shape[0])
-    return out.sum(1).argmax(-1), int(out.shape[1])
 
 
 def is_t1c_module(pl_module: LightningModule) -> bool:
@@ -468,17 +491,6 @@ class _SameValue:
         return False
 
 
-def check_shapes(
-    pred_float: torch.Tensor, pred_quant: torch.Tensor, pred_live: torch.Tensor, y: torch.Tensor
-) -> None:
-    """Raise ``ValueError`` unless the three predictions and the labels have one shape."""
-    if not pred_float.shape == pred_quant.shape == pred_live.shape == y.shape:
-        raise ValueError(
-            f"predictions of shape {list(pred_live.shape)}, {list(pred_float.shape)} and "
-            f"{list(pred_quant.shape)} for labels {list(y.shape)}"
-        )
-
-
 def joined(items: Iterable[Item | None], max_bytes: int) -> Iterator[Item | None]:
     """Consecutive ``(xs [T, B, ...], classes [B], labels [B])`` joined along their batch
     dimensions while the joined ``xs`` stay within ``max_bytes`` (one at a time when 0) and
@@ -512,14 +524,3 @@ def _cat(group: list[Item]) -> Item:
         return group[0]
     xs, predicted, labels = zip(*group)
     return torch.cat(xs, 1), torch.cat(predicted), torch.cat(labels)
-
-
-def count_agreement(
-    pred_float: torch.Tensor, pred_quant: torch.Tensor, pred_live: torch.Tensor, y: torch.Tensor
-) -> torch.Tensor:
-    """``[float correct, quantized correct, float == live, samples]`` (float64, on the CPU; one transfer)."""
-    agreeing = torch.stack(
-        [(pred_float == y).sum(), (pred_quant == y).sum(), (pred_float == pred_live).sum()]
-    )
-    samples = torch.tensor([y.shape[0]], dtype=torch.float64)
-    return torch.cat([agreeing.to("cpu", torch.float64), samples])

@@ -16,7 +16,7 @@ from t1c.lightning.exporting import (
     find_model,
     verify_topology,
 )
-from t1c.lightning.measure import quant_metrics
+from t1c.lightning.scoring import quant_gap
 
 
 class _Two(nn.Module):
@@ -46,7 +46,7 @@ def test_gap_check_warns_or_raises():
         check_gap({"t1c/quant_gap": 0.2}, 0.1, "warn", 8, "epoch 0, step 2")
     with pytest.raises(T1CExportError, match="at 8 bits is 0.2000 below float at epoch 0, step 2"):
         check_gap({"t1c/quant_gap": 0.2}, 0.1, "raise", 8, "epoch 0, step 2")
-    assert not math.isnan(quant_metrics(1, 0, 1, 2)["t1c/quant_gap"])
+    assert not math.isnan(quant_gap(0.5, 0.0, True))
 
 
 # -- what is measured is what ships ------------------------------------------------------------

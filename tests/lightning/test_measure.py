@@ -1,8 +1,7 @@
-"""The measurement's pure parts: figures from counts, joined batches, proven-equal executors, classes."""
+"""The measurement's parts: joined batches, proven-equal executors, validation records."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from t1c.bridge import ir_to_torch
@@ -11,24 +10,9 @@ from t1c.lightning import T1CModule
 from t1c.lightning.measure import (
     RECORD_BYTES,
     ValidationRecords,
-    classes,
-    count_agreement,
     joined,
-    quant_metrics,
     same_computation,
 )
-
-
-def test_quant_metrics():
-    m = quant_metrics(90, 85, 99, 100)
-    assert m == {
-        "t1c/float_acc": 0.9,
-        "t1c/quant_acc": 0.85,
-        "t1c/quant_gap": pytest.approx(0.05),
-        "t1c/export_agreement": 0.99,
-        "t1c/num_samples": 100.0,
-    }
-    assert quant_metrics(0, 0, 0, 0) == {}
 
 
 def test_joined_groups_by_bytes_and_shape():
@@ -59,26 +43,6 @@ def test_same_computation_is_proven_or_refused(fixtures_dir):
     lif = next(m for m in other.modules() if hasattr(m, "reset_mechanism"))
     lif.reset_mechanism = "none" if lif.reset_mechanism != "none" else "zero"
     assert not same_computation(other, ir_to_torch(graph))
-
-
-def test_classes_from_forward_outputs():
-    out = torch.zeros(5, 8, 3)
-    out[:, :, 2] = 1
-    assert classes(out, 8)[0].tolist() == [2] * 8 and classes(out, 8)[1] == 5
-    assert classes(out.transpose(0, 1), 8)[1] == 5
-    with pytest.raises(ValueError, match=r"not \[B, C\]"):
-        classes(torch.zeros(8), 8)
-    assert classes((out, "membrane"), 8)[1] == 5  # a tuple: its first element
-    predicted, steps = classes(out[0], 8)  # [B, C]: one step
-    assert predicted.tolist() == [2] * 8 and steps is None
-
-
-def test_count_agreement():
-    y = torch.tensor([0, 1, 2, 2])
-    counts = count_agreement(
-        torch.tensor([0, 1, 0, 2]), torch.tensor([0, 0, 0, 2]), torch.tensor([0, 1, 0, 0]), y
-    )
-    assert counts.dtype == torch.float64 and counts.tolist() == [3.0, 2.0, 3.0, 4.0]
 
 
 class _Executor(torch.nn.Module):
