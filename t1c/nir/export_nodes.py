@@ -15,7 +15,20 @@ from typing import Any
 import numpy as np
 
 from .. import ir
-from .common import META_BETA, META_STRICT, META_TYPE, SEPARATOR, FailsAtNode, f64, import_nir, ints
+from .common import (
+    META_ALPHA,
+    META_BETA,
+    META_INPUT_GAIN,
+    META_RESET,
+    META_RESET_DELAY,
+    META_STRICT,
+    META_TYPE,
+    SEPARATOR,
+    FailsAtNode,
+    f64,
+    import_nir,
+    ints,
+)
 
 #: How a refused LIF's message names the option that exports it approximately; the
 #: ``t1c convert`` command puts its flag, ``--approximate``, in its place.
@@ -57,8 +70,12 @@ def to_output(name: str, node: ir.Output, ctx: ExportContext) -> list:
 
 
 def to_affine(name: str, node: ir.Affine, ctx: ExportContext) -> list:
-    """``ir.Affine`` / ``ir.SpikingAffine`` -> ``nir.Affine`` (a SpikingAffine's hints in metadata)."""
+    """``ir.Affine`` / ``ir.SpikingAffine`` -> ``nir.Affine`` (a SpikingAffine's hints in metadata);
+    an Affine imported from a ``nir.Linear`` (``t1c_type=Linear``) whose bias is still zero ->
+    ``nir.Linear``."""
     nir = import_nir()
+    if node.metadata.get(META_TYPE) == "Linear" and not node.bias.any() and type(node) is ir.Affine:
+        return [(name, nir.Linear(weight=node.weight.copy()))]
     meta: dict[str, Any] = {}
     if isinstance(node, ir.SpikingAffine):
         meta = {
@@ -244,3 +261,71 @@ def _beta_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict,
         v_reset=zeros,
         metadata={**meta, META_BETA: beta},
     )
+
+
+def _cuba_reasons(node: ir.CubaLIF) -> list[str]:
+    """The settings of a CubaLIF that NIR's CubaLIF (reset to 0 in the same step) does not say."""
+    reasons = []
+    mechanism = node.reset_mechanism or "zero"
+    if mechanism != "zero":
+        reasons.append(f"reset_mechanism={mechanism!r} (NIR's CubaLIF resets to v_reset, always)")
+    if node.reset_delay:
+        reasons.append("reset_delay=True (NIR's CubaLIF resets in the step it fires, not one step later)")
+    if bool(np.any(node.v_threshold < 0)):
+        reasons.append("v_threshold < 0 (NIR's reset to 0 lands above the threshold and fires again)")
+    return reasons
+
+
+def _check_cuba_exportable(name: str, node: ir.CubaLIF, ctx: ExportContext) -> None:
+    """Refuse what no NIR CubaLIF can say, approximately or not."""
+    if node.w_rec is not None:
+        raise ctx.fail(
+            name,
+            "CubaLIF with w_rec (a one-to-one recurrence): NIR says it as a cycle through a diagonal "
+            "Linear, and t1c.nir does not convert graphs with cycles yet",
+        )
+    fields = (node.tau_syn, node.tau_mem, node.r, node.w_in)
+    if not all(np.all(np.isfinite(f)) for f in fields) or bool(
+        np.any(np.minimum(node.tau_syn, node.tau_mem) < 1)
+    ):
+        raise ctx.fail(
+            name,
+            "CubaLIF with a decay of 1 (tau_syn, tau_mem, r or w_in = +inf) or a time constant below one step: "
+            "NIR's CubaLIF needs finite time constants of at least dt",
+        )
+
+
+def to_cuba_lif(name: str, node: ir.CubaLIF, ctx: ExportContext) -> list:
+    """``ir.CubaLIF`` -> ``nir.CubaLIF`` (``tau * dt``, ``v_reset = 0``), the exact fields in the
+    metadata; refused where NIR's reset differs unless ``approximate`` (see ``docs/nir.md``)."""
+    nir = import_nir()
+    _check_cuba_exportable(name, node, ctx)
+    reasons = _cuba_reasons(node)
+    meta: dict[str, Any] = {}
+    if reasons and not ctx.approximate:
+        raise ctx.fail(
+            name,
+            "CubaLIF has no exact NIR form: " + "; ".join(reasons) + f". {APPROXIMATE_HINT} to export NIR's "
+            "reset-to-zero CubaLIF with the same update instead (a warning says how it differs)",
+        )
+    if reasons:
+        warnings.warn(
+            f"to_nir: node '{name}' exported approximately: " + "; ".join(reasons) + " become NIR's "
+            "same-step reset to zero, so spikes differ once a neuron has fired (from_nir restores them)",
+            stacklevel=4,
+        )
+        meta = {META_RESET: node.reset_mechanism or "zero", META_RESET_DELAY: bool(node.reset_delay)}
+    for key, value in ((META_ALPHA, node.alpha), (META_BETA, node.beta), (META_INPUT_GAIN, node.input_gain)):
+        if value is not None:
+            meta[key] = value.copy()
+    cuba = nir.CubaLIF(
+        tau_syn=f64(node.tau_syn) * ctx.dt,
+        tau_mem=f64(node.tau_mem) * ctx.dt,
+        r=node.r.copy(),
+        v_leak=node.v_leak.copy(),
+        v_threshold=node.v_threshold.copy(),
+        v_reset=np.zeros(node.shape, dtype=np.float32),
+        w_in=node.w_in.copy(),
+        metadata=meta,
+    )
+    return [(name, cuba)]

@@ -15,7 +15,18 @@ from typing import Any
 import numpy as np
 
 from .. import ir
-from .common import META_BETA, META_STRICT, META_TYPE, FailsAtNode, f64, node_metadata
+from .common import (
+    META_ALPHA,
+    META_BETA,
+    META_INPUT_GAIN,
+    META_RESET,
+    META_RESET_DELAY,
+    META_STRICT,
+    META_TYPE,
+    FailsAtNode,
+    f64,
+    node_metadata,
+)
 
 
 @dataclasses.dataclass
@@ -100,9 +111,11 @@ def from_affine(name: str, node: Any, ctx: ImportContext) -> ir.Node:
 
 
 def from_linear(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    """``nir.Linear`` -> ``ir.Affine`` with a zero bias."""
+    """``nir.Linear`` -> ``ir.Affine`` with a zero bias, marked ``t1c_type=Linear`` for the way back."""
     weight = _weight_2d(name, node, ctx)
-    return ir.Affine(weight=weight, bias=np.zeros(weight.shape[0], dtype=np.float32))
+    return ir.Affine(
+        weight=weight, bias=np.zeros(weight.shape[0], dtype=np.float32), metadata={META_TYPE: "Linear"}
+    )
 
 
 def _same_padding(name: str, node: Any, ctx: ImportContext) -> np.ndarray:
@@ -288,3 +301,83 @@ def from_threshold(name: str, node: Any, ctx: ImportContext) -> ir.Node:
     return ir.LIF(
         tau=ones, r=ones, v_leak=np.zeros(thr.shape), v_threshold=threshold, strict_threshold=strict
     )
+
+
+def _time_steps(name: str, node: Any, field: str, ctx: ImportContext) -> np.ndarray:
+    """A CubaLIF time constant in steps (``tau / dt``, float32), or refused below one step."""
+    tau = f64(getattr(node, field))
+    steps = (tau / ctx.dt).astype(np.float32)
+    if not np.all(np.isfinite(tau)) or bool(np.any(steps < 1.0)):
+        raise ctx.fail(
+            name,
+            f"CubaLIF with {field} in [{tau.min():g}, {tau.max():g}] at dt={ctx.dt:g}: forward Euler "
+            f"needs dt <= {field} (finite); pass a smaller dt",
+        )
+    return steps
+
+
+def from_cuba_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
+    """``nir.CubaLIF`` -> plain ``ir.CubaLIF`` (``tau / dt`` steps, NIR's equations), or refused.
+
+    The exact snnTorch fields that :func:`~t1c.nir.to_nir` keeps in the metadata come back
+    when they still describe the NIR fields; the reset fields of an approximate export too.
+    """
+    _check_reset(name, node, ctx)
+    meta = node_metadata(node)
+    fields: dict[str, Any] = {
+        "tau_syn": _time_steps(name, node, "tau_syn", ctx),
+        "tau_mem": _time_steps(name, node, "tau_mem", ctx),
+        "r": f64(node.r),
+        "v_leak": f64(node.v_leak),
+        "v_threshold": f64(node.v_threshold),
+        "w_in": np.broadcast_to(f64(node.w_in), np.shape(node.tau_syn)),
+    }
+    mechanism = _meta_str(meta, META_RESET)
+    if mechanism is not None:  # written by an approximate to_nir: the t1c neuron it came from
+        fields.update(
+            reset_mechanism=mechanism, reset_delay=bool(np.asarray(meta.get(META_RESET_DELAY, False)))
+        )
+    elif bool(np.any(fields["v_threshold"] < 0)):
+        raise ctx.fail(
+            name,
+            "CubaLIF with v_threshold < 0: NIR resets to 0, which is above the threshold, and fires again "
+            "from there; T1C-IR's reset (decided from last step's membrane) resets again instead",
+        )
+    fields.update(_exact_cuba_fields(node, meta, ctx.dt))
+    return ir.CubaLIF(**fields)
+
+
+def _exact_cuba_fields(node: Any, meta: Mapping[str, Any], dt: float) -> dict[str, np.ndarray]:
+    """``alpha``/``beta``/``input_gain`` from the metadata, if they still describe ``node``.
+
+    NIR's Euler step is ``I = (1 - dt/tau_syn) I + (dt/tau_syn) w_in S`` and
+    ``v = (1 - dt/tau_mem) v + (dt/tau_mem)(v_leak + r I)``; the exact form
+    ``I = alpha I + g S``, ``v = beta v + I`` is the same when ``dt/tau_syn = 1 - alpha`` (``1``
+    without ``alpha``), ``(dt/tau_syn) w_in = g``, ``dt/tau_mem = 1 - beta``,
+    ``(dt/tau_mem) r = 1`` and ``v_leak = 0`` (checked to 1e-6: a retrained graph drops them).
+    """
+    shape = np.shape(node.tau_syn)
+    exact = {key: meta.get(key) for key in (META_ALPHA, META_BETA, META_INPUT_GAIN)}
+    if exact[META_BETA] is None:
+        return {}
+    arrays = {key: (None if value is None else f64(value)) for key, value in exact.items()}
+    if any(value is not None and value.shape != shape for value in arrays.values()):
+        return {}
+    alpha, beta, gain = arrays[META_ALPHA], arrays[META_BETA], arrays[META_INPUT_GAIN]
+    syn_gap, mem_gap = dt / f64(node.tau_syn), dt / f64(node.tau_mem)
+    checks = (
+        (syn_gap, np.ones(shape) if alpha is None else 1.0 - alpha),
+        (syn_gap * f64(node.w_in), np.ones(shape) if gain is None else gain),
+        (mem_gap, 1.0 - beta),
+        (mem_gap * f64(node.r), np.ones(shape)),
+    )
+    if not all(np.allclose(got, want, rtol=1e-6, atol=0) for got, want in checks):
+        return {}
+    if bool(np.any(f64(node.v_leak) != 0.0)):
+        return {}
+    fields = {"beta": beta}
+    if alpha is not None:
+        fields["alpha"] = alpha
+    if gain is not None:
+        fields["input_gain"] = gain
+    return fields
