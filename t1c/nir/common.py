@@ -22,6 +22,7 @@ META_ALPHA = "t1c_alpha"  # snnTorch's exact current decay of a CubaLIF (with ME
 META_INPUT_GAIN = "t1c_input_gain"  # a CubaLIF's exact input gain (Lapicque; with META_BETA)
 META_RESET = "t1c_reset_mechanism"  # a CubaLIF's reset, written by an approximate export only
 META_RESET_DELAY = "t1c_reset_delay"  # a CubaLIF's reset_delay, written with META_RESET
+META_NIR_FIELDS = "t1c_nir_fields"  # on a T1C-IR node: the NIR fields it was derived from (IF's r, threshold)
 SEPARATOR = "."  # between a nested NIRGraph's name and its nodes' names
 
 
@@ -121,6 +122,7 @@ _OWN_KEYS = frozenset(
         META_INPUT_GAIN,
         META_RESET,
         META_RESET_DELAY,
+        META_NIR_FIELDS,
         "spike_mode",
         "weight_bits",
         "accumulator_bits",

@@ -19,6 +19,7 @@ from .common import (
     META_ALPHA,
     META_BETA,
     META_INPUT_GAIN,
+    META_NIR_FIELDS,
     META_RESET,
     META_RESET_DELAY,
     META_STRICT,
@@ -163,11 +164,14 @@ def to_avgpool2d(name: str, node: ir.AvgPool2d, ctx: ExportContext) -> list:
 
 
 def to_skip(name: str, node: ir.Skip, ctx: ExportContext) -> list:
-    """``ir.Skip`` (residual, passthrough) -> a ``nir.Scale`` of ones; concatenate is refused."""
+    """``ir.Skip`` (residual, passthrough) -> a ``nir.Scale`` of ones, or the ``nir.Delay`` of zero
+    it was imported from (``t1c_type=Delay``); concatenate is refused."""
     nir = import_nir()
     if node.skip_type == "concatenate":
         raise ctx.fail(name, "Skip(concatenate): NIR has no concatenation (several edges into a node sum)")
     shape = ctx.graph.output_shapes[name]
+    if node.metadata.get(META_TYPE) == "Delay":  # NIR sums a Delay's edges too
+        return [(name, nir.Delay(delay=np.zeros(shape, dtype=np.float32)))]
     # NIR sums the edges into a node; a Scale of ones passes that sum on and keeps the name.
     scale = np.ones(shape, dtype=np.float32)
     return [(name, nir.Scale(scale=scale, metadata={META_TYPE: "Skip", "skip_type": node.skip_type}))]
@@ -232,8 +236,39 @@ def _plain_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict
         )
     zeros = np.zeros(node.shape, dtype=np.float32)
     return nir.LIF(
-        tau=tau * ctx.dt, r=r, v_leak=node.v_leak.copy(), v_threshold=threshold, v_reset=zeros, metadata=meta
+        tau=_nir_time_constant(node, "tau", ctx.dt),
+        r=r,
+        v_leak=node.v_leak.copy(),
+        v_threshold=threshold,
+        v_reset=zeros,
+        metadata=meta,
     )
+
+
+def _nir_time_constant(node: ir.LIF | ir.CubaLIF, field: str, dt: float) -> np.ndarray:
+    """``field`` (in steps) as NIR's time constant: ``steps * dt`` in float64, or the value
+    :func:`~t1c.nir.from_nir` read (``t1c_nir_fields``) while it still gives these steps."""
+    steps = getattr(node, field)
+    fields = node.metadata.get(META_NIR_FIELDS)
+    read = np.asarray(fields.get(field)) if isinstance(fields, dict) and field in fields else None
+    if read is not None and read.shape == steps.shape and read.dtype.kind == "f":
+        if np.array_equal((f64(read) / dt).astype(np.float32), steps):
+            return read.copy()
+    return f64(steps) * dt
+
+
+def _imported_if_fields(node: ir.LIF, dt: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``(r, v_threshold)`` of the ``nir.IF`` that :func:`~t1c.nir.from_nir` made ``node`` of,
+    when the node still has the threshold they give at ``dt`` (``v_threshold / (r dt)``)."""
+    fields = node.metadata.get(META_NIR_FIELDS)
+    if not (isinstance(fields, dict) and node.strict_threshold and {"r", "v_threshold"} <= set(fields)):
+        return None
+    r, thr = np.asarray(fields["r"]), np.asarray(fields["v_threshold"])
+    if r.shape != node.shape or thr.shape != node.shape:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        derived = (f64(thr) / (f64(r) * dt)).astype(np.float32)
+    return (r.copy(), thr.copy()) if np.array_equal(derived, node.v_threshold) else None
 
 
 def _beta_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict, ctx: ExportContext) -> Any:
@@ -242,8 +277,9 @@ def _beta_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict,
     shape = node.shape
     zeros = np.zeros(shape, dtype=np.float32)
     beta = np.clip(f64(node.beta), 0.0, 1.0)
-    if np.all(beta == 1.0):  # v += i: NIR's IF with r*dt = 1
-        return nir.IF(r=np.full(shape, 1.0 / ctx.dt), v_threshold=threshold, v_reset=zeros, metadata=meta)
+    if np.all(beta == 1.0):  # v += i: NIR's IF with r*dt = 1, or the IF it was imported from
+        r, threshold = _imported_if_fields(node, ctx.dt) or (np.full(shape, 1.0 / ctx.dt), threshold)
+        return nir.IF(r=r, v_threshold=threshold, v_reset=zeros, metadata=meta)
     if np.all(beta == 0.0):
         return nir.Threshold(threshold=threshold, metadata=meta)
     if not bool(np.all((beta > 0) & (beta < 1))):
@@ -319,8 +355,8 @@ def to_cuba_lif(name: str, node: ir.CubaLIF, ctx: ExportContext) -> list:
         if value is not None:
             meta[key] = value.copy()
     cuba = nir.CubaLIF(
-        tau_syn=f64(node.tau_syn) * ctx.dt,
-        tau_mem=f64(node.tau_mem) * ctx.dt,
+        tau_syn=_nir_time_constant(node, "tau_syn", ctx.dt),
+        tau_mem=_nir_time_constant(node, "tau_mem", ctx.dt),
         r=node.r.copy(),
         v_leak=node.v_leak.copy(),
         v_threshold=node.v_threshold.copy(),

@@ -19,6 +19,7 @@ from .common import (
     META_ALPHA,
     META_BETA,
     META_INPUT_GAIN,
+    META_NIR_FIELDS,
     META_RESET,
     META_RESET_DELAY,
     META_STRICT,
@@ -201,9 +202,11 @@ def from_scale(name: str, node: Any, ctx: ImportContext) -> ir.Node | None:
 
 
 def from_delay(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    """``nir.Delay`` of zero -> ``ir.Skip``; any other delay is refused."""
+    """``nir.Delay`` of zero -> ``ir.Skip`` marked ``t1c_type=Delay``; any other delay is refused."""
     if bool(np.all(f64(node.delay) == 0.0)):
-        return _identity(name, ctx)
+        skip = _identity(name, ctx)
+        skip.metadata = {META_TYPE: "Delay"}
+        return skip
     raise ctx.fail(name, "Delay: T1C-IR has no delay line (only a zero delay, the identity, converts)")
 
 
@@ -226,7 +229,10 @@ def _check_reset(name: str, node: Any, ctx: ImportContext) -> None:
 
 
 def from_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    """``nir.LIF`` -> plain ``ir.LIF`` with ``tau / dt`` steps (forward Euler), or refused."""
+    """``nir.LIF`` -> plain ``ir.LIF`` with ``tau / dt`` steps (forward Euler), or refused.
+
+    NIR's ``tau`` stays in the metadata (``t1c_nir_fields``): ``to_nir`` writes it back as it was.
+    """
     _check_reset(name, node, ctx)
     tau, meta = f64(node.tau), node_metadata(node)
     if not np.all(np.isfinite(tau)) or bool(np.any(tau <= ctx.dt)):
@@ -249,7 +255,7 @@ def from_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
     beta = meta.get(META_BETA)
     if beta is not None and _beta_matches(f64(beta), node, ctx.dt):
         fields.update(beta=f64(beta), reset_mechanism="zero", reset_delay=False)
-    return ir.LIF(**fields)
+    return ir.LIF(**fields, metadata={META_NIR_FIELDS: {"tau": np.asarray(node.tau)}})
 
 
 def _beta_matches(beta: np.ndarray, node: Any, dt: float) -> bool:
@@ -266,7 +272,10 @@ def _beta_matches(beta: np.ndarray, node: Any, dt: float) -> bool:
 
 
 def from_if(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    """``nir.IF`` -> ``ir.LIF`` with ``beta = 1``, ``r * dt`` moved into the threshold, or refused."""
+    """``nir.IF`` -> ``ir.LIF`` with ``beta = 1``, ``r * dt`` moved into the threshold, or refused.
+
+    NIR's ``r`` and ``v_threshold`` stay in the metadata (``t1c_nir_fields``) for the way back.
+    """
     _check_reset(name, node, ctx)
     r, thr = f64(node.r), f64(node.v_threshold)
     if not (np.all(np.isfinite(r)) and bool(np.all(r > 0))):
@@ -289,6 +298,7 @@ def from_if(name: str, node: Any, ctx: ImportContext) -> ir.Node:
         reset_mechanism="zero",
         reset_delay=False,
         strict_threshold=strict,
+        metadata={META_NIR_FIELDS: {"r": np.asarray(node.r), "v_threshold": np.asarray(node.v_threshold)}},
     )
 
 
@@ -321,6 +331,7 @@ def from_cuba_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
 
     The exact snnTorch fields that :func:`~t1c.nir.to_nir` keeps in the metadata come back
     when they still describe the NIR fields; the reset fields of an approximate export too.
+    NIR's time constants stay in the metadata (``t1c_nir_fields``) for the way back.
     """
     _check_reset(name, node, ctx)
     meta = node_metadata(node)
@@ -344,7 +355,8 @@ def from_cuba_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
             "from there; T1C-IR's reset (decided from last step's membrane) resets again instead",
         )
     fields.update(_exact_cuba_fields(node, meta, ctx.dt))
-    return ir.CubaLIF(**fields)
+    nir_fields = {"tau_syn": np.asarray(node.tau_syn), "tau_mem": np.asarray(node.tau_mem)}
+    return ir.CubaLIF(**fields, metadata={META_NIR_FIELDS: nir_fields})
 
 
 def _exact_cuba_fields(node: Any, meta: Mapping[str, Any], dt: float) -> dict[str, np.ndarray]:
