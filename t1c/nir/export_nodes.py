@@ -16,12 +16,8 @@ import numpy as np
 
 from .. import ir
 from .common import (
-    META_ALPHA,
     META_BETA,
-    META_INPUT_GAIN,
     META_NIR_FIELDS,
-    META_RESET,
-    META_RESET_DELAY,
     META_STRICT,
     META_TYPE,
     SEPARATOR,
@@ -177,6 +173,33 @@ def to_skip(name: str, node: ir.Skip, ctx: ExportContext) -> list:
     return [(name, nir.Scale(scale=scale, metadata={META_TYPE: "Skip", "skip_type": node.skip_type}))]
 
 
+def refuse_or_warn(name: str, kind: str, reasons: list[str], ctx: ExportContext, note: str = "") -> None:
+    """Refuse a neuron whose settings (``reasons``) NIR's reset cannot say, or, with
+    ``ctx.approximate``, warn that it is exported with NIR's same-step reset to zero.
+
+    Args:
+        name, kind: the node and its NIR type (``"LIF"``, ``"CubaLIF"``).
+        reasons: the settings at fault, each saying why; none: nothing happens.
+        ctx: the export context.
+        note: added to the warning.
+
+    Raises:
+        NIRConversionError: ``reasons`` and not ``ctx.approximate``.
+    """
+    if reasons and not ctx.approximate:
+        raise ctx.fail(
+            name,
+            f"{kind} has no exact NIR form: " + "; ".join(reasons) + f". {APPROXIMATE_HINT} to export NIR's "
+            f"reset-to-zero {kind} with the same update instead (a warning says how it differs)",
+        )
+    if reasons:
+        warnings.warn(
+            f"to_nir: node '{name}' exported approximately: " + "; ".join(reasons) + " become NIR's "
+            f"same-step reset to zero, so spikes differ once a neuron has fired{note}",
+            stacklevel=5,
+        )
+
+
 def _lif_reasons(node: ir.LIF) -> list[str]:
     reasons = []
     mechanism = node.reset_mechanism or "zero"
@@ -203,19 +226,7 @@ def _nir_threshold(node: ir.LIF) -> tuple[np.ndarray, dict[str, Any]]:
 
 def to_lif(name: str, node: ir.LIF, ctx: ExportContext) -> list:
     """``ir.LIF`` -> ``nir.LIF`` / ``nir.IF`` / ``nir.Threshold``, or refused (see ``docs/nir.md``)."""
-    reasons = _lif_reasons(node)
-    if reasons and not ctx.approximate:
-        raise ctx.fail(
-            name,
-            "LIF has no exact NIR form: " + "; ".join(reasons) + f". {APPROXIMATE_HINT} to export NIR's "
-            "reset-to-zero LIF with the same update instead (a warning says how it differs)",
-        )
-    if reasons:
-        warnings.warn(
-            f"to_nir: node '{name}' exported approximately: " + "; ".join(reasons) + " become NIR's "
-            "same-step reset to zero, so spikes differ once a neuron has fired",
-            stacklevel=4,
-        )
+    refuse_or_warn(name, "LIF", _lif_reasons(node), ctx)
     threshold, meta = _nir_threshold(node)
     if node.beta is None:
         return [(name, _plain_lif_as_nir(name, node, threshold, meta, ctx))]
@@ -236,7 +247,7 @@ def _plain_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict
         )
     zeros = np.zeros(node.shape, dtype=np.float32)
     return nir.LIF(
-        tau=_nir_time_constant(node, "tau", ctx.dt),
+        tau=nir_time_constant(node, "tau", ctx.dt),
         r=r,
         v_leak=node.v_leak.copy(),
         v_threshold=threshold,
@@ -245,7 +256,7 @@ def _plain_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict
     )
 
 
-def _nir_time_constant(node: ir.LIF | ir.CubaLIF, field: str, dt: float) -> np.ndarray:
+def nir_time_constant(node: ir.LIF | ir.CubaLIF, field: str, dt: float) -> np.ndarray:
     """``field`` (in steps) as NIR's time constant: ``steps * dt`` in float64, or the value
     :func:`~t1c.nir.from_nir` read (``t1c_nir_fields``) while it still gives these steps."""
     steps = getattr(node, field)
@@ -297,71 +308,3 @@ def _beta_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict,
         v_reset=zeros,
         metadata={**meta, META_BETA: beta},
     )
-
-
-def _cuba_reasons(node: ir.CubaLIF) -> list[str]:
-    """The settings of a CubaLIF that NIR's CubaLIF (reset to 0 in the same step) does not say."""
-    reasons = []
-    mechanism = node.reset_mechanism or "zero"
-    if mechanism != "zero":
-        reasons.append(f"reset_mechanism={mechanism!r} (NIR's CubaLIF resets to v_reset, always)")
-    if node.reset_delay:
-        reasons.append("reset_delay=True (NIR's CubaLIF resets in the step it fires, not one step later)")
-    if bool(np.any(node.v_threshold < 0)):
-        reasons.append("v_threshold < 0 (NIR's reset to 0 lands above the threshold and fires again)")
-    return reasons
-
-
-def _check_cuba_exportable(name: str, node: ir.CubaLIF, ctx: ExportContext) -> None:
-    """Refuse what no NIR CubaLIF can say, approximately or not."""
-    if node.w_rec is not None:
-        raise ctx.fail(
-            name,
-            "CubaLIF with w_rec (a one-to-one recurrence): NIR says it as a cycle through a diagonal "
-            "Linear, and t1c.nir does not convert graphs with cycles yet",
-        )
-    fields = (node.tau_syn, node.tau_mem, node.r, node.w_in)
-    if not all(np.all(np.isfinite(f)) for f in fields) or bool(
-        np.any(np.minimum(node.tau_syn, node.tau_mem) < 1)
-    ):
-        raise ctx.fail(
-            name,
-            "CubaLIF with a decay of 1 (tau_syn, tau_mem, r or w_in = +inf) or a time constant below one step: "
-            "NIR's CubaLIF needs finite time constants of at least dt",
-        )
-
-
-def to_cuba_lif(name: str, node: ir.CubaLIF, ctx: ExportContext) -> list:
-    """``ir.CubaLIF`` -> ``nir.CubaLIF`` (``tau * dt``, ``v_reset = 0``), the exact fields in the
-    metadata; refused where NIR's reset differs unless ``approximate`` (see ``docs/nir.md``)."""
-    nir = import_nir()
-    _check_cuba_exportable(name, node, ctx)
-    reasons = _cuba_reasons(node)
-    meta: dict[str, Any] = {}
-    if reasons and not ctx.approximate:
-        raise ctx.fail(
-            name,
-            "CubaLIF has no exact NIR form: " + "; ".join(reasons) + f". {APPROXIMATE_HINT} to export NIR's "
-            "reset-to-zero CubaLIF with the same update instead (a warning says how it differs)",
-        )
-    if reasons:
-        warnings.warn(
-            f"to_nir: node '{name}' exported approximately: " + "; ".join(reasons) + " become NIR's "
-            "same-step reset to zero, so spikes differ once a neuron has fired (from_nir restores them)",
-            stacklevel=4,
-        )
-        meta = {META_RESET: node.reset_mechanism or "zero", META_RESET_DELAY: bool(node.reset_delay)}
-    for key, value in ((META_ALPHA, node.alpha), (META_BETA, node.beta), (META_INPUT_GAIN, node.input_gain)):
-        if value is not None:
-            meta[key] = value.copy()
-    cuba = nir.CubaLIF(
-        tau_syn=_nir_time_constant(node, "tau_syn", ctx.dt),
-        tau_mem=_nir_time_constant(node, "tau_mem", ctx.dt),
-        r=node.r.copy(),
-        v_leak=node.v_leak.copy(),
-        v_threshold=node.v_threshold.copy(),
-        v_reset=np.zeros(node.shape, dtype=np.float32),
-        w_in=node.w_in.copy(),
-        metadata=meta,
-    )
-    return [(name, cuba)]

@@ -15,19 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import ir
-from .common import (
-    META_ALPHA,
-    META_BETA,
-    META_INPUT_GAIN,
-    META_NIR_FIELDS,
-    META_RESET,
-    META_RESET_DELAY,
-    META_STRICT,
-    META_TYPE,
-    FailsAtNode,
-    f64,
-    node_metadata,
-)
+from .common import META_BETA, META_NIR_FIELDS, META_STRICT, META_TYPE, FailsAtNode, f64, node_metadata
 
 
 @dataclasses.dataclass
@@ -54,7 +42,8 @@ class ImportContext(FailsAtNode):
 ImportFn = Callable[[str, Any, ImportContext], "ir.Node | None"]
 
 
-def _meta_str(meta: Mapping[str, Any], key: str) -> str | None:
+def meta_str(meta: Mapping[str, Any], key: str) -> str | None:
+    """The string at ``meta[key]`` (NIR's files give 0-d arrays or bytes), or None."""
     value = meta.get(key)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
@@ -103,10 +92,10 @@ def from_affine(name: str, node: Any, ctx: ImportContext) -> ir.Node:
     if bias.shape != (weight.shape[0],):
         bias = np.broadcast_to(bias, (weight.shape[0],)) if bias.size == 1 else bias
     meta = node_metadata(node)
-    if _meta_str(meta, META_TYPE) == "SpikingAffine":
+    if meta_str(meta, META_TYPE) == "SpikingAffine":
         hints = {k: meta[k] for k in ("spike_mode", "weight_bits", "accumulator_bits") if k in meta}
         if "spike_mode" in hints:
-            hints["spike_mode"] = _meta_str(meta, "spike_mode")
+            hints["spike_mode"] = meta_str(meta, "spike_mode")
         return ir.SpikingAffine(weight=weight, bias=bias, **hints)
     return ir.Affine(weight=weight, bias=bias)
 
@@ -196,7 +185,7 @@ def from_scale(name: str, node: Any, ctx: ImportContext) -> ir.Node | None:
     """``nir.Scale`` of ones -> ``ir.Skip``; any other scale -> ``None``, left in ``ctx.scales``."""
     scale = f64(node.scale)
     if bool(np.all(scale == 1.0)):  # the identity: a Skip, nothing to fold
-        return _identity(name, ctx, _meta_str(node_metadata(node), "skip_type"))
+        return _identity(name, ctx, meta_str(node_metadata(node), "skip_type"))
     ctx.scales[name] = scale
     return None
 
@@ -218,7 +207,8 @@ def _lif_threshold(threshold: np.ndarray, meta: Mapping[str, Any]) -> tuple[np.n
     return thr, True
 
 
-def _check_reset(name: str, node: Any, ctx: ImportContext) -> None:
+def check_v_reset(name: str, node: Any, ctx: ImportContext) -> None:
+    """Refuse a NIR neuron that resets to a ``v_reset`` other than 0 (T1C-IR's reset to zero)."""
     v_reset = getattr(node, "v_reset", None)
     if v_reset is not None and bool(np.any(f64(v_reset) != 0.0)):
         raise ctx.fail(
@@ -233,7 +223,7 @@ def from_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
 
     NIR's ``tau`` stays in the metadata (``t1c_nir_fields``): ``to_nir`` writes it back as it was.
     """
-    _check_reset(name, node, ctx)
+    check_v_reset(name, node, ctx)
     tau, meta = f64(node.tau), node_metadata(node)
     if not np.all(np.isfinite(tau)) or bool(np.any(tau <= ctx.dt)):
         raise ctx.fail(
@@ -276,7 +266,7 @@ def from_if(name: str, node: Any, ctx: ImportContext) -> ir.Node:
 
     NIR's ``r`` and ``v_threshold`` stay in the metadata (``t1c_nir_fields``) for the way back.
     """
-    _check_reset(name, node, ctx)
+    check_v_reset(name, node, ctx)
     r, thr = f64(node.r), f64(node.v_threshold)
     if not (np.all(np.isfinite(r)) and bool(np.all(r > 0))):
         raise ctx.fail(name, "IF with r <= 0 or non-finite r: T1C-IR's integrator (beta = 1) needs r > 0")
@@ -311,85 +301,3 @@ def from_threshold(name: str, node: Any, ctx: ImportContext) -> ir.Node:
     return ir.LIF(
         tau=ones, r=ones, v_leak=np.zeros(thr.shape), v_threshold=threshold, strict_threshold=strict
     )
-
-
-def _time_steps(name: str, node: Any, field: str, ctx: ImportContext) -> np.ndarray:
-    """A CubaLIF time constant in steps (``tau / dt``, float32), or refused below one step."""
-    tau = f64(getattr(node, field))
-    steps = (tau / ctx.dt).astype(np.float32)
-    if not np.all(np.isfinite(tau)) or bool(np.any(steps < 1.0)):
-        raise ctx.fail(
-            name,
-            f"CubaLIF with {field} in [{tau.min():g}, {tau.max():g}] at dt={ctx.dt:g}: forward Euler "
-            f"needs dt <= {field} (finite); pass a smaller dt",
-        )
-    return steps
-
-
-def from_cuba_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    """``nir.CubaLIF`` -> plain ``ir.CubaLIF`` (``tau / dt`` steps, NIR's equations), or refused.
-
-    The exact snnTorch fields that :func:`~t1c.nir.to_nir` keeps in the metadata come back
-    when they still describe the NIR fields; the reset fields of an approximate export too.
-    NIR's time constants stay in the metadata (``t1c_nir_fields``) for the way back.
-    """
-    _check_reset(name, node, ctx)
-    meta = node_metadata(node)
-    fields: dict[str, Any] = {
-        "tau_syn": _time_steps(name, node, "tau_syn", ctx),
-        "tau_mem": _time_steps(name, node, "tau_mem", ctx),
-        "r": f64(node.r),
-        "v_leak": f64(node.v_leak),
-        "v_threshold": f64(node.v_threshold),
-        "w_in": np.broadcast_to(f64(node.w_in), np.shape(node.tau_syn)),
-    }
-    mechanism = _meta_str(meta, META_RESET)
-    if mechanism is not None:  # written by an approximate to_nir: the t1c neuron it came from
-        fields.update(
-            reset_mechanism=mechanism, reset_delay=bool(np.asarray(meta.get(META_RESET_DELAY, False)))
-        )
-    elif bool(np.any(fields["v_threshold"] < 0)):
-        raise ctx.fail(
-            name,
-            "CubaLIF with v_threshold < 0: NIR resets to 0, which is above the threshold, and fires again "
-            "from there; T1C-IR's reset (decided from last step's membrane) resets again instead",
-        )
-    fields.update(_exact_cuba_fields(node, meta, ctx.dt))
-    nir_fields = {"tau_syn": np.asarray(node.tau_syn), "tau_mem": np.asarray(node.tau_mem)}
-    return ir.CubaLIF(**fields, metadata={META_NIR_FIELDS: nir_fields})
-
-
-def _exact_cuba_fields(node: Any, meta: Mapping[str, Any], dt: float) -> dict[str, np.ndarray]:
-    """``alpha``/``beta``/``input_gain`` from the metadata, if they still describe ``node``.
-
-    NIR's Euler step is ``I = (1 - dt/tau_syn) I + (dt/tau_syn) w_in S`` and
-    ``v = (1 - dt/tau_mem) v + (dt/tau_mem)(v_leak + r I)``; the exact form
-    ``I = alpha I + g S``, ``v = beta v + I`` is the same when ``dt/tau_syn = 1 - alpha`` (``1``
-    without ``alpha``), ``(dt/tau_syn) w_in = g``, ``dt/tau_mem = 1 - beta``,
-    ``(dt/tau_mem) r = 1`` and ``v_leak = 0`` (checked to 1e-6: a retrained graph drops them).
-    """
-    shape = np.shape(node.tau_syn)
-    exact = {key: meta.get(key) for key in (META_ALPHA, META_BETA, META_INPUT_GAIN)}
-    if exact[META_BETA] is None:
-        return {}
-    arrays = {key: (None if value is None else f64(value)) for key, value in exact.items()}
-    if any(value is not None and value.shape != shape for value in arrays.values()):
-        return {}
-    alpha, beta, gain = arrays[META_ALPHA], arrays[META_BETA], arrays[META_INPUT_GAIN]
-    syn_gap, mem_gap = dt / f64(node.tau_syn), dt / f64(node.tau_mem)
-    checks = (
-        (syn_gap, np.ones(shape) if alpha is None else 1.0 - alpha),
-        (syn_gap * f64(node.w_in), np.ones(shape) if gain is None else gain),
-        (mem_gap, 1.0 - beta),
-        (mem_gap * f64(node.r), np.ones(shape)),
-    )
-    if not all(np.allclose(got, want, rtol=1e-6, atol=0) for got, want in checks):
-        return {}
-    if bool(np.any(f64(node.v_leak) != 0.0)):
-        return {}
-    fields = {"beta": beta}
-    if alpha is not None:
-        fields["alpha"] = alpha
-    if gain is not None:
-        fields["input_gain"] = gain
-    return fields

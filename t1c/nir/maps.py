@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from .. import ir
 from .common import import_nir, refusal
+from .cuba import from_cuba_lif, to_cuba_lif
 from .export_nodes import (
     ExportFn,
     to_affine,
     to_avgpool2d,
     to_conv2d,
-    to_cuba_lif,
     to_flatten,
     to_input,
     to_lif,
@@ -27,7 +27,6 @@ from .import_nodes import (
     from_affine,
     from_avgpool2d,
     from_conv2d,
-    from_cuba_lif,
     from_delay,
     from_flatten,
     from_if,
