@@ -15,9 +15,14 @@ from ..ir.errors import T1CFormatError
 INSTALL_HINT = "pip install 'nir>=1.0,<1.1' (from a clone: pip install -e '.[nir]')"
 
 #: NIR node metadata keys t1c.nir writes (and reads back) beside NIR's own fields.
-META_TYPE = "t1c_type"  # the T1C-IR type when NIR's differs (SpikingAffine, Skip)
+META_TYPE = "t1c_type"  # the other side's type where the two differ (SpikingAffine, Skip; NIR's Linear)
 META_STRICT = "t1c_strict_threshold"  # False: a `>=` neuron, threshold moved one float32 ulp down
-META_BETA = "t1c_beta"  # snnTorch's exact decay of a LIF exported from a `beta` node
+META_BETA = "t1c_beta"  # snnTorch's exact decay of a LIF or CubaLIF exported from a `beta` node
+META_ALPHA = "t1c_alpha"  # snnTorch's exact current decay of a CubaLIF (with META_BETA)
+META_INPUT_GAIN = "t1c_input_gain"  # a CubaLIF's exact input gain (Lapicque; with META_BETA)
+META_RESET = "t1c_reset_mechanism"  # a CubaLIF's reset, written by an approximate export only
+META_RESET_DELAY = "t1c_reset_delay"  # a CubaLIF's reset_delay, written with META_RESET
+META_NIR_FIELDS = "t1c_nir_fields"  # on a T1C-IR node: the NIR fields it was derived from (IF's r, threshold)
 SEPARATOR = "."  # between a nested NIRGraph's name and its nodes' names
 
 
@@ -109,7 +114,20 @@ def node_metadata(node: Any) -> dict[str, Any]:
 
 #: Node metadata keys t1c.nir interprets (they are not copied as plain metadata).
 _OWN_KEYS = frozenset(
-    {META_TYPE, META_STRICT, META_BETA, "spike_mode", "weight_bits", "accumulator_bits", "skip_type"}
+    {
+        META_TYPE,
+        META_STRICT,
+        META_BETA,
+        META_ALPHA,
+        META_INPUT_GAIN,
+        META_RESET,
+        META_RESET_DELAY,
+        META_NIR_FIELDS,
+        "spike_mode",
+        "weight_bits",
+        "accumulator_bits",
+        "skip_type",
+    }
 )
 
 

@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 
 from .. import ir
-from .common import META_BETA, META_STRICT, META_TYPE, SEPARATOR, FailsAtNode, f64, import_nir, ints
+from .common import (
+    META_BETA,
+    META_NIR_FIELDS,
+    META_STRICT,
+    META_TYPE,
+    SEPARATOR,
+    FailsAtNode,
+    f64,
+    import_nir,
+    ints,
+)
 
 #: How a refused LIF's message names the option that exports it approximately; the
 #: ``t1c convert`` command puts its flag, ``--approximate``, in its place.
@@ -57,8 +67,12 @@ def to_output(name: str, node: ir.Output, ctx: ExportContext) -> list:
 
 
 def to_affine(name: str, node: ir.Affine, ctx: ExportContext) -> list:
-    """``ir.Affine`` / ``ir.SpikingAffine`` -> ``nir.Affine`` (a SpikingAffine's hints in metadata)."""
+    """``ir.Affine`` / ``ir.SpikingAffine`` -> ``nir.Affine`` (a SpikingAffine's hints in metadata);
+    an Affine imported from a ``nir.Linear`` (``t1c_type=Linear``) whose bias is still zero ->
+    ``nir.Linear``."""
     nir = import_nir()
+    if node.metadata.get(META_TYPE) == "Linear" and not node.bias.any() and type(node) is ir.Affine:
+        return [(name, nir.Linear(weight=node.weight.copy()))]
     meta: dict[str, Any] = {}
     if isinstance(node, ir.SpikingAffine):
         meta = {
@@ -146,14 +160,44 @@ def to_avgpool2d(name: str, node: ir.AvgPool2d, ctx: ExportContext) -> list:
 
 
 def to_skip(name: str, node: ir.Skip, ctx: ExportContext) -> list:
-    """``ir.Skip`` (residual, passthrough) -> a ``nir.Scale`` of ones; concatenate is refused."""
+    """``ir.Skip`` (residual, passthrough) -> a ``nir.Scale`` of ones, or the ``nir.Delay`` of zero
+    it was imported from (``t1c_type=Delay``); concatenate is refused."""
     nir = import_nir()
     if node.skip_type == "concatenate":
         raise ctx.fail(name, "Skip(concatenate): NIR has no concatenation (several edges into a node sum)")
     shape = ctx.graph.output_shapes[name]
+    if node.metadata.get(META_TYPE) == "Delay":  # NIR sums a Delay's edges too
+        return [(name, nir.Delay(delay=np.zeros(shape, dtype=np.float32)))]
     # NIR sums the edges into a node; a Scale of ones passes that sum on and keeps the name.
     scale = np.ones(shape, dtype=np.float32)
     return [(name, nir.Scale(scale=scale, metadata={META_TYPE: "Skip", "skip_type": node.skip_type}))]
+
+
+def refuse_or_warn(name: str, kind: str, reasons: list[str], ctx: ExportContext, note: str = "") -> None:
+    """Refuse a neuron whose settings (``reasons``) NIR's reset cannot say, or, with
+    ``ctx.approximate``, warn that it is exported with NIR's same-step reset to zero.
+
+    Args:
+        name, kind: the node and its NIR type (``"LIF"``, ``"CubaLIF"``).
+        reasons: the settings at fault, each saying why; none: nothing happens.
+        ctx: the export context.
+        note: added to the warning.
+
+    Raises:
+        NIRConversionError: ``reasons`` and not ``ctx.approximate``.
+    """
+    if reasons and not ctx.approximate:
+        raise ctx.fail(
+            name,
+            f"{kind} has no exact NIR form: " + "; ".join(reasons) + f". {APPROXIMATE_HINT} to export NIR's "
+            f"reset-to-zero {kind} with the same update instead (a warning says how it differs)",
+        )
+    if reasons:
+        warnings.warn(
+            f"to_nir: node '{name}' exported approximately: " + "; ".join(reasons) + " become NIR's "
+            f"same-step reset to zero, so spikes differ once a neuron has fired{note}",
+            stacklevel=5,
+        )
 
 
 def _lif_reasons(node: ir.LIF) -> list[str]:
@@ -182,19 +226,7 @@ def _nir_threshold(node: ir.LIF) -> tuple[np.ndarray, dict[str, Any]]:
 
 def to_lif(name: str, node: ir.LIF, ctx: ExportContext) -> list:
     """``ir.LIF`` -> ``nir.LIF`` / ``nir.IF`` / ``nir.Threshold``, or refused (see ``docs/nir.md``)."""
-    reasons = _lif_reasons(node)
-    if reasons and not ctx.approximate:
-        raise ctx.fail(
-            name,
-            "LIF has no exact NIR form: " + "; ".join(reasons) + f". {APPROXIMATE_HINT} to export NIR's "
-            "reset-to-zero LIF with the same update instead (a warning says how it differs)",
-        )
-    if reasons:
-        warnings.warn(
-            f"to_nir: node '{name}' exported approximately: " + "; ".join(reasons) + " become NIR's "
-            "same-step reset to zero, so spikes differ once a neuron has fired",
-            stacklevel=4,
-        )
+    refuse_or_warn(name, "LIF", _lif_reasons(node), ctx)
     threshold, meta = _nir_threshold(node)
     if node.beta is None:
         return [(name, _plain_lif_as_nir(name, node, threshold, meta, ctx))]
@@ -215,8 +247,39 @@ def _plain_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict
         )
     zeros = np.zeros(node.shape, dtype=np.float32)
     return nir.LIF(
-        tau=tau * ctx.dt, r=r, v_leak=node.v_leak.copy(), v_threshold=threshold, v_reset=zeros, metadata=meta
+        tau=nir_time_constant(node, "tau", ctx.dt),
+        r=r,
+        v_leak=node.v_leak.copy(),
+        v_threshold=threshold,
+        v_reset=zeros,
+        metadata=meta,
     )
+
+
+def nir_time_constant(node: ir.LIF | ir.CubaLIF, field: str, dt: float) -> np.ndarray:
+    """``field`` (in steps) as NIR's time constant: ``steps * dt`` in float64, or the value
+    :func:`~t1c.nir.from_nir` read (``t1c_nir_fields``) while it still gives these steps."""
+    steps = getattr(node, field)
+    fields = node.metadata.get(META_NIR_FIELDS)
+    read = np.asarray(fields.get(field)) if isinstance(fields, dict) and field in fields else None
+    if read is not None and read.shape == steps.shape and read.dtype.kind == "f":
+        if np.array_equal((f64(read) / dt).astype(np.float32), steps):
+            return read.copy()
+    return f64(steps) * dt
+
+
+def _imported_if_fields(node: ir.LIF, dt: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``(r, v_threshold)`` of the ``nir.IF`` that :func:`~t1c.nir.from_nir` made ``node`` of,
+    when the node still has the threshold they give at ``dt`` (``v_threshold / (r dt)``)."""
+    fields = node.metadata.get(META_NIR_FIELDS)
+    if not (isinstance(fields, dict) and node.strict_threshold and {"r", "v_threshold"} <= set(fields)):
+        return None
+    r, thr = np.asarray(fields["r"]), np.asarray(fields["v_threshold"])
+    if r.shape != node.shape or thr.shape != node.shape:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        derived = (f64(thr) / (f64(r) * dt)).astype(np.float32)
+    return (r.copy(), thr.copy()) if np.array_equal(derived, node.v_threshold) else None
 
 
 def _beta_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict, ctx: ExportContext) -> Any:
@@ -225,8 +288,9 @@ def _beta_lif_as_nir(name: str, node: ir.LIF, threshold: np.ndarray, meta: dict,
     shape = node.shape
     zeros = np.zeros(shape, dtype=np.float32)
     beta = np.clip(f64(node.beta), 0.0, 1.0)
-    if np.all(beta == 1.0):  # v += i: NIR's IF with r*dt = 1
-        return nir.IF(r=np.full(shape, 1.0 / ctx.dt), v_threshold=threshold, v_reset=zeros, metadata=meta)
+    if np.all(beta == 1.0):  # v += i: NIR's IF with r*dt = 1, or the IF it was imported from
+        r, threshold = _imported_if_fields(node, ctx.dt) or (np.full(shape, 1.0 / ctx.dt), threshold)
+        return nir.IF(r=r, v_threshold=threshold, v_reset=zeros, metadata=meta)
     if np.all(beta == 0.0):
         return nir.Threshold(threshold=threshold, metadata=meta)
     if not bool(np.all((beta > 0) & (beta < 1))):

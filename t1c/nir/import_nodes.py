@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import ir
-from .common import META_BETA, META_STRICT, META_TYPE, FailsAtNode, f64, node_metadata
+from .common import META_BETA, META_NIR_FIELDS, META_STRICT, META_TYPE, FailsAtNode, f64, node_metadata
 
 
 @dataclasses.dataclass
@@ -42,7 +42,8 @@ class ImportContext(FailsAtNode):
 ImportFn = Callable[[str, Any, ImportContext], "ir.Node | None"]
 
 
-def _meta_str(meta: Mapping[str, Any], key: str) -> str | None:
+def meta_str(meta: Mapping[str, Any], key: str) -> str | None:
+    """The string at ``meta[key]`` (NIR's files give 0-d arrays or bytes), or None."""
     value = meta.get(key)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
@@ -91,18 +92,20 @@ def from_affine(name: str, node: Any, ctx: ImportContext) -> ir.Node:
     if bias.shape != (weight.shape[0],):
         bias = np.broadcast_to(bias, (weight.shape[0],)) if bias.size == 1 else bias
     meta = node_metadata(node)
-    if _meta_str(meta, META_TYPE) == "SpikingAffine":
+    if meta_str(meta, META_TYPE) == "SpikingAffine":
         hints = {k: meta[k] for k in ("spike_mode", "weight_bits", "accumulator_bits") if k in meta}
         if "spike_mode" in hints:
-            hints["spike_mode"] = _meta_str(meta, "spike_mode")
+            hints["spike_mode"] = meta_str(meta, "spike_mode")
         return ir.SpikingAffine(weight=weight, bias=bias, **hints)
     return ir.Affine(weight=weight, bias=bias)
 
 
 def from_linear(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    """``nir.Linear`` -> ``ir.Affine`` with a zero bias."""
+    """``nir.Linear`` -> ``ir.Affine`` with a zero bias, marked ``t1c_type=Linear`` for the way back."""
     weight = _weight_2d(name, node, ctx)
-    return ir.Affine(weight=weight, bias=np.zeros(weight.shape[0], dtype=np.float32))
+    return ir.Affine(
+        weight=weight, bias=np.zeros(weight.shape[0], dtype=np.float32), metadata={META_TYPE: "Linear"}
+    )
 
 
 def _same_padding(name: str, node: Any, ctx: ImportContext) -> np.ndarray:
@@ -182,15 +185,17 @@ def from_scale(name: str, node: Any, ctx: ImportContext) -> ir.Node | None:
     """``nir.Scale`` of ones -> ``ir.Skip``; any other scale -> ``None``, left in ``ctx.scales``."""
     scale = f64(node.scale)
     if bool(np.all(scale == 1.0)):  # the identity: a Skip, nothing to fold
-        return _identity(name, ctx, _meta_str(node_metadata(node), "skip_type"))
+        return _identity(name, ctx, meta_str(node_metadata(node), "skip_type"))
     ctx.scales[name] = scale
     return None
 
 
 def from_delay(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    """``nir.Delay`` of zero -> ``ir.Skip``; any other delay is refused."""
+    """``nir.Delay`` of zero -> ``ir.Skip`` marked ``t1c_type=Delay``; any other delay is refused."""
     if bool(np.all(f64(node.delay) == 0.0)):
-        return _identity(name, ctx)
+        skip = _identity(name, ctx)
+        skip.metadata = {META_TYPE: "Delay"}
+        return skip
     raise ctx.fail(name, "Delay: T1C-IR has no delay line (only a zero delay, the identity, converts)")
 
 
@@ -202,7 +207,8 @@ def _lif_threshold(threshold: np.ndarray, meta: Mapping[str, Any]) -> tuple[np.n
     return thr, True
 
 
-def _check_reset(name: str, node: Any, ctx: ImportContext) -> None:
+def check_v_reset(name: str, node: Any, ctx: ImportContext) -> None:
+    """Refuse a NIR neuron that resets to a ``v_reset`` other than 0 (T1C-IR's reset to zero)."""
     v_reset = getattr(node, "v_reset", None)
     if v_reset is not None and bool(np.any(f64(v_reset) != 0.0)):
         raise ctx.fail(
@@ -213,8 +219,11 @@ def _check_reset(name: str, node: Any, ctx: ImportContext) -> None:
 
 
 def from_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    """``nir.LIF`` -> plain ``ir.LIF`` with ``tau / dt`` steps (forward Euler), or refused."""
-    _check_reset(name, node, ctx)
+    """``nir.LIF`` -> plain ``ir.LIF`` with ``tau / dt`` steps (forward Euler), or refused.
+
+    NIR's ``tau`` stays in the metadata (``t1c_nir_fields``): ``to_nir`` writes it back as it was.
+    """
+    check_v_reset(name, node, ctx)
     tau, meta = f64(node.tau), node_metadata(node)
     if not np.all(np.isfinite(tau)) or bool(np.any(tau <= ctx.dt)):
         raise ctx.fail(
@@ -236,7 +245,7 @@ def from_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
     beta = meta.get(META_BETA)
     if beta is not None and _beta_matches(f64(beta), node, ctx.dt):
         fields.update(beta=f64(beta), reset_mechanism="zero", reset_delay=False)
-    return ir.LIF(**fields)
+    return ir.LIF(**fields, metadata={META_NIR_FIELDS: {"tau": np.asarray(node.tau)}})
 
 
 def _beta_matches(beta: np.ndarray, node: Any, dt: float) -> bool:
@@ -253,8 +262,11 @@ def _beta_matches(beta: np.ndarray, node: Any, dt: float) -> bool:
 
 
 def from_if(name: str, node: Any, ctx: ImportContext) -> ir.Node:
-    """``nir.IF`` -> ``ir.LIF`` with ``beta = 1``, ``r * dt`` moved into the threshold, or refused."""
-    _check_reset(name, node, ctx)
+    """``nir.IF`` -> ``ir.LIF`` with ``beta = 1``, ``r * dt`` moved into the threshold, or refused.
+
+    NIR's ``r`` and ``v_threshold`` stay in the metadata (``t1c_nir_fields``) for the way back.
+    """
+    check_v_reset(name, node, ctx)
     r, thr = f64(node.r), f64(node.v_threshold)
     if not (np.all(np.isfinite(r)) and bool(np.all(r > 0))):
         raise ctx.fail(name, "IF with r <= 0 or non-finite r: T1C-IR's integrator (beta = 1) needs r > 0")
@@ -276,6 +288,7 @@ def from_if(name: str, node: Any, ctx: ImportContext) -> ir.Node:
         reset_mechanism="zero",
         reset_delay=False,
         strict_threshold=strict,
+        metadata={META_NIR_FIELDS: {"r": np.asarray(node.r), "v_threshold": np.asarray(node.v_threshold)}},
     )
 
 

@@ -22,7 +22,7 @@ from .common import NIRConversionError, check_dt, import_nir, ints, node_metadat
 from .folding import fold_forward, fold_scale
 from .import_nodes import ImportContext, ImportFn
 from .maps import default_import_map
-from .wiring import bypass, flatten_graph, insert_sums
+from .wiring import bypass, check_acyclic, flatten_graph, insert_sums
 
 
 def read_nir(graph_or_path: Any) -> tuple[Any, str | None]:
@@ -95,7 +95,8 @@ def from_nir(
         that receive several edges get a ``Skip(residual)`` named ``<node>.sum`` in front.
 
     Raises:
-        NIRConversionError: a node with no exact T1C-IR form (the node and reason named).
+        NIRConversionError: a node with no exact T1C-IR form (the node and reason named), or
+            a graph with a cycle (its nodes named).
         TypeError: ``dt`` missing.
         ImportError: ``nir`` is not installed.
 
@@ -109,6 +110,7 @@ def from_nir(
     for name in markers:
         edges = bypass(name, edges, file)
         del flat[name]
+    check_acyclic(flat, edges, file)
     in_degree = Counter(d for _, d in edges)
     ctx = ImportContext(dt=dt, file=file, in_degree={n: in_degree[n] for n in flat})
     converters = {**default_import_map(), **(node_map or {})}

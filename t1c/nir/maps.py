@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import ir
 from .common import import_nir, refusal
+from .cuba import from_cuba_lif, to_cuba_lif
 from .export_nodes import (
     ExportFn,
     to_affine,
@@ -73,15 +74,13 @@ def default_import_map() -> dict[type, ImportFn]:
         nir.LIF: from_lif,
         nir.IF: from_if,
         nir.Threshold: from_threshold,
+        nir.CubaLIF: from_cuba_lif,
         # refused: no exact T1C-IR form
         nir.LI: refusal(_NO_STATELESS_READOUT),
         nir.I: refusal(_NO_STATELESS_READOUT),
         nir.CubaLI: refusal(
-            "a synaptic current state (tau_syn) and a membrane output; T1C-IR neurons have neither"
-        ),
-        nir.CubaLIF: refusal(
-            "a synaptic current state (tau_syn) that T1C-IR's LIF does not have; no exact form "
-            "(a LIF after a synapse filter needs a second state)"
+            "outputs its membrane (no spike, no reset); T1C-IR's CubaLIF outputs spikes. Replace it with a "
+            "CubaLIF, or drop it and read the layer before it"
         ),
         nir.Conv1d: refusal(
             "T1C-IR has no 1-D convolution; a Conv2d with a [C, 1, N] input and a 1 x k kernel computes "
@@ -112,7 +111,12 @@ def default_nir_export_map() -> dict[type[ir.Node], ExportFn]:
         ir.Skip: to_skip,
         # neurons
         ir.LIF: to_lif,
+        ir.CubaLIF: to_cuba_lif,
         # refused: no exact NIR form
         ir.MaxPool2d: refusal("NIR has no max pooling (only AvgPool2d and SumPool2d)"),
         ir.Upsample: refusal("NIR has no upsampling node"),
+        ir.AlphaLIF: refusal(
+            "NIR has no alpha neuron. Two leaky integrators (LI) summed into a Threshold compute its "
+            "membrane, but its spike wipes both synaptic currents, which no NIR node can say; no exact form"
+        ),
     }

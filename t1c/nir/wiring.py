@@ -106,3 +106,38 @@ def insert_sums(nodes: dict, edges: list[tuple[str, str]]) -> list[tuple[str, st
         nodes[join] = ir.Skip(skip_type="residual")
         edges = [(s, join if d == name else d) for s, d in edges] + [(join, name)]
     return edges
+
+
+def _peel(names: set[str], edges: list[tuple[str, str]], forward: bool) -> set[str]:
+    """``names`` without those no cycle reaches (forward) or no cycle is reached from (backward)."""
+    left = set(names)
+    degree = Counter(d if forward else s for s, d in edges if s in left and d in left)
+    ready = [n for n in left if degree[n] == 0]
+    while ready:
+        name = ready.pop()
+        left.discard(name)
+        for s, d in edges:
+            nxt = d if forward else s
+            if (s if forward else d) == name and nxt in left:
+                degree[nxt] -= 1
+                if degree[nxt] == 0:
+                    ready.append(nxt)
+    return left
+
+
+def check_acyclic(nodes: dict, edges: list[tuple[str, str]], file: str | None) -> None:
+    """Refuse a recurrent graph, naming the nodes on its cycles (in node order).
+
+    Raises:
+        NIRConversionError: the edges hold a cycle.
+    """
+    on_cycles = _peel(_peel(set(nodes), edges, forward=True), edges, forward=False)
+    if on_cycles:
+        names = [n for n in nodes if n in on_cycles]
+        raise NIRConversionError(
+            f"the graph is recurrent: a cycle runs through {names}. T1C-IR files cannot hold cycles yet "
+            "(ir.read accepts acyclic graphs only), so recurrent NIR graphs (e.g. snnTorch's RLeaky and "
+            "RSynaptic subgraphs, lif -> w_rec -> lif) are not converted",
+            file=file,
+            node=names[0],
+        )

@@ -198,3 +198,65 @@ def assert_refused(convert, graph, reason: str) -> None:
     with pytest.raises(NIRConversionError, match=reason) as info:
         convert(graph, dt=DT)
     assert info.value.node in graph.nodes
+
+
+def every_imported_type(n_taus: int = 8) -> nir.NIRGraph:
+    """One chain with a node of every NIR type from_nir imports as itself (float32 fields, as
+    frameworks write them; varied time constants, not chosen to divide dt exactly)."""
+    f32 = np.float32
+    taus = np.linspace(7e-3, 3.1e-2, n_taus, dtype=f32)
+
+    def conv(c_in: int, c_out: int, hw: tuple[int, int], seed: int):
+        weight = np.random.default_rng(seed).normal(0, 0.3, (c_out, c_in, 3, 3)).astype(f32)
+        return nir.Conv2d(
+            input_shape=hw, weight=weight, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
+            bias=np.full(c_out, 0.25, f32),
+        )  # fmt: skip
+
+    nodes = {
+        "in": nir.Input(input_type=np.array([2, 8, 8])),
+        "conv": conv(2, 4, (8, 8), 0),
+        "if1": nir.IF(r=np.full((4, 8, 8), 3.7, f32), v_threshold=np.full((4, 8, 8), 1.3, f32)),
+        "pool": nir.AvgPool2d(
+            kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+        ),
+        "conv2": conv(4, 4, (4, 4), 1),
+        "thr": nir.Threshold(threshold=np.full((4, 4, 4), 0.5, f32)),
+        "delay": nir.Delay(delay=np.zeros((4, 4, 4), f32)),
+        "flat": nir.Flatten(input_type={"input": np.array([4, 4, 4])}, start_dim=0, end_dim=-1),
+        "fc": nir.Affine(
+            weight=np.full((n_taus, 64), 0.125, f32), bias=np.linspace(-1, 1, n_taus, dtype=f32)
+        ),
+        "lif": nir.LIF(
+            tau=taus,
+            r=np.full(n_taus, 1.5, f32),
+            v_leak=np.full(n_taus, 0.1, f32),
+            v_threshold=np.ones(n_taus, f32),
+        ),
+        "lin": nir.Linear(weight=np.random.default_rng(2).normal(0, 0.5, (6, n_taus)).astype(f32)),
+        "cuba": nir.CubaLIF(
+            tau_syn=np.linspace(3e-3, 9.3e-3, 6, dtype=f32),
+            tau_mem=np.linspace(1.1e-2, 4.7e-2, 6, dtype=f32),
+            r=np.full(6, 1.25, f32),
+            v_leak=np.zeros(6, f32),
+            v_threshold=np.ones(6, f32),
+            w_in=np.full(6, 2.0, f32),
+        ),  # fmt: skip
+        "out": nir.Output(output_type=np.array([6])),
+    }
+    order = list(nodes)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])))
+
+
+def assert_same_nir(got, want) -> None:
+    """Two NIR graphs with the same node names, types, edges and fields (values and dtypes)."""
+    assert sorted(got.nodes) == sorted(want.nodes)
+    assert sorted(map(tuple, got.edges)) == sorted(map(tuple, want.edges))
+    for name, node in want.nodes.items():
+        other = got.nodes[name]
+        assert type(other) is type(node), (name, type(other).__name__, type(node).__name__)
+        mine, theirs = other.to_dict(), node.to_dict()
+        assert sorted(mine) == sorted(theirs), name
+        for key, value in theirs.items():
+            a, b = np.asarray(mine[key]), np.asarray(value)
+            assert a.dtype == b.dtype and np.array_equal(a, b), (name, key, a, b)

@@ -12,7 +12,7 @@ from t1c import ir
 
 nir = pytest.importorskip("nir")
 
-from nir_reference import DT, lif  # noqa: E402
+from nir_reference import DT, assert_same_nir, every_imported_type, lif  # noqa: E402
 
 from t1c.nir import from_nir  # noqa: E402
 
@@ -91,3 +91,14 @@ def test_t1cmodule_reads_nir_and_fit_exports_t1c(in_tmp):
     (ckpt,) = Path("run").rglob("last.ckpt")
     restored = T1CModule.load_from_checkpoint(ckpt)
     assert ir.topology_diff(source, restored.export_graph()) == []
+
+
+def test_cli_round_trip_nir_t1c_nir_keeps_names_types_and_fields(in_tmp):
+    """Every NIR type from_nir imports as itself (Linear, Delay, IF, CubaLIF included) comes back."""
+    from t1c.cli import EXIT_OK, main
+
+    nir.write("model.nir", every_imported_type())
+    assert main(["convert", "model.nir", "model.t1c", "--dt", "1e-3"]) == EXIT_OK
+    assert isinstance(ir.read("model.t1c").nodes["cuba"], ir.CubaLIF)
+    assert main(["convert", "model.t1c", "back.nir", "--dt", "1e-3"]) == EXIT_OK
+    assert_same_nir(nir.read("back.nir"), nir.read("model.nir"))

@@ -41,23 +41,11 @@ NIR_REFUSALS = {
         "outputs its membrane",
     ),
     "I": (lambda: chain_nir(nir.I(r=np.ones(4))), "outputs its membrane"),
-    "CubaLIF": (
-        lambda: chain_nir(
-            nir.CubaLIF(
-                tau_syn=np.ones(4),
-                tau_mem=np.ones(4),
-                r=np.ones(4),
-                v_leak=np.zeros(4),
-                v_threshold=np.ones(4),
-            )
-        ),
-        "synaptic current",
-    ),
     "CubaLI": (
         lambda: chain_nir(
             nir.CubaLI(tau_syn=np.ones(4), tau_mem=np.ones(4), r=np.ones(4), v_leak=np.zeros(4))
         ),
-        "synaptic current",
+        "outputs its membrane",
     ),
     "Conv1d": (
         lambda: chain_nir(
@@ -86,6 +74,14 @@ def test_from_nir_refuses_with_node_and_reason(case):
 T1C_REFUSALS = {
     "maxpool": (lambda: t1c_chain(ir.MaxPool2d(kernel_size=2), shape=(2, 4, 4)), "no max pooling"),
     "upsample": (lambda: t1c_chain(ir.Upsample(scale_factor=2), shape=(2, 4, 4)), "no upsampling"),
+    "alpha": (
+        lambda: t1c_chain(
+            ir.AlphaLIF(
+                alpha=np.full(4, 0.9), beta=np.full(4, 0.8), tau=np.full(4, 1.9), v_threshold=np.ones(4)
+            )
+        ),
+        "AlphaLIF: NIR has no alpha neuron.*wipes both synaptic currents",
+    ),
 }
 
 
@@ -105,5 +101,5 @@ def test_import_map_has_a_row_for_every_nir_node_class():
 def test_export_map_rows_are_the_documented_spiking_primitives():
     """docs/nir.md's T1C-IR -> NIR table: these convert or are refused; hybrid types have no row."""
     documented = {ir.Input, ir.Output, ir.Affine, ir.SpikingAffine, ir.Conv2d, ir.SepConv2d, ir.Flatten}
-    documented |= {ir.AvgPool2d, ir.MaxPool2d, ir.Upsample, ir.Skip, ir.LIF}
+    documented |= {ir.AvgPool2d, ir.MaxPool2d, ir.Upsample, ir.Skip, ir.LIF, ir.CubaLIF, ir.AlphaLIF}
     assert set(default_nir_export_map()) == documented

@@ -11,6 +11,8 @@ nir = pytest.importorskip("nir")
 
 from nir_reference import check_against_reference, ints, lif  # noqa: E402
 
+from t1c.nir import NIRConversionError, from_nir  # noqa: E402
+
 
 def test_residual_sum_becomes_skip(tmp_path):
     g = nir.NIRGraph(
@@ -59,3 +61,42 @@ def test_nested_subgraph_is_inlined_with_prefixed_names(tmp_path):
     graph = check_against_reference(g, tmp_path, (6,))
     assert set(graph.nodes) == {"input", "block.fc", "block.lif", "head", "lif", "output"}
     assert graph.edges[0] == ("input", "block.fc")
+
+
+@pytest.mark.parametrize("neuron", ["LIF", "CubaLIF"])
+def test_recurrent_graph_is_refused_naming_the_nodes_on_its_cycle(neuron, tmp_path):
+    """snnTorch's RLeaky/RSynaptic export: a subgraph input -> lif -> w_rec -> lif -> output."""
+    n = 4
+    cell = (
+        lif(n)
+        if neuron == "LIF"
+        else nir.CubaLIF(
+            tau_syn=np.full(n, 2e-3), tau_mem=np.full(n, 4e-3), r=np.ones(n), v_leak=np.zeros(n),
+            v_threshold=np.ones(n),
+        )
+    )  # fmt: skip
+    rnn = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type=np.array([n])),
+            "lif": cell,
+            "w_rec": nir.Linear(weight=np.diag(np.full(n, 0.5))),
+            "output": nir.Output(output_type=np.array([n])),
+        },
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+    )
+    g = nir.NIRGraph(
+        nodes={
+            "in": nir.Input(input_type=np.array([3])),
+            "fc": nir.Linear(weight=ints((n, 3), 5)),
+            "rnn": rnn,
+            "fc2": nir.Linear(weight=ints((2, n), 6)),
+            "out": nir.Output(output_type=np.array([2])),
+        },
+        edges=[("in", "fc"), ("fc", "rnn"), ("rnn", "fc2"), ("fc2", "out")],
+    )
+    nir.write(tmp_path / "rnn.nir", g)
+    with pytest.raises(
+        NIRConversionError, match=r"recurrent: a cycle runs through \['rnn.lif', 'rnn.w_rec'\]"
+    ) as info:
+        from_nir(tmp_path / "rnn.nir", dt=1e-3)
+    assert info.value.node == "rnn.lif"

@@ -1,0 +1,171 @@
+"""T1C-IR's ``CubaLIF`` <-> NIR's ``CubaLIF``, both ways, with snnTorch's exact fields in NIR metadata.
+
+NIR's ``CubaLIF`` (forward Euler at ``dt``: current first, membrane from the new current,
+reset to ``v_reset`` in the same step) is T1C-IR's plain ``CubaLIF`` with time constants
+in steps (``tau / dt``). snnTorch's exact fields (``alpha``, ``beta``, ``input_gain``)
+travel in the NIR node's metadata and come back while they still describe its fields; the
+reset settings NIR cannot say are refused, or written by an approximate export with a
+warning and kept in the metadata. ``docs/nir.md`` has the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .. import ir
+from .common import (
+    META_ALPHA,
+    META_BETA,
+    META_INPUT_GAIN,
+    META_NIR_FIELDS,
+    META_RESET,
+    META_RESET_DELAY,
+    f64,
+    import_nir,
+    node_metadata,
+)
+from .export_nodes import ExportContext, nir_time_constant, refuse_or_warn
+from .import_nodes import ImportContext, check_v_reset, meta_str
+
+
+def _time_steps(name: str, node: Any, field: str, ctx: ImportContext) -> np.ndarray:
+    """A CubaLIF time constant in steps (``tau / dt``, float32), or refused below one step."""
+    tau = f64(getattr(node, field))
+    steps = (tau / ctx.dt).astype(np.float32)
+    if not np.all(np.isfinite(tau)) or bool(np.any(steps < 1.0)):
+        raise ctx.fail(
+            name,
+            f"CubaLIF with {field} in [{tau.min():g}, {tau.max():g}] at dt={ctx.dt:g}: forward Euler "
+            f"needs dt <= {field} (finite); pass a smaller dt",
+        )
+    return steps
+
+
+def from_cuba_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
+    """``nir.CubaLIF`` -> plain ``ir.CubaLIF`` (``tau / dt`` steps, NIR's equations), or refused.
+
+    The exact snnTorch fields that :func:`~t1c.nir.to_nir` keeps in the metadata come back
+    when they still describe the NIR fields; the reset fields of an approximate export too.
+    NIR's time constants stay in the metadata (``t1c_nir_fields``) for the way back.
+    """
+    check_v_reset(name, node, ctx)
+    meta = node_metadata(node)
+    fields: dict[str, Any] = {
+        "tau_syn": _time_steps(name, node, "tau_syn", ctx),
+        "tau_mem": _time_steps(name, node, "tau_mem", ctx),
+        "r": f64(node.r),
+        "v_leak": f64(node.v_leak),
+        "v_threshold": f64(node.v_threshold),
+        "w_in": np.broadcast_to(f64(node.w_in), np.shape(node.tau_syn)),
+    }
+    mechanism = meta_str(meta, META_RESET)
+    if mechanism is not None:  # written by an approximate to_nir: the t1c neuron it came from
+        fields.update(
+            reset_mechanism=mechanism, reset_delay=bool(np.asarray(meta.get(META_RESET_DELAY, False)))
+        )
+    elif bool(np.any(fields["v_threshold"] < 0)):
+        raise ctx.fail(
+            name,
+            "CubaLIF with v_threshold < 0: NIR resets to 0, which is above the threshold, and fires again "
+            "from there; T1C-IR's reset (decided from last step's membrane) resets again instead",
+        )
+    fields.update(_exact_cuba_fields(node, meta, ctx.dt))
+    nir_fields = {"tau_syn": np.asarray(node.tau_syn), "tau_mem": np.asarray(node.tau_mem)}
+    return ir.CubaLIF(**fields, metadata={META_NIR_FIELDS: nir_fields})
+
+
+def _exact_cuba_fields(node: Any, meta: Mapping[str, Any], dt: float) -> dict[str, np.ndarray]:
+    """``alpha``/``beta``/``input_gain`` from the metadata, if they still describe ``node``.
+
+    NIR's Euler step is ``I = (1 - dt/tau_syn) I + (dt/tau_syn) w_in S`` and
+    ``v = (1 - dt/tau_mem) v + (dt/tau_mem)(v_leak + r I)``; the exact form
+    ``I = alpha I + g S``, ``v = beta v + I`` is the same when ``dt/tau_syn = 1 - alpha`` (``1``
+    without ``alpha``), ``(dt/tau_syn) w_in = g``, ``dt/tau_mem = 1 - beta``,
+    ``(dt/tau_mem) r = 1`` and ``v_leak = 0`` (checked to 1e-6: a retrained graph drops them).
+    """
+    shape = np.shape(node.tau_syn)
+    exact = {key: meta.get(key) for key in (META_ALPHA, META_BETA, META_INPUT_GAIN)}
+    if exact[META_BETA] is None:
+        return {}
+    arrays = {key: (None if value is None else f64(value)) for key, value in exact.items()}
+    if any(value is not None and value.shape != shape for value in arrays.values()):
+        return {}
+    alpha, beta, gain = arrays[META_ALPHA], arrays[META_BETA], arrays[META_INPUT_GAIN]
+    syn_gap, mem_gap = dt / f64(node.tau_syn), dt / f64(node.tau_mem)
+    checks = (
+        (syn_gap, np.ones(shape) if alpha is None else 1.0 - alpha),
+        (syn_gap * f64(node.w_in), np.ones(shape) if gain is None else gain),
+        (mem_gap, 1.0 - beta),
+        (mem_gap * f64(node.r), np.ones(shape)),
+    )
+    if not all(np.allclose(got, want, rtol=1e-6, atol=0) for got, want in checks):
+        return {}
+    if bool(np.any(f64(node.v_leak) != 0.0)):
+        return {}
+    fields = {"beta": beta}
+    if alpha is not None:
+        fields["alpha"] = alpha
+    if gain is not None:
+        fields["input_gain"] = gain
+    return fields
+
+
+def _cuba_reasons(node: ir.CubaLIF) -> list[str]:
+    """The settings of a CubaLIF that NIR's CubaLIF (reset to 0 in the same step) does not say."""
+    reasons = []
+    mechanism = node.reset_mechanism or "zero"
+    if mechanism != "zero":
+        reasons.append(f"reset_mechanism={mechanism!r} (NIR's CubaLIF resets to v_reset, always)")
+    if node.reset_delay:
+        reasons.append("reset_delay=True (NIR's CubaLIF resets in the step it fires, not one step later)")
+    if bool(np.any(node.v_threshold < 0)):
+        reasons.append("v_threshold < 0 (NIR's reset to 0 lands above the threshold and fires again)")
+    return reasons
+
+
+def _check_cuba_exportable(name: str, node: ir.CubaLIF, ctx: ExportContext) -> None:
+    """Refuse what no NIR CubaLIF can say, approximately or not."""
+    if node.w_rec is not None:
+        raise ctx.fail(
+            name,
+            "CubaLIF with w_rec (a one-to-one recurrence): NIR says it as a cycle through a diagonal "
+            "Linear, and t1c.nir does not convert graphs with cycles yet",
+        )
+    fields = (node.tau_syn, node.tau_mem, node.r, node.w_in)
+    if not all(np.all(np.isfinite(f)) for f in fields) or bool(
+        np.any(np.minimum(node.tau_syn, node.tau_mem) < 1)
+    ):
+        raise ctx.fail(
+            name,
+            "CubaLIF with a decay of 1 (tau_syn, tau_mem, r or w_in = +inf) or a time constant below one step: "
+            "NIR's CubaLIF needs finite time constants of at least dt",
+        )
+
+
+def to_cuba_lif(name: str, node: ir.CubaLIF, ctx: ExportContext) -> list:
+    """``ir.CubaLIF`` -> ``nir.CubaLIF`` (``tau * dt``, ``v_reset = 0``), the exact fields in the
+    metadata; refused where NIR's reset differs unless ``approximate`` (see ``docs/nir.md``)."""
+    nir = import_nir()
+    _check_cuba_exportable(name, node, ctx)
+    reasons = _cuba_reasons(node)
+    refuse_or_warn(name, "CubaLIF", reasons, ctx, note=" (from_nir restores them)")
+    meta: dict[str, Any] = {}
+    if reasons:
+        meta = {META_RESET: node.reset_mechanism or "zero", META_RESET_DELAY: bool(node.reset_delay)}
+    for key, value in ((META_ALPHA, node.alpha), (META_BETA, node.beta), (META_INPUT_GAIN, node.input_gain)):
+        if value is not None:
+            meta[key] = value.copy()
+    cuba = nir.CubaLIF(
+        tau_syn=nir_time_constant(node, "tau_syn", ctx.dt),
+        tau_mem=nir_time_constant(node, "tau_mem", ctx.dt),
+        r=node.r.copy(),
+        v_leak=node.v_leak.copy(),
+        v_threshold=node.v_threshold.copy(),
+        v_reset=np.zeros(node.shape, dtype=np.float32),
+        w_in=node.w_in.copy(),
+        metadata=meta,
+    )
+    return [(name, cuba)]
