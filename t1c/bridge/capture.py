@@ -12,6 +12,10 @@ The first room of an export (:mod:`t1c.bridge.exporter`):
   not their own last one (two more passes, only for neurons with ``init_hidden=False``).
 * :func:`preserved`: the model's modes, parameters, buffers and snnTorch hidden state
   are put back afterwards, whatever happens.
+* :func:`refuse_other_dtypes`: a T1C-IR graph holds float32 and computes in float32, so a
+  float64/bfloat16/float16 model is refused (the fix: ``model.float()``), and so is a
+  sample pass that computes in another dtype; so is a sample that torch runs without its
+  batch dimension (the fix: ``sample.unsqueeze(0)``).
 """
 
 from __future__ import annotations
@@ -152,8 +156,82 @@ def call_args(model: nn.Module, sample: Any) -> tuple[Any, ...]:
     return args + (None,) * max(0, len(required) - 1)
 
 
+# -- dtypes and the batch dimension --------------------------------------------------------
+FLOAT32_FIX = "convert the model first: model.float() (and the sample: sample.float())"
+
+#: Layers that torch also runs on one sample without a batch dimension, and the input rank
+#: of such a call: where a sample without its batch dimension shows.
+UNBATCHED_RANK: tuple[tuple[type[nn.Module], int], ...] = (
+    (nn.Linear, 1),
+    (nn.Conv2d, 3),
+    (nn.MaxPool2d, 3),
+    (nn.AvgPool2d, 3),
+)
+
+
+def _where(path: str, module: nn.Module) -> str:
+    return f"`{path}` ({type(module).__name__})" if path else type(module).__name__
+
+
+def refuse_other_dtypes(model: nn.Module) -> None:
+    """Refuse a model holding a floating parameter or buffer of another dtype than float32.
+
+    A T1C-IR graph stores float32 and computes in float32, so the export of a float64,
+    bfloat16 or float16 model would compute something else. 0-d tensors (snnTorch's scalar
+    ``beta``/``threshold`` made from a numpy float64) are left out: torch computes with
+    them in the dtype of the tensors they meet.
+    """
+    for path, module in model.named_modules():
+        held = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+        for name, tensor in held:
+            if tensor.is_floating_point() and tensor.dim() > 0 and tensor.dtype != torch.float32:
+                raise ExportError(
+                    f"cannot export {_where(path, module)}: its {name} is {tensor.dtype}, but a T1C-IR graph "
+                    f"holds float32 and computes in float32, so it would compute something else; {FLOAT32_FIX}"
+                )
+
+
+def _refuse_other_input_dtype(path: str, module: nn.Module, first_in: torch.Tensor, sample: Any) -> None:
+    """Refuse a unit that computed on float64 values, or on the sample's own dtype when that
+    is not float32 (a float64 or bfloat16 sample through a model without weights, say).
+    Lower precision that autocast brings in (the sample float32, weights float32) is left
+    alone: the graph computes what the weights say, in float32."""
+    dtype = first_in.dtype
+    if not first_in.is_floating_point() or dtype == torch.float32:
+        return
+    if dtype == torch.float64 or (isinstance(sample, torch.Tensor) and dtype == sample.dtype):
+        raise ExportError(
+            f"cannot export {_where(path, module)}: it computed on {dtype} values, but a T1C-IR graph "
+            f"computes in float32, so it would compute something else; {FLOAT32_FIX}"
+        )
+
+
+def _refuse_unbatched(path: str, module: nn.Module, first_in: torch.Tensor) -> None:
+    """Refuse a layer that torch ran on one sample without a batch dimension."""
+    for kind, rank in UNBATCHED_RANK:
+        if isinstance(module, kind) and first_in.dim() == rank:
+            raise ExportError(
+                f"{_where(path, module)} received {list(first_in.shape)}, one sample without a batch "
+                "dimension, but the exporter runs the model on a batch [B, *input_shape]; add a batch "
+                "dimension: sample.unsqueeze(0)"
+            )
+
+
+def _failed_pass_fix(args: tuple[Any, ...]) -> str:
+    """The fix a failed sample pass names: the sample's dtype when it is not float32."""
+    first = args[0]
+    if isinstance(first, torch.Tensor) and first.is_floating_point() and first.dtype != torch.float32:
+        return f"the sample is {first.dtype} and a T1C-IR graph computes in float32: pass sample.float()"
+    return "pass `sample` as the batch the model's forward takes, or a tuple of its arguments"
+
+
 def capture(model: nn.Module, units: Mapping[str, Unit], args: tuple[Any, ...]) -> tuple[Capture, Any]:
-    """One no-grad eval forward pass with hooks on the units; returns what they saw."""
+    """One no-grad eval forward pass with hooks on the units; returns what they saw.
+
+    Raises:
+        ExportError: the pass failed, a layer ran on one sample without a batch dimension,
+            or a unit computed in another dtype than float32.
+    """
     cap = Capture()
     handles = []
 
@@ -165,6 +243,8 @@ def capture(model: nn.Module, units: Mapping[str, Unit], args: tuple[Any, ...]) 
             cap.order.append(path)
             first_in, first_out = _first_tensor(inputs), _first_tensor(output)
             if first_in is not None:
+                _refuse_unbatched(path, module, first_in)
+                _refuse_other_input_dtype(path, module, first_in, args[0])
                 cap.input_shapes[path] = tuple(first_in.shape[1:])
             if first_out is not None:
                 cap.output_shapes[path] = tuple(first_out.shape[1:])
@@ -183,7 +263,7 @@ def capture(model: nn.Module, units: Mapping[str, Unit], args: tuple[Any, ...]) 
     except Exception as err:
         raise ExportError(
             f"the sample forward pass of {type(model).__name__} failed ({type(err).__name__}: {err}); "
-            "pass `sample` as the batch the model's forward takes, or a tuple of its arguments"
+            f"{_failed_pass_fix(args)}"
         ) from err
     finally:
         for handle in handles:

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -321,11 +322,7 @@ class GraphExecutor(nn.Module):
                 or tuple(t.shape[lead:]) != shape
                 or t.dim() != lead + len(shape)
             ):
-                want = "[T, B, " if seq else "[B, "
-                raise ValueError(
-                    f"Input node '{name}' expects {want}{', '.join(map(str, shape))}], "
-                    f"got {list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"
-                )
+                raise ValueError(_shape_mismatch(name, shape, t, seq, several=len(names) > 1))
         return xs
 
     def _outputs(self, vals: list) -> torch.Tensor | dict[str, torch.Tensor]:
@@ -390,7 +387,7 @@ class GraphExecutor(nn.Module):
         except NodeExecutionError:
             raise
         except Exception as err:
-            raise NodeExecutionError(step.name, step.node_type, err) from err
+            raise self._failure(step, err, xs) from err
 
     def run_sequence(self, xs: Any, state: State | None = None) -> tuple[Any, State]:
         """Run ``T`` time steps: :meth:`forward` ``T`` times, up to matmul rounding.
@@ -444,9 +441,25 @@ class GraphExecutor(nn.Module):
         except NodeExecutionError:
             raise
         except Exception as err:
-            raise NodeExecutionError(step.name, step.node_type, err) from err
+            raise self._failure(step, err, seqs) from err
         self._keep(new_state)
         return self._outputs(vals), new_state
+
+    def _failure(self, step: _Step, err: Exception, xs: list[torch.Tensor]) -> Exception:
+        """What to raise for ``err``, raised while running ``step``: a one-line ``TypeError``
+        when an input's dtype is not the one dtype of the parameters (the usual cause, which
+        torch reports deep inside a node), else :class:`NodeExecutionError` naming the node.
+        Runs only after a failure, so it costs a working call nothing."""
+        held = itertools.chain(self.parameters(), self.buffers())
+        dtypes = {t.dtype for t in held if t.is_floating_point()}
+        given = next((x.dtype for x in xs if x.dtype not in dtypes), None)
+        if len(dtypes) != 1 or given is None:
+            return NodeExecutionError(step.name, step.node_type, err)
+        (want,) = dtypes
+        other = f", or convert the executor: .to({given})" if given.is_floating_point else ""
+        return TypeError(
+            f"GraphExecutor input is {given} but its parameters are {want}: pass x.to({want}){other}"
+        )
 
     def _step_sequence(self, seqs: list[torch.Tensor], state: State) -> tuple[Any, State]:
         outs = []
@@ -460,6 +473,27 @@ class GraphExecutor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"inputs={self.input_names}, outputs={self.output_names}, edges={len(self.edges)}"
+
+
+def _shape_mismatch(name: str, shape: tuple[int, ...], got: Any, seq: bool, several: bool) -> str:
+    """One line: what Input node ``name`` expected (time first for ``run_sequence``), what it
+    got, and the fix when the input is one axis short or long."""
+    dims = ", ".join(map(str, shape))
+    got_text = list(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+    rank = got.dim() if isinstance(got, torch.Tensor) else -1
+    fits = isinstance(got, torch.Tensor) and tuple(got.shape[rank - len(shape) :]) == shape
+    if seq:
+        text = f"run_sequence expects [T, B, {dims}] (time first)"
+        text += f" for Input node '{name}', got {got_text}" if several else f", got {got_text}"
+        if fits and rank == len(shape) + 1:
+            text += "; that is one time step: call the executor itself, or add a time axis: xs.unsqueeze(0)"
+        return text
+    text = f"Input node '{name}' expects [B, {dims}] (one time step), got {got_text}"
+    if fits and rank == len(shape):
+        text += "; add a batch dimension: x.unsqueeze(0)"
+    elif fits and rank == len(shape) + 2:
+        text += "; a sequence [T, B, ...] goes to run_sequence"
+    return text
 
 
 def _input_given_up(

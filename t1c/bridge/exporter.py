@@ -43,7 +43,16 @@ from torch import nn
 import t1c
 from t1c import ir
 
-from .capture import Capture, Unit, call_args, capture, find_units, preserved, state_handovers
+from .capture import (
+    Capture,
+    Unit,
+    call_args,
+    capture,
+    find_units,
+    preserved,
+    refuse_other_dtypes,
+    state_handovers,
+)
 from .convert import WEIGHTED_NODES, export_converters, hybrid_hint
 from .convert.activations import IDENTITY_DROPS, RELU_FIX
 from .convert.neurons import RESTART_AWARE, is_stateful
@@ -370,16 +379,18 @@ class T1CExporter:
 
         Args:
             model: an ``nn.Module`` (snnTorch networks included) or a ``GraphExecutor``.
-            sample: a batch ``[B, *input_shape]``, or a tuple of the forward's arguments.
-                For a GraphExecutor, its input (or None: its structure is stored).
+            sample: a float32 batch ``[B, *input_shape]`` (one sample: ``sample.unsqueeze(0)``),
+                or a tuple of the forward's arguments. For a GraphExecutor, its input (or
+                None: its structure is stored).
             custom_map: ``{module type: fn}`` with ``fn(module, ctx)`` or ``fn(module)``
                 returning a t1c.ir node (or ``None``: the module is dropped); wins over
                 the defaults.
 
         Raises:
             ExportError: a module or an operation in ``forward`` cannot be expressed
-                exactly (the message names it, its source line and the fix), or the
-                result is not a valid graph.
+                exactly (the message names it, its source line and the fix), the model
+                is not float32 (``model.float()``), the sample has no batch dimension,
+                or the result is not a valid graph.
         """
         if not isinstance(model, nn.Module):
             raise ExportError(f"to_ir needs a torch.nn.Module, got {type(model).__name__}")
@@ -387,6 +398,7 @@ class T1CExporter:
             raise ExportError(
                 f"custom_map must be a dict {{module type: fn}}, got {type(custom_map).__name__}"
             )
+        refuse_other_dtypes(model)
         # An executor exports the node types it stores (its ReLU/BatchNorm modules are nodes).
         defaults = export_converters(hybrid=self.hybrid or isinstance(model, GraphExecutor))
 

@@ -163,3 +163,95 @@ def test_capture_records_shapes_order_and_calls_without_the_batch():
     assert output.shape == (5, 2) and not model.training
     with pytest.raises(ExportError, match="batched tensor"):
         call_args(model, torch.tensor(1.0))
+
+
+# -- samples and dtypes the exporter does not assume ------------------------------------------
+UNBATCHED = {
+    "linear": (
+        lambda: nn.Sequential(nn.Linear(784, 10), snn.Leaky(beta=0.9, init_hidden=True)),
+        (784,),
+        "`0` (Linear)",
+    ),
+    "conv": (
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 4, 3), snn.Leaky(beta=0.9, init_hidden=True), nn.Flatten(), nn.Linear(2704, 2)
+        ),
+        (1, 28, 28),
+        "`0` (Conv2d)",
+    ),
+    "conv_one_channel_out": (  # torch's unbatched conv gives [1, 26, 26]: no shape error to tell
+        lambda: nn.Sequential(nn.Conv2d(1, 1, 3), snn.Leaky(beta=0.9, init_hidden=True)),
+        (1, 28, 28),
+        "`0` (Conv2d)",
+    ),
+    "pool": (
+        lambda: nn.Sequential(nn.MaxPool2d(2), snn.Leaky(beta=0.9, init_hidden=True)),
+        (2, 8, 8),
+        "`0` (MaxPool2d)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNBATCHED))
+def test_a_sample_without_its_batch_dimension_is_refused_naming_the_fix(case):
+    build, shape, where = UNBATCHED[case]
+    model = build()
+    with pytest.raises(ExportError) as info:
+        to_ir(model, torch.rand(*shape))
+    message = str(info.value)
+    assert "\n" not in message and where in message and f"received {list(shape)}" in message
+    assert message.endswith("add a batch dimension: sample.unsqueeze(0)")
+    graph = to_ir(model, torch.rand(*shape).unsqueeze(0))  # the fix works
+    assert tuple(graph.nodes["input"].shape) == shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_a_model_of_another_dtype_than_float32_is_refused_naming_it(dtype):
+    model = nn.Sequential(nn.Linear(8, 4), snn.Leaky(beta=0.9, init_hidden=True)).to(dtype)
+    with pytest.raises(ExportError) as info:
+        to_ir(model, torch.rand(2, 8, dtype=dtype))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("cannot export `0` (Linear): its weight is ")
+    assert str(dtype) in message and "model.float()" in message
+    graph = to_ir(model.float(), torch.rand(2, 8))  # the fix works
+    assert graph.nodes["0"].weight.dtype == np.float32
+
+
+def test_an_executor_of_another_dtype_is_refused_too():
+    net = ir_to_torch(to_ir(nn.Sequential(nn.Linear(8, 4)), torch.rand(2, 8))).double()
+    with pytest.raises(ExportError, match=r"its weight is torch\.float64.*model\.float\(\)"):
+        to_ir(net, None)
+    to_ir(net.float(), None)
+
+
+def test_a_sample_of_another_dtype_is_refused_naming_the_fix():
+    weighted = nn.Sequential(nn.Linear(8, 4), snn.Leaky(beta=0.9, init_hidden=True))
+    with pytest.raises(ExportError, match=r"the sample is torch\.float64 .*: pass sample\.float\(\)$"):
+        to_ir(weighted, torch.rand(2, 8, dtype=torch.float64))
+    # Without weights the pass runs, in float64: refused all the same.
+    neurons = nn.Sequential(snn.Leaky(beta=0.9, init_hidden=True))
+    with pytest.raises(
+        ExportError, match=r"`0` \(Leaky\): it computed on torch\.float64 values.*sample\.float\(\)"
+    ):
+        to_ir(neurons, torch.rand(2, 8, dtype=torch.float64))
+    assert to_ir(neurons, torch.rand(2, 8)).nodes["0"].shape == (8,)
+
+
+def test_scalar_parameters_of_another_dtype_export_exactly():
+    # snnTorch keeps beta=np.float64(0.9) as a 0-d float64 buffer; torch computes with it in
+    # float32 (the dtype of the membrane it meets), so the float32 export is exact.
+    model = nn.Sequential(
+        nn.Linear(8, 4), snn.Leaky(beta=np.float64(0.9), threshold=np.float64(0.3), init_hidden=True)
+    )
+    assert model[1].beta.dtype == torch.float64
+    lif = to_ir(model, torch.rand(2, 8)).nodes["1"]
+    np.testing.assert_array_equal(lif.beta, np.float32(0.9))
+    np.testing.assert_array_equal(lif.v_threshold, np.float32(0.3))
+
+
+def test_autocast_inside_a_float32_model_is_not_refused():
+    # Autocast computes a float32 model's layers in bfloat16; its weights (what the graph holds) stay float32.
+    model = nn.Sequential(nn.Linear(8, 4), snn.Leaky(beta=0.9, init_hidden=True), nn.Linear(4, 2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        graph = to_ir(model, torch.rand(2, 8))
+    assert graph.nodes["2"].weight.dtype == np.float32

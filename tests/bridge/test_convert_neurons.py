@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from t1c import ir
-from t1c.bridge import ExportError, LIFModule, T1CExporter, to_ir
+from t1c.bridge import ExportError, LIFModule, T1CExporter, ir_to_torch, to_ir
 from t1c.bridge.convert.neurons import refused_neuron
 
 
@@ -163,3 +163,30 @@ def test_statefulness_and_the_snntorch_table():
     lif = LIFModule(tau=[2.0], r=[2.0], v_leak=[0.0], v_threshold=[1.0])
     assert is_stateful(lif) and is_stateful(snn.Leaky(beta=0.5)) and not is_stateful(nn.Linear(2, 2))
     assert snntorch_converters() == {snn.Leaky: convert_leaky}
+
+
+@pytest.mark.parametrize("threshold", [-1.0, -0.3, 0.0])
+@pytest.mark.parametrize("mechanism", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("delay", [True, False])
+def test_leaky_with_a_threshold_of_zero_or_below_exports_exactly(threshold, mechanism, delay):
+    # docs/lif_extensions.md: such thresholds are legitimate (NIR files carry them) and exact.
+    torch.manual_seed(0)
+    options = dict(beta=0.8, threshold=threshold, reset_mechanism=mechanism, reset_delay=delay)
+    fc = nn.Linear(5, 4)
+    xs = torch.randn(12, 3, 5)
+    net = ir_to_torch(to_ir(nn.Sequential(fc, snn.Leaky(**options, init_hidden=True)), xs[0]))
+    leaky = snn.Leaky(**options)
+    mem, spikes, mems = leaky.init_leaky(), [], []
+    state, stepped = None, []
+    with torch.no_grad():
+        for x in xs:
+            s, mem = leaky(fc(x), mem)
+            spikes.append(s)
+            mems.append(mem)
+            y, state = net(x, state, return_state=True)
+            stepped.append(y)
+        ys, last = net.run_sequence(xs)
+    assert torch.equal(torch.stack(stepped), torch.stack(spikes))
+    assert torch.equal(ys, torch.stack(spikes))
+    assert torch.equal(last["1"], mems[-1])
+    assert 0 < int(ys.sum()) and (threshold < 0 or int(ys.sum()) < ys.numel())

@@ -255,6 +255,57 @@ def test_bad_input_shape_names_the_input_node() -> None:
         net.run_sequence(torch.randn(2, 6))
 
 
+def test_a_sequence_of_the_wrong_shape_says_what_was_expected() -> None:
+    net = ir_to_torch(mlp_graph())
+    with pytest.raises(ValueError) as info:
+        net.run_sequence(torch.randn(32, 25))  # [B, T]: no feature axis
+    assert str(info.value) == "run_sequence expects [T, B, 6] (time first), got [32, 25]"
+    with pytest.raises(ValueError, match=r"got \[32, 6\]; that is one time step: call the executor itself"):
+        net.run_sequence(torch.randn(32, 6))
+    with pytest.raises(
+        ValueError, match=r"expects \[B, 6\] \(one time step\), got \[6\]; add a batch dimension"
+    ):
+        net(torch.randn(6))
+    with pytest.raises(ValueError, match=r"got \[4, 2, 6\]; a sequence \[T, B, ...\] goes to run_sequence"):
+        net(torch.randn(4, 2, 6))
+
+
+def test_a_sequence_of_the_wrong_shape_names_the_input_among_several() -> None:
+    nodes = {"a": _inp(3), "b": _inp(4), "fa": _affine(2, 3), "fb": _affine(2, 4), "out": ir.Output()}
+    edges = [("a", "fa"), ("b", "fb"), ("fa", "out"), ("fb", "out")]
+    net = ir_to_torch(ir.Graph(nodes, edges))
+    with pytest.raises(
+        ValueError,
+        match=r"^run_sequence expects \[T, B, 4\] \(time first\) for Input node 'b', got \[5, 2, 3\]$",
+    ):
+        net.run_sequence({"a": torch.randn(5, 2, 3), "b": torch.randn(5, 2, 3)})
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.bool])
+def test_input_of_another_dtype_says_so_in_one_line(dtype) -> None:
+    net = ir_to_torch(mlp_graph())
+    x = torch.rand(4, 2, 6).to(dtype)
+    for run in (lambda: net(x[0]), lambda: net.run_sequence(x)):
+        with pytest.raises(TypeError) as info:
+            run()
+        message = str(info.value)
+        assert "\n" not in message and message.startswith(
+            f"GraphExecutor input is {dtype} but its parameters are torch.float32"
+        )
+        assert "pass x.to(torch.float32)" in message
+    ys, _ = net.run_sequence(x.float())  # the fix works
+    assert ys.dtype == torch.float32
+
+
+def test_float32_input_to_a_float64_executor_says_so() -> None:
+    net = ir_to_torch(mlp_graph()).double()
+    with pytest.raises(
+        TypeError,
+        match=r"^GraphExecutor input is torch.float32 but its parameters are torch.float64: pass x.to\(torch.float64\), or convert the executor: .to\(torch.float32\)$",
+    ):
+        net(torch.rand(2, 6))
+
+
 def test_float64_moves_parameters_and_state() -> None:
     torch.manual_seed(4)
     net = ir_to_torch(mlp_graph()).to(torch.float64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +75,36 @@ def test_plain_lif_follows_documented_algorithm(mech, delay, strict) -> None:
     s_seq, v_seq = lif.forward_sequence(torch.from_numpy(xs))
     np.testing.assert_array_equal(s_seq.numpy(), ref_s)
     np.testing.assert_allclose(v_seq.numpy(), ref_v[-1], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("thr", [0.0, -0.5])
+@pytest.mark.parametrize("mech", ["zero", "subtract", "none"])
+@pytest.mark.parametrize("delay", [None, True])
+@pytest.mark.parametrize("strict", [None, True])
+def test_a_threshold_of_zero_or_below_follows_the_same_algorithm(thr, mech, delay, strict) -> None:
+    # docs/lif_extensions.md: no special case; a neuron at rest fires where 0 >= thr (0 > thr strict).
+    node = plain_node(reset_mechanism=mech, reset_delay=delay, strict_threshold=strict)
+    node = dataclasses.replace(node, v_threshold=np.full(N, thr))
+    xs = np.random.default_rng(2).uniform(-0.6, 0.6, (30, 4, N)).astype(np.float32)
+    ref_s, ref_v = reference_lif(node, xs)
+    lif = LIFModule.from_node(node)
+    v, spikes = None, []
+    for x in torch.from_numpy(xs):
+        s, v = lif(x, v)
+        spikes.append(s)
+    assert ref_s.sum() > 0  # (subtracting a negative threshold raises v: then it fires at every step)
+    np.testing.assert_array_equal(torch.stack(spikes).numpy(), ref_s)
+    np.testing.assert_allclose(v.numpy(), ref_v[-1], rtol=0, atol=1e-6)
+    s_seq, v_seq = lif.forward_sequence(torch.from_numpy(xs))
+    np.testing.assert_array_equal(s_seq.numpy(), ref_s)
+    np.testing.assert_allclose(v_seq.numpy(), ref_v[-1], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("thr", "strict", "fires"), [(-0.5, None, 1.0), (0.0, None, 1.0), (0.0, True, 0.0)])
+def test_a_neuron_at_rest_fires_where_its_threshold_allows(thr, strict, fires) -> None:
+    lif = LIFModule(tau=[2.0], r=[1.0], v_leak=[0.0], v_threshold=[thr], strict_threshold=strict)
+    spikes, _ = lif.forward_sequence(torch.zeros(3, 1, 1))
+    assert spikes.flatten().tolist() == [fires] * 3
 
 
 def test_threshold_equality_fires_unless_strict() -> None:

@@ -183,6 +183,34 @@ def test_plain_node_writes_only_the_nir_fields(tmp_path: Path) -> None:
         assert set(f["graph/nodes/neuron"]) == {"type", *PLAIN}
 
 
+# -- thresholds of zero or below: valid, kept exactly (docs/lif_extensions.md) -----------------
+def _one_neuron_graph(node: ir.Node) -> ir.Graph:
+    return ir.Graph.from_chain(ir.Input(input_type={"input": np.array([N])}), node, ir.Output())
+
+
+@pytest.mark.parametrize("threshold", [0.0, -1.0])
+@pytest.mark.parametrize("kind", ["LIF", "LIF_snntorch", "CubaLIF", "AlphaLIF"])
+def test_a_threshold_of_zero_or_below_is_valid_and_read_back_as_written(
+    kind, threshold, tmp_path: Path
+) -> None:
+    """NIR's LIF and Threshold carry such thresholds (t1c.nir imports them as LIFs), and
+    snnTorch's Leaky runs them exactly; the shared checks refuse none of the neuron types."""
+    thr = np.full(N, threshold)
+    ones = np.ones(N)
+    made = {
+        "LIF": lambda: ir.LIF(tau=ones * 2, r=ones, v_leak=ones * 0, v_threshold=thr),
+        "LIF_snntorch": lambda: ir.LIF(
+            tau=ones * 2, r=ones * 2, v_leak=ones * 0, v_threshold=thr, beta=ones / 2, strict_threshold=True
+        ),
+        "CubaLIF": lambda: cuba(v_threshold=thr),
+        "AlphaLIF": lambda: alpha_lif(v_threshold=thr),
+    }
+    path = tmp_path / "threshold.t1c"
+    ir.write(path, _one_neuron_graph(made[kind]()))
+    (node,) = [n for n in ir.read(path).nodes.values() if n.TYPE == kind.split("_")[0]]
+    np.testing.assert_array_equal(node.v_threshold, np.float32(threshold))
+
+
 # -- a reader that does not know the type -----------------------------------------------------
 def test_a_reader_without_cubalif_refuses_it_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What this project's older readers do: the registry lacks the type, the read fails."""
