@@ -192,8 +192,9 @@ class RatePlots:
     Args:
         mode: ``"auto"``: log the figure to every logger that takes images when matplotlib
             is installed, else nothing; ``True``: the same, warning once at fit start when
-            matplotlib is missing (or no logger takes images); ``"png"``: as ``True``, and a
-            PNG beside every `.t1c` file of the run; ``False``: nothing.
+            matplotlib is missing (or no logger takes images); ``"png"``: the figure to those
+            loggers and a PNG beside every `.t1c` file of the run, warning once when matplotlib
+            is missing; ``False``: nothing.
         weight_bits: the quantized simulation's weight bits (named in the legend).
 
     Raises:
