@@ -352,7 +352,7 @@ class T1CExport(Callback):
             return
         self._dirty = False
         self.ledger.reconcile(trainer, pl_module, self.exporter)
-        self.rate_plots.write_pngs(trainer, self.ledger.entries, self.ledger.owned)
+        self.rate_plots.write_pngs(trainer, self.ledger.entries, self.ledger.owned, self.ledger.deleted)
         # every save of an earlier step has been resolved; the current step may still get one
         self.exporter.pending = {s: p for s, p in self.exporter.pending.items() if s >= trainer.global_step}
 
@@ -368,7 +368,7 @@ class T1CExport(Callback):
             trainer, pl_module, self.exporter, [Action("write", path, None, pending.step, None)], []
         )
         self.ledger.last_own_step = trainer.global_step
-        self.rate_plots.write_pngs(trainer, self.ledger.entries, self.ledger.owned)
+        self.rate_plots.write_pngs(trainer, self.ledger.entries, self.ledger.owned, self.ledger.deleted)
 
 
 def _check_init(**kw: Any) -> None:

@@ -240,7 +240,13 @@ class RatePlots:
         for logger in loggers:
             log_figure(logger, fig, pixels, step, f"epoch={epoch}-step={step}")
 
-    def write_pngs(self, trainer: Trainer, entries: Mapping[str, Mapping[str, Any]], owned: set[str]) -> None:
+    def write_pngs(
+        self,
+        trainer: Trainer,
+        entries: Mapping[str, Mapping[str, Any]],
+        owned: set[str],
+        deleted: set[str],
+    ) -> None:
         """With ``mode="png"``: a PNG beside every `.t1c` of the run, none beside a deleted one (rank zero).
 
         Args:
@@ -248,6 +254,8 @@ class RatePlots:
             entries: the run's exports by `.t1c` path (the ledger's entries).
             owned: the `.t1c` paths this run wrote or names after its checkpoints: the only
                 ones given a picture.
+            deleted: the `.t1c` paths this run deleted (their pictures go too, drawn in this
+                process or before a resume).
         """
         if self.mode != "png" or not self.enabled or not trainer.is_global_zero:
             return
@@ -266,10 +274,11 @@ class RatePlots:
                 rendered[key] = png_bytes(self.figure(rates, entry["epoch"], entry["global_step"]))
             write_replacing(rendered[key], png_path(path))
             self.drawn[path] = key
-        for path in [p for p in self.drawn if p not in entries and not os.path.lexists(p)]:
-            self.forget(path)
+        for path in {*self.drawn, *deleted}:
+            if path not in entries and not os.path.lexists(path):
+                self.forget(path)
 
     def forget(self, path: str) -> None:
-        """Remove the PNG this run drew beside ``path`` (its export is gone or has no rates)."""
-        if self.drawn.pop(path, None) is not None:
-            remove_file(png_path(path))
+        """Remove the PNG beside ``path``, an export of this run that is gone or has no rates."""
+        self.drawn.pop(path, None)
+        remove_file(png_path(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -218,3 +219,42 @@ def test_invalid_modes_are_refused_repeating_the_call():
     for mode in ("yes", 1, None):
         with pytest.raises(ValueError, match=r"T1CExport\(rate_figure="):
             T1CExport(rate_figure=mode)
+
+
+def test_after_a_resume_the_pictures_of_exports_deleted_go_too(tmp_path):
+    folder = tmp_path / "ck"
+
+    def fit(max_epochs, ckpt_path=None):
+        checkpoint = ModelCheckpoint(
+            dirpath=folder, monitor="val/score", mode="max", save_top_k=1, save_last=True
+        )
+        trainer = _trainer(tmp_path, [checkpoint, T1CExport(weight_bits=4, rate_figure="png")], max_epochs)
+        trainer.fit(_Scored((0.1, 0.2, 0.3)), *_loaders(), ckpt_path=ckpt_path)
+
+    fit(1)
+    assert sorted(p.name for p in folder.glob("*.png")) == ["epoch=0-step=2.rates.png", "last.rates.png"]
+    fit(3, ckpt_path=folder / "last.ckpt")  # a new callback: epoch 0's export was drawn by the first
+    assert sorted(p.name for p in folder.glob("*.png")) == ["epoch=2-step=6.rates.png", "last.rates.png"]
+    assert sorted(p.name for p in folder.glob("*.t1c")) == ["epoch=2-step=6.t1c", "last.t1c"]
+
+
+def test_a_deleted_export_loses_its_picture_even_one_drawn_before_a_resume(tmp_path):
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[])
+    export = str(tmp_path / "epoch=0-step=2.t1c")
+    Path(export).write_bytes(b"t1c")
+    entry = {"epoch": 0, "global_step": 2, "content_hash": "h", "metrics": {"t1c/rate/lif1/float": 0.5}}
+    entry["metrics"]["t1c/rate/lif1/quant"] = 0.0
+    before = RatePlots("png", 4)
+    before.start_fit(trainer)
+    before.write_pngs(trainer, {export: entry}, {export}, set())
+    assert Path(png_path(export)).is_file()
+    after = RatePlots("png", 4)  # a new process: it drew nothing
+    after.start_fit(trainer)
+    Path(export).unlink()
+    after.write_pngs(trainer, {}, set(), {export})
+    assert not Path(png_path(export)).exists()
+    other = RatePlots("png", 4)  # not this run's export: no picture
+    other.start_fit(trainer)
+    Path(export).write_bytes(b"t1c")
+    other.write_pngs(trainer, {export: entry}, set(), set())
+    assert not Path(png_path(export)).exists()
