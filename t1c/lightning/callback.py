@@ -69,6 +69,7 @@ from .holdings import fit_folders, model_checkpoints
 from .ledger import Action, Ledger
 from .measure import Measurement, ValidationRecords, validates_like_t1c_module
 from .naming import EXPORT_SUFFIX, format_name, sanitize_stem
+from .rate_plots import RatePlots
 from .scoring import metric_collection
 
 __all__ = ["T1CExport", "T1CExportError"]
@@ -123,6 +124,8 @@ class T1CExport(Callback):
             the class scores of the float and the quantized graph (``t1c/float_<name>``,
             ``t1c/quant_<name>``), synced across ranks by torchmetrics. None:
             ``MulticlassAccuracy(C, average="micro")`` named ``acc``.
+        rate_figure: ``"auto"``: each export's spike-rate figure to the loggers taking images (if matplotlib
+            is installed); ``True``: also warn if not; ``"png"``: also ``<export>.rates.png``; ``False``: none.
 
     Raises:
         ValueError: an argument is out of range; the message repeats it.
@@ -148,6 +151,7 @@ class T1CExport(Callback):
         num_steps: int | None = None,
         readout: Readout = "spike_count",
         metrics: Any = None,
+        rate_figure: bool | Literal["auto", "png"] = "auto",
     ) -> None:
         super().__init__()
         _check_init(
@@ -169,17 +173,16 @@ class T1CExport(Callback):
         self.every_n_epochs = every_n_epochs
         self.save_last = bool(save_last)
         self.verify = verify
-        self.weight_bits = weight_bits
-        self.accumulator_bits = accumulator_bits
+        self.weight_bits, self.accumulator_bits = weight_bits, accumulator_bits
         self.integer_weights = bool(integer_weights)
         self.limit_batches = limit_batches
-        self.max_quant_gap = max_quant_gap
-        self.on_quant_gap = on_quant_gap
+        self.max_quant_gap, self.on_quant_gap = max_quant_gap, on_quant_gap
         self.module_attr = module_attr
         self.export_kwargs = dict(export_kwargs or {})
         self.sample = sample
         self.feed = Feed(encoder, num_steps, readout)
         self.metrics = metric_collection(metrics)
+        self.rate_plots = RatePlots(rate_figure, weight_bits)
 
         # What the hooks delegate to (each hook's docstring names the ones it touches):
         #: what was written, top-k deletion, last.t1c, manifests, resume (every reconcile)
@@ -204,6 +207,7 @@ class T1CExport(Callback):
                 verify != "off",
             ),
             reference_files=self.ledger.reference_files,
+            rate_plots=self.rate_plots,
         )
         self._own_dir: str | None = None  # the folder of exports without a ModelCheckpoint (setup)
         self._dirty = False  # a save or a fit start since the last reconcile
@@ -227,8 +231,10 @@ class T1CExport(Callback):
         self.ledger.run = trainer.strategy.broadcast(self.ledger.run)  # a resume restores its own
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Merge the manifests of this fit's folders (ledger); states are restored before this hook."""
+        """Merge the manifests of this fit's folders (ledger); states are restored before this hook.
+        Decide whether the rate figures are drawn (rate plots)."""
         self.ledger.start_fit(trainer, fit_folders(trainer, self.dirpath, self._own_dir))
+        self.rate_plots.start_fit(trainer)
         self._dirty = True
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -346,6 +352,7 @@ class T1CExport(Callback):
             return
         self._dirty = False
         self.ledger.reconcile(trainer, pl_module, self.exporter)
+        self.rate_plots.write_pngs(trainer, self.ledger.entries, self.ledger.owned, self.ledger.deleted)
         # every save of an earlier step has been resolved; the current step may still get one
         self.exporter.pending = {s: p for s, p in self.exporter.pending.items() if s >= trainer.global_step}
 
@@ -361,6 +368,7 @@ class T1CExport(Callback):
             trainer, pl_module, self.exporter, [Action("write", path, None, pending.step, None)], []
         )
         self.ledger.last_own_step = trainer.global_step
+        self.rate_plots.write_pngs(trainer, self.ledger.entries, self.ledger.owned, self.ledger.deleted)
 
 
 def _check_init(**kw: Any) -> None:

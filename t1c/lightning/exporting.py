@@ -13,7 +13,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -28,6 +28,9 @@ from .measure import Measurement, copy_module, is_t1c_module
 from .naming import scalar_metrics
 from .rates import harm_message, layer_rates, quantization_harm
 from .scoring import GAP_NAME, METRIC_PREFIX
+
+if TYPE_CHECKING:
+    from .rate_plots import RatePlots
 
 
 class T1CExportError(RuntimeError):
@@ -58,6 +61,7 @@ class Exporter:
         gap: ``(max_quant_gap, on_quant_gap)``.
         measurement: measures each export (its bits are the quantization's).
         reference_files: the written exports a reference graph may be read back from, first first.
+        rate_plots: draws each measured export's spike rates for the loggers that take images, or None.
     """
 
     def __init__(
@@ -71,10 +75,12 @@ class Exporter:
         gap: tuple[float | None, str],
         measurement: Measurement,
         reference_files: Callable[[], list[str]],
+        rate_plots: RatePlots | None = None,
     ) -> None:
         self.verify, self.integer_weights = verify, integer_weights
         self.module_attr, self.export_kwargs, self.sample = module_attr, export_kwargs, sample
         self.gap, self.measurement, self.reference_files = gap, measurement, reference_files
+        self.rate_plots = rate_plots
         self.pending: dict[int, Pending] = {}  # global step -> its export, waiting for its paths
         self.reference: ir.Graph | None = None
         self.reference_hash: tuple[ir.Graph, str] | None = None  # a reference and its content hash
@@ -120,6 +126,8 @@ class Exporter:
         self.check_forward()
         metrics.update(measured)
         log_metrics(trainer, measured, step)
+        if self.rate_plots is not None:
+            self.rate_plots.log(trainer, measured, epoch, step)
         check_gap(measured, *self.gap, self.measurement.weight_bits, f"epoch {epoch}, step {step}")
         check_rates(measured, self.measurement.weight_bits, f"epoch {epoch}, step {step}")
         content_hash = graph.content_hash()  # metadata is not hashed: set below freely
