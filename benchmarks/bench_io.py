@@ -329,7 +329,7 @@ def main() -> None:
     parser.add_argument("--chain-repeat", type=int, default=3, help="runs per size up to 10k nodes")
     parser.add_argument("--skip-large", action="store_true", help="only the many-nodes table")
     parser.add_argument(
-        "--ratio-repeat", type=int, default=9, help="runs of the read/plain-loop table (0 skips it)"
+        "--ratio-repeat", type=int, default=25, help="runs of the read/plain-loop table (0 skips it)"
     )
     parser.add_argument(
         "--small-repeat", type=int, default=50, help="runs of the small-graph table (0 skips it)"
