@@ -39,7 +39,7 @@ CHECKSUM_ATTRIBUTE = "t1c_content_checksum"
 HASH_ATTRIBUTE = "t1c_content_sha256"
 # What each attribute's digest starts from, and whether it feeds arrays as block sums.
 _KINDS = {CHECKSUM_ATTRIBUTE: (b"t1c-graph-checksum-v1\n", True), HASH_ATTRIBUTE: (b"t1c-graph-v1\n", False)}
-_THREADED_BYTES = 1 << 20  # nodes holding more than this are digested on a worker thread
+_THREADED_BYTES = 1 << 20  # SHA-256: nodes holding more than this are hashed on a worker thread
 
 
 class Digest:

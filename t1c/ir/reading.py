@@ -76,8 +76,8 @@ def read(
     Args:
         path: the file.
         validate: validate the graph (structure, shapes) and verify the content checksum
-            and the content hash, each when the file has it. ``False`` only checks that the file is well-formed
-            T1C-IR, to inspect a broken graph.
+            and the content hash, each when the file has it. ``False`` only checks that
+            the file is well-formed T1C-IR, to inspect a broken graph.
         max_bytes: the most bytes the datasets may take once read (decompressed);
             ``None`` means :data:`MAX_BYTES` (2 GiB). Checked before anything is read.
         max_elements: the most elements any inferred shape may have (batch excluded);
@@ -110,7 +110,7 @@ def read(
                 reader.node, reader.field = name, None
                 nodes[name] = node = reader.node_from(nodes_group, name)
                 for digest in digests:
-                    digest.add(name, node)  # large nodes on a worker thread while we read on
+                    digest.add(name, node)  # SHA-256: large nodes on a thread while we read on
             reader.node = None
             edges = reader.edges_from(g.child("edges", None, "graph/edges", want="group"))
             metadata = {}
