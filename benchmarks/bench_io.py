@@ -26,6 +26,14 @@ its links, open each dataset, read it into a preallocated array). Validation use
 be quadratic (a 100k chain took 680 s to read); every column should now grow linearly
 with ``n`` (the per-node column stays flat). Reads of many nodes are bound by HDF5's
 cost per object, which the floor shows.
+
+A third table (``--ratio-repeat``, issue 24) gives what reading costs beyond reading the
+datasets: ``ir.read`` against the plain h5py loop (``raw read``) and the floor on the same
+file, for a ~96 MiB file of large arrays (6 x Affine 2048x2048 + LIF) and a 10,000-node
+chain, all variants alternating in one process, best of N. ``ir.read`` is timed on the
+file as ``ir.write`` writes it (the content checksum) and on the same file carrying the
+SHA-256 of every byte that t1c wrote before, which is what reading cost until then.
+Target: ``ir.read`` at most 1.2x the plain loop, every check included.
 """
 
 from __future__ import annotations
@@ -43,17 +51,18 @@ import numpy as np
 from h5py import h5d, h5g, h5s, h5t
 
 from t1c import ir
+from t1c.ir.hashing import HASH_ATTRIBUTE, Digest
 
 LAYERS = 8
 WIDTH = 2048
 STR = h5py.string_dtype()
 
 
-def build_graph() -> ir.Graph:
+def build_graph(layers: int = LAYERS) -> ir.Graph:
     rng = np.random.default_rng(0)
     nodes: list[ir.Node] = [ir.Input(input_type={"input": np.array([WIDTH])})]
     names = ["input"]
-    for i in range(LAYERS):
+    for i in range(layers):
         nodes.append(
             ir.Affine(weight=rng.standard_normal((WIDTH, WIDTH), dtype=np.float32), bias=np.zeros(WIDTH))
         )
@@ -264,6 +273,50 @@ def bench_small(folder: str | None, repeat: int) -> None:
         print(f"  {name:<24} {seconds * 1e3:7.2f} ms")
 
 
+def write_with_sha256(path: Path, graph: ir.Graph) -> None:
+    """``graph`` as t1c wrote it before the content checksum: the SHA-256 of every byte."""
+    ir.write(path, graph, content_hash=False)
+    with Digest(HASH_ATTRIBUTE) as digest:
+        for name, node in graph.nodes.items():
+            digest.add(name, node)
+        value = digest.hexdigest(graph.edges, graph.metadata)
+    with h5py.File(path, "a") as f:
+        f.attrs.create(HASH_ATTRIBUTE, value, dtype=STR)
+
+
+def bench_read_ratio(folder: str | None, repeat: int) -> None:
+    """``ir.read`` / the plain h5py loop on a large-array file and a 10,000-node chain,
+    alternating in one process, best of ``repeat`` (the chain: at most 3)."""
+    print(f"reading against the plain h5py loop on the same file (alternating, best of {repeat}):")
+    print(
+        f"  {'file':<26}{'raw read':>10}{'floor':>10}{'t1c':>10}{'t1c/raw':>9}{'t1c/floor':>10}  before (SHA-256)"
+    )
+    cases = (
+        ("6 x 2048x2048 (96 MiB)", build_graph(6), repeat),
+        ("10,000-node chain", chain_graph(10_000), 3),
+    )
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        for label, graph, runs in cases:
+            path, before = Path(tmp) / "now.t1c", Path(tmp) / "before.t1c"
+            ir.write(path, graph)
+            write_with_sha256(before, graph)
+            best = best_of_interleaved(
+                min(runs, repeat),
+                {
+                    "raw": (lambda: None, partial(raw_read, path)),
+                    "floor": (lambda: None, partial(floor_read, path)),
+                    "t1c": (lambda: None, partial(ir.read, path)),
+                    "before": (lambda: None, partial(ir.read, before)),
+                },
+            )
+            print(
+                f"  {label:<26}"
+                + "".join(f"{best[k] * 1e3:8.1f}ms" for k in ("raw", "floor", "t1c"))
+                + f"{best['t1c'] / best['raw']:8.2f}x{best['t1c'] / best['floor']:9.2f}x"
+                + f"  {best['before'] * 1e3:.1f}ms = {best['before'] / best['raw']:.2f}x raw"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
@@ -276,11 +329,16 @@ def main() -> None:
     parser.add_argument("--chain-repeat", type=int, default=3, help="runs per size up to 10k nodes")
     parser.add_argument("--skip-large", action="store_true", help="only the many-nodes table")
     parser.add_argument(
+        "--ratio-repeat", type=int, default=25, help="runs of the read/plain-loop table (0 skips it)"
+    )
+    parser.add_argument(
         "--small-repeat", type=int, default=50, help="runs of the small-graph table (0 skips it)"
     )
     args = parser.parse_args()
     if args.small_repeat:
         bench_small(args.dir, args.small_repeat)
+    if args.ratio_repeat:
+        bench_read_ratio(args.dir, args.ratio_repeat)
     if args.chain:
         bench_chains([int(n) for n in args.chain.split(",")], args.dir, args.chain_repeat)
     if args.skip_large:

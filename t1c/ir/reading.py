@@ -6,7 +6,7 @@ node's class declares (:meth:`~t1c.ir.Node.field_specs`) and builds the node thr
 holds the file to the bounds of :mod:`t1c.ir.limits` (regular files only, no links or
 outside data, known filters, a byte budget checked before each dataset is read), opens
 its objects through :mod:`t1c.ir.h5objects`, checks ``/version`` (a newer major version
-is refused) and ``/graph/type``, verifies the optional content hash
+is refused) and ``/graph/type``, verifies the optional content checksum and hash
 (:mod:`t1c.ir.hashing`), and turns every problem into a :class:`T1CFormatError` naming
 the file, node and field; running out of memory is one too, not a ``MemoryError``.
 ``docs/untrusted_files.md`` lists what t1c guarantees for files from elsewhere.
@@ -14,6 +14,7 @@ the file, node and field; running out of memory is one too, not a ``MemoryError`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from typing import Any
@@ -25,7 +26,7 @@ from .errors import T1CFormatError
 from .fileformat import FORMAT_MAJOR, FORMAT_VERSION
 from .graph import Graph
 from .h5objects import OpenDataset, OpenGroup, open_root
-from .hashing import HASH_ATTRIBUTE, Digest
+from .hashing import CHECKSUM_ATTRIBUTE, HASH_ATTRIBUTE, Digest
 from .limits import (
     MAX_BYTES,
     MAX_GRAPH_DEPTH,
@@ -74,9 +75,9 @@ def read(
 
     Args:
         path: the file.
-        validate: validate the graph (structure, shapes) and verify the content hash
-            when the file has one. ``False`` only checks that the file is well-formed
-            T1C-IR, to inspect a broken graph.
+        validate: validate the graph (structure, shapes) and verify the content checksum
+            and the content hash, each when the file has it. ``False`` only checks that
+            the file is well-formed T1C-IR, to inspect a broken graph.
         max_bytes: the most bytes the datasets may take once read (decompressed);
             ``None`` means :data:`MAX_BYTES` (2 GiB). Checked before anything is read.
         max_elements: the most elements any inferred shape may have (batch excluded);
@@ -92,11 +93,12 @@ def read(
     size = regular_file_size(file)
     reader = _Reader(size, limit)
     try:
-        with open_hdf5(file, size) as f, Digest() as digest:
+        with open_hdf5(file, size) as f, contextlib.ExitStack() as digesting:
             root = open_root(f)
             version = _read_string(root.child("version", None, "version"), reader.budget, None, "version")
             _check_version(version, root, file)
-            expected = _stored_hash(f) if validate else None
+            expected = _stored_checks(f) if validate else {}
+            digests = [digesting.enter_context(Digest(attribute)) for attribute in expected]
             g = root.child("graph", None, "graph", want="group")
             graph_type = _read_string(g.child("type", None, "graph/type"), reader.budget, None, "graph/type")
             if graph_type != "Graph":
@@ -107,8 +109,8 @@ def read(
                 check_name(name, None, "graph/nodes")
                 reader.node, reader.field = name, None
                 nodes[name] = node = reader.node_from(nodes_group, name)
-                if expected is not None:
-                    digest.add(name, node)  # hashed on a worker thread while we read on
+                for digest in digests:
+                    digest.add(name, node)  # SHA-256: large nodes on a thread while we read on
             reader.node = None
             edges = reader.edges_from(g.child("edges", None, "graph/edges", want="group"))
             metadata = {}
@@ -117,13 +119,14 @@ def read(
                     g.child("metadata", None, "graph/metadata", want="group", ordered=True), "metadata", 0
                 )
             graph = Graph(nodes, edges, metadata, validate=validate, max_elements=max_elements)
-            if expected is not None and digest.hexdigest(graph.edges, graph.metadata) != expected:
-                raise T1CFormatError(
-                    "the content hash does not match the nodes, edges and metadata: the file was "
-                    "corrupted (or edited by a tool that did not update the hash) after t1c wrote it; "
-                    "export it again, or read it with validate=False to inspect it",
-                    field=HASH_ATTRIBUTE,
-                )
+            for digest in digests:
+                if digest.hexdigest(graph.edges, graph.metadata) != expected[digest.attribute]:
+                    raise T1CFormatError(
+                        "the content hash does not match the nodes, edges and metadata: the file was "
+                        "corrupted (or edited by a tool that did not update it) after t1c wrote it; "
+                        "export it again, or read it with validate=False to inspect it",
+                        field=digest.attribute,
+                    )
         return graph
     except T1CFormatError as err:
         raise err.within(file=file) from None
@@ -182,15 +185,28 @@ def _check_version(version: str, root: OpenGroup, file: str) -> None:
         )
 
 
-def _stored_hash(fid: h5f.FileID) -> str | None:
-    """The file's content hash attribute, checked to be a scalar 64-hex-digit string."""
-    name = HASH_ATTRIBUTE.encode()
+def _stored_checks(fid: h5f.FileID) -> dict[str, str]:
+    """The file's content checksum and content hash (attribute -> value), those it has.
+
+    t1c writes the checksum alone (older t1c the hash alone); a file with both has both
+    verified, so the two cannot disagree unnoticed."""
+    found = {}
+    for attribute in (CHECKSUM_ATTRIBUTE, HASH_ATTRIBUTE):
+        value = _stored_check(fid, attribute)
+        if value is not None:
+            found[attribute] = value
+    return found
+
+
+def _stored_check(fid: h5f.FileID, attribute: str) -> str | None:
+    """The root ``attribute`` (a content check), checked to be a scalar 64-hex-digit string."""
+    name = attribute.encode()
     if not h5a.exists(fid, name):
         return None
     attr = h5a.open(fid, name)
     tid = attr.get_type()
     if attr.shape != () or tid.get_class() != h5t.STRING:
-        raise T1CFormatError("must be a scalar string", field=HASH_ATTRIBUTE)
+        raise T1CFormatError("must be a scalar string", field=attribute)
     # Read low-level (h5py's attrs[] takes ~5x longer): a variable-length string as bytes,
     # a fixed-length one as numpy bytes.
     out = np.empty((), dtype=object if tid.is_variable_str() else attr.dtype)
@@ -198,7 +214,7 @@ def _stored_hash(fid: h5f.FileID) -> str | None:
     value = out[()]
     value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise T1CFormatError(f"must be 64 hex digits (a SHA-256), got {value[:80]!r}", field=HASH_ATTRIBUTE)
+        raise T1CFormatError(f"must be 64 hex digits (a SHA-256), got {value[:80]!r}", field=attribute)
     return value
 
 

@@ -5,8 +5,8 @@ One path for every primitive: ``write`` asks each node for its fields
 atomic: it writes a temporary file in the destination folder and renames it over the
 destination, so an exception or a kill leaves either the old file or the new one, never
 a partial one. A symbolic link as destination is written through (the file it points to
-is replaced, the link stays). The content hash (:data:`~t1c.ir.hashing.HASH_ATTRIBUTE`)
-is stored by default.
+is replaced, the link stays). The content checksum
+(:data:`~t1c.ir.hashing.CHECKSUM_ATTRIBUTE`) is stored by default.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .atomic import atomic_target
 from .errors import T1CFormatError
 from .fileformat import FORMAT_VERSION, STRING_DTYPE, memory_type
 from .graph import Graph
-from .hashing import HASH_ATTRIBUTE, Digest
+from .hashing import CHECKSUM_ATTRIBUTE, Digest
 
 #: The compressions ``write`` offers for array datasets.
 COMPRESSIONS = (None, "gzip", "lzf")
@@ -69,9 +69,12 @@ def write(
         compression_opts: gzip level 0..9.
         fsync: flush the file and its folder to disk around the rename (durable across
             a power loss). Off by default.
-        content_hash: store the SHA-256 of the graph's content as the root attribute
-            :data:`HASH_ATTRIBUTE`, which ``read`` verifies (on by default; readers that
-            do not know it ignore it).
+        content_hash: store the checksum of the graph's content as the root attribute
+            :data:`CHECKSUM_ATTRIBUTE`, which ``read`` verifies (on by default; readers
+            that do not know it ignore it). The SHA-256 attribute that t1c wrote before
+            (:data:`~t1c.ir.hashing.HASH_ATTRIBUTE`, read 2x slower) is no longer written:
+            older t1c readers read these files without checking them, as any file
+            without it.
     """
     path = Path(path)
     if compression not in COMPRESSIONS:
@@ -84,12 +87,12 @@ def write(
         with (
             atomic_target(path, fsync=fsync) as tmp,
             h5py.File(tmp, "x", libver=LIBVER) as f,
-            Digest() as digest,
+            Digest(CHECKSUM_ATTRIBUTE) as digest,
         ):
             _write_graph(f, graph, compression, compression_opts, digest if content_hash else None)
             if content_hash:
                 f.attrs.create(
-                    HASH_ATTRIBUTE, digest.hexdigest(graph.edges, graph.metadata), dtype=STRING_DTYPE
+                    CHECKSUM_ATTRIBUTE, digest.hexdigest(graph.edges, graph.metadata), dtype=STRING_DTYPE
                 )
     except T1CFormatError as err:
         raise err.within(file=str(path)) from None

@@ -22,7 +22,7 @@ import pytest
 from t1c import ir
 from t1c.inspect import MAX_CELL, format_graph, format_verify
 from t1c.ir import h5objects, reading
-from t1c.ir.hashing import HASH_ATTRIBUTE
+from t1c.ir.hashing import CHECKSUM_ATTRIBUTE, HASH_ATTRIBUTE, Digest
 
 from .factories import chain, f32, lif, mlp
 
@@ -428,11 +428,79 @@ def test_content_hash_is_written_and_verified(tmp_path):
     g = mlp(metadata={"run": {"lr": 0.01, "tags": ["a", "b"], "ok": True, "n": 3, "arr": np.arange(3)}})
     ir.write(path, g)
     with h5py.File(path, "r") as f:
-        assert len(f.attrs[HASH_ATTRIBUTE]) == 64
+        assert len(f.attrs[CHECKSUM_ATTRIBUTE]) == 64
+        assert HASH_ATTRIBUTE not in f.attrs
     assert ir.read(path).metadata["run"]["n"] == 3
     ir.write(path, g, content_hash=False)
     with h5py.File(path, "r") as f:
-        assert HASH_ATTRIBUTE not in f.attrs
+        assert HASH_ATTRIBUTE not in f.attrs and CHECKSUM_ATTRIBUTE not in f.attrs
+
+
+def _flip_weight_bit(path: Path) -> None:
+    """Flip the lowest mantissa bit of fc1's first weight: still a finite float32."""
+    offset, _ = _weight_offset(path, "graph/nodes/fc1/weight")
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _add_sha256(path: Path, graph: ir.Graph) -> None:
+    """Store the SHA-256 attribute t1c wrote before the checksum, as it wrote it."""
+    with Digest(HASH_ATTRIBUTE) as digest:
+        for name, node in graph.nodes.items():
+            digest.add(name, node)
+        value = digest.hexdigest(graph.edges, graph.metadata)
+    with h5py.File(path, "a") as f:
+        f.attrs.create(HASH_ATTRIBUTE, value, dtype=STR)
+
+
+def test_a_flipped_weight_bit_is_refused_by_the_checksum(tmp_path):
+    path = tmp_path / "net.t1c"
+    ir.write(path, mlp(n_in=64, hidden=32))
+    _flip_weight_bit(path)
+    with pytest.raises(ir.T1CFormatError, match="content hash does not match") as info:
+        ir.read(path)
+    assert (info.value.file, info.value.field) == (str(path), CHECKSUM_ATTRIBUTE)
+    assert f"'{path}'" in str(info.value) and CHECKSUM_ATTRIBUTE in str(info.value)
+    ir.read(path, validate=False)  # still inspectable
+
+
+def test_a_file_with_only_the_sha256_still_verifies(tmp_path):
+    # Every file t1c wrote before the checksum: the SHA-256 of every byte is checked.
+    path, g = tmp_path / "old.t1c", mlp(n_in=64, hidden=32)
+    ir.write(path, g, content_hash=False)
+    _add_sha256(path, g)
+    assert ir.topology_diff(ir.read(path), g) == []
+    _flip_weight_bit(path)
+    with pytest.raises(ir.T1CFormatError, match="content hash does not match") as info:
+        ir.read(path)
+    assert (info.value.file, info.value.field) == (str(path), HASH_ATTRIBUTE)
+
+
+def test_a_file_whose_checksum_and_sha256_disagree_is_refused(tmp_path):
+    path, g = tmp_path / "both.t1c", mlp(n_in=64, hidden=32)
+    ir.write(path, g)
+    _add_sha256(path, g)
+    assert ir.topology_diff(ir.read(path), g) == []  # both present and right: read
+    other = mlp(n_in=64, hidden=32)
+    other.nodes["fc1"].weight[0, 0] += 1.0
+    with h5py.File(path, "a") as f:
+        del f.attrs[HASH_ATTRIBUTE]
+    _add_sha256(path, other)  # the SHA-256 of another graph: the checksum still matches
+    with pytest.raises(ir.T1CFormatError, match="content hash does not match") as info:
+        ir.read(path)
+    assert info.value.field == HASH_ATTRIBUTE
+
+
+def test_a_file_with_neither_check_reads_as_it_is(tmp_path):
+    # The reference toolchain's files carry neither: nothing to verify, the weights as stored.
+    path, g = tmp_path / "plain.t1c", mlp(n_in=64, hidden=32)
+    ir.write(path, g, content_hash=False)
+    _flip_weight_bit(path)
+    back = ir.read(path).nodes["fc1"].weight
+    want = g.nodes["fc1"].weight.copy()
+    want.view(np.uint32)[0, 0] ^= 1
+    assert np.array_equal(back, want)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -463,18 +531,19 @@ def test_edited_metadata_and_edges_are_detected(tmp_path):
         f["graph/metadata"].create_dataset("note", data="y", dtype=STR)
     with pytest.raises(ir.T1CFormatError, match="content hash") as info:
         ir.read(path)
-    assert info.value.field == HASH_ATTRIBUTE
+    assert info.value.field == CHECKSUM_ATTRIBUTE
 
 
+@pytest.mark.parametrize("attribute", [CHECKSUM_ATTRIBUTE, HASH_ATTRIBUTE])
 @pytest.mark.parametrize("value", ["not a hash", np.int64(3)])
-def test_malformed_hash_attribute_is_refused(tmp_path, value):
+def test_malformed_hash_attribute_is_refused(tmp_path, value, attribute):
     path = tmp_path / "net.t1c"
     ir.write(path, mlp())
     with h5py.File(path, "a") as f:
-        f.attrs[HASH_ATTRIBUTE] = value
+        f.attrs[attribute] = value
     with pytest.raises(ir.T1CFormatError) as info:
         ir.read(path)
-    assert info.value.field == HASH_ATTRIBUTE
+    assert info.value.field == attribute
 
 
 # -- 16. NUL in names ------------------------------------------------------------------------
