@@ -197,6 +197,8 @@ def _state_names(module: nn.Module) -> tuple[str, ...]:
     import snntorch
 
     for cls, names in (
+        (snntorch.RSynaptic, ("spk", "syn", "mem")),
+        (snntorch.RLeaky, ("spk", "mem")),
         (snntorch.Synaptic, ("syn", "mem")),
         (snntorch.Alpha, ("syn_exc", "syn_inh", "mem")),
     ):
@@ -218,7 +220,14 @@ def _watched_neurons(units: Mapping[str, Unit]) -> dict[str, nn.Module]:
         import snntorch
     except ImportError:
         return {}
-    kinds = (snntorch.Leaky, snntorch.Synaptic, snntorch.Lapicque, snntorch.Alpha)
+    kinds = (
+        snntorch.Leaky,
+        snntorch.Synaptic,
+        snntorch.Lapicque,
+        snntorch.Alpha,
+        snntorch.RLeaky,
+        snntorch.RSynaptic,
+    )
     return {
         path: unit.module
         for path, unit in units.items()

@@ -161,7 +161,7 @@ def test_leaky_whose_spike_function_is_not_a_step_is_refused():
 
 
 def test_refused_neuron_names_snntorch_modules_only():
-    assert "synaptic current" in refused_neuron(snn.RSynaptic(alpha=0.9, beta=0.8, linear_features=2))
+    assert "LSTM gates" in refused_neuron(snn.SLSTM(2, 2))
     assert refused_neuron(nn.Linear(2, 2)) is None
 
 

@@ -1,5 +1,5 @@
-"""Current-based neurons both ways: ``snn.Synaptic``/``snn.Lapicque`` -> ``CubaLIF``,
-``snn.Alpha`` -> ``AlphaLIF``, and t1c's :class:`~t1c.bridge.CubaLIFModule` /
+"""Current-based neurons both ways: ``snn.Synaptic``/``snn.Lapicque`` and the one-to-one
+``snn.RLeaky``/``snn.RSynaptic`` (``all_to_all=False``) -> ``CubaLIF``, ``snn.Alpha`` -> ``AlphaLIF``, and t1c's :class:`~t1c.bridge.CubaLIFModule` /
 :class:`~t1c.bridge.AlphaLIFModule` <-> their nodes.
 
 The mapping is ``docs/neurons.md``'s ("snnTorch <-> T1C-IR"): every parameter expanded
@@ -9,6 +9,8 @@ form is refused by name (:func:`_refusals`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -35,7 +37,13 @@ def _checked_shape(module: nn.Module, ctx: ExportContext, extra: list[str]) -> t
     return ctx.output_shape
 
 
-_NODE_OF = {"Synaptic": "CubaLIF", "Lapicque": "CubaLIF", "Alpha": "AlphaLIF"}
+_NODE_OF = {
+    "Synaptic": "CubaLIF",
+    "Lapicque": "CubaLIF",
+    "Alpha": "AlphaLIF",
+    "RLeaky": "CubaLIF",
+    "RSynaptic": "CubaLIF",
+}
 
 
 def convert_synaptic(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
@@ -122,8 +130,56 @@ def convert_alpha(module: nn.Module, ctx: ExportContext) -> ir.AlphaLIF:
     )
 
 
+def _one_to_one(
+    module: nn.Module, ctx: ExportContext, extra: list[str]
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """An ``RLeaky``/``RSynaptic``'s neuron shape and ``w_rec = V`` (one-to-one form only)."""
+    if module.all_to_all:
+        raise ctx.fail(
+            module,
+            "its recurrent connection (all_to_all=True: the `recurrent` Linear/Conv2d fed its own spikes) is "
+            "not exported yet (docs/neurons.md plans it as a back edge); use all_to_all=False with V, or pass "
+            f"custom_map={{{type(module).__name__}: fn}}",
+        )
+    shape = _checked_shape(module, ctx, extra)
+    with torch.no_grad():
+        v = module.recurrent.V
+    return shape, neuron_array(v, shape, "V", module, ctx)
+
+
+def convert_rleaky(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
+    """``snn.RLeaky(all_to_all=False, V)`` -> an exact ``CubaLIF`` without a current stage,
+    ``w_rec = V``: ``u = (beta*v + x) + V*s_prev``, added in snnTorch's order."""
+    shape, w_rec = _one_to_one(module, ctx, [])
+    beta = np.clip(neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
+    tau_mem = time_constant(beta)
+    ones = np.ones(shape, dtype=np.float32)
+    return ir.CubaLIF(
+        tau_syn=ones,
+        tau_mem=tau_mem,
+        r=tau_mem.copy(),
+        v_leak=np.zeros(shape, dtype=np.float32),
+        v_threshold=neuron_array(module.threshold, shape, "threshold", module, ctx),
+        w_in=ones.copy(),
+        beta=beta,
+        w_rec=w_rec,
+        reset_mechanism=str(module.reset_mechanism),
+        reset_delay=bool(module.reset_delay),
+    )
+
+
+def convert_rsynaptic(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
+    """``snn.RSynaptic(all_to_all=False, V)`` -> a ``Synaptic``'s ``CubaLIF`` with ``w_rec = V``
+    feeding the current; ``reset_delay=False`` is refused (snnTorch fails or ignores it)."""
+    extra = [] if module.reset_delay else ["reset_delay=False (snnTorch itself fails or ignores it)"]
+    shape, w_rec = _one_to_one(module, ctx, extra)
+    node = convert_synaptic(module, ctx)
+    return dataclasses.replace(node, w_rec=w_rec)
+
+
 def snntorch_converters() -> ExportTable:
-    """``{snn.Synaptic, snn.Lapicque, snn.Alpha: converter}`` when snnTorch is installed, else empty."""
+    """``{snn.Synaptic, snn.Lapicque, snn.Alpha, snn.RLeaky, snn.RSynaptic: converter}`` when
+    snnTorch is installed, else empty."""
     try:
         import snntorch
     except ImportError:
@@ -132,6 +188,8 @@ def snntorch_converters() -> ExportTable:
         snntorch.Synaptic: convert_synaptic,
         snntorch.Lapicque: convert_lapicque,
         snntorch.Alpha: convert_alpha,
+        snntorch.RLeaky: convert_rleaky,
+        snntorch.RSynaptic: convert_rsynaptic,
     }
 
 

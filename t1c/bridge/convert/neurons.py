@@ -3,8 +3,8 @@ neurons are :mod:`.cuba`'s).
 
 ``snn.Leaky`` exports with snnTorch's exact semantics in the LIF extension fields
 (docs/lif_extensions.md); snnTorch neurons without an exact T1C-IR form
-(:data:`REFUSED_NEURONS`) are refused by name, and their submodules (``RLeaky.recurrent``)
-are never exported as layers. snnTorch is optional: without it, the table holds t1c's
+(:data:`REFUSED_NEURONS`) are refused by name, and their submodules are never exported
+as layers. snnTorch is optional: without it, the table holds t1c's
 own :class:`~t1c.bridge.LIFModule` only (:func:`snntorch_converters`).
 """
 
@@ -22,8 +22,6 @@ from ..modules import LIFModule
 from ..registry import Converter, ExportContext, ExportTable, ImportTable, Shape, as_numpy, convert_own_node
 
 REFUSED_NEURONS: dict[str, str] = {
-    "RLeaky": "its recurrent connection (`recurrent`, its own spikes fed back as input) has no T1C-IR form",
-    "RSynaptic": "its recurrent connection and its synaptic current (alpha) have no T1C-IR form",
     "SLSTM": "its LSTM gates have no T1C-IR form",
     "SConv2dLSTM": "its convolutional LSTM gates have no T1C-IR form",
     "DeltaLeaky": "it fires on the change of the membrane (|v_t - v_(t-1)| > delta_threshold), which "
