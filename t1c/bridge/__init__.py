@@ -23,6 +23,8 @@ _EXPORTS = {
     "SkipModule": "modules",
     "SepConv2dModule": "modules",
     "SpikingAffineModule": "modules",
+    "CubaLIFModule": "neuron_modules",
+    "AlphaLIFModule": "neuron_modules",
     "HybridRegionModule": "hybrid_modules",
     "SubgraphModule": "hybrid_modules",
 }

@@ -271,46 +271,71 @@ def capture(model: nn.Module, units: Mapping[str, Unit], args: tuple[Any, ...]) 
     return cap, output
 
 
-def _handed_state(args: tuple, kwargs: dict) -> Any:
-    """The membrane a Leaky call is given explicitly (``lif(x, mem)``), or None."""
-    return args[1] if len(args) > 1 else kwargs.get("mem")
+def _state_names(module: nn.Module) -> tuple[str, ...]:
+    """The names of an snnTorch neuron's state arguments after the input, in ``forward``'s
+    order (``Synaptic.forward(input_, syn, mem)``), which are also its state attributes."""
+    import snntorch
+
+    for cls, names in (
+        (snntorch.RSynaptic, ("spk", "syn", "mem")),
+        (snntorch.RLeaky, ("spk", "mem")),
+        (snntorch.Synaptic, ("syn", "mem")),
+        (snntorch.Alpha, ("syn_exc", "syn_inh", "mem")),
+    ):
+        if isinstance(module, cls):
+            return names
+    return ("mem",)
 
 
-def _watched_leaky(units: Mapping[str, Unit]) -> dict[str, nn.Module]:
-    """The converted snnTorch Leaky neurons that ``forward`` may hand a membrane
+def _handed_state(module: nn.Module, args: tuple, kwargs: dict) -> tuple[Any, ...]:
+    """The states a neuron call is given explicitly (``lif(x, mem)``), None where not given."""
+    names = _state_names(module)
+    return tuple(args[1 + i] if len(args) > 1 + i else kwargs.get(n) for i, n in enumerate(names))
+
+
+def _watched_neurons(units: Mapping[str, Unit]) -> dict[str, nn.Module]:
+    """The converted snnTorch neurons that ``forward`` may hand a state
     (``init_hidden=False``), by path; empty without snnTorch."""
     try:
         import snntorch
     except ImportError:
         return {}
+    kinds = (
+        snntorch.Leaky,
+        snntorch.Synaptic,
+        snntorch.Lapicque,
+        snntorch.Alpha,
+        snntorch.RLeaky,
+        snntorch.RSynaptic,
+    )
     return {
         path: unit.module
         for path, unit in units.items()
-        if isinstance(unit.module, snntorch.Leaky)
-        and unit.converter is not None
-        and not unit.module.init_hidden
+        if isinstance(unit.module, kinds) and unit.converter is not None and not unit.module.init_hidden
     }
 
 
 def _handovers_seen(
     model: nn.Module, watched: Mapping[str, nn.Module], args: tuple[Any, ...]
-) -> tuple[dict[str, list[torch.Tensor | None]], dict[str, torch.Tensor]]:
-    """Two sample passes (one when no neuron is handed a membrane): the membranes each
-    watched neuron is handed, per call, and the membrane its first call leaves."""
-    handed: dict[str, list[torch.Tensor | None]] = {path: [] for path in watched}
-    left: dict[str, torch.Tensor] = {}
+) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, tuple[Any, ...]]]:
+    """Two sample passes (one when no neuron is handed a state): the states each watched
+    neuron is handed, per call, and the states its first call leaves."""
+    handed: dict[str, list[tuple[Any, ...]]] = {path: [] for path in watched}
+    left: dict[str, tuple[Any, ...]] = {}
+
+    def copy(value: Any) -> torch.Tensor | None:
+        return value.detach().clone() if isinstance(value, torch.Tensor) else None
 
     def before(path: str) -> Callable:
         def record(module: nn.Module, a: tuple, kw: dict) -> None:
-            state = _handed_state(a, kw)
-            handed[path].append(state.detach().clone() if isinstance(state, torch.Tensor) else None)
+            handed[path].append(tuple(copy(v) for v in _handed_state(module, a, kw)))
 
         return record
 
     def after(path: str) -> Callable:
         def record(module: nn.Module, a: tuple, kw: dict, out: Any) -> None:
-            if path not in left and isinstance(getattr(module, "mem", None), torch.Tensor):
-                left[path] = module.mem.detach().clone()
+            if path not in left:
+                left[path] = tuple(copy(getattr(module, n, None)) for n in _state_names(module))
 
         return record
 
@@ -321,7 +346,7 @@ def _handovers_seen(
     try:
         with torch.no_grad():
             model(*args)  # what each neuron is handed, and the membrane it leaves
-            if not all(h[0] is None for h in handed.values() if h):
+            if not all(v is None for h in handed.values() if h for v in h[0]):
                 model(*args)
     except Exception as err:
         raise ExportError(
@@ -335,24 +360,24 @@ def _handovers_seen(
 
 
 def state_handovers(model: nn.Module, units: Mapping[str, Unit], args: tuple[Any, ...], cap: Capture) -> None:
-    """Which snnTorch Leaky neurons does ``forward`` hand a membrane that is not their own
-    previous state? Fills ``cap.restarts`` (a zero membrane at every call, as
-    ``mem = lif.init_leaky()`` in forward does: the neuron keeps nothing between calls) and
-    ``cap.replaced`` (any other membrane). Found by behaviour: two sample passes, comparing
-    the membrane handed in the second with the one the first left. Only neurons with
-    ``init_hidden=False`` can be handed one, so most models skip this."""
-    watched = _watched_leaky(units)
+    """Which snnTorch neurons does ``forward`` hand a state that is not their own previous
+    one? Fills ``cap.restarts`` (a zero state at every call, as ``mem = lif.init_leaky()``
+    in forward does: the neuron keeps nothing between calls) and ``cap.replaced`` (any
+    other state). Found by behaviour: two sample passes, comparing the states handed in the
+    second with those the first left. Only neurons with ``init_hidden=False`` can be handed
+    one, so most models skip this."""
+    watched = _watched_neurons(units)
     if not watched:
         return
     handed, left = _handovers_seen(model, watched, args)
     for path, calls in handed.items():
-        second, first_left = (calls[1] if len(calls) == 2 else None), left.get(path)
-        if second is None or first_left is None:
+        if len(calls) != 2 or path not in left:
             continue
-        if second.shape == first_left.shape and torch.equal(second, first_left):
-            continue  # handed its own previous membrane: it carries its state
-        if not bool(second.any()):
-            if bool(first_left.any()):
+        pairs = [(h, f) for h, f in zip(calls[1], left[path]) if h is not None and f is not None]
+        if all(h.shape == f.shape and torch.equal(h, f) for h, f in pairs):
+            continue  # handed its own previous state (or none): it carries its state
+        if not any(bool(h.any()) for h, _ in pairs):
+            if any(bool(f.any()) for _, f in pairs):
                 cap.restarts.add(path)
             continue
         cap.replaced.add(path)

@@ -44,8 +44,9 @@ from .modules import LIFModule
 State = dict[str, torch.Tensor]
 
 # Plan step kinds: an Input; a module on one input; on the sum of its inputs; on its
-# inputs as separate arguments; a stateful module; no module (Output): the sum.
-_INPUT, _CALL, _CALL_SUM, _CALL_MULTI, _STATEFUL, _SUM = range(6)
+# inputs as separate arguments; a stateful module (on the sum; on its inputs in edge
+# order, a ``multi_input`` neuron such as CubaLIF); no module (Output): the sum.
+_INPUT, _CALL, _CALL_SUM, _CALL_MULTI, _STATEFUL, _SUM, _STATEFUL_MULTI = range(7)
 
 
 class _Step(NamedTuple):
@@ -123,7 +124,9 @@ class GraphExecutor(nn.Module):
     A node's module is stateful when it has ``stateful = True``; it is then called as
     ``module(x, state) -> (out, state)`` (``state=None`` for the zero state), and may
     offer ``forward_sequence(xs, state)`` for :meth:`run_sequence`. A module with
-    ``multi_input = True`` gets each incoming value as a separate argument. Stateless
+    ``multi_input = True`` gets each incoming value as a separate argument; a stateful one
+    (``CubaLIFModule``) gets them as a list, ``module([x1, x2, ...], state)``, and must
+    offer ``forward_sequence([xs1, xs2, ...], state)``. Stateless
     modules must treat batch elements independently (``run_sequence`` folds time into
     the batch), unless they set ``couples_batch = True`` (a Softmax over the batch axis):
     ``run_sequence`` then calls them once per time step.
@@ -199,7 +202,7 @@ class GraphExecutor(nn.Module):
     @property
     def stateful_names(self) -> list[str]:
         """Names of the nodes that carry state, in execution order."""
-        return [step.name for step in self._plan if step.kind == _STATEFUL]
+        return [step.name for step in self._plan if step.kind in (_STATEFUL, _STATEFUL_MULTI)]
 
     @property
     def is_recurrent(self) -> bool:
@@ -258,7 +261,7 @@ class GraphExecutor(nn.Module):
         if module is None:
             return _SUM, ins
         if getattr(module, "stateful", False):
-            return _STATEFUL, ins
+            return (_STATEFUL_MULTI if getattr(module, "multi_input", False) else _STATEFUL), ins
         if getattr(module, "multi_input", False):
             return _CALL_MULTI, ins
         return (_CALL if len(ins) == 1 else _CALL_SUM), ins
@@ -374,6 +377,8 @@ class GraphExecutor(nn.Module):
                     vals[pos] = module(vals[ins[0]])
                 elif kind == _STATEFUL:
                     vals[pos], new_state[name] = module(_summed(vals, ins), state.get(name))
+                elif kind == _STATEFUL_MULTI:
+                    vals[pos], new_state[name] = module([vals[i] for i in ins], state.get(name))
                 elif kind == _INPUT:
                     vals[pos] = xs[ins[0]]
                 elif kind == _SUM:
@@ -425,6 +430,10 @@ class GraphExecutor(nn.Module):
                     overwrite = given_up_by is not None and _may_overwrite(given_up_by)
                     vals[pos], new_state[name] = _stateful_sequence(
                         module, _summed(vals, ins), state.get(name), overwrite
+                    )
+                elif kind == _STATEFUL_MULTI:
+                    vals[pos], new_state[name] = module.forward_sequence(
+                        [vals[i] for i in ins], state.get(name)
                     )
                 elif kind == _SUM:
                     vals[pos] = _summed(vals, ins)

@@ -233,7 +233,7 @@ class _Builder:
         self.resolved[key] = name
         if path is not None:
             self.paths[name] = path
-        if isinstance(node, ir.LIF) or (
+        if isinstance(node, (ir.LIF, ir.CubaLIF, ir.AlphaLIF)) or (
             isinstance(node, _KEEPS_NONNEGATIVE) and sources and all(s in self.nonnegative for s in sources)
         ):
             self.nonnegative.add(name)

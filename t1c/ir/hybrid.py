@@ -21,7 +21,7 @@ from .node import Node, Shape, as_choice, merged_sum_shape, spec
 
 MODES = ("snn", "ann")
 #: Node types that make a part of a graph spiking / analog when no marker says so.
-SNN_TYPES = frozenset({"LIF", "SpikingAffine"})
+SNN_TYPES = frozenset({"LIF", "CubaLIF", "AlphaLIF", "SpikingAffine"})
 ANN_TYPES = frozenset(
     {
         "ReLU",
@@ -150,7 +150,7 @@ def regions(graph: Graph) -> list[Region]:
     With ``HybridRegion`` markers, a marker starts a region that holds every node
     downstream of it up to the next marker (a node fed from several regions joins the
     one whose marker comes last). Nodes that no marker reaches, and every node of a graph
-    without markers, get the mode of their kind: ``LIF``/``SpikingAffine`` are ``snn``,
+    without markers, get the mode of their kind: ``LIF``/``CubaLIF``/``AlphaLIF``/``SpikingAffine`` are ``snn``,
     the ANN activations and norms ``ann``; a kind-neutral node (Affine, Conv2d, pools,
     Flatten, Skip, nested graphs) takes the mode of the first moded node it feeds (a
     synapse belongs to its neurons), else of the node that feeds it, else ``ann``.

@@ -112,9 +112,17 @@ def test_rleaky_is_refused_and_its_recurrent_linear_never_becomes_a_layer():
 @pytest.mark.parametrize(
     ("make", "name", "why"),
     [
-        (lambda: snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True), "Synaptic", "synaptic current"),
-        (lambda: snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True), "Alpha", "synaptic currents"),
-        (lambda: snn.Lapicque(beta=0.9, init_hidden=True), "Lapicque", "RC update"),
+        (
+            lambda: snn.Synaptic(alpha=0.9, beta=0.8, inhibition=True, init_hidden=True),
+            "Synaptic",
+            "inhibition",
+        ),
+        (
+            lambda: snn.Alpha(alpha=0.9, beta=0.8, state_quant=lambda m: m, init_hidden=True),
+            "Alpha",
+            "state_quant",
+        ),
+        (lambda: snn.Lapicque(R=3.0, C=5.0, init_hidden=True), "Lapicque", "not a power of two"),
         (
             lambda: snn.RSynaptic(alpha=0.9, beta=0.8, linear_features=4, init_hidden=True),
             "RSynaptic",
@@ -153,7 +161,7 @@ def test_leaky_whose_spike_function_is_not_a_step_is_refused():
 
 
 def test_refused_neuron_names_snntorch_modules_only():
-    assert "synaptic current" in refused_neuron(snn.Synaptic(alpha=0.9, beta=0.8))
+    assert "LSTM gates" in refused_neuron(snn.SLSTM(2, 2))
     assert refused_neuron(nn.Linear(2, 2)) is None
 
 

@@ -161,9 +161,10 @@ def refused_module(d: Draft) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = {
-            "synaptic": lambda: snn.Synaptic(alpha=0.8, beta=0.9, init_hidden=True),
-            "alpha": lambda: snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True),
-            "lapicque": lambda: snn.Lapicque(beta=0.9, init_hidden=True),
+            # the configurations of these neurons that have no exact CubaLIF/AlphaLIF form
+            "synaptic": lambda: snn.Synaptic(alpha=0.8, beta=0.9, inhibition=True, init_hidden=True),
+            "alpha": lambda: snn.Alpha(alpha=0.9, beta=0.8, inhibition=True, init_hidden=True),
+            "lapicque": lambda: snn.Lapicque(R=3.0, C=5.0, init_hidden=True),
             "graded": lambda: snn.Leaky(beta=0.9, graded_spikes_factor=2.0, init_hidden=True),
             "sigmoid": nn.Sigmoid,
             "rleaky": lambda: snn.RLeaky(beta=0.9, linear_features=shape[0], init_hidden=True),

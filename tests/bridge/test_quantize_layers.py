@@ -85,3 +85,23 @@ def test_quantized_conv_module_matches_float_at_high_precision():
     q = Q.QuantizedConv2d.from_conv(conv, weight_bits=24, accumulator_bits=64)
     assert torch.allclose(q(x), conv(x), atol=1e-5)
     assert "stride=(2, 2)" in repr(q)
+
+
+def test_a_cubalif_self_connection_is_quantized_as_a_weight_and_its_parameters_stay_float():
+    import numpy as np
+    import snntorch as snn
+
+    from t1c.bridge import ir_to_torch, to_ir
+
+    v = torch.tensor([0.5, -0.3, 0.1, 0.26])
+    model = nn.Sequential(nn.Linear(3, 4), snn.RLeaky(beta=0.9, all_to_all=False, V=v, init_hidden=True))
+    graph = to_ir(model, torch.rand(2, 3))
+    executor = ir_to_torch(graph)
+    for twin in (Q.quantize_executor(executor, weight_bits=2), Q.ir_to_quantized(graph, weight_bits=2)):
+        neuron = twin.module_for("1")
+        scale = 0.5  # max|V| / (2**(2-1) - 1)
+        np.testing.assert_array_equal(
+            neuron.w_rec.detach().numpy(), np.array([1, -1, 0, 1], np.float32) * scale
+        )
+        assert torch.equal(neuron.beta, executor.module_for("1").beta)  # the neuron's parameters: float
+    assert torch.equal(executor.module_for("1").w_rec.detach(), v)  # the original is untouched

@@ -96,9 +96,9 @@ def _fit(tmp_path, module, loaders, callback, **kw):
 
 # -- issue 8 §3: a model that cannot be exported stops before training -----------------------
 def test_unexportable_neuron_stops_at_fit_start(tmp_path):
-    model = nn.Sequential(nn.Linear(6, 3), snn.Synaptic(alpha=0.8, beta=0.9, init_hidden=True))
+    model = nn.Sequential(nn.Linear(6, 3), snn.DeltaLeaky(beta=0.9, init_hidden=True))
     module = Stepwise(model, layout="static")
-    with pytest.raises(ExportError, match=r"(?s)Synaptic.*example_input_array.*T1CExport\(sample=\.\.\.\)"):
+    with pytest.raises(ExportError, match=r"(?s)DeltaLeaky.*example_input_array.*T1CExport\(sample=\.\.\.\)"):
         _fit(tmp_path, module, _loaders((6,)), T1CExport())
     assert module.trained_steps == 0  # before the fix: a whole epoch, then the error at the checkpoint
 

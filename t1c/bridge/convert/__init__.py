@@ -1,7 +1,7 @@
 """The default conversion tables, one family of T1C-IR primitives per file, both ways.
 
 Each family module (:mod:`.linear`, :mod:`.conv`, :mod:`.pooling`, :mod:`.reshape`,
-:mod:`.skip`, :mod:`.neurons`, :mod:`.activations`, :mod:`.normalization`,
+:mod:`.skip`, :mod:`.neurons`, :mod:`.cuba`, :mod:`.activations`, :mod:`.normalization`,
 :mod:`.hybrid`) holds its export converters (``EXPORT``; ``HYBRID_EXPORT`` for what
 ``hybrid=True`` adds or changes; a family without one has none) and its import factories (``IMPORT``); this package
 joins them into one table per direction, read by :mod:`t1c.bridge.exporter` and
@@ -19,9 +19,9 @@ from torch import nn
 from t1c import ir
 
 from ..registry import ExportTable, ImportTable, find_converter
-from . import activations, conv, hybrid, linear, neurons, normalization, pooling, reshape, skip
+from . import activations, conv, cuba, hybrid, linear, neurons, normalization, pooling, reshape, skip
 
-_FAMILIES = (linear, conv, pooling, reshape, skip, neurons, activations, normalization, hybrid)
+_FAMILIES = (linear, conv, pooling, reshape, skip, neurons, cuba, activations, normalization, hybrid)
 
 #: ``{primitive class: factory(node) or factory(node, ctx)}``: how ``ir_to_torch`` builds each node.
 NODE_FACTORIES: ImportTable = {t: f for fam in _FAMILIES for t, f in fam.IMPORT.items()}
@@ -38,7 +38,7 @@ WEIGHTED_NODES: tuple[type[ir.Node], ...] = tuple(
 def export_converters(hybrid: bool = False) -> ExportTable:
     """The default ``{module type: converter}`` table for an export (a fresh dict each call).
 
-    snnTorch's ``Leaky`` is included when snnTorch is installed; exporting plain torch
+    snnTorch's ``Leaky``, ``Synaptic``, ``Lapicque`` and ``Alpha`` are included when snnTorch is installed; exporting plain torch
     models never needs it. ``hybrid=True`` adds :data:`HYBRID_EXPORT` (ReLU, BatchNorm,
     Dropout, ... become their own nodes instead of being dropped or folded).
     """
@@ -46,6 +46,7 @@ def export_converters(hybrid: bool = False) -> ExportTable:
     if hybrid:
         table.update(HYBRID_EXPORT)
     table.update(neurons.snntorch_converters())
+    table.update(cuba.snntorch_converters())
     return table
 
 

@@ -1,9 +1,10 @@
-"""Neurons both ways: ``snn.Leaky`` -> ``LIF``, ``LIFModule`` <-> ``LIF``.
+"""Neurons both ways: ``snn.Leaky`` -> ``LIF``, ``LIFModule`` <-> ``LIF`` (the current-based
+neurons are :mod:`.cuba`'s).
 
 ``snn.Leaky`` exports with snnTorch's exact semantics in the LIF extension fields
 (docs/lif_extensions.md); snnTorch neurons without an exact T1C-IR form
-(:data:`REFUSED_NEURONS`) are refused by name, and their submodules (``RLeaky.recurrent``)
-are never exported as layers. snnTorch is optional: without it, the table holds t1c's
+(:data:`REFUSED_NEURONS`) are refused by name, and their submodules are never exported
+as layers. snnTorch is optional: without it, the table holds t1c's
 own :class:`~t1c.bridge.LIFModule` only (:func:`snntorch_converters`).
 """
 
@@ -21,12 +22,6 @@ from ..modules import LIFModule
 from ..registry import Converter, ExportContext, ExportTable, ImportTable, Shape, as_numpy, convert_own_node
 
 REFUSED_NEURONS: dict[str, str] = {
-    "RLeaky": "its recurrent connection (`recurrent`, its own spikes fed back as input) has no T1C-IR form",
-    "RSynaptic": "its recurrent connection and its synaptic current (alpha) have no T1C-IR form",
-    "Synaptic": "its synaptic current (a second state decaying with alpha) has no T1C-IR form",
-    "Alpha": "its two exponential synaptic currents (alpha kernel) have no T1C-IR form",
-    "Lapicque": "its RC update (input scaled by time_step/C, leak by time_step/(R*C)) is not the "
-    "T1C-IR LIF update spike for spike",
     "SLSTM": "its LSTM gates have no T1C-IR form",
     "SConv2dLSTM": "its convolutional LSTM gates have no T1C-IR form",
     "DeltaLeaky": "it fires on the change of the membrane (|v_t - v_(t-1)| > delta_threshold), which "
@@ -69,7 +64,7 @@ def is_stateful(module: nn.Module) -> bool:
     return isinstance(module, snntorch.SpikingNeuron)
 
 
-def _neuron_array(
+def neuron_array(
     value: torch.Tensor | float, shape: Shape, name: str, module: nn.Module, ctx: ExportContext
 ) -> np.ndarray:
     arr = np.asarray(as_numpy(torch.as_tensor(value)), dtype=np.float32)
@@ -99,7 +94,7 @@ def _fires_on_positive(spike_fn: Callable) -> bool:
     )
 
 
-def _leaky_refusals(module: nn.Module) -> list[str]:
+def leaky_refusals(module: nn.Module) -> list[str]:
     """The options of an ``snn.Leaky`` that no T1C-IR LIF expresses."""
     refused = []
     if module.inhibition:
@@ -126,7 +121,7 @@ def convert_leaky(module: nn.Module, ctx: ExportContext) -> ir.Node:
     """
     if ctx.output_shape is None:
         raise ctx.fail(module, "its neuron shape is unknown (it was not called by the sample forward pass)")
-    refused = _leaky_refusals(module)
+    refused = leaky_refusals(module)
     if refused:
         raise ctx.fail(
             module,
@@ -134,8 +129,8 @@ def convert_leaky(module: nn.Module, ctx: ExportContext) -> ir.Node:
             "remove it or pass custom_map={snn.Leaky: fn}",
         )
     shape = ctx.output_shape
-    beta = np.clip(_neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
-    threshold = _neuron_array(module.threshold, shape, "threshold", module, ctx)
+    beta = np.clip(neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
+    threshold = neuron_array(module.threshold, shape, "threshold", module, ctx)
     if ctx.state_restarts:
         return _memoryless_lif(module, threshold, ctx)
     with np.errstate(divide="ignore"):

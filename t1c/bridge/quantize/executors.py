@@ -115,7 +115,8 @@ def quantize_executor(
     """A deep copy of ``executor`` whose synapses run in quantized simulation.
 
     ``SpikingAffine`` nodes use their own ``weight_bits``/``accumulator_bits`` hints;
-    ``Affine`` and ``Conv2d`` nodes use the arguments, also inside nested graphs. Neurons,
+    ``Affine`` and ``Conv2d`` nodes use the arguments, also inside nested graphs, and so does
+    a ``CubaLIF``'s one-to-one ``w_rec`` (a synaptic weight). Neurons,
     pooling, the wiring, ``SepConv2d`` and every ANN node (activations, norms, Dropout,
     markers) are unchanged (float). The original executor is untouched. With QAT enabled
     (:func:`enable_qat`) the current fake-quantized weights are quantized, which gives
@@ -198,6 +199,10 @@ def _quantize_graph_in_place(
         elif isinstance(node, WEIGHTED_NODES):
             layer = QuantizedConv2d if isinstance(node, ir.Conv2d) else QuantizedLinear
             executor.set_module(name, layer.from_node(node, weight_bits, accumulator_bits))
+        elif isinstance(node, ir.CubaLIF) and node.w_rec is not None:  # w_rec: a synaptic weight
+            executor.set_module(
+                name, quantized_module(executor.module_for(name), weight_bits, accumulator_bits)
+            )
     for name, sub in _inner_executors(executor):
         _quantize_graph_in_place(sub.inner, graph.nodes[name].graph, weight_bits, accumulator_bits, fold)
 

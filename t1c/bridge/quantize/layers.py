@@ -9,6 +9,8 @@ float32, bit for bit what the float64 accumulator gives, at a fraction of the co
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,7 @@ from torch import Tensor, nn
 
 from t1c import ir
 
+from ..neuron_modules import CubaLIFModule
 from .integers import (
     ACCUMULATOR_DTYPE,
     accumulator_range,
@@ -23,6 +26,7 @@ from .integers import (
     output_dtype,
     quantize_bias,
     quantize_layer,
+    quantize_weights,
     quantized_conv2d,
     quantized_linear,
     scaled_output,
@@ -296,7 +300,20 @@ def quantized_module(module: nn.Module, weight_bits: int, accumulator_bits: int)
         return QuantizedLinear.from_linear(module, *own_bits(module, weight_bits, accumulator_bits))
     if isinstance(module, nn.Conv2d):
         return QuantizedConv2d.from_conv(module, *own_bits(module, weight_bits, accumulator_bits))
+    if isinstance(module, CubaLIFModule) and module.w_rec is not None:
+        return quantized_self_connection(module, weight_bits)
     return None
+
+
+def quantized_self_connection(module: CubaLIFModule, weight_bits: int) -> CubaLIFModule:
+    """A copy of a ``CubaLIFModule`` whose one-to-one recurrence ``w_rec`` is a synaptic
+    weight on the integer grid (symmetric, one scale, ``weight_bits``): ``w_int * scale``,
+    so each spike product is an exact integer times the scale. The neuron parameters
+    (decays, gain, threshold) stay float, as a LIF's do (docs/neurons.md, "Quantization")."""
+    twin = copy.deepcopy(module)
+    w_int, scale = quantize_weights(module.w_rec, weight_bits)
+    twin.w_rec = nn.Parameter((w_int.to(torch.float64) * scale).to(module.w_rec.dtype), requires_grad=False)
+    return twin
 
 
 def own_bits(module: nn.Module, weight_bits: int, accumulator_bits: int) -> tuple[int, int]:
