@@ -46,25 +46,49 @@ _NODE_OF = {
 }
 
 
-def convert_synaptic(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
-    """``snn.Synaptic`` -> an exact ``CubaLIF``: ``alpha``, ``beta`` (clamped), and the plain
-    fields ``tau_syn = w_in = 1/(1-alpha)``, ``tau_mem = r = 1/(1-beta)``, ``v_leak = 0``."""
-    shape = _checked_shape(module, ctx, [])
-    alpha = np.clip(neuron_array(module.alpha, shape, "alpha", module, ctx), 0.0, 1.0)
-    beta = np.clip(neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
-    tau_syn, tau_mem = time_constant(alpha), time_constant(beta)
+def _exact_cuba(
+    module: nn.Module,
+    ctx: ExportContext,
+    shape: tuple[int, ...],
+    beta: np.ndarray,
+    alpha: np.ndarray | None = None,
+    input_gain: np.ndarray | None = None,
+    **exact: object,
+) -> ir.CubaLIF:
+    """The exact ``CubaLIF`` of an snnTorch neuron with decay ``beta`` (and current decay
+    ``alpha``, input gain ``input_gain`` where it has them), with the plain fields a reader
+    without the exact ones approximates it by: ``tau_mem = r = 1/(1-beta)``, ``tau_syn =
+    1/(1-alpha)`` (1 without a current stage), ``w_in`` the same (or the gain), ``v_leak = 0``.
+    ``exact`` adds ``w_rec`` or sets ``reset_delay`` (Lapicque has none: its reset is always
+    delayed)."""
+    tau_mem = time_constant(beta)
+    tau_syn = time_constant(alpha) if alpha is not None else np.ones(shape, dtype=np.float32)
+    w_in = input_gain if input_gain is not None else tau_syn
+    fields = {
+        "reset_mechanism": str(module.reset_mechanism),
+        "reset_delay": bool(getattr(module, "reset_delay", True)),
+    }
     return ir.CubaLIF(
         tau_syn=tau_syn,
         tau_mem=tau_mem,
         r=tau_mem.copy(),
         v_leak=np.zeros(shape, dtype=np.float32),
         v_threshold=neuron_array(module.threshold, shape, "threshold", module, ctx),
-        w_in=tau_syn.copy(),
+        w_in=w_in.copy(),
         alpha=alpha,
         beta=beta,
-        reset_mechanism=str(module.reset_mechanism),
-        reset_delay=bool(module.reset_delay),
+        input_gain=input_gain,
+        **{**fields, **exact},
     )
+
+
+def convert_synaptic(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
+    """``snn.Synaptic`` -> an exact ``CubaLIF``: ``alpha``, ``beta`` (clamped), and the plain
+    fields ``tau_syn = w_in = 1/(1-alpha)``, ``tau_mem = r = 1/(1-beta)``, ``v_leak = 0``."""
+    shape = _checked_shape(module, ctx, [])
+    alpha = np.clip(neuron_array(module.alpha, shape, "alpha", module, ctx), 0.0, 1.0)
+    beta = np.clip(neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
+    return _exact_cuba(module, ctx, shape, beta, alpha)
 
 
 def _power_of_two(value: torch.Tensor) -> bool:
@@ -98,20 +122,8 @@ def convert_lapicque(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
             "T1C-IR CubaLIF expresses",
         )
     beta_arr = neuron_array(beta, shape, "beta", module, ctx)
-    tau_mem = time_constant(beta_arr)
     gain_arr = neuron_array(gain, shape, "input_gain", module, ctx)
-    return ir.CubaLIF(
-        tau_syn=np.ones(shape, dtype=np.float32),
-        tau_mem=tau_mem,
-        r=tau_mem.copy(),
-        v_leak=np.zeros(shape, dtype=np.float32),
-        v_threshold=neuron_array(module.threshold, shape, "threshold", module, ctx),
-        w_in=gain_arr.copy(),
-        beta=beta_arr,
-        input_gain=gain_arr,
-        reset_mechanism=str(module.reset_mechanism),
-        reset_delay=True,
-    )
+    return _exact_cuba(module, ctx, shape, beta_arr, input_gain=gain_arr, reset_delay=True)
 
 
 def convert_alpha(module: nn.Module, ctx: ExportContext) -> ir.AlphaLIF:
@@ -152,20 +164,7 @@ def convert_rleaky(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
     ``w_rec = V``: ``u = (beta*v + x) + V*s_prev``, added in snnTorch's order."""
     shape, w_rec = _one_to_one(module, ctx, [])
     beta = np.clip(neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
-    tau_mem = time_constant(beta)
-    ones = np.ones(shape, dtype=np.float32)
-    return ir.CubaLIF(
-        tau_syn=ones,
-        tau_mem=tau_mem,
-        r=tau_mem.copy(),
-        v_leak=np.zeros(shape, dtype=np.float32),
-        v_threshold=neuron_array(module.threshold, shape, "threshold", module, ctx),
-        w_in=ones.copy(),
-        beta=beta,
-        w_rec=w_rec,
-        reset_mechanism=str(module.reset_mechanism),
-        reset_delay=bool(module.reset_delay),
-    )
+    return _exact_cuba(module, ctx, shape, beta, w_rec=w_rec)
 
 
 def convert_rsynaptic(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
