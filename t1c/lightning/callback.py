@@ -62,8 +62,10 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from .exporting import Exporter, T1CExportError, rng_preserved
+from .background import Worker
+from .exporting import Exporter, T1CExportError, log_metrics, rng_preserved
 from .feeding import Encoder, Feed, Readout, check_feed
 from .holdings import fit_folders, model_checkpoints
 from .ledger import Action, Ledger
@@ -123,6 +125,12 @@ class T1CExport(Callback):
             the class scores of the float and the quantized graph (``t1c/float_<name>``,
             ``t1c/quant_<name>``), synced across ranks by torchmetrics. None:
             ``MulticlassAccuracy(C, average="micro")`` named ``acc``.
+        asynchronous: take a snapshot at the checkpoint and measure, write and read back the
+            export on a background thread while training goes on (default); its files,
+            manifest entries and logged figures appear at the first hook after it is done, its
+            errors are raised there, and the end of the fit waits for it. ``False``: every
+            export is done before the next training step. Distributed runs are synchronous (the
+            measurement syncs its figures across ranks).
 
     Raises:
         ValueError: an argument is out of range; the message repeats it.
@@ -148,6 +156,7 @@ class T1CExport(Callback):
         num_steps: int | None = None,
         readout: Readout = "spike_count",
         metrics: Any = None,
+        asynchronous: bool = True,
     ) -> None:
         super().__init__()
         _check_init(
@@ -169,24 +178,20 @@ class T1CExport(Callback):
         self.every_n_epochs = every_n_epochs
         self.save_last = bool(save_last)
         self.verify = verify
-        self.weight_bits = weight_bits
-        self.accumulator_bits = accumulator_bits
+        self.weight_bits, self.accumulator_bits = weight_bits, accumulator_bits
         self.integer_weights = bool(integer_weights)
         self.limit_batches = limit_batches
-        self.max_quant_gap = max_quant_gap
-        self.on_quant_gap = on_quant_gap
-        self.module_attr = module_attr
-        self.export_kwargs = dict(export_kwargs or {})
-        self.sample = sample
+        self.max_quant_gap, self.on_quant_gap = max_quant_gap, on_quant_gap
+        self.module_attr, self.export_kwargs, self.sample = module_attr, dict(export_kwargs or {}), sample
         self.feed = Feed(encoder, num_steps, readout)
         self.metrics = metric_collection(metrics)
+        self.asynchronous = bool(asynchronous)
 
-        # What the hooks delegate to (each hook's docstring names the ones it touches):
-        #: what was written, top-k deletion, last.t1c, manifests, resume (every reconcile)
+        # What the hooks delegate to (each hook's docstring names the ones it touches): the ledger (what
+        # was written, top-k deletion, last.t1c, manifests, resume), the records (validation's own
+        # outputs, for the measurement), the exporter (builds, verifies, measures, writes an export)
         self.ledger = Ledger(uuid.uuid4().hex, self.dirpath, self.save_last)
-        #: validation's own outputs, recorded for the measurement (validation hooks)
         self.records = ValidationRecords()
-        #: builds, verifies, measures and writes one export (train start, saves, reconciles)
         self.exporter = Exporter(
             verify=verify,
             integer_weights=self.integer_weights,
@@ -205,7 +210,10 @@ class T1CExport(Callback):
             ),
             reference_files=self.ledger.reference_files,
         )
+        self.worker: Worker | None = None  # runs exports off the training thread (setup; None: synchronous)
         self._own_dir: str | None = None  # the folder of exports without a ModelCheckpoint (setup)
+        self._own_steps: list[int] = []  # steps exported without a ModelCheckpoint, not yet written
+        self._resolved_step = 0  # the global step of the last reconcile: earlier saves are resolved
         self._dirty = False  # a save or a fit start since the last reconcile
 
     @property
@@ -225,10 +233,26 @@ class T1CExport(Callback):
         folder = self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints")
         self._own_dir = os.path.normpath(trainer.strategy.broadcast(folder))
         self.ledger.run = trainer.strategy.broadcast(self.ledger.run)  # a resume restores its own
+        if self.asynchronous and trainer.world_size > 1:
+            rank_zero_info(
+                "T1CExport: exports are synchronous under distributed training (the measurement syncs "
+                "its figures across ranks, which a background thread cannot do while the ranks train)"
+            )
+        elif self.asynchronous:
+            self.worker = Worker()
+            self.ledger.background = self.worker.submit
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Stop the background thread (its work was waited for or abandoned before)."""
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+            self.ledger.background = None
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Merge the manifests of this fit's folders (ledger); states are restored before this hook."""
         self.ledger.start_fit(trainer, fit_folders(trainer, self.dirpath, self._own_dir))
+        self._resolved_step = 0
         self._dirty = True
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -293,26 +317,39 @@ class T1CExport(Callback):
         self.ledger.note_saves(trainer)
         if not self.should_export_at_save(trainer):
             return
-        with rng_preserved(pl_module):
-            self.exporter.prepare(trainer, pl_module)
+        self._prepare(trainer, pl_module)
         self._dirty = True
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Resolve the saves of the last step (ledger)."""
-        self._reconcile(trainer, pl_module)
+        """Wait for the exports in flight (worker); resolve the saves of the last step (ledger)."""
+        self._reconcile(trainer, pl_module, wait=True)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Resolve the last saves (ledger) and forget this fit's pending exports (exporter)."""
+        """Resolve the last saves and wait for them (ledger, worker); forget this fit's pending
+        exports (exporter)."""
         # ModelCheckpoint.on_train_end may save after our on_train_end; a resume with no
         # training left reconciles only here
-        self._reconcile(trainer, pl_module)
+        self._reconcile(trainer, pl_module, wait=True)
         self.exporter.pending.clear()
+        self.exporter.submitted.clear()
         self.ledger.written.clear()
         self.ledger.saved.clear()
 
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """The fit fails or is interrupted: abandon the exports not started, let the running one
+        finish its file (no temporary file is left) and forget its outcome (worker)."""
+        if self.worker is not None:
+            self.worker.abandon()
+        self.exporter.pending.clear()
+        self.exporter.submitted.clear()
+        self.exporter.take_finished()
+
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The ledger's entries, reference file and run id: plain types only, so resume works."""
+        """The ledger's entries, reference file and run id: plain types only, so resume works
+        (once the background work in flight is done: it changes them)."""
+        if self.worker is not None:
+            self.worker.settle()
         return self.ledger.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -340,27 +377,69 @@ class T1CExport(Callback):
         )
 
     # -- what the hooks delegate ------------------------------------------------------------
-    def _reconcile(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """After a save or a fit start: bring the `.t1c` files in line with the checkpoints held."""
-        if not self._dirty:
-            return
-        self._dirty = False
-        self.ledger.reconcile(trainer, pl_module, self.exporter)
-        # every save of an earlier step has been resolved; the current step may still get one
-        self.exporter.pending = {s: p for s, p in self.exporter.pending.items() if s >= trainer.global_step}
+    def _reconcile(self, trainer: Trainer, pl_module: LightningModule, wait: bool = False) -> None:
+        """After a save or a fit start: bring the `.t1c` files in line with the checkpoints held.
+
+        With a worker: raise the error of a failed background job (``wait``: after waiting for
+        every job); while one is in flight, leave the files to a later hook, so they change in
+        the order of the checkpoints. The figures of finished exports are logged first.
+        """
+        if self.worker is not None:
+            if wait:
+                self.worker.wait()
+            else:
+                self.worker.check()
+                if self.worker.busy:
+                    return
+        self._log_exports(trainer)
+        if self._dirty:
+            self._dirty = False
+            # every save of a step before the last reconcile has been resolved
+            self.exporter.forget_before(self._resolved_step)
+            self.ledger.reconcile(trainer, pl_module, self.exporter)
+            self._write_own(trainer, pl_module)
+            self._resolved_step = trainer.global_step
+        if wait and self.worker is not None:
+            self.worker.wait()
+        self._log_exports(trainer)
+
+    def _log_exports(self, trainer: Trainer) -> None:
+        """Log each finished export's figures to the Trainer's loggers, at its checkpoint's step."""
+        for pending in self.exporter.take_finished():
+            log_metrics(trainer, pending.measured, pending.step)
+
+    def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Export the live model of this step (exporter): its snapshot now, the rest in the
+        worker once the work in flight is done (only one export is measured at a time)."""
+        if self.worker is not None:
+            self.worker.settle()
+        with rng_preserved(pl_module):
+            self.exporter.prepare(trainer, pl_module, self.worker.submit if self.worker else None)
+        if self.worker is None:
+            self._log_exports(trainer)
 
     def _export_own(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Export to ``filename`` in the callback's own folder (no ModelCheckpoint)."""
-        with rng_preserved(pl_module):
-            pending = self.exporter.prepare(trainer, pl_module)
-        values: dict[str, Any] = dict(pending.metrics)
-        values.update(epoch=trainer.current_epoch, step=trainer.global_step)
-        stem = trainer.strategy.broadcast(sanitize_stem(format_name(self.filename, values)))
-        path = os.path.join(self._own_dir or self.dirpath or ".", stem + EXPORT_SUFFIX)
-        self.ledger.apply(
-            trainer, pl_module, self.exporter, [Action("write", path, None, pending.step, None)], []
-        )
+        self._prepare(trainer, pl_module)
+        self._own_steps.append(trainer.global_step)
         self.ledger.last_own_step = trainer.global_step
+        self._dirty = True
+        self._reconcile(trainer, pl_module)
+
+    def _write_own(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Write the exports made without a ModelCheckpoint, named after their own metrics."""
+        actions = []
+        for step in self._own_steps:
+            pending = self.exporter.pending.get(step)
+            if pending is None:  # its export failed: raised by the worker
+                continue
+            values: dict[str, Any] = dict(pending.metrics)
+            values.update(epoch=pending.epoch, step=pending.step)
+            stem = trainer.strategy.broadcast(sanitize_stem(format_name(self.filename, values)))
+            path = os.path.join(self._own_dir or self.dirpath or ".", stem + EXPORT_SUFFIX)
+            actions.append(Action("write", path, None, pending.step, None))
+        self._own_steps = []
+        self.ledger.apply(trainer, pl_module, self.exporter, actions, [])
 
 
 def _check_init(**kw: Any) -> None:

@@ -20,7 +20,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from .exporting import Exporter, Pending
+from .exporting import Exporter, Pending, Submit
 from .files import atomic_copy, atomic_symlink, copy_replacing, remove_file
 from .holdings import Held, held_by, model_checkpoints, resumed_from
 from .layout import under_folder
@@ -195,6 +195,9 @@ class Ledger:
         # replaces (a manifest entry carrying the run's id proves nothing)
         self.owned: set[str] = set()
         self.check_disk = False  # first reconcile of a fit: read held checkpoints' steps from disk
+        #: runs the files' changes off the training thread (None: at once); the callback
+        #: reconciles again only when they are done
+        self.background: Submit | None = None
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -265,7 +268,8 @@ class Ledger:
         return held
 
     def reconcile(self, trainer: Trainer, pl_module: LightningModule, exporter: Exporter) -> None:
-        """Bring the `.t1c` files in line with the checkpoints the ModelCheckpoints hold now."""
+        """Bring the `.t1c` files in line with the checkpoints the ModelCheckpoints hold now
+        (planned here, :meth:`apply`'d in order)."""
         self.note_saves(trainer)
         held = self.held(trainer)
         named = {held_export_path(h) for h in held}  # a held checkpoint's export is never deleted
@@ -295,9 +299,17 @@ class Ledger:
         exporter: Exporter,
         actions: list[Action],
         deletions: list[str],
+        now: bool = False,
     ) -> None:
-        """Write, copy, link and delete on rank zero; update entries on every rank; meet at a barrier."""
+        """Write, copy, link and delete on rank zero; update entries on every rank; meet at a barrier.
+
+        In :attr:`background` when set, unless ``now`` or a checkpoint file's own weights are to
+        be exported (they are loaded into the live module: on the training thread).
+        """
         if not actions and not deletions:
+            return
+        if not now and self.background is not None and all(a.kind != "file" for a in actions):
+            self.background(lambda: self.apply(trainer, pl_module, exporter, actions, deletions, now=True))
             return
         touched: set[str] = set()
         rank_zero = trainer.is_global_zero
