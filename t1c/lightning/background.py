@@ -22,11 +22,13 @@ class Worker:
         self.pool: ThreadPoolExecutor | None = None  # started at the first job
         self.futures: list[Future] = []  # jobs not yet collected, oldest first
 
-    def submit(self, job: Callable[[], Any]) -> None:
-        """Run ``job`` after every job submitted before it."""
+    def submit(self, job: Callable[[], Any]) -> Future:
+        """Run ``job`` after every job submitted before it; its future."""
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t1c-export")
-        self.futures.append(self.pool.submit(job))
+        future = self.pool.submit(job)
+        self.futures.append(future)
+        return future
 
     @property
     def busy(self) -> bool:

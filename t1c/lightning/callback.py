@@ -243,7 +243,11 @@ class T1CExport(Callback):
             self.ledger.background = self.worker.submit
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Stop the background thread (its work was waited for or abandoned before)."""
+        """Stop the background thread (its work was waited for at the end of the fit)."""
+        self._stop_worker()
+
+    def _stop_worker(self) -> None:
+        """Abandon the jobs not started, wait for the running one, stop the thread (worker)."""
         if self.worker is not None:
             self.worker.close()
             self.worker = None
@@ -338,18 +342,14 @@ class T1CExport(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """The fit fails or is interrupted: abandon the exports not started, let the running one
         finish its file (no temporary file is left) and forget its outcome (worker)."""
-        if self.worker is not None:
-            self.worker.abandon()
+        self._stop_worker()
         self.exporter.pending.clear()
         self.exporter.submitted.clear()
         self.exporter.take_finished()
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The ledger's entries, reference file and run id: plain types only, so resume works
-        (once the background work in flight is done: it changes them)."""
-        if self.worker is not None:
-            self.worker.settle()
+        """The ledger's entries, reference file and run id: plain types only, so resume works."""
         return self.ledger.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -411,6 +411,8 @@ class T1CExport(Callback):
     def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Export the live model of this step (exporter): its snapshot now, the rest in the
         worker once the work in flight is done (only one export is measured at a time)."""
+        if self.exporter.prepared(trainer.global_step):  # a second checkpoint of this step
+            return
         if self.worker is not None:
             self.worker.settle()
         with rng_preserved(pl_module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import Future
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +63,7 @@ class Snapshot:
 
 
 #: Runs a job off the training thread, in the order submitted (:class:`t1c.lightning.background.Worker`).
-Submit = Callable[[Callable[[], Any]], None]
+Submit = Callable[[Callable[[], Any]], Future]
 
 
 class Exporter:
@@ -115,7 +116,7 @@ class Exporter:
         numbers, and training must continue with the stream it would have had.
         """
         step = trainer.global_step
-        if step in self.pending or step in self.submitted:
+        if self.prepared(step):
             return self.pending.get(step)
         snapshot = self.snapshot(trainer, pl_module, step, trainer.current_epoch, live=True)
         records = self.measurement.records
@@ -126,6 +127,10 @@ class Exporter:
             submit(lambda: self.finish(snapshot))
             return None
         return self.finish(snapshot)
+
+    def prepared(self, step: int) -> bool:
+        """Whether the export of ``step`` is done or submitted (one export per global step)."""
+        return step in self.pending or step in self.submitted
 
     def build(
         self, trainer: Trainer, pl_module: LightningModule, step: int, epoch: int, live: bool

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+from concurrent.futures import Future, wait
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -198,10 +199,13 @@ class Ledger:
         #: runs the files' changes off the training thread (None: at once); the callback
         #: reconciles again only when they are done
         self.background: Submit | None = None
+        self.applying: Future | None = None  # the last apply submitted to the background
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The resumable state, plain types only."""
+        """The resumable state, plain types only (once the last apply in the background is done)."""
+        if self.applying is not None:
+            wait([self.applying])
         return {
             "version": STATE_VERSION,
             "entries": copy.deepcopy(self.entries),
@@ -309,7 +313,9 @@ class Ledger:
         if not actions and not deletions:
             return
         if not now and self.background is not None and all(a.kind != "file" for a in actions):
-            self.background(lambda: self.apply(trainer, pl_module, exporter, actions, deletions, now=True))
+            self.applying = self.background(
+                lambda: self.apply(trainer, pl_module, exporter, actions, deletions, now=True)
+            )
             return
         touched: set[str] = set()
         rank_zero = trainer.is_global_zero
