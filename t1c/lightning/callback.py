@@ -49,6 +49,14 @@ measures (:mod:`t1c.lightning.measure`) and writes one export; a
 checkpoints held (:mod:`t1c.lightning.holdings`), deletes, keeps ``last.t1c`` and the
 manifest (:mod:`t1c.lightning.manifest`) and is the state saved in checkpoints; the
 :class:`~t1c.lightning.measure.ValidationRecords` hold what validation computed.
+
+Asynchronous exports (the default), like ``AsyncCheckpointIO``, change one of them, not the
+hooks: the exporter's snapshot is taken at the save, and a
+:class:`~t1c.lightning.background.Worker` finishes it (measure, metadata) and runs the ledger's
+changes to the files, one job at a time in checkpoint order. A hook reconciles only while the
+worker is idle, logs the finished exports' figures (:meth:`T1CExport._log_exports`, the one
+place an export's results reach the loggers) and raises a failed job's error; the end of the
+fit waits for the worker, an exception abandons what it has not started.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from concurrent.futures import Future
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,9 +109,9 @@ class Exporter:
     ) -> Pending | None:
         """Export, verify and measure the in-memory model once per global step.
 
-        ``submit``: runs the rest of the export off the training thread when its measurement is
-        :attr:`~t1c.lightning.measure.PreparedMeasurement.detached`; the export then lands in
-        :attr:`pending` (and :attr:`finished`) when done, and None is returned. Callers hold
+        ``submit``: runs the rest of the export (:meth:`finish`) off the training thread; the
+        export then lands in :attr:`pending` (and :attr:`finished`) when done, and None is
+        returned. Callers hold
         :func:`rng_preserved`: building evaluation modules and encoding inputs draw random
         numbers, and training must continue with the stream it would have had.
         """
@@ -122,7 +122,7 @@ class Exporter:
         records = self.measurement.records
         if records.step == step:  # measured (the snapshot keeps them): free their memory
             records.free()
-        if submit is not None and snapshot.measurement.detached:
+        if submit is not None:
             self.submitted.add(step)
             submit(lambda: self.finish(snapshot))
             return None
@@ -143,7 +143,9 @@ class Exporter:
         self, trainer: Trainer, pl_module: LightningModule, step: int, epoch: int, live: bool
     ) -> Snapshot:
         """Export and verify ``pl_module``'s current weights as the export of ``step``, with what
-        measuring it needs, on the training thread (the graph holds copies of the weights).
+        measuring it needs, on the training thread (the graph holds copies of the weights); a
+        measurement that reads the live module or the data is run here, so that the snapshot
+        reads nothing training changes and may be finished on any thread.
 
         ``live``: the weights are the training model's now, so the Trainer's metrics describe
         them; otherwise they were loaded from a checkpoint file and only what is measured

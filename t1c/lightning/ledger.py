@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 import os
-from concurrent.futures import Future, wait
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, wait
 from typing import Any, NamedTuple
 
 from lightning.pytorch import LightningModule, Trainer

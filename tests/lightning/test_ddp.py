@@ -29,6 +29,7 @@ def test_ddp_one_file_per_checkpoint_same_state_on_every_rank(tmp_path, fixtures
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-4000:]
+    assert "exports are synchronous under distributed training" in run.stderr  # no thread syncs ranks
     folder = tmp_path / "ck"
     ckpts = sorted(p.stem for p in folder.glob("*.ckpt"))
     t1c = sorted(p.stem for p in folder.glob("*.t1c"))
