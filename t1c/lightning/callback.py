@@ -53,17 +53,17 @@ manifest (:mod:`t1c.lightning.manifest`) and is the state saved in checkpoints; 
 Asynchronous exports (the default), like ``AsyncCheckpointIO``, change one of them, not the
 hooks: the exporter's snapshot is taken at the save, and a
 :class:`~t1c.lightning.background.Worker` finishes it (measure, metadata) and runs the ledger's
-changes to the files, one job at a time in checkpoint order. A hook reconciles only while the
-worker is idle, logs the finished exports' figures (:meth:`T1CExport._log_exports`, the one
-place an export's results reach the loggers) and raises a failed job's error; the end of the
-fit waits for the worker, an exception abandons what it has not started.
+changes to the files, one job at a time in checkpoint order. Each hook logs the finished
+exports' figures (:meth:`T1CExport._log_exports`, the one place an export's results reach the
+loggers) and raises a failed job's error; the end of the fit waits for the worker, an
+exception abandons what it has not started.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -220,8 +220,6 @@ class T1CExport(Callback):
         )
         self.worker: Worker | None = None  # runs exports off the training thread (setup; None: synchronous)
         self._own_dir: str | None = None  # the folder of exports without a ModelCheckpoint (setup)
-        self._own_steps: list[int] = []  # steps exported without a ModelCheckpoint, not yet written
-        self._resolved_step = 0  # the global step of the last reconcile: earlier saves are resolved
         self._dirty = False  # a save or a fit start since the last reconcile
 
     @property
@@ -264,7 +262,6 @@ class T1CExport(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Merge the manifests of this fit's folders (ledger); states are restored before this hook."""
         self.ledger.start_fit(trainer, fit_folders(trainer, self.dirpath, self._own_dir))
-        self._resolved_step = 0
         self._dirty = True
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -388,28 +385,33 @@ class T1CExport(Callback):
     def _reconcile(self, trainer: Trainer, pl_module: LightningModule, wait: bool = False) -> None:
         """After a save or a fit start: bring the `.t1c` files in line with the checkpoints held.
 
-        With a worker: raise the error of a failed background job (``wait``: after waiting for
-        every job); while one is in flight, leave the files to a later hook, so they change in
-        the order of the checkpoints. The figures of finished exports are logged first.
+        With a worker: first raise the error of a failed background job (``wait``: after waiting
+        for every job). The plan is made now, from the ModelCheckpoints' record at this hook;
+        the ledger applies it in the worker behind the exports in flight, so the files change in
+        the order of the checkpoints. The figures of finished exports are logged here.
         """
         if self.worker is not None:
             if wait:
                 self.worker.wait()
             else:
                 self.worker.check()
-                if self.worker.busy:
-                    return
         self._log_exports(trainer)
         if self._dirty:
             self._dirty = False
-            # every save of a step before the last reconcile has been resolved
-            self.exporter.forget_before(self._resolved_step)
             self.ledger.reconcile(trainer, pl_module, self.exporter)
-            self._write_own(trainer, pl_module)
-            self._resolved_step = trainer.global_step
+            # every save of an earlier step has been resolved; the current step may still get one
+            step = trainer.global_step
+            self._run(lambda: self.exporter.forget_before(step))
         if wait and self.worker is not None:
             self.worker.wait()
-        self._log_exports(trainer)
+            self._log_exports(trainer)
+
+    def _run(self, job: Callable[[], Any]) -> None:
+        """Run ``job`` in the worker, behind the jobs in flight (now without a worker)."""
+        if self.worker is None:
+            job()
+        else:
+            self.worker.submit(job)
 
     def _log_exports(self, trainer: Trainer) -> None:
         """Log each finished export's figures to the Trainer's loggers, at its checkpoint's step."""
@@ -429,27 +431,27 @@ class T1CExport(Callback):
             self._log_exports(trainer)
 
     def _export_own(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Export to ``filename`` in the callback's own folder (no ModelCheckpoint)."""
+        """Export to ``filename`` in the callback's own folder (no ModelCheckpoint), in the worker
+        once the export is finished (its name may hold its figures)."""
+        step = trainer.global_step
         self._prepare(trainer, pl_module)
-        self._own_steps.append(trainer.global_step)
-        self.ledger.last_own_step = trainer.global_step
-        self._dirty = True
-        self._reconcile(trainer, pl_module)
+        self.ledger.last_own_step = step
+        if self.worker is None:
+            self._write_own(trainer, pl_module, step)
+        else:
+            self.ledger.applying = self.worker.submit(lambda: self._write_own(trainer, pl_module, step))
 
-    def _write_own(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Write the exports made without a ModelCheckpoint, named after their own metrics."""
-        actions = []
-        for step in self._own_steps:
-            pending = self.exporter.pending.get(step)
-            if pending is None:  # its export failed: raised by the worker
-                continue
-            values: dict[str, Any] = dict(pending.metrics)
-            values.update(epoch=pending.epoch, step=pending.step)
-            stem = trainer.strategy.broadcast(sanitize_stem(format_name(self.filename, values)))
-            path = os.path.join(self._own_dir or self.dirpath or ".", stem + EXPORT_SUFFIX)
-            actions.append(Action("write", path, None, pending.step, None))
-        self._own_steps = []
-        self.ledger.apply(trainer, pl_module, self.exporter, actions, [])
+    def _write_own(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        """Write the export of ``step`` made without a ModelCheckpoint, named after its own metrics."""
+        pending = self.exporter.pending.get(step)
+        if pending is None:  # its export failed: the worker raises its error
+            return
+        values: dict[str, Any] = dict(pending.metrics)
+        values.update(epoch=pending.epoch, step=pending.step)
+        stem = trainer.strategy.broadcast(sanitize_stem(format_name(self.filename, values)))
+        path = os.path.join(self._own_dir or self.dirpath or ".", stem + EXPORT_SUFFIX)
+        action = Action("write", path, None, pending.step, None)
+        self.ledger.apply(trainer, pl_module, self.exporter, [action], [], now=True)
 
 
 def _check_init(**kw: Any) -> None:

@@ -205,7 +205,9 @@ class Exporter:
 
     def take_finished(self) -> list[Pending]:
         """The exports finished since the last call, oldest first (their figures are to be logged)."""
-        taken, self.finished = self.finished, []
+        taken = []
+        while self.finished:  # the worker may append meanwhile: pop, never replace the list
+            taken.append(self.finished.pop(0))
         return taken
 
     def forget_before(self, step: int) -> None:

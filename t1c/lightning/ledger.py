@@ -273,7 +273,10 @@ class Ledger:
 
     def reconcile(self, trainer: Trainer, pl_module: LightningModule, exporter: Exporter) -> None:
         """Bring the `.t1c` files in line with the checkpoints the ModelCheckpoints hold now
-        (planned here, :meth:`apply`'d in order)."""
+        (planned here once the last changes applied in the background are done, then
+        :meth:`apply`'d)."""
+        if self.applying is not None:
+            wait([self.applying])
         self.note_saves(trainer)
         held = self.held(trainer)
         named = {held_export_path(h) for h in held}  # a held checkpoint's export is never deleted
@@ -397,7 +400,10 @@ class Ledger:
                 }
             pending = exporter.pending.get(step)
             if pending is None:
-                rank_zero_warn(f"T1CExport: no export of step {step} is available for {checkpoint}; skipped")
+                if step not in exporter.submitted:  # a failed background export raises its own error
+                    rank_zero_warn(
+                        f"T1CExport: no export of step {step} is available for {checkpoint}; skipped"
+                    )
                 return None
         if rank_zero:
             exporter.write(path, pending, checkpoint)
