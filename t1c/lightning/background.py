@@ -4,8 +4,10 @@ A :class:`Worker` runs the jobs the export callback submits (measuring a snapsho
 and reading back files) on one background thread, so they finish in the order of the
 checkpoints that made them. The callback asks it at each hook whether it is busy, takes the
 error of a failed job there (on the training thread), waits for it at the end of a fit, and
-abandons what has not started when the fit fails. Threads suffice: the jobs spend their time
-in torch operations, hashing and HDF5 I/O, which release the GIL.
+abandons what has not started when the fit fails. A thread keeps the snapshot where it is (no
+pickling of graphs, executors and recorded outputs); it overlaps training as far as the jobs
+release the GIL (large torch operations, hashing, HDF5 I/O), and for small networks, whose
+many small operations hold it, it only takes the work off the training thread's hooks.
 """
 
 from __future__ import annotations
