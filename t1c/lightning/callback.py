@@ -49,21 +49,31 @@ measures (:mod:`t1c.lightning.measure`) and writes one export; a
 checkpoints held (:mod:`t1c.lightning.holdings`), deletes, keeps ``last.t1c`` and the
 manifest (:mod:`t1c.lightning.manifest`) and is the state saved in checkpoints; the
 :class:`~t1c.lightning.measure.ValidationRecords` hold what validation computed.
+
+Asynchronous exports (the default), like ``AsyncCheckpointIO``, change one of them, not the
+hooks: the exporter's snapshot is taken at the save, and a
+:class:`~t1c.lightning.background.Worker` finishes it (measure, metadata) and runs the ledger's
+changes to the files, one job at a time in checkpoint order. Each hook logs the finished
+exports' figures (:meth:`T1CExport._log_exports`, the one place an export's results reach the
+loggers) and raises a failed job's error; the end of the fit waits for the worker, an
+exception abandons what it has not started.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from .exporting import Exporter, T1CExportError, rng_preserved
+from .background import Worker
+from .exporting import Exporter, T1CExportError, log_metrics, rng_preserved
 from .feeding import Encoder, Feed, Readout, check_feed
 from .holdings import fit_folders, model_checkpoints
 from .ledger import Action, Ledger
@@ -126,6 +136,12 @@ class T1CExport(Callback):
             ``MulticlassAccuracy(C, average="micro")`` named ``acc``.
         rate_figure: ``"auto"``: each export's spike-rate figure to the loggers taking images (if matplotlib
             is installed); ``True``: also warn if not; ``"png"``: also ``<export>.rates.png``; ``False``: none.
+        asynchronous: take a snapshot at the checkpoint and measure, write and read back the
+            export on a background thread while training goes on (default); its files,
+            manifest entries and logged figures appear at the first hook after it is done, its
+            errors are raised there, and the end of the fit waits for it. ``False``: every
+            export is done before the next training step. Distributed runs are synchronous (the
+            measurement syncs its figures across ranks).
 
     Raises:
         ValueError: an argument is out of range; the message repeats it.
@@ -152,6 +168,7 @@ class T1CExport(Callback):
         readout: Readout = "spike_count",
         metrics: Any = None,
         rate_figure: bool | Literal["auto", "png"] = "auto",
+        asynchronous: bool = True,
     ) -> None:
         super().__init__()
         _check_init(
@@ -177,19 +194,17 @@ class T1CExport(Callback):
         self.integer_weights = bool(integer_weights)
         self.limit_batches = limit_batches
         self.max_quant_gap, self.on_quant_gap = max_quant_gap, on_quant_gap
-        self.module_attr = module_attr
-        self.export_kwargs = dict(export_kwargs or {})
-        self.sample = sample
+        self.module_attr, self.export_kwargs, self.sample = module_attr, dict(export_kwargs or {}), sample
         self.feed = Feed(encoder, num_steps, readout)
         self.metrics = metric_collection(metrics)
+        self.asynchronous = bool(asynchronous)
         self.rate_plots = RatePlots(rate_figure, weight_bits)
 
-        # What the hooks delegate to (each hook's docstring names the ones it touches):
-        #: what was written, top-k deletion, last.t1c, manifests, resume (every reconcile)
+        # What the hooks delegate to (each hook's docstring names the ones it touches): the ledger (what
+        # was written, top-k deletion, last.t1c, manifests, resume), the records (validation's own
+        # outputs, for the measurement), the exporter (builds, verifies, measures, writes an export)
         self.ledger = Ledger(uuid.uuid4().hex, self.dirpath, self.save_last)
-        #: validation's own outputs, recorded for the measurement (validation hooks)
         self.records = ValidationRecords()
-        #: builds, verifies, measures and writes one export (train start, saves, reconciles)
         self.exporter = Exporter(
             verify=verify,
             integer_weights=self.integer_weights,
@@ -207,8 +222,8 @@ class T1CExport(Callback):
                 verify != "off",
             ),
             reference_files=self.ledger.reference_files,
-            rate_plots=self.rate_plots,
         )
+        self.worker: Worker | None = None  # runs exports off the training thread (setup; None: synchronous)
         self._own_dir: str | None = None  # the folder of exports without a ModelCheckpoint (setup)
         self._dirty = False  # a save or a fit start since the last reconcile
 
@@ -229,6 +244,25 @@ class T1CExport(Callback):
         folder = self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints")
         self._own_dir = os.path.normpath(trainer.strategy.broadcast(folder))
         self.ledger.run = trainer.strategy.broadcast(self.ledger.run)  # a resume restores its own
+        if self.asynchronous and trainer.world_size > 1:
+            rank_zero_info(
+                "T1CExport: exports are synchronous under distributed training (the measurement syncs "
+                "its figures across ranks, which a background thread cannot do while the ranks train)"
+            )
+        elif self.asynchronous:
+            self.worker = Worker()
+            self.ledger.background = self.worker.submit
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Stop the background thread (its work was waited for at the end of the fit)."""
+        self._stop_worker()
+
+    def _stop_worker(self) -> None:
+        """Abandon the jobs not started, wait for the running one, stop the thread (worker)."""
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+            self.ledger.background = None
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Merge the manifests of this fit's folders (ledger); states are restored before this hook.
@@ -299,22 +333,31 @@ class T1CExport(Callback):
         self.ledger.note_saves(trainer)
         if not self.should_export_at_save(trainer):
             return
-        with rng_preserved(pl_module):
-            self.exporter.prepare(trainer, pl_module)
+        self._prepare(trainer, pl_module)
         self._dirty = True
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Resolve the saves of the last step (ledger)."""
-        self._reconcile(trainer, pl_module)
+        """Wait for the exports in flight (worker); resolve the saves of the last step (ledger)."""
+        self._reconcile(trainer, pl_module, wait=True)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Resolve the last saves (ledger) and forget this fit's pending exports (exporter)."""
+        """Resolve the last saves and wait for them (ledger, worker); forget this fit's pending
+        exports (exporter)."""
         # ModelCheckpoint.on_train_end may save after our on_train_end; a resume with no
         # training left reconciles only here
-        self._reconcile(trainer, pl_module)
+        self._reconcile(trainer, pl_module, wait=True)
         self.exporter.pending.clear()
+        self.exporter.submitted.clear()
         self.ledger.written.clear()
         self.ledger.saved.clear()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """The fit fails or is interrupted: abandon the exports not started, let the running one
+        finish its file (no temporary file is left) and forget its outcome (worker)."""
+        self._stop_worker()
+        self.exporter.pending.clear()
+        self.exporter.submitted.clear()
+        self.exporter.take_finished()
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -346,29 +389,84 @@ class T1CExport(Callback):
         )
 
     # -- what the hooks delegate ------------------------------------------------------------
-    def _reconcile(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """After a save or a fit start: bring the `.t1c` files in line with the checkpoints held."""
-        if not self._dirty:
-            return
-        self._dirty = False
-        self.ledger.reconcile(trainer, pl_module, self.exporter)
+    def _reconcile(self, trainer: Trainer, pl_module: LightningModule, wait: bool = False) -> None:
+        """After a save or a fit start: bring the `.t1c` files in line with the checkpoints held.
+
+        With a worker: first raise the error of a failed background job (``wait``: after waiting
+        for every job). The plan is made now, from the ModelCheckpoints' record at this hook;
+        the ledger applies it in the worker behind the exports in flight, so the files change in
+        the order of the checkpoints. The figures of finished exports are logged here.
+        """
+        if self.worker is not None:
+            if wait:
+                self.worker.wait()
+            else:
+                self.worker.check()
+        self._log_exports(trainer)
+        if self._dirty:
+            self._dirty = False
+            self.ledger.reconcile(trainer, pl_module, self.exporter)
+            self._run(lambda: self._write_pngs(trainer))
+            # every save of an earlier step has been resolved; the current step may still get one
+            step = trainer.global_step
+            self._run(lambda: self.exporter.forget_before(step))
+        if wait and self.worker is not None:
+            self.worker.wait()
+            self._log_exports(trainer)
+
+    def _run(self, job: Callable[[], Any]) -> None:
+        """Run ``job`` in the worker, behind the jobs in flight (now without a worker)."""
+        if self.worker is None:
+            job()
+        else:
+            self.worker.submit(job)
+
+    def _log_exports(self, trainer: Trainer) -> None:
+        """Log each finished export's figures to the Trainer's loggers, at its checkpoint's step."""
+        for pending in self.exporter.take_finished():
+            log_metrics(trainer, pending.measured, pending.step)
+            self.rate_plots.log(trainer, pending.measured, pending.epoch, pending.step)
+
+    def _write_pngs(self, trainer: Trainer) -> None:
+        """The rate figures beside the exports of this run, and none beside deleted ones (rate
+        plots; in the worker when there is one, behind the ledger's writes)."""
         self.rate_plots.write_pngs(trainer, self.ledger.entries, self.ledger.owned, self.ledger.deleted)
-        # every save of an earlier step has been resolved; the current step may still get one
-        self.exporter.pending = {s: p for s, p in self.exporter.pending.items() if s >= trainer.global_step}
+
+    def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Export the live model of this step (exporter): its snapshot now, the rest in the
+        worker once the work in flight is done (only one export is measured at a time)."""
+        if self.exporter.prepared(trainer.global_step):  # a second checkpoint of this step
+            return
+        if self.worker is not None:
+            self.worker.settle()
+        with rng_preserved(pl_module):
+            self.exporter.prepare(trainer, pl_module, self.worker.submit if self.worker else None)
+        if self.worker is None:
+            self._log_exports(trainer)
 
     def _export_own(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Export to ``filename`` in the callback's own folder (no ModelCheckpoint)."""
-        with rng_preserved(pl_module):
-            pending = self.exporter.prepare(trainer, pl_module)
+        """Export to ``filename`` in the callback's own folder (no ModelCheckpoint), in the worker
+        once the export is finished (its name may hold its figures)."""
+        step = trainer.global_step
+        self._prepare(trainer, pl_module)
+        self.ledger.last_own_step = step
+        if self.worker is None:
+            self._write_own(trainer, pl_module, step)
+        else:
+            self.ledger.applying = self.worker.submit(lambda: self._write_own(trainer, pl_module, step))
+
+    def _write_own(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        """Write the export of ``step`` made without a ModelCheckpoint, named after its own metrics."""
+        pending = self.exporter.pending.get(step)
+        if pending is None:  # its export failed: the worker raises its error
+            return
         values: dict[str, Any] = dict(pending.metrics)
-        values.update(epoch=trainer.current_epoch, step=trainer.global_step)
+        values.update(epoch=pending.epoch, step=pending.step)
         stem = trainer.strategy.broadcast(sanitize_stem(format_name(self.filename, values)))
         path = os.path.join(self._own_dir or self.dirpath or ".", stem + EXPORT_SUFFIX)
-        self.ledger.apply(
-            trainer, pl_module, self.exporter, [Action("write", path, None, pending.step, None)], []
-        )
-        self.ledger.last_own_step = trainer.global_step
-        self.rate_plots.write_pngs(trainer, self.ledger.entries, self.ledger.owned, self.ledger.deleted)
+        action = Action("write", path, None, pending.step, None)
+        self.ledger.apply(trainer, pl_module, self.exporter, [action], [], now=True)
+        self._write_pngs(trainer)
 
 
 def _check_init(**kw: Any) -> None:

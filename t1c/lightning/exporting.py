@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -24,13 +25,10 @@ from t1c import ir
 
 from .batches import LAYOUT_WORDS, example_input, first_batch, layout_of, one_step, to_device
 from .checkpoints import METADATA_KEY, checkpoint_weights, export_metadata
-from .measure import Measurement, copy_module, is_t1c_module
+from .measure import Measurement, PreparedMeasurement, copy_module, is_t1c_module
 from .naming import scalar_metrics
 from .rates import harm_message, layer_rates, quantization_harm
 from .scoring import GAP_NAME, METRIC_PREFIX
-
-if TYPE_CHECKING:
-    from .rate_plots import RatePlots
 
 
 class T1CExportError(RuntimeError):
@@ -47,6 +45,25 @@ class Pending:
     metrics: dict[str, float]
     content_hash: str
     source_hash: str | None
+    measured: dict[str, float] = field(default_factory=dict)  # this export's t1c/* figures
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one export needs, taken at its checkpoint: the graph (copies of the weights, topology
+    verified), its reference, the Trainer's metrics of those weights and the prepared measurement."""
+
+    step: int
+    epoch: int
+    graph: ir.Graph
+    reference: ir.Graph | None
+    metrics: dict[str, float]
+    live: bool
+    measurement: PreparedMeasurement
+
+
+#: Runs a job off the training thread, in the order submitted (:class:`t1c.lightning.background.Worker`).
+Submit = Callable[[Callable[[], Any]], Future]
 
 
 class Exporter:
@@ -61,7 +78,6 @@ class Exporter:
         gap: ``(max_quant_gap, on_quant_gap)``.
         measurement: measures each export (its bits are the quantization's).
         reference_files: the written exports a reference graph may be read back from, first first.
-        rate_plots: draws each measured export's spike rates for the loggers that take images, or None.
     """
 
     def __init__(
@@ -75,40 +91,64 @@ class Exporter:
         gap: tuple[float | None, str],
         measurement: Measurement,
         reference_files: Callable[[], list[str]],
-        rate_plots: RatePlots | None = None,
     ) -> None:
         self.verify, self.integer_weights = verify, integer_weights
         self.module_attr, self.export_kwargs, self.sample = module_attr, export_kwargs, sample
         self.gap, self.measurement, self.reference_files = gap, measurement, reference_files
-        self.rate_plots = rate_plots
         self.pending: dict[int, Pending] = {}  # global step -> its export, waiting for its paths
+        self.submitted: set[int] = set()  # global steps whose export was submitted to run in the background
+        self.finished: list[Pending] = []  # exports whose figures are not logged yet
         self.reference: ir.Graph | None = None
         self.reference_hash: tuple[ir.Graph, str] | None = None  # a reference and its content hash
         self.layout: str | None = None  # "t1c", "static", "BT" or "TB": how the batches hold time
         self.seen_sample: Any = None  # taken from the first training batch
         self.seen_sample_source = ""
 
-    def prepare(self, trainer: Trainer, pl_module: LightningModule) -> Pending:
+    def prepare(
+        self, trainer: Trainer, pl_module: LightningModule, submit: Submit | None = None
+    ) -> Pending | None:
         """Export, verify and measure the in-memory model once per global step.
 
-        Callers hold :func:`rng_preserved`: building evaluation modules and encoding inputs
-        draw random numbers, and training must continue with the stream it would have had.
+        ``submit``: runs the rest of the export (:meth:`finish`) off the training thread; the
+        export then lands in :attr:`pending` (and :attr:`finished`) when done, and None is
+        returned. Callers hold
+        :func:`rng_preserved`: building evaluation modules and encoding inputs draw random
+        numbers, and training must continue with the stream it would have had.
         """
         step = trainer.global_step
-        if step not in self.pending:
-            self.pending[step] = self.build(trainer, pl_module, step, trainer.current_epoch, live=True)
-            records = self.measurement.records
-            if records.step == step:  # measured: validation's records have served, free their memory
-                records.free()
-        return self.pending[step]
+        if self.prepared(step):
+            return self.pending.get(step)
+        snapshot = self.snapshot(trainer, pl_module, step, trainer.current_epoch, live=True)
+        records = self.measurement.records
+        if records.step == step:  # measured (the snapshot keeps them): free their memory
+            records.free()
+        if submit is not None:
+            self.submitted.add(step)
+            submit(lambda: self.finish(snapshot))
+            return None
+        return self.finish(snapshot)
+
+    def prepared(self, step: int) -> bool:
+        """Whether the export of ``step`` is done or submitted (one export per global step)."""
+        return step in self.pending or step in self.submitted
 
     def build(
         self, trainer: Trainer, pl_module: LightningModule, step: int, epoch: int, live: bool
     ) -> Pending:
-        """Export, verify and measure ``pl_module``'s current weights as the export of ``step``.
+        """Export, verify and measure ``pl_module``'s current weights as the export of ``step``
+        (:meth:`snapshot`, then :meth:`finish`)."""
+        return self.finish(self.snapshot(trainer, pl_module, step, epoch, live))
+
+    def snapshot(
+        self, trainer: Trainer, pl_module: LightningModule, step: int, epoch: int, live: bool
+    ) -> Snapshot:
+        """Export and verify ``pl_module``'s current weights as the export of ``step``, with what
+        measuring it needs, on the training thread (the graph holds copies of the weights); a
+        measurement that reads the live module or the data is run here, so that the snapshot
+        reads nothing training changes and may be finished on any thread.
 
         ``live``: the weights are the training model's now, so the Trainer's metrics describe
-        them; otherwise they were loaded from a checkpoint file and only what is measured here
+        them; otherwise they were loaded from a checkpoint file and only what is measured
         goes into the metadata.
         """
         graph, reference = self.export_verified(pl_module, f"epoch {epoch}, step {step}")
@@ -122,28 +162,58 @@ class Exporter:
                 {k: v for k, v in trainer.callback_metrics.items() if not k.startswith(METRIC_PREFIX)}
             )
             metrics = trainer.strategy.broadcast(metrics)
-        measured = self.measurement.measure(trainer, pl_module, graph, self.layout)
+        measurement = self.measurement.prepare(trainer, pl_module, graph, self.layout)
+        if not measurement.detached:  # it reads the live module or the data: measured now
+            figures = measurement.run()
+            measurement = PreparedMeasurement(lambda: figures, True)
+        return Snapshot(step, epoch, graph, reference, metrics, live, measurement)
+
+    def finish(self, snapshot: Snapshot) -> Pending:
+        """Measure and check a snapshot, and fill its metadata: the export as it ships, kept in
+        :attr:`pending` and :attr:`finished` (its figures are logged by the callback).
+
+        Raises:
+            T1CExportError: a check the user asked for failed (self-check, quantization gap).
+        """
+        step, epoch, graph, reference = snapshot.step, snapshot.epoch, snapshot.graph, snapshot.reference
+        measured = snapshot.measurement.run()
         self.check_forward()
-        metrics.update(measured)
-        log_metrics(trainer, measured, step)
-        if self.rate_plots is not None:
-            self.rate_plots.log(trainer, measured, epoch, step)
+        metrics = {**snapshot.metrics, **measured}
         check_gap(measured, *self.gap, self.measurement.weight_bits, f"epoch {epoch}, step {step}")
         check_rates(measured, self.measurement.weight_bits, f"epoch {epoch}, step {step}")
         content_hash = graph.content_hash()  # metadata is not hashed: set below freely
         source_hash = content_hash if reference is None or reference is graph else self.hash_of(reference)
         claimed = self.integer_weights or measured  # only what was written or measured is claimed
+        weights = (
+            "live model at the checkpoint's save" if snapshot.live else "loaded from the checkpoint file"
+        )
         graph.metadata[METADATA_KEY] = export_metadata(
             epoch=epoch,
             global_step=step,
             metrics=metrics,
             source_hash=source_hash,
-            weights="live model at the checkpoint's save" if live else "loaded from the checkpoint file",
+            weights=weights,
             integer_weights=self.integer_weights,
             weight_bits=self.measurement.weight_bits if claimed else None,
             accumulator_bits=self.measurement.accumulator_bits if claimed else None,
         )
-        return Pending(step, epoch, graph, metrics, content_hash, source_hash)
+        pending = Pending(step, epoch, graph, metrics, content_hash, source_hash, measured)
+        if snapshot.live:
+            self.pending[step] = pending
+        self.finished.append(pending)
+        return pending
+
+    def take_finished(self) -> list[Pending]:
+        """The exports finished since the last call, oldest first (their figures are to be logged)."""
+        taken = []
+        while self.finished:  # the worker may append meanwhile: pop, never replace the list
+            taken.append(self.finished.pop(0))
+        return taken
+
+    def forget_before(self, step: int) -> None:
+        """Drop the pending exports of steps before ``step``: every save of them has been resolved."""
+        self.pending = {s: p for s, p in self.pending.items() if s >= step}
+        self.submitted = {s for s in self.submitted if s >= step}
 
     def build_from_file(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: str

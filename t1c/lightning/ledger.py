@@ -14,13 +14,14 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, wait
 from typing import Any, NamedTuple
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from .exporting import Exporter, Pending
+from .exporting import Exporter, Pending, Submit
 from .files import atomic_copy, atomic_symlink, copy_replacing, remove_file
 from .holdings import Held, held_by, model_checkpoints, resumed_from
 from .layout import under_folder
@@ -195,10 +196,16 @@ class Ledger:
         # replaces (a manifest entry carrying the run's id proves nothing)
         self.owned: set[str] = set()
         self.check_disk = False  # first reconcile of a fit: read held checkpoints' steps from disk
+        #: runs the files' changes off the training thread (None: at once); the callback
+        #: reconciles again only when they are done
+        self.background: Submit | None = None
+        self.applying: Future | None = None  # the last apply submitted to the background
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The resumable state, plain types only."""
+        """The resumable state, plain types only (once the last apply in the background is done)."""
+        if self.applying is not None:
+            wait([self.applying])
         return {
             "version": STATE_VERSION,
             "entries": copy.deepcopy(self.entries),
@@ -265,7 +272,11 @@ class Ledger:
         return held
 
     def reconcile(self, trainer: Trainer, pl_module: LightningModule, exporter: Exporter) -> None:
-        """Bring the `.t1c` files in line with the checkpoints the ModelCheckpoints hold now."""
+        """Bring the `.t1c` files in line with the checkpoints the ModelCheckpoints hold now
+        (planned here once the last changes applied in the background are done, then
+        :meth:`apply`'d)."""
+        if self.applying is not None:
+            wait([self.applying])
         self.note_saves(trainer)
         held = self.held(trainer)
         named = {held_export_path(h) for h in held}  # a held checkpoint's export is never deleted
@@ -295,9 +306,19 @@ class Ledger:
         exporter: Exporter,
         actions: list[Action],
         deletions: list[str],
+        now: bool = False,
     ) -> None:
-        """Write, copy, link and delete on rank zero; update entries on every rank; meet at a barrier."""
+        """Write, copy, link and delete on rank zero; update entries on every rank; meet at a barrier.
+
+        In :attr:`background` when set, unless ``now`` or a checkpoint file's own weights are to
+        be exported (they are loaded into the live module: on the training thread).
+        """
         if not actions and not deletions:
+            return
+        if not now and self.background is not None and all(a.kind != "file" for a in actions):
+            self.applying = self.background(
+                lambda: self.apply(trainer, pl_module, exporter, actions, deletions, now=True)
+            )
             return
         touched: set[str] = set()
         rank_zero = trainer.is_global_zero
@@ -379,7 +400,10 @@ class Ledger:
                 }
             pending = exporter.pending.get(step)
             if pending is None:
-                rank_zero_warn(f"T1CExport: no export of step {step} is available for {checkpoint}; skipped")
+                if step not in exporter.submitted:  # a failed background export raises its own error
+                    rank_zero_warn(
+                        f"T1CExport: no export of step {step} is available for {checkpoint}; skipped"
+                    )
                 return None
         if rank_zero:
             exporter.write(path, pending, checkpoint)

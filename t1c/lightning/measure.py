@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -139,6 +139,20 @@ class ValidationRecords:
         return records
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedMeasurement:
+    """A measurement built at an export, to run now or off the training thread.
+
+    Attributes:
+        run: measures and returns the ``t1c/*`` figures (``{}``: none measured).
+        detached: the run reads nothing training changes (no live module, no data loader), so it
+            may run while training goes on.
+    """
+
+    run: Callable[[], dict[str, float]]
+    detached: bool
+
+
 class Measurement:
     """Measures exported graphs against the live module on the validation data.
 
@@ -177,19 +191,30 @@ class Measurement:
         self, trainer: Trainer, pl_module: LightningModule, graph: ir.Graph, layout: str | None
     ) -> dict[str, float]:
         """The ``t1c/*`` figures of ``graph``: the metrics of both graphs, their agreements with
-        the live module and each other, and each LIF layer's spike rate in both.
+        the live module and each other, and each LIF layer's spike rate in both
+        (:meth:`prepare`, then its run)."""
+        return self.prepare(trainer, pl_module, graph, layout).run()
 
-        Evaluates copies (the float executor, the quantized one built from the very
-        integers stored in the file, a copy of the live model) under ``no_grad``, so training
-        is not disturbed (callers restore the RNG). A plain LightningModule's ``forward``
-        gives the live predictions; ``layout`` is how its batches hold time.
+    def prepare(
+        self, trainer: Trainer, pl_module: LightningModule, graph: ir.Graph, layout: str | None
+    ) -> PreparedMeasurement:
+        """Build what measures ``graph`` now; the measurement itself runs when its ``run`` is called.
+
+        Building the executors draws the global random stream (callers restore it), so it is
+        done here, on the training thread; the run evaluates copies (the float executor, the
+        quantized one built from the very integers stored in the file, a copy of the live model)
+        under ``no_grad``, so training is not disturbed. A plain LightningModule's ``forward``
+        gives the live predictions; ``layout`` is how its batches hold time. The run is
+        ``detached`` when it reads nothing that training changes: a T1CModule whose validation
+        recorded every measured batch at this step (their inputs, spike trains and live outputs
+        are kept by the run; the next validation records into new containers).
         """
         if self.no_metrics_reason is not None:
-            return {}
+            return PreparedMeasurement(dict, True)
         loader = val_loader(trainer)
         if loader is None:
             self.no_metrics("there is no validation data")
-            return {}
+            return PreparedMeasurement(dict, True)
         from t1c.bridge import ir_to_torch
         from t1c.bridge.quantize import ir_to_quantized
 
@@ -203,20 +228,36 @@ class Measurement:
         quant_exec = ir_to_quantized(
             graph, self.weight_bits, self.accumulator_bits, executor=float_exec if float_is_live else None
         ).to(device)
+        records = copy.copy(self.records)  # this validation's containers, whatever the next one records
+        executors = (None if float_is_live else float_exec, quant_exec)
+
+        def run() -> dict[str, float]:
+            return self.run(pl_module, loader, records if reuse else None, executors, layout)
+
+        detached = reuse and records.covering(loader, self.limit_batches) is not None
+        return PreparedMeasurement(run, detached)
+
+    def run(
+        self,
+        pl_module: LightningModule,
+        loader: Any,
+        records: ValidationRecords | None,
+        executors: tuple[nn.Module | None, nn.Module],
+        layout: str | None,
+    ) -> dict[str, float]:
+        """Score both executors ``(float or None: the live one stands for it, quantized)`` on the
+        validation batches; ``records``: validation's own outputs at the exported weights (None:
+        not reusable)."""
+        float_exec, quant_exec = executors
+        device = pl_module.device
         scores = ExportScores(self.metrics, device)
-        float_spikes = SpikeCounter() if float_is_live else SpikeCounter().attach(float_exec)
+        float_spikes = SpikeCounter() if float_exec is None else SpikeCounter().attach(float_exec)
         quant_spikes = SpikeCounter().attach(quant_exec)
         try:
             with torch.no_grad():
-                if t1c_module:
+                if is_t1c_module(pl_module):
                     done = self.score_t1c(
-                        pl_module,
-                        loader,
-                        reuse,
-                        None if float_is_live else float_exec,
-                        quant_exec,
-                        scores,
-                        float_spikes,
+                        pl_module, loader, records, float_exec, quant_exec, scores, float_spikes
                     )
                 else:
                     done = self.score_plain(
@@ -303,14 +344,14 @@ class Measurement:
         self,
         pl_module: LightningModule,
         loader: Any,
-        reuse: bool,
+        records: ValidationRecords | None,
         float_exec: nn.Module | None,
         quant_exec: nn.Module,
         scores: ExportScores,
         live_spikes: SpikeCounter,
     ) -> bool:
         """Score a T1CModule's batches; the live outputs are validation's own where it ran the same
-        computation on the weights exported now (``reuse``), and they stand for the float
+        computation on the weights exported now (``records``, else None), and they stand for the float
         graph's when it provably computes what the live executor does (``float_exec`` None:
         ``live_spikes`` then counts the live executor's spikes). False when a batch has no labels.
 
@@ -320,7 +361,7 @@ class Measurement:
         graph, which rounds by batch shape in float32, always runs batch by batch, as
         validation did."""
         device = pl_module.device
-        batches = self.live_batches(pl_module, loader, reuse, live_spikes if float_exec is None else None)
+        batches = self.live_batches(pl_module, loader, records, live_spikes if float_exec is None else None)
         for item in joined(batches, MEASURE_JOIN_BYTES if float_exec is None else 0):
             if item is None:
                 return False
@@ -337,10 +378,15 @@ class Measurement:
         return True
 
     def live_batches(
-        self, pl_module: LightningModule, loader: Any, reuse: bool, live_spikes: SpikeCounter | None
+        self,
+        pl_module: LightningModule,
+        loader: Any,
+        records: ValidationRecords | None,
+        live_spikes: SpikeCounter | None,
     ) -> Iterator[Item | None]:
         """``(spike trains, live class scores, labels)`` of each measured batch; a None (and stop)
-        for a batch without labels. ``live_spikes``: counts the live executor's spikes (None: not).
+        for a batch without labels. ``records``: validation's own, reusable (None: not);
+        ``live_spikes``: counts the live executor's spikes (None: not).
 
         When validation recorded every batch the measurement takes (the loader's length,
         ``limit_batches``) with its labels, those batches, without iterating the loader
@@ -348,12 +394,12 @@ class Measurement:
         same input, and a copy of the live executor for the others.
         """
         device = pl_module.device
-        recorded = self.records.covering(loader, self.limit_batches) if reuse else None
+        recorded = records.covering(loader, self.limit_batches) if records is not None else None
         if recorded is not None:
             for index, (x, xs, ys, y) in enumerate(recorded):
                 xs = xs if xs is not None else encode_for_eval(pl_module, x)
                 if live_spikes is not None:
-                    live_spikes.merge(self.records.rates.get(index, {}))
+                    live_spikes.merge(records.rates.get(index, {}))
                 yield xs, pl_module.logits(ys).to(device), y.to(device)
             return
         live = None
@@ -362,12 +408,12 @@ class Measurement:
                 yield None
                 return
             x = to_device(batch[0], device)
-            record = self.records.batches.get(index) if reuse else None
+            record = records.batches.get(index) if records is not None else None
             if record is not None and record[0].shape == x.shape and torch.equal(record[0], x):
                 ys = record[2]  # validation's own live outputs, on its own spike trains
                 xs = record[1] if record[1] is not None else encode_for_eval(pl_module, x)
                 if live_spikes is not None:
-                    live_spikes.merge(self.records.rates.get(index, {}))
+                    live_spikes.merge(records.rates.get(index, {}))
             else:
                 if live is None:
                     live = copy_module(pl_module.executor).eval()

@@ -1,0 +1,77 @@
+"""Export jobs off the training thread, one at a time and in order, like ``AsyncCheckpointIO``.
+
+A :class:`Worker` runs the jobs the export callback submits (measuring a snapshot, writing
+and reading back files) on one background thread, so they finish in the order of the
+checkpoints that made them. The callback asks it at each hook whether it is busy, takes the
+error of a failed job there (on the training thread), waits for it at the end of a fit, and
+abandons what has not started when the fit fails. A thread keeps the snapshot where it is (no
+pickling of graphs, executors and recorded outputs); it overlaps training as far as the jobs
+release the GIL (large torch operations, hashing, HDF5 I/O), and for small networks, whose
+many small operations hold it, it only takes the work off the training thread's hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
+
+
+class Worker:
+    """One background thread running submitted jobs in the order they came."""
+
+    def __init__(self) -> None:
+        self.pool: ThreadPoolExecutor | None = None  # started at the first job
+        self.futures: list[Future] = []  # jobs not yet collected, oldest first
+
+    def submit(self, job: Callable[[], Any]) -> Future:
+        """Run ``job`` after every job submitted before it; its future."""
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t1c-export")
+        future = self.pool.submit(job)
+        self.futures.append(future)
+        return future
+
+    @property
+    def busy(self) -> bool:
+        """Whether a submitted job has not finished yet."""
+        return any(not f.done() for f in self.futures)
+
+    def check(self) -> None:
+        """Collect the finished jobs; raise the first one's error (the export's own exception)."""
+        done = [f for f in self.futures if f.done()]
+        self.futures = [f for f in self.futures if not f.done()]
+        raise_first(done)
+
+    def wait(self) -> None:
+        """Wait for every job, then raise the first one's error, if any."""
+        futures, self.futures = self.futures, []
+        wait(futures)
+        raise_first(futures)
+
+    def settle(self) -> None:
+        """Wait for every job and keep their errors for the next :meth:`check`."""
+        wait(self.futures)
+
+    def abandon(self) -> None:
+        """Drop the jobs not started, wait for the running one (it leaves no temporary file) and
+        forget every error: the fit is already ending with its own."""
+        for future in self.futures:
+            future.cancel()
+        self.settle()
+        self.futures = []
+
+    def close(self) -> None:
+        """Abandon what is left and stop the thread."""
+        self.abandon()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
+
+
+def raise_first(futures: list[Future]) -> None:
+    """Raise the exception of the first finished future that failed (cancelled ones are skipped)."""
+    for future in futures:
+        error = None if future.cancelled() else future.exception(timeout=0)
+        if error is not None:
+            raise error
