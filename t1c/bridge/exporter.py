@@ -579,12 +579,6 @@ def to_ir(
     Raises:
         ExportError: a module or operation cannot be expressed exactly (naming it and the fix).
     """
-    exporter = T1CExporter(
-        spiking=spiking,
-        spike_mode=spike_mode,
-        weight_bits=weight_bits,
-        accumulator_bits=accumulator_bits,
-        trace=trace,
-        hybrid=hybrid,
-    )
+    # the exporter's arguments, in its own order
+    exporter = T1CExporter(spiking, spike_mode, weight_bits, accumulator_bits, trace, hybrid)
     return exporter.export(model, sample, custom_map=custom_map)
