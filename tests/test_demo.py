@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -241,11 +242,18 @@ def test_rebuild_writes_the_cached_source_again(tmp_path, capsys):
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_demo_passes_args_to_the_demo():
     repo = Path(__file__).resolve().parents[1]
+    # a make of its own: under `make test`, MAKEFLAGS/MAKELEVEL would make it print directories
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     res = subprocess.run(
-        ["make", "-n", "demo", "ARGS=--rebuild --max-epochs 2"], cwd=repo, capture_output=True, text=True
+        ["make", "--no-print-directory", "-n", "demo", "ARGS=--rebuild --max-epochs 2"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines()[-1].endswith("-m t1c.demo --rebuild --max-epochs 2")
+    demo_lines = [line for line in res.stdout.splitlines() if "-m t1c.demo" in line]
+    assert demo_lines and demo_lines[-1].endswith("-m t1c.demo --rebuild --max-epochs 2"), res.stdout
 
 
 def test_install_commands_name_what_pip_can_find():
