@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from test_cli import _chain
 
 from t1c import ir
 from t1c.inspect import (
@@ -16,22 +17,6 @@ from t1c.inspect import (
     node_rows,
     param_count,
 )
-
-
-def _chain(hidden: int = 4, metadata: dict | None = None) -> ir.Graph:
-    return ir.Graph.from_chain(
-        ir.Input(input_type={"input": np.array([3])}),
-        ir.Affine(weight=np.ones((hidden, 3)), bias=np.zeros(hidden)),
-        ir.LIF(
-            tau=np.full(hidden, 10.0),
-            r=np.full(hidden, 10.0),
-            v_leak=np.zeros(hidden),
-            v_threshold=np.ones(hidden),
-        ),
-        ir.Output(),
-        names=["input", "fc", "lif", "output"],
-        metadata=metadata,
-    )
 
 
 def test_format_value_keeps_lines_short():

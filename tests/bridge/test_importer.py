@@ -6,38 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_executor import _affine, _inp, _lif, mlp_graph
 from torch import nn
 
 from t1c import ir
 from t1c.bridge import GraphExecutor, LIFModule, SubgraphModule, ir_to_torch, load
 from t1c.bridge.convert import NODE_FACTORIES
-
-
-def _lif(n, thr=0.5, **kw) -> ir.LIF:
-    return ir.LIF(
-        tau=np.full(n, 4.0), r=np.full(n, 4.0), v_leak=np.zeros(n), v_threshold=np.full(n, thr), **kw
-    )
-
-
-def _affine(out_f, in_f, seed=0) -> ir.Affine:
-    rng = np.random.default_rng(seed)
-    return ir.Affine(weight=rng.normal(0, 0.5, (out_f, in_f)), bias=rng.normal(0, 0.1, out_f))
-
-
-def _inp(*shape) -> ir.Input:
-    return ir.Input(input_type={"input": np.array(shape)})
-
-
-def mlp_graph() -> ir.Graph:
-    return ir.Graph.from_chain(
-        _inp(6),
-        _affine(8, 6),
-        _lif(8),
-        _affine(3, 8, 1),
-        _lif(3, reset_mechanism="subtract", reset_delay=True),
-        ir.Output(),
-        names=["input", "fc1", "lif1", "fc2", "lif2", "output"],
-    )
 
 
 def test_every_primitive_has_a_default_factory() -> None:

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import snntorch as snn
 import torch
+from test_callback_plain import _conv, _mlp
 from torch import nn
 
 from t1c.lightning.batches import batch_size, first_loader, layout_of, one_step, time_first
-
-
-def _mlp():
-    return nn.Sequential(
-        nn.Linear(6, 10),
-        snn.Leaky(beta=0.9, init_hidden=True),
-        nn.Linear(10, 3),
-        snn.Leaky(beta=0.8, init_hidden=True),
-    )
-
-
-def _conv():
-    return nn.Sequential(
-        nn.Conv2d(2, 4, 3),
-        snn.Leaky(beta=0.9, init_hidden=True),
-        nn.Flatten(),
-        nn.Linear(4 * 6 * 6, 3),
-        snn.Leaky(beta=0.8, init_hidden=True),
-    )
 
 
 def test_layout_rules():

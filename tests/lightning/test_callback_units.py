@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from test_ledger import _entry
 
 from t1c.lightning.callback import T1CExport
 
@@ -87,25 +88,6 @@ def test_should_export_at_save_needs_a_model_checkpoint():
 
 
 # -- state ---------------------------------------------------------------------------------
-def _entry(folder, name, **kw):
-    entry = {
-        "file": f"{folder}/{name}",
-        "dir": folder,
-        "checkpoint": f"{folder}/{name[:-4]}.ckpt",
-        "epoch": 0,
-        "global_step": 3,
-        "metrics": {"m": 1.0},
-        "content_hash": "abc",
-        "source_hash": None,
-        "same_as": None,
-        "link": False,
-        "run": "r1",
-        "kept": False,
-    }
-    entry.update(kw)
-    return entry
-
-
 def test_state_dict_is_plain_and_round_trips():
     cb = T1CExport()
     cb.ledger.entries = {"/x/a.t1c": _entry("/x", "a.t1c")}
