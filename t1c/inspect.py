@@ -23,13 +23,13 @@ per-neuron arrays, :data:`NEURON_FIELDS`), which describe the neurons, not the s
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .ir import Graph, Node, Subgraph, regions
+from .ir.drawing import escape_char
 
 #: Arrays counted as parameters but not shown field by field (they are what the
 #: parameter count sums up; showing them would flood the table).
@@ -54,9 +54,6 @@ _SHAPE_FIELDS = frozenset({"shape"})
 MAX_CELL = 80
 #: Input shapes listed for a node with many inputs (the rest are counted).
 MAX_LISTED_INPUTS = 8
-#: Unicode categories shown escaped: controls, format characters (bidi overrides,
-#: zero-width), surrogates, private use, unassigned, line/paragraph separators.
-_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def safe_text(text: Any, limit: int | None = None) -> str:
@@ -72,13 +69,7 @@ def safe_text(text: Any, limit: int | None = None) -> str:
     out: list[str] = []
     width = 0
     for i, ch in enumerate(text):
-        if ch.isprintable() and unicodedata.category(ch) not in _ESCAPED_CATEGORIES:
-            piece = ch
-        else:
-            code = ord(ch)
-            piece = (
-                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-            )
+        piece = escape_char(ch)
         if limit is not None and width + len(piece) > limit:
             return "".join(out) + f"...(+{len(text) - i} chars)"
         out.append(piece)

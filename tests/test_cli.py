@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report import ACCURACY_HEADER
 
 from t1c import ir
 from t1c.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_UNEXPECTED, build_parser, main
@@ -350,17 +351,7 @@ def test_fit_prints_where_its_files_went_and_the_table(in_tmp, fixtures_dir, cap
     for name in ("epoch=0-step=2.t1c", "last.t1c", "t1c_exports.json"):
         assert f"  {folder / 'checkpoints' / name}\n" in out
     header = next(line for line in out.splitlines() if line.startswith("checkpoint "))
-    assert header.split() == [
-        "checkpoint",
-        "epoch",
-        "step",
-        "float",
-        "acc",
-        "8-bit",
-        "acc",
-        "gap",
-        "agreement",
-    ]
+    assert header.split() == ACCURACY_HEADER
     assert any(line.startswith("epoch=0-step=2.ckpt ") for line in out.splitlines())
 
 

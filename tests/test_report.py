@@ -10,6 +10,8 @@ import pytest
 from t1c.lightning.manifest import write_manifest
 from t1c.report import ExportRow, accuracy_table, manifest_rows
 
+#: The accuracy table's header, split into words (``t1c fit`` prints the same table).
+ACCURACY_HEADER = ["checkpoint", "epoch", "step", "float", "acc", "8-bit", "acc", "gap", "agreement"]
 ACCURACY = {
     "t1c/float_acc": 0.95,
     "t1c/quant_acc": 0.9444,
@@ -94,17 +96,7 @@ def test_an_entry_that_is_not_a_mapping_is_named(tmp_path):
 def test_accuracy_table_formats_percentages(tmp_path):
     table = accuracy_table(manifest_rows(_manifest(tmp_path)), weight_bits=8)
     lines = table.splitlines()
-    assert lines[0].split() == [
-        "checkpoint",
-        "epoch",
-        "step",
-        "float",
-        "acc",
-        "8-bit",
-        "acc",
-        "gap",
-        "agreement",
-    ]
+    assert lines[0].split() == ACCURACY_HEADER
     assert lines[2].split() == ["epoch=0-step=23.ckpt", "0", "23", "95.0%", "94.4%", "+0.6", "pt", "100.0%"]
 
 

@@ -51,6 +51,8 @@ MIN_CHAIN = 3
 MAX_PERIOD = 8
 #: Types whose float parameters are shown as weights (other nodes' as params).
 SYNAPSE_TYPES = frozenset({"Affine", "SpikingAffine", "Conv2d", "SepConv2d"})
+#: Unicode categories shown escaped: controls, format characters (bidi overrides,
+#: zero-width), surrogates, private use, unassigned, line/paragraph separators.
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
@@ -113,6 +115,14 @@ class DrawingPlan:
     notes: list[str]
 
 
+def escape_char(ch: str) -> str:
+    """``ch`` itself when printable and visible, else its ``\\x..``/``\\u..``/``\\U..`` escape."""
+    if ch.isprintable() and unicodedata.category(ch) not in _ESCAPED_CATEGORIES:
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def display_text(text: Any, limit: int = MAX_NAME) -> str:
     r"""``text`` with control and invisible characters escaped, cut after ``limit`` characters.
 
@@ -123,13 +133,7 @@ def display_text(text: Any, limit: int = MAX_NAME) -> str:
     out: list[str] = []
     text = str(text)
     for i, ch in enumerate(text):
-        if ch.isprintable() and unicodedata.category(ch) not in _ESCAPED_CATEGORIES:
-            out.append(ch)
-        else:
-            code = ord(ch)
-            out.append(
-                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-            )
+        out.append(escape_char(ch))
         if len(out) >= limit and i + 1 < len(text):
             return "".join(out) + f"...(+{len(text) - i - 1})"
     return "".join(out)

@@ -81,7 +81,8 @@ class Node:
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> Node:
         """Build from datasets already checked against :meth:`field_specs`."""
-        return cls(**{k: v for k, v in fields.items() if k in cls.field_specs()})
+        specs = cls.field_specs()
+        return cls(**{k: v for k, v in fields.items() if k in specs})
 
     # -- shapes ----------------------------------------------------------------------
     def output_shape(self, input_shapes: list[Shape]) -> Shape:
