@@ -30,20 +30,19 @@ from torch import nn
 
 from t1c import ir
 
+from .modules import _numpy as _float32_numpy
+from .modules import _tau_from_beta
 from .surrogate import SpikeFn, heaviside, resolve, spike
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
 
 
+#: ``1 / (1 - decay)`` in float64, cast to float32; a decay of 1 gives +inf (LIF's own).
+time_constant = _tau_from_beta
+
+
 def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else t.detach().to("cpu", torch.float32).numpy().copy()
-
-
-def time_constant(decay: np.ndarray) -> np.ndarray:
-    """``1 / (1 - decay)`` in float64, cast to float32; a decay of 1 gives +inf."""
-    d = decay.astype(np.float64)
-    with np.errstate(divide="ignore"):
-        return np.where(d >= 1.0, np.inf, 1.0 / (1.0 - d)).astype(np.float32)
+    return None if t is None else _float32_numpy(t)
 
 
 def _as_inputs(x: Inputs, shape: tuple[int, ...], who: str, lead: int) -> tuple[torch.Tensor, ...]:

@@ -15,12 +15,6 @@ from t1c.bridge.convert.activations import drop_relu, relu_from_node, softmax_fr
 from t1c.bridge.registry import ExportContext
 
 
-def only_node(graph: ir.Graph) -> ir.Node:
-    """The single non-I/O node of a one-layer export."""
-    (name,) = [n for n in graph.nodes if n not in ("input", "output")]
-    return graph.nodes[name]
-
-
 def test_relu_on_a_value_that_may_be_negative_is_refused():
     # Dropping it (the seed's behaviour, with a warning) exported a different function.
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 2))

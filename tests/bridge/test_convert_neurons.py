@@ -15,12 +15,6 @@ from t1c.bridge import ExportError, LIFModule, T1CExporter, ir_to_torch, to_ir
 from t1c.bridge.convert.neurons import refused_neuron
 
 
-def only_node(graph: ir.Graph) -> ir.Node:
-    """The single non-I/O node of a one-layer export."""
-    (name,) = [n for n in graph.nodes if n not in ("input", "output")]
-    return graph.nodes[name]
-
-
 def test_leaky_maps_to_lif_with_snntorch_fields():
     model = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.75, threshold=0.5, init_hidden=True))
     lif = to_ir(model, torch.rand(2, 3)).nodes["1"]

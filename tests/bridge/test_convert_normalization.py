@@ -8,16 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from t1c import ir
 from t1c.bridge import ExportError, to_ir
 from t1c.bridge.convert.normalization import fold_batchnorm
 from t1c.bridge.quantize import folded_copy
-
-
-def only_node(graph: ir.Graph) -> ir.Node:
-    """The single non-I/O node of a one-layer export."""
-    (name,) = [n for n in graph.nodes if n not in ("input", "output")]
-    return graph.nodes[name]
 
 
 def test_batchnorm1d_is_folded_into_linear():

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_export import only_node
 from torch import nn
 
 from t1c import ir
 from t1c.bridge import ExportError, to_ir
 from t1c.bridge.convert.pooling import pool_node
 from t1c.bridge.importer import ir_to_torch
-
-
-def only_node(graph: ir.Graph) -> ir.Node:
-    """The single non-I/O node of a one-layer export."""
-    (name,) = [n for n in graph.nodes if n not in ("input", "output")]
-    return graph.nodes[name]
 
 
 def test_pools_and_upsample_keep_all_parameters():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
+from test_fidelity import assert_same_spikes, scaled
 from torch import nn
 
 from t1c import ir
@@ -57,22 +58,6 @@ def run_stepped(executor: nn.Module, xs: torch.Tensor) -> tuple[torch.Tensor, di
             y, state = executor(x, state, return_state=True)
             out.append(y)
     return torch.stack(out), state
-
-
-def assert_same_spikes(expected: torch.Tensor, actual: torch.Tensor) -> None:
-    assert expected.shape == actual.shape
-    rate = expected.mean().item()
-    assert 0.02 < rate < 0.98, f"spike rate {rate:.3f}: the test would not exercise the neurons"
-    mismatches = int((expected != actual).sum())
-    assert mismatches == 0, f"{mismatches} of {expected.numel()} spikes differ"
-
-
-def scaled(model: nn.Module, gain: float) -> nn.Module:
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                module.weight.mul_(gain)
-    return model
 
 
 def check_mlp(neuron, tmp_path, gain: float = 3.0, seed: int = 0) -> None:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_quantize import _spikes
 from torch import nn
 
 from t1c.bridge import quantize as Q
-
-
-def _spikes(*shape: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(*shape, generator=g) < 0.5).float()
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,6 @@ from torch import nn
 from t1c.bridge import quantize as Q
 
 
-def _spikes(*shape: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(*shape, generator=g) < 0.5).float()
-
-
 def test_fake_quantize_forward_on_grid_backward_identity():
     torch.manual_seed(0)
     w = torch.randn(4, 3, requires_grad=True)

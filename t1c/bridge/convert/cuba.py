@@ -10,8 +10,6 @@ form is refused by name (:func:`_refusals`).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from torch import nn
@@ -85,10 +83,14 @@ def _exact_cuba(
 def convert_synaptic(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
     """``snn.Synaptic`` -> an exact ``CubaLIF``: ``alpha``, ``beta`` (clamped), and the plain
     fields ``tau_syn = w_in = 1/(1-alpha)``, ``tau_mem = r = 1/(1-beta)``, ``v_leak = 0``."""
-    shape = _checked_shape(module, ctx, [])
+    return _synaptic(module, ctx, _checked_shape(module, ctx, []))
+
+
+def _synaptic(module: nn.Module, ctx: ExportContext, shape: tuple[int, ...], **exact: object) -> ir.CubaLIF:
+    """A ``Synaptic``'s (or ``RSynaptic``'s) exact ``CubaLIF`` on the checked ``shape``."""
     alpha = np.clip(neuron_array(module.alpha, shape, "alpha", module, ctx), 0.0, 1.0)
     beta = np.clip(neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
-    return _exact_cuba(module, ctx, shape, beta, alpha)
+    return _exact_cuba(module, ctx, shape, beta, alpha, **exact)
 
 
 def _power_of_two(value: torch.Tensor) -> bool:
@@ -172,8 +174,7 @@ def convert_rsynaptic(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
     feeding the current; ``reset_delay=False`` is refused (snnTorch fails or ignores it)."""
     extra = [] if module.reset_delay else ["reset_delay=False (snnTorch itself fails or ignores it)"]
     shape, w_rec = _one_to_one(module, ctx, extra)
-    node = convert_synaptic(module, ctx)
-    return dataclasses.replace(node, w_rec=w_rec)
+    return _synaptic(module, ctx, shape, w_rec=w_rec)
 
 
 def snntorch_converters() -> ExportTable:
