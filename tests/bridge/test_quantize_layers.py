@@ -101,3 +101,25 @@ def test_a_cubalif_self_connection_is_quantized_as_a_weight_and_its_parameters_s
         )
         assert torch.equal(neuron.beta, executor.module_for("1").beta)  # the neuron's parameters: float
     assert torch.equal(executor.module_for("1").w_rec.detach(), v)  # the original is untouched
+
+
+def test_a_cubalif_self_connection_in_a_users_module_is_refused_by_name():
+    import snntorch as snn
+
+    from t1c import ir
+    from t1c.bridge import CubaLIFModule, ir_to_torch, to_ir
+
+    class Mine(nn.Module):  # a user's module for the node
+        def __init__(self, node):
+            super().__init__()
+            self.inner = CubaLIFModule.from_node(node)
+
+        def forward(self, *args, **kwargs):
+            return self.inner(*args, **kwargs)
+
+    v = torch.tensor([0.5, -0.3, 0.1, 0.26])
+    model = nn.Sequential(nn.Linear(3, 4), snn.RLeaky(beta=0.9, all_to_all=False, V=v, init_hidden=True))
+    graph = to_ir(model, torch.rand(2, 3))
+    executor = ir_to_torch(graph, node_map={ir.CubaLIF: Mine})
+    with pytest.raises(TypeError, match="node '1': CubaLIF with w_rec runs in Mine"):
+        Q.ir_to_quantized(graph, weight_bits=2, executor=executor)

@@ -200,9 +200,14 @@ def _quantize_graph_in_place(
             layer = QuantizedConv2d if isinstance(node, ir.Conv2d) else QuantizedLinear
             executor.set_module(name, layer.from_node(node, weight_bits, accumulator_bits))
         elif isinstance(node, ir.CubaLIF) and node.w_rec is not None:  # w_rec: a synaptic weight
-            executor.set_module(
-                name, quantized_module(executor.module_for(name), weight_bits, accumulator_bits)
-            )
+            twin = quantized_module(executor.module_for(name), weight_bits, accumulator_bits)
+            if twin is None:  # a node_map gave it a module of the user's: its w_rec is not ours to round
+                raise TypeError(
+                    f"node '{name}': CubaLIF with w_rec runs in {type(executor.module_for(name)).__name__}, "
+                    "which the quantized simulation cannot put on the integer grid; import it with the "
+                    "default CubaLIFModule (no node_map entry for ir.CubaLIF)"
+                )
+            executor.set_module(name, twin)
     for name, sub in _inner_executors(executor):
         _quantize_graph_in_place(sub.inner, graph.nodes[name].graph, weight_bits, accumulator_bits, fold)
 
