@@ -346,8 +346,7 @@ class T1CExport(Callback):
         # ModelCheckpoint.on_train_end may save after our on_train_end; a resume with no
         # training left reconciles only here
         self._reconcile(trainer, pl_module, wait=True)
-        self.exporter.pending.clear()
-        self.exporter.submitted.clear()
+        self.exporter.forget_fit()
         self.ledger.written.clear()
         self.ledger.saved.clear()
 
@@ -355,8 +354,7 @@ class T1CExport(Callback):
         """The fit fails or is interrupted: abandon the exports not started, let the running one
         finish its file (no temporary file is left) and forget its outcome (worker)."""
         self._stop_worker()
-        self.exporter.pending.clear()
-        self.exporter.submitted.clear()
+        self.exporter.forget_fit()
         self.exporter.take_finished()
 
     # -- state ----------------------------------------------------------------------------

@@ -210,6 +210,11 @@ class Exporter:
             taken.append(self.finished.pop(0))
         return taken
 
+    def forget_fit(self) -> None:
+        """Forget this fit's exports waiting for their paths or submitted (the fit ended or failed)."""
+        self.pending.clear()
+        self.submitted.clear()
+
     def forget_before(self, step: int) -> None:
         """Drop the pending exports of steps before ``step``: every save of them has been resolved."""
         self.pending = {s: p for s, p in self.pending.items() if s >= step}

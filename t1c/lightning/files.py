@@ -56,6 +56,14 @@ def copy_replacing(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         raise
 
 
+def write_replacing(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` atomically, replacing the name itself (a link there is never written through)."""
+    if os.path.islink(path):
+        remove_file(path)
+    with atomic_target(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def remove_file(path: str | os.PathLike) -> bool:
     """Remove a file or symbolic link if present; True when something was removed."""
     try:

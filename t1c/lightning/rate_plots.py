@@ -32,9 +32,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from t1c.ir.atomic import atomic_target
-
-from .files import remove_file
+from .files import remove_file, write_replacing
 from .naming import EXPORT_SUFFIX
 from .rates import layer_rates, quantization_harm
 
@@ -176,14 +174,6 @@ def log_figure(logger: Logger, fig: Figure, pixels: np.ndarray, step: int, name:
         logger.log_image(key=FIGURE_TAG, images=[pixels], step=step)
     elif isinstance(logger, MLFlowLogger):
         logger.experiment.log_figure(logger.run_id, fig, f"{FIGURE_TAG}/{name}.png")
-
-
-def write_replacing(data: bytes, path: str) -> None:
-    """Write ``data`` to ``path`` atomically, replacing the name itself (a link there is never written through)."""
-    if os.path.islink(path):
-        remove_file(path)
-    with atomic_target(path) as tmp:
-        tmp.write_bytes(data)
 
 
 class RatePlots:

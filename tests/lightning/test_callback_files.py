@@ -14,6 +14,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from test_callback import Plain, _fit_plain, _loaders, _t1c_names, _trainer
+from test_manifest import _entry
 
 from t1c import ir
 from t1c.lightning import T1CExport
@@ -43,12 +44,6 @@ def _assert_pairs(folder: Path) -> dict:
 
 
 # -- item 1: a crafted manifest --------------------------------------------------------------
-def _entry(**kw):
-    entry = {"checkpoint": "gone.ckpt", "epoch": 0, "global_step": 1, "metrics": {}, "content_hash": "x"}
-    entry.update(kw)
-    return entry
-
-
 def test_crafted_manifest_touches_nothing_outside_the_folder(tmp_path):
     folder, outside = tmp_path / "ck", tmp_path / "outside"
     folder.mkdir()

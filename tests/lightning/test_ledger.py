@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from test_holdings import _rank_zero
 
 from t1c.lightning.holdings import Held
 from t1c.lightning.ledger import Action, Ledger, last_not_followed, plan, should_delete, state_entry
@@ -18,16 +18,6 @@ def _mc(tmp_path, **state):
     for key, value in state.items():
         setattr(mc, key, value)
     return mc
-
-
-def _rank_zero(mc):
-    """A one-process trainer: rank zero, broadcast returns its argument."""
-    return SimpleNamespace(
-        is_global_zero=True,
-        strategy=SimpleNamespace(broadcast=lambda obj: obj),
-        checkpoint_callbacks=[mc],
-        ckpt_path=None,
-    )
 
 
 def test_plan_skips_what_is_already_exported(tmp_path):
