@@ -16,16 +16,10 @@ from pathlib import Path
 from t1c.ir.atomic import atomic_target, temp_beside
 
 
-def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy ``src`` over ``dst`` atomically (a reader never sees a partial ``dst``)."""
-    with atomic_target(dst) as tmp:
-        shutil.copyfile(src, tmp)
-
-
 def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
     """Point ``link`` at ``target`` (stored relative to ``link``'s folder), replacing it atomically.
 
-    Falls back to :func:`atomic_copy` where the file system refuses symbolic links.
+    Falls back to :func:`copy_replacing` where the file system refuses symbolic links.
     """
     link = Path(link)
     relative = os.path.relpath(os.fspath(target), os.fspath(link.parent))
@@ -33,7 +27,7 @@ def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
     try:
         os.symlink(relative, tmp)
     except OSError:
-        atomic_copy(target, link)
+        copy_replacing(target, link)
         return
     try:
         os.replace(tmp, link)

@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from .exporting import Exporter, Pending, Submit
-from .files import atomic_copy, atomic_symlink, copy_replacing, remove_file
+from .files import atomic_symlink, copy_replacing, remove_file
 from .holdings import Held, held_by, model_checkpoints, resumed_from
 from .layout import under_folder
 from .manifest import MANIFEST_NAME, manifest_entries, manifest_entry, merge_manifest
@@ -387,7 +387,7 @@ class Ledger:
                 link = kind == "link" and beside
                 if rank_zero:
                     os.makedirs(os.path.dirname(path), exist_ok=True)
-                    (atomic_symlink if link else atomic_copy)(same, path)
+                    (atomic_symlink if link else copy_replacing)(same, path)
                 return {
                     **self.entries[same],
                     "file": path,
