@@ -14,6 +14,11 @@ from h5py import h5t
 FORMAT_VERSION = "0.0.1"
 #: The newest major format version this reader understands.
 FORMAT_MAJOR = 0
+#: Root attribute (int64 scalar 1) that marks a recurrent graph: its edges may form a cycle,
+#: run with back edges carrying last step's values (SEMANTICS.md). Written only when the
+#: graph has a cycle, so other files are unchanged; a reader that does not know it refuses
+#: the cycle instead of misreading it.
+RECURRENT_ATTRIBUTE = "t1c_recurrent"
 #: Variable-length UTF-8 strings, as every string of a `.t1c` file is written.
 STRING_DTYPE = h5py.string_dtype()
 

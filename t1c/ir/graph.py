@@ -38,8 +38,9 @@ class Graph:
         edges: ``(src, dst)`` pairs; the order is meaningful (see module docstring).
         metadata: free-form entries (ints, floats, strings, bools, arrays, nested dicts)
             stored under ``/graph/metadata``.
-        allow_cycles: accept a recurrent graph (skips the cycle check and shape inference
-            through back edges).
+        allow_cycles: accept a recurrent graph: a cycle is run with its back edges
+            carrying last step's values (SEMANTICS.md), and shapes are inferred around it
+            (a node fed only through a back edge takes its shape once its input has one).
         validate: check and infer shapes now (the default). Only turn off to inspect a
             broken graph.
         max_elements: refuse a node whose inferred output has more elements than this
@@ -77,6 +78,7 @@ class Graph:
         self.input_shapes: dict[str, list[Shape]] = {}
         self.output_shapes: dict[str, Shape] = {}
         self._order: list[str] | None = None
+        self._cyclic = False
         if validate:
             self.validate()
 
@@ -172,6 +174,7 @@ class Graph:
         ready = [(rank[n], n) for n, d in indegree.items() if d == 0]
         heapq.heapify(ready)
         order: list[str] = []
+        self._cyclic = False
         while ready:
             _, name = heapq.heappop(ready)
             order.append(name)
@@ -189,6 +192,7 @@ class Graph:
                     field="edges",
                 )
             order += stuck  # recurrent: back edges carry last step's values
+            self._cyclic = True
         return order
 
     def _check_reachable(self) -> None:
@@ -205,6 +209,12 @@ class Graph:
             if name not in seen:
                 raise T1CFormatError("is not reachable from any Input node", node=name, field="edges")
 
+    @property
+    def cyclic(self) -> bool:
+        """Whether the edges form a cycle (only a graph with ``allow_cycles`` may)."""
+        self.topological_order()
+        return self._cyclic
+
     def topological_order(self) -> list[str]:
         """Node names in an order in which every node comes after its inputs."""
         if self._order is None:
@@ -220,26 +230,50 @@ class Graph:
         shapes: dict[str, Shape] = {}
         inputs: dict[str, list[Shape]] = {}
         pred_of = self._adjacent()[0]
-        for name in self.topological_order():
-            preds = [p for p in pred_of.get(name, ()) if p in shapes]
-            in_shapes = [shapes[p] for p in preds]
-            if not in_shapes and not isinstance(self.nodes[name], Input):
-                raise T1CFormatError("has no input to infer its shape from", node=name, field="edges")
-            try:
-                shapes[name] = tuple(int(d) for d in self.nodes[name].output_shape(in_shapes))
-            except T1CFormatError as err:
-                if len(preds) > 1 or (preds and "receives" in err.reason):
-                    feeds = ", ".join(f"'{p}' gives {list(shapes[p])}" for p in preds)
-                    err = T1CFormatError(f"{err.reason} (inputs: {feeds})", node=err.node, field=err.field)
-                raise err.within(node=name) from None
-            self._check_size(name, shapes[name])
-            _warn_size_hint(self.nodes[name], name, shapes[name])
-            inputs[name] = in_shapes
-            node = self.nodes[name]
-            if isinstance(node, Output) and node.shape is None:
-                node.output_type = {"output": np.asarray(shapes[name], dtype=np.int64)}
+        pending = self.topological_order()
+        while pending:  # more than one round only around a cycle
+            waiting = []
+            for name in pending:
+                preds = [p for p in pred_of.get(name, ()) if p in shapes]
+                if not preds and not isinstance(self.nodes[name], Input) and pred_of.get(name):
+                    waiting.append(name)  # fed only through a back edge: after its source
+                    continue
+                inputs[name] = self._infer_node(name, preds, shapes)
+            if len(waiting) == len(pending):
+                raise T1CFormatError("has no input to infer its shape from", node=waiting[0], field="edges")
+            pending = waiting
+        if self._cyclic:  # a node inferred before its back edge's source: check every input
+            for name, in_shapes in list(inputs.items()):
+                if len(in_shapes) != len(pred_of.get(name, ())):
+                    shape = shapes[name]
+                    inputs[name] = self._infer_node(name, pred_of[name], shapes)
+                    if shapes[name] != shape:
+                        raise T1CFormatError(
+                            f"gives {list(shapes[name])} with its back edge and {list(shape)} without",
+                            node=name,
+                            field="edges",
+                        )
         self.input_shapes, self.output_shapes = inputs, shapes
         return dict(shapes)
+
+    def _infer_node(self, name: str, preds: list[str], shapes: dict[str, Shape]) -> list[Shape]:
+        """Infer ``name``'s output shape into ``shapes`` from ``preds``; its input shapes."""
+        in_shapes = [shapes[p] for p in preds]
+        if not in_shapes and not isinstance(self.nodes[name], Input):
+            raise T1CFormatError("has no input to infer its shape from", node=name, field="edges")
+        try:
+            shapes[name] = tuple(int(d) for d in self.nodes[name].output_shape(in_shapes))
+        except T1CFormatError as err:
+            if len(preds) > 1 or (preds and "receives" in err.reason):
+                feeds = ", ".join(f"'{p}' gives {list(shapes[p])}" for p in preds)
+                err = T1CFormatError(f"{err.reason} (inputs: {feeds})", node=err.node, field=err.field)
+            raise err.within(node=name) from None
+        self._check_size(name, shapes[name])
+        _warn_size_hint(self.nodes[name], name, shapes[name])
+        node = self.nodes[name]
+        if isinstance(node, Output) and node.shape is None:
+            node.output_type = {"output": np.asarray(shapes[name], dtype=np.int64)}
+        return in_shapes
 
     def _check_size(self, name: str, shape: Shape) -> None:
         elements = math.prod(shape)

@@ -23,7 +23,7 @@ import numpy as np
 from h5py import h5a, h5f, h5t
 
 from .errors import T1CFormatError
-from .fileformat import FORMAT_MAJOR, FORMAT_VERSION
+from .fileformat import FORMAT_MAJOR, FORMAT_VERSION, RECURRENT_ATTRIBUTE
 from .graph import Graph
 from .h5objects import OpenDataset, OpenGroup, open_root
 from .hashing import CHECKSUM_ATTRIBUTE, HASH_ATTRIBUTE, Digest
@@ -118,7 +118,14 @@ def read(
                 metadata = reader.metadata_from(
                     g.child("metadata", None, "graph/metadata", want="group", ordered=True), "metadata", 0
                 )
-            graph = Graph(nodes, edges, metadata, validate=validate, max_elements=max_elements)
+            graph = Graph(
+                nodes,
+                edges,
+                metadata,
+                allow_cycles=_recurrent(f),
+                validate=validate,
+                max_elements=max_elements,
+            )
             for digest in digests:
                 if digest.hexdigest(graph.edges, graph.metadata) != expected[digest.attribute]:
                     raise T1CFormatError(
@@ -183,6 +190,21 @@ def _check_version(version: str, root: OpenGroup, file: str) -> None:
             f"writes {FORMAT_VERSION}); upgrade t1c to read it",
             field="version",
         )
+
+
+def _recurrent(fid: h5f.FileID) -> bool:
+    """Whether the file marks its graph recurrent (:data:`RECURRENT_ATTRIBUTE` is 1)."""
+    name = RECURRENT_ATTRIBUTE.encode()
+    if not h5a.exists(fid, name):
+        return False
+    attr = h5a.open(fid, name)
+    if attr.shape != () or attr.get_type().get_class() != h5t.INTEGER:
+        raise T1CFormatError("must be an integer scalar", field=RECURRENT_ATTRIBUTE)
+    out = np.empty((), dtype=np.int64)
+    attr.read(out)
+    if int(out) not in (0, 1):
+        raise T1CFormatError(f"must be 0 or 1, got {int(out)}", field=RECURRENT_ATTRIBUTE)
+    return bool(out)
 
 
 def _stored_checks(fid: h5f.FileID) -> dict[str, str]:

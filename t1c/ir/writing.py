@@ -24,7 +24,7 @@ from h5py import h5d, h5g, h5p, h5s, h5t
 
 from .atomic import atomic_target
 from .errors import T1CFormatError
-from .fileformat import FORMAT_VERSION, STRING_DTYPE, memory_type
+from .fileformat import FORMAT_VERSION, RECURRENT_ATTRIBUTE, STRING_DTYPE, memory_type
 from .graph import Graph
 from .hashing import CHECKSUM_ATTRIBUTE, Digest
 
@@ -90,6 +90,8 @@ def write(
             Digest(CHECKSUM_ATTRIBUTE) as digest,
         ):
             _write_graph(f, graph, compression, compression_opts, digest if content_hash else None)
+            if graph.cyclic:
+                f.attrs.create(RECURRENT_ATTRIBUTE, 1, dtype=np.int64)
             if content_hash:
                 f.attrs.create(
                     CHECKSUM_ATTRIBUTE, digest.hexdigest(graph.edges, graph.metadata), dtype=STRING_DTYPE

@@ -298,3 +298,30 @@ def test_content_hash_tracks_weights_and_edges_but_not_metadata():
     assert a.content_hash() == b.content_hash()
     b.nodes["fc1"].weight[0, 0] += 1
     assert a.content_hash() != b.content_hash()
+
+
+def _recurrent_layer(rec: ir.Node) -> tuple[dict[str, ir.Node], list[tuple[str, str]]]:
+    """fc -> neuron with ``rec`` on the back edge (docs/neurons.md's wiring: rec first)."""
+    nodes = {"input": _inp(3), "fc": _fc(4, 3), "rec": rec, "sum": ir.Skip("residual"), "b": lif(4)}
+    nodes["output"] = ir.Output()
+    edges = [("input", "fc"), ("fc", "sum"), ("rec", "sum"), ("sum", "b"), ("b", "rec"), ("b", "output")]
+    return nodes, edges
+
+
+def test_a_node_fed_only_by_a_back_edge_takes_its_source_shape():
+    g = ir.Graph(*_recurrent_layer(_fc(4, 4)), allow_cycles=True)
+    assert g.cyclic
+    assert g.output_shapes["rec"] == (4,)
+    assert g.input_shapes["rec"] == [(4,)]
+    assert g.input_shapes["sum"] == [(4,), (4,)]
+    assert g.output_shapes["output"] == (4,)
+
+
+def test_a_back_edge_of_the_wrong_shape_is_refused_naming_the_node():
+    with pytest.raises(ir.T1CFormatError, match="'fc' gives \\[4\\], 'rec' gives \\[5\\]") as info:
+        ir.Graph(*_recurrent_layer(_fc(5, 4)), allow_cycles=True)
+    assert info.value.node == "sum"
+
+
+def test_an_acyclic_graph_is_not_cyclic_even_when_cycles_are_allowed():
+    assert not ir.Graph(_chain_nodes(), [("input", "fc"), ("fc", "output")], allow_cycles=True).cyclic

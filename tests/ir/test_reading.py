@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from t1c import ir
+from t1c.ir import fileformat
 
-from .factories import chain, graph_around, mlp
+from .factories import chain, graph_around, lif, mlp
 
 # Parametrisation needs the names at collection time; the path is tests/conftest.py's.
 FIXTURE_NAMES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "fixtures").glob("*.t1c"))
@@ -246,3 +247,69 @@ def test_max_elements_is_passed_to_the_graph(tmp_path):
     with pytest.raises(ir.T1CFormatError, match="elements"):
         ir.read(path, max_elements=3)
     assert ir.read(path, max_elements=4).output_shapes["n2"] == (4,)
+
+
+# -- recurrent graphs -------------------------------------------------------------------------
+
+
+def _recurrent_graph() -> ir.Graph:
+    n = 4
+    nodes = {
+        "input": ir.Input(input_type={"input": np.array([3])}),
+        "fc": ir.Affine(weight=np.ones((n, 3), np.float32), bias=np.zeros(n, np.float32)),
+        "rec": ir.Affine(weight=np.eye(n, dtype=np.float32), bias=np.ones(n, np.float32)),
+        "sum": ir.Skip("residual"),
+        "lif": lif(n),
+        "output": ir.Output(),
+    }
+    edges = [
+        ("input", "fc"),
+        ("fc", "sum"),
+        ("rec", "sum"),
+        ("sum", "lif"),
+        ("lif", "rec"),
+        ("lif", "output"),
+    ]
+    return ir.Graph(nodes, edges, allow_cycles=True)
+
+
+def test_a_recurrent_graph_reads_back_with_its_cycle(tmp_path):
+    graph = _recurrent_graph()
+    ir.write(tmp_path / "rec.t1c", graph)
+    with h5py.File(tmp_path / "rec.t1c") as f:
+        assert int(f.attrs[fileformat.RECURRENT_ATTRIBUTE]) == 1
+    back = ir.read(tmp_path / "rec.t1c")
+    assert back.allow_cycles and back.cyclic
+    assert back.edges == graph.edges and list(back.nodes) == list(graph.nodes)
+    assert back.content_hash() == graph.content_hash()
+
+
+def test_an_acyclic_graph_is_written_without_the_recurrent_mark(tmp_path):
+    graph = mlp()
+    plain, allowed = tmp_path / "plain.t1c", tmp_path / "allowed.t1c"
+    ir.write(plain, graph)
+    ir.write(allowed, ir.Graph(graph.nodes, graph.edges, graph.metadata, allow_cycles=True))
+    assert plain.read_bytes() == allowed.read_bytes()
+    with h5py.File(plain) as f:
+        assert fileformat.RECURRENT_ATTRIBUTE not in f.attrs
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (None, "has a cycle"),
+        (0, "has a cycle"),
+        (2, "must be 0 or 1"),
+        (np.ones(2, np.int64), "integer scalar"),
+    ],
+)
+def test_a_cycle_needs_the_recurrent_mark(tmp_path, value, words):
+    path = tmp_path / "rec.t1c"
+    ir.write(path, _recurrent_graph())
+    with h5py.File(path, "a") as f:
+        del f.attrs[fileformat.RECURRENT_ATTRIBUTE]
+        if value is not None:
+            f.attrs[fileformat.RECURRENT_ATTRIBUTE] = value
+    with pytest.raises(ir.T1CFormatError, match=words) as info:
+        ir.read(path)
+    assert str(path) in str(info.value)
