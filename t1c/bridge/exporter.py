@@ -90,6 +90,7 @@ class _Built:
     edges: list[tuple[str, str]]
     paths: dict[str, str]  # node name -> module path (for messages and shape checks)
     expected: dict[str, tuple[Shape, str]] = dataclasses.field(default_factory=dict)  # name -> (shape, op)
+    allow_cycles: bool = False  # its edges close a cycle (a NodeGroup's back edge; a recurrent executor)
 
 
 # Nodes whose output is never negative when all their inputs are not (LIF: spikes 0/1).
@@ -270,7 +271,7 @@ class _Builder:
 def _validated(built: _Built, metadata: Mapping[str, Any], cap: Capture | None) -> ir.Graph:
     """The graph, validated; errors and shape mismatches name the module at fault."""
     try:
-        graph = ir.Graph(built.nodes, built.edges, metadata)
+        graph = ir.Graph(built.nodes, built.edges, metadata, allow_cycles=built.allow_cycles)
     except ir.T1CFormatError as err:
         where = built.paths.get(err.node or "", err.node)
         raise ExportError(f"the exported graph is invalid at `{where}`: {err}") from err
@@ -536,7 +537,7 @@ class T1CExporter:
         for name, metadata in executor.node_metadata.items():  # node metadata goes back with the node
             if name in nodes:
                 nodes[name] = dataclasses.replace(nodes[name], metadata=dict(metadata))
-        built = _Built(nodes, list(executor.edges), {n: n for n in units})
+        built = _Built(nodes, list(executor.edges), {n: n for n in units}, allow_cycles=executor.is_recurrent)
         return _validated(built, dict(executor.metadata), cap)
 
 

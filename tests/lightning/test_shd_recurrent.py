@@ -1,0 +1,129 @@
+"""The recurrent SHD recipe and config, on synthetic files in SHD's own HDF5 layout (no downloads).
+
+``recipes/shd_recurrent.py`` builds a recurrent T1C-IR graph and trains it from its file with
+``T1CModule``; ``T1CExport`` writes recurrent `.t1c` files (the cycle kept) measured in float
+and 8-bit; ``configs/shd_recurrent.yaml`` trains the recipe's source with ``t1c fit``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import snntorch as snn
+import torch
+from test_events import no_downloads, write_shd  # noqa: F401  (no_downloads: an autouse fixture)
+from torch import nn
+
+from t1c import ir
+from t1c.bridge import ir_to_torch
+
+pytest.importorskip("tonic")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def recipes_on_path(monkeypatch):
+    """The recipe imports its neighbours (``_common``, ``nmnist_conv``) as scripts run from recipes/ do."""
+    monkeypatch.syspath_prepend(str(REPO / "recipes"))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # the recipe sets it (--threads)
+
+
+def load_recipe() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "recipe_shd_recurrent", REPO / "recipes" / "shd_recurrent.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_graph_is_snntorchs_rleaky_layer():
+    """700 -> RLeaky(all_to_all) -> Leaky, as the docstring says: the same spikes step for step."""
+    recipe = load_recipe()
+    graph = recipe.recurrent_snn(hidden=12, beta=0.9, seed=3)
+    assert graph.cyclic and graph.nodes["input"].shape == (700,) and graph.output_shapes["out"] == (20,)
+    fc, readout = nn.Linear(700, 12), nn.Linear(12, 20)
+    rleaky = snn.RLeaky(beta=0.9, all_to_all=True, linear_features=12)
+    leaky = snn.Leaky(beta=0.9)
+    with torch.no_grad():
+        for layer, name in ((fc, "fc"), (rleaky.recurrent, "rec"), (readout, "readout")):
+            layer.weight.copy_(torch.from_numpy(graph.nodes[name].weight))
+            layer.bias.copy_(torch.from_numpy(graph.nodes[name].bias))
+    xs = (torch.rand(40, 3, 700, generator=torch.Generator().manual_seed(0)) < 0.05).float()
+    spk, mem = rleaky.init_rleaky()
+    mem_out = leaky.init_leaky()
+    expected = []
+    for x in xs:
+        spk, mem = rleaky(fc(x), spk, mem)
+        out, mem_out = leaky(readout(spk), mem_out)
+        expected.append(out)
+    expected = torch.stack(expected)
+    ys, _ = ir_to_torch(graph).run_sequence(xs)
+    assert expected.sum() > 0
+    assert torch.equal(ys, expected.detach())
+
+
+def test_recipe_trains_and_exports_recurrent_files(tmp_path, capsys):
+    root = write_shd(tmp_path / "data")
+    flags = ["--data", str(root), "--offline", "--workers", "0", "--batch-size", "4", "--num-steps", "12"]
+    flags += ["--hidden", "16", "--max-epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert load_recipe().main(flags) == 0
+    out = capsys.readouterr().out
+    assert "float acc" in out and "8-bit acc" in out and "topology identical" in out
+    source = ir.read(tmp_path / "run" / "source.t1c")
+    assert source.cyclic and ("hidden", "rec") in source.edges
+    folder = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints"
+    assert sorted(p.name for p in folder.glob("*.t1c")) == ["epoch=0-step=3.t1c", "last.t1c"]
+    last = ir.read(folder / "last.t1c")
+    assert last.cyclic and ir.topology_diff(source, last) == []
+    assert not np.array_equal(last.nodes["rec"].weight, source.nodes["rec"].weight)  # trained through BPTT
+
+
+def test_recipe_export_only_points_at_the_config(tmp_path, capsys):
+    flags = ["--max-epochs", "0", "--hidden", "8", "--offline", "--out", str(tmp_path)]
+    assert load_recipe().main(flags) == 0
+    assert "t1c fit --config configs/shd_recurrent.yaml" in capsys.readouterr().out
+    assert ir.read(tmp_path / "source.t1c").nodes["hidden"].shape == (8,)
+
+
+def test_fit_shd_recurrent_config_on_files_in_shds_layout(in_tmp):
+    from t1c.cli import main
+
+    # the recipe writes shd_runs/recurrent/source.t1c, where the config looks
+    assert load_recipe().main(["--max-epochs", "0", "--hidden", "8", "--offline"]) == 0
+    write_shd(in_tmp / "data")
+    args = ["fit", "--config", str(REPO / "configs" / "shd_recurrent.yaml")]
+    args += [
+        "--data.init_args.download=false",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.batch_size=4",
+    ]
+    args += ["--data.init_args.n_time_bins=12", "--model.num_steps=12", "--model.grad_checkpoint_steps=5"]
+    args += ["--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"]
+    assert main(args) == 0
+    (last,) = (in_tmp / "shd_runs" / "recurrent" / "cli").rglob("last.t1c")
+    source = ir.read(in_tmp / "shd_runs" / "recurrent" / "source.t1c")
+    assert ir.read(last).cyclic and ir.topology_diff(source, ir.read(last)) == []
+
+
+def test_recipe_is_a_template():
+    """The Lightning objects a user copies are written out in the recipe, which stays short."""
+    text = (REPO / "recipes" / "shd_recurrent.py").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 125
+    for visible in (
+        "T1CModule(",
+        "pl.Trainer(",
+        "ModelCheckpoint(",
+        "T1CExport(",
+        "EventDataModule(",
+        "trainer.fit(",
+    ):
+        assert visible in text, f"recipes/shd_recurrent.py hides {visible}"
+    assert "83%" in text and "Cramer et al. 2020" in text  # the published baseline users compare against
