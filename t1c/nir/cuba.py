@@ -13,6 +13,7 @@ warning and kept in the metadata. A one-to-one recurrence (``w_rec``) is a diago
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ from .common import (
     node_metadata,
 )
 from .export_nodes import ExportContext, nir_time_constant, refuse_or_warn
-from .import_nodes import ImportContext, check_v_reset, meta_str
+from .import_nodes import ImportContext, check_v_reset, from_lif, meta_str
 
 #: The name suffix of the diagonal ``Linear`` that says a CubaLIF's ``w_rec`` in NIR.
 W_REC = "w_rec"
@@ -194,9 +195,61 @@ def fold_w_rec(nodes: dict, edges: list[tuple[str, str]]) -> list[tuple[str, str
     return edges
 
 
+def _without_current(node: ir.CubaLIF) -> bool:
+    """An exact CubaLIF with no current stage and no input gain (snnTorch's ``RLeaky``):
+    ``v = beta v + x_1 + x_2 + ...``, which NIR's ``LIF`` says."""
+    return (
+        node.beta is not None
+        and node.alpha is None
+        and node.input_gain is None
+        and bool(np.all(node.tau_syn == 1))
+        and bool(np.all(node.w_in == 1))
+    )
+
+
+def _leaky_as_nir_lif(node: ir.CubaLIF, dt: float) -> Any:
+    """The CubaLIF of :func:`_without_current` as the ``nir.LIF`` snnTorch writes for ``RLeaky``
+    (``tau = tau_mem dt``, ``r``), marked ``t1c_type=CubaLIF`` with ``t1c_beta`` for the way back."""
+    nir = import_nir()
+    return nir.LIF(
+        tau=nir_time_constant(node, "tau_mem", dt),
+        r=node.r.copy(),
+        v_leak=node.v_leak.copy(),
+        v_threshold=node.v_threshold.copy(),
+        v_reset=np.zeros(node.shape, dtype=np.float32),
+        metadata={META_TYPE: "CubaLIF", META_BETA: node.beta.copy()},
+    )
+
+
+def from_nir_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
+    """``nir.LIF`` -> ``ir.LIF`` (:func:`~t1c.nir.import_nodes.from_lif`), or the CubaLIF without
+    a current stage that :func:`to_cuba_lif` wrote as one (``t1c_type=CubaLIF``): ``tau_syn =
+    w_in = 1``, ``tau_mem = tau / dt``, and ``beta`` while ``t1c_beta`` still describes it."""
+    meta = node_metadata(node)
+    if meta_str(meta, META_TYPE) != "CubaLIF":
+        return from_lif(name, node, ctx)
+    check_v_reset(name, node, ctx)
+    shape = np.shape(node.tau)
+    ones = np.ones(shape, dtype=np.float32)
+    fields: dict[str, Any] = {
+        "tau_syn": ones,
+        "tau_mem": _time_steps(name, node, "tau", ctx),
+        "r": f64(node.r),
+        "v_leak": f64(node.v_leak),
+        "v_threshold": f64(node.v_threshold),
+        "w_in": ones,
+    }
+    as_cuba = types.SimpleNamespace(
+        tau_syn=np.full(shape, ctx.dt), tau_mem=node.tau, w_in=ones, r=node.r, v_leak=node.v_leak
+    )  # NIR's CubaLIF with a one-step current stage: the same equations
+    fields.update(_exact_cuba_fields(as_cuba, meta, ctx.dt))
+    return ir.CubaLIF(**fields, metadata={META_NIR_FIELDS: {"tau_mem": np.asarray(node.tau)}})
+
+
 def to_cuba_lif(name: str, node: ir.CubaLIF, ctx: ExportContext) -> list:
     """``ir.CubaLIF`` -> ``nir.CubaLIF`` (``tau * dt``, ``v_reset = 0``), the exact fields in the
-    metadata, ``w_rec`` a diagonal ``Linear`` on a cycle; refused where NIR's reset differs
+    metadata, ``w_rec`` a diagonal ``Linear`` on a cycle; one without a current stage
+    (``RLeaky``) -> ``nir.LIF`` as snnTorch writes it; refused where NIR's reset differs
     unless ``approximate`` (see ``docs/nir.md``)."""
     nir = import_nir()
     _check_cuba_exportable(name, node, ctx)
@@ -204,6 +257,8 @@ def to_cuba_lif(name: str, node: ir.CubaLIF, ctx: ExportContext) -> list:
         _w_rec_as_nir(name, node, ctx)
     reasons = _cuba_reasons(node)
     refuse_or_warn(name, "CubaLIF", reasons, ctx, note=" (from_nir restores them)")
+    if not reasons and _without_current(node):
+        return [(name, _leaky_as_nir_lif(node, ctx.dt))]
     meta: dict[str, Any] = {}
     if reasons:
         meta = {META_RESET: node.reset_mechanism or "zero", META_RESET_DELAY: bool(node.reset_delay)}

@@ -281,3 +281,43 @@ def test_w_rec_exports_as_snntorchs_diagonal_linear_cycle_and_comes_back(tmp_pat
     module = snn_import._nir_to_snntorch_module(written.nodes["rnn"])
     assert type(module).__name__ == "RSynaptic" and not module.all_to_all
     np.testing.assert_array_equal(module.recurrent.V.detach().numpy(), graph.nodes["rnn.lif"].w_rec)
+
+
+def bridge_rleaky() -> ir.Graph:
+    """An RLeaky layer as docs/neurons.md writes it: a CubaLIF with beta, no current stage."""
+    ones, beta = np.ones(N, F32), np.full(N, 0.5, F32)
+    neuron = ir.CubaLIF(
+        tau_syn=ones, tau_mem=2 * ones, r=2 * ones, v_leak=0 * ones, v_threshold=np.full(N, 1 + 2**-12, F32),
+        w_in=ones, beta=beta, reset_mechanism="zero", reset_delay=False,
+    )  # fmt: skip
+    rec = feedback()
+    nodes = {
+        "input": ir.Input(input_type={"input": np.array([3])}),
+        "fc": ir.Affine(weight=ints((N, 3), 5), bias=np.zeros(N, F32)),
+        "rec": ir.Affine(weight=rec.weight, bias=rec.bias),
+        "neuron": neuron,
+        "output": ir.Output(),
+    }
+    edges = [("input", "fc"), ("fc", "neuron"), ("rec", "neuron"), ("neuron", "rec"), ("neuron", "output")]
+    return ir.Graph(nodes, edges, allow_cycles=True)
+
+
+def test_rleaky_form_exports_as_snntorchs_lif_cycle_and_comes_back(tmp_path, monkeypatch):
+    """A CubaLIF without a current stage is written as the nir.LIF snnTorch writes for RLeaky: NIR's
+    reference spikes as the T1C graph, from_nir gives the CubaLIF back, snnTorch builds RLeaky."""
+    graph, dt = bridge_rleaky(), 1e-4
+    nir.write(tmp_path / "m.nir", to_nir(graph, dt=dt))
+    written = nir.read(tmp_path / "m.nir")
+    assert isinstance(written.nodes["neuron"], nir.LIF)
+    xs = (np.random.default_rng(6).random((300, 4, 3)) < 0.4).astype(F32)
+    expected, margin = simulate(written, xs, dt)
+    assert margin > 1e-4 and 0.05 < expected.mean() < 0.95, "test design"
+    np.testing.assert_array_equal(run_t1c(graph, xs), expected)
+    back = from_nir(tmp_path / "m.nir", dt=dt)
+    assert ir.topology_diff(graph, back) == [] and back.nodes["neuron"].beta is not None
+    snn_import = snntorch_import_nir(monkeypatch)
+    grouped = snn_import._replace_rnn_subgraph_with_nirgraph(written)
+    module = snn_import._nir_to_snntorch_module(grouped.nodes["neuron"])
+    assert type(module).__name__ == "RLeaky" and module.all_to_all and float(module.beta) == 0.5
+    np.testing.assert_array_equal(module.recurrent.weight.detach().numpy(), graph.nodes["rec"].weight)
+    np.testing.assert_array_equal(module.recurrent.bias.detach().numpy(), graph.nodes["rec"].bias)
