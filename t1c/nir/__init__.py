@@ -25,7 +25,7 @@ Modules, each importing only those above it: :mod:`~t1c.nir.common` (error, ``ni
 ``dt``, metadata keys), :mod:`~t1c.nir.import_nodes` / :mod:`~t1c.nir.export_nodes` (one
 node each way), :mod:`~t1c.nir.cuba` (the current-based neuron, both ways),
 :mod:`~t1c.nir.maps` (the mapping table), :mod:`~t1c.nir.wiring` and
-:mod:`~t1c.nir.folding` (the graph passes of an import; wiring also refuses cycles), :mod:`~t1c.nir.importer`
+:mod:`~t1c.nir.folding` (the graph passes of an import; wiring also orders cycles), :mod:`~t1c.nir.importer`
 (:func:`from_nir`) and :mod:`~t1c.nir.exporter` (:func:`to_nir`).
 """
 

@@ -23,6 +23,7 @@ META_INPUT_GAIN = "t1c_input_gain"  # a CubaLIF's exact input gain (Lapicque; wi
 META_RESET = "t1c_reset_mechanism"  # a CubaLIF's reset, written by an approximate export only
 META_RESET_DELAY = "t1c_reset_delay"  # a CubaLIF's reset_delay, written with META_RESET
 META_NIR_FIELDS = "t1c_nir_fields"  # on a T1C-IR node: the NIR fields it was derived from (IF's r, threshold)
+META_JOIN = "t1c_nir_sum"  # on a Skip(residual): from_nir's join of the edges NIR sums into a node
 SEPARATOR = "."  # between a nested NIRGraph's name and its nodes' names
 
 
@@ -123,6 +124,7 @@ _OWN_KEYS = frozenset(
         META_RESET,
         META_RESET_DELAY,
         META_NIR_FIELDS,
+        META_JOIN,
         "spike_mode",
         "weight_bits",
         "accumulator_bits",

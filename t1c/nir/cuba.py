@@ -5,11 +5,15 @@ reset to ``v_reset`` in the same step) is T1C-IR's plain ``CubaLIF`` with time c
 in steps (``tau / dt``). snnTorch's exact fields (``alpha``, ``beta``, ``input_gain``)
 travel in the NIR node's metadata and come back while they still describe its fields; the
 reset settings NIR cannot say are refused, or written by an approximate export with a
-warning and kept in the metadata. ``docs/nir.md`` has the rules.
+warning and kept in the metadata. A one-to-one recurrence (``w_rec``) is a diagonal
+``Linear`` on a cycle with the neuron, as snnTorch writes it, folded back on import.
+``docs/nir.md`` has the rules.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +27,17 @@ from .common import (
     META_NIR_FIELDS,
     META_RESET,
     META_RESET_DELAY,
+    META_TYPE,
+    SEPARATOR,
     f64,
     import_nir,
     node_metadata,
 )
 from .export_nodes import ExportContext, nir_time_constant, refuse_or_warn
-from .import_nodes import ImportContext, check_v_reset, meta_str
+from .import_nodes import ImportContext, check_v_reset, from_lif, meta_str
+
+#: The name suffix of the diagonal ``Linear`` that says a CubaLIF's ``w_rec`` in NIR.
+W_REC = "w_rec"
 
 
 def _time_steps(name: str, node: Any, field: str, ctx: ImportContext) -> np.ndarray:
@@ -128,12 +137,6 @@ def _cuba_reasons(node: ir.CubaLIF) -> list[str]:
 
 def _check_cuba_exportable(name: str, node: ir.CubaLIF, ctx: ExportContext) -> None:
     """Refuse what no NIR CubaLIF can say, approximately or not."""
-    if node.w_rec is not None:
-        raise ctx.fail(
-            name,
-            "CubaLIF with w_rec (a one-to-one recurrence): NIR says it as a cycle through a diagonal "
-            "Linear, and t1c.nir does not convert graphs with cycles yet",
-        )
     fields = (node.tau_syn, node.tau_mem, node.r, node.w_in)
     if not all(np.all(np.isfinite(f)) for f in fields) or bool(
         np.any(np.minimum(node.tau_syn, node.tau_mem) < 1)
@@ -145,13 +148,117 @@ def _check_cuba_exportable(name: str, node: ir.CubaLIF, ctx: ExportContext) -> N
         )
 
 
+def _w_rec_as_nir(name: str, node: ir.CubaLIF, ctx: ExportContext) -> None:
+    """``w_rec`` as snnTorch writes the one-to-one recurrence: a diagonal ``nir.Linear``
+    ``<name>.w_rec`` on a cycle with the neuron (``ctx.side_nodes``/``side_edges``)."""
+    nir = import_nir()
+    rec = f"{name}{SEPARATOR}{W_REC}"
+    if node.w_rec.ndim != 1:
+        raise ctx.fail(
+            name,
+            f"CubaLIF with w_rec over a layer of shape {list(node.w_rec.shape)}: NIR says a one-to-one "
+            "recurrence as a diagonal Linear, which needs a flat layer",
+        )
+    if rec in ctx.graph.nodes:
+        raise ctx.fail(
+            name, f"CubaLIF with w_rec: its NIR feedback node would be named '{rec}', which is taken"
+        )
+    ctx.side_nodes.append((rec, nir.Linear(weight=np.diag(node.w_rec))))
+    ctx.side_edges += [(name, rec), (rec, name)]
+
+
+def fold_w_rec(nodes: dict, edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The diagonal ``Linear`` that :func:`to_cuba_lif` writes for a ``w_rec`` (``<name>.w_rec``,
+    zero bias, on a cycle with its CubaLIF only) back into the neuron's ``w_rec``: the same
+    products, added as the neuron's last input, and the same NIR nodes when written back.
+
+    Returns:
+        The edges without the folded nodes' (``nodes`` is changed in place).
+    """
+    for name, node in list(nodes.items()):
+        rec = f"{name}{SEPARATOR}{W_REC}"
+        linear = nodes.get(rec)
+        if not (isinstance(node, ir.CubaLIF) and node.w_rec is None and isinstance(linear, ir.Affine)):
+            continue
+        weight = linear.weight
+        if (
+            linear.metadata.get(META_TYPE) != "Linear"
+            or linear.bias.any()
+            or weight.shape[0] != weight.shape[1]
+            or np.count_nonzero(weight - np.diag(np.diag(weight)))
+            or sorted((s, d) for s, d in edges if rec in (s, d)) != [(name, rec), (rec, name)]
+        ):
+            continue
+        nodes[name] = dataclasses.replace(node, w_rec=np.diag(weight).astype(np.float32))
+        del nodes[rec]
+        edges = [(s, d) for s, d in edges if rec not in (s, d)]
+    return edges
+
+
+def _without_current(node: ir.CubaLIF) -> bool:
+    """An exact CubaLIF with no current stage and no input gain (snnTorch's ``RLeaky``):
+    ``v = beta v + x_1 + x_2 + ...``, which NIR's ``LIF`` says."""
+    return (
+        node.beta is not None
+        and node.alpha is None
+        and node.input_gain is None
+        and bool(np.all(node.tau_syn == 1))
+        and bool(np.all(node.w_in == 1))
+    )
+
+
+def _leaky_as_nir_lif(node: ir.CubaLIF, dt: float) -> Any:
+    """The CubaLIF of :func:`_without_current` as the ``nir.LIF`` snnTorch writes for ``RLeaky``
+    (``tau = tau_mem dt``, ``r``), marked ``t1c_type=CubaLIF`` with ``t1c_beta`` for the way back."""
+    nir = import_nir()
+    return nir.LIF(
+        tau=nir_time_constant(node, "tau_mem", dt),
+        r=node.r.copy(),
+        v_leak=node.v_leak.copy(),
+        v_threshold=node.v_threshold.copy(),
+        v_reset=np.zeros(node.shape, dtype=np.float32),
+        metadata={META_TYPE: "CubaLIF", META_BETA: node.beta.copy()},
+    )
+
+
+def from_nir_lif(name: str, node: Any, ctx: ImportContext) -> ir.Node:
+    """``nir.LIF`` -> ``ir.LIF`` (:func:`~t1c.nir.import_nodes.from_lif`), or the CubaLIF without
+    a current stage that :func:`to_cuba_lif` wrote as one (``t1c_type=CubaLIF``): ``tau_syn =
+    w_in = 1``, ``tau_mem = tau / dt``, and ``beta`` while ``t1c_beta`` still describes it."""
+    meta = node_metadata(node)
+    if meta_str(meta, META_TYPE) != "CubaLIF":
+        return from_lif(name, node, ctx)
+    check_v_reset(name, node, ctx)
+    shape = np.shape(node.tau)
+    ones = np.ones(shape, dtype=np.float32)
+    fields: dict[str, Any] = {
+        "tau_syn": ones,
+        "tau_mem": _time_steps(name, node, "tau", ctx),
+        "r": f64(node.r),
+        "v_leak": f64(node.v_leak),
+        "v_threshold": f64(node.v_threshold),
+        "w_in": ones,
+    }
+    as_cuba = types.SimpleNamespace(
+        tau_syn=np.full(shape, ctx.dt), tau_mem=node.tau, w_in=ones, r=node.r, v_leak=node.v_leak
+    )  # NIR's CubaLIF with a one-step current stage: the same equations
+    fields.update(_exact_cuba_fields(as_cuba, meta, ctx.dt))
+    return ir.CubaLIF(**fields, metadata={META_NIR_FIELDS: {"tau_mem": np.asarray(node.tau)}})
+
+
 def to_cuba_lif(name: str, node: ir.CubaLIF, ctx: ExportContext) -> list:
     """``ir.CubaLIF`` -> ``nir.CubaLIF`` (``tau * dt``, ``v_reset = 0``), the exact fields in the
-    metadata; refused where NIR's reset differs unless ``approximate`` (see ``docs/nir.md``)."""
+    metadata, ``w_rec`` a diagonal ``Linear`` on a cycle; one without a current stage
+    (``RLeaky``) -> ``nir.LIF`` as snnTorch writes it; refused where NIR's reset differs
+    unless ``approximate`` (see ``docs/nir.md``)."""
     nir = import_nir()
     _check_cuba_exportable(name, node, ctx)
+    if node.w_rec is not None:
+        _w_rec_as_nir(name, node, ctx)
     reasons = _cuba_reasons(node)
     refuse_or_warn(name, "CubaLIF", reasons, ctx, note=" (from_nir restores them)")
+    if not reasons and _without_current(node):
+        return [(name, _leaky_as_nir_lif(node, ctx.dt))]
     meta: dict[str, Any] = {}
     if reasons:
         meta = {META_RESET: node.reset_mechanism or "zero", META_RESET_DELAY: bool(node.reset_delay)}

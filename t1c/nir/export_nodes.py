@@ -41,12 +41,16 @@ class ExportContext(FailsAtNode):
         approximate: export LIF extension fields that NIR cannot say as NIR's LIF (warning).
         graph: the (validated) graph being exported; ``graph.input_shapes`` etc.
         file: the `.t1c` file, if any.
+        side_nodes, side_edges: NIR nodes and edges a converter adds beside its chain (a
+            CubaLIF's ``w_rec`` as a diagonal ``Linear`` on a cycle with the neuron).
     """
 
     dt: float
     approximate: bool
     graph: ir.Graph
     file: str | None
+    side_nodes: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
+    side_edges: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 #: ``fn(name, node, ctx) -> [(nir name, nir node), ...]``: a chain (usually one node).

@@ -2,8 +2,10 @@
 
 Nested graphs are inlined (:mod:`t1c.nir.wiring`), every node goes through its converter
 (:func:`t1c.nir.maps.default_import_map`, a ``node_map`` first), factors are folded into
-weights (:mod:`t1c.nir.folding`), joins become ``Skip(residual)`` nodes, and NIR's declared
-shapes are checked against T1C-IR's shape inference.
+weights (:mod:`t1c.nir.folding`), joins become ``Skip(residual)`` nodes, a recurrent graph
+is put in the node order that makes its back edges the ones NIR means
+(:func:`t1c.nir.wiring.step_order`), and NIR's declared shapes are checked against T1C-IR's
+shape inference.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ import numpy as np
 from .. import ir
 from ..ir.errors import T1CFormatError
 from .common import NIRConversionError, check_dt, import_nir, ints, node_metadata, plain_metadata
+from .cuba import fold_w_rec
 from .folding import fold_forward, fold_scale
 from .import_nodes import ImportContext, ImportFn
 from .maps import default_import_map
-from .wiring import bypass, check_acyclic, flatten_graph, insert_sums
+from .wiring import bypass, flatten_graph, insert_sums, step_order
+
+#: The T1C-IR nodes that spike: a recurrent edge leaving one carries last step's spikes.
+_NEURONS = (ir.LIF, ir.CubaLIF, ir.AlphaLIF)
 
 
 def read_nir(graph_or_path: Any) -> tuple[Any, str | None]:
@@ -93,10 +99,13 @@ def from_nir(
     Returns:
         A validated graph; nested NIRGraphs are inlined as ``outer.inner`` names, nodes
         that receive several edges get a ``Skip(residual)`` named ``<node>.sum`` in front.
+        A graph with a cycle (a recurrent layer, as snnTorch writes ``RLeaky``) is an
+        ``allow_cycles`` graph whose back edges leave the neuron on each cycle (its spikes
+        reach the cycle one step later); the nodes are reordered for that.
 
     Raises:
         NIRConversionError: a node with no exact T1C-IR form (the node and reason named), or
-            a graph with a cycle (its nodes named).
+            a cycle that does not run through exactly one neuron (its nodes named).
         TypeError: ``dt`` missing.
         ImportError: ``nir`` is not installed.
 
@@ -110,7 +119,6 @@ def from_nir(
     for name in markers:
         edges = bypass(name, edges, file)
         del flat[name]
-    check_acyclic(flat, edges, file)
     in_degree = Counter(d for _, d in edges)
     ctx = ImportContext(dt=dt, file=file, in_degree={n: in_degree[n] for n in flat})
     converters = {**default_import_map(), **(node_map or {})}
@@ -134,11 +142,12 @@ def from_nir(
         edges = fold_scale(name, scale, nodes, edges, ctx)
     for name, factor in ctx.forward_folds:
         fold_forward(name, factor, nodes, edges, ctx, f"SumPool2d (sum = {factor.item():g} x average)")
-    edges = insert_sums(nodes, edges)
+    edges = insert_sums(nodes, fold_w_rec(nodes, edges))
+    order, cyclic = step_order(nodes, edges, {n for n, v in nodes.items() if isinstance(v, _NEURONS)}, file)
     metadata = plain_metadata(source.metadata or {})
     metadata.update(source_format="nir", nir_dt=dt)
     try:
-        graph = ir.Graph(nodes, edges, metadata)
+        graph = ir.Graph({n: nodes[n] for n in order}, edges, metadata, allow_cycles=cyclic)
     except T1CFormatError as err:
         raise NIRConversionError(err.reason, file=file, node=err.node, field=err.field) from None
     _check_declared_shapes(graph, flat, ctx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import ir
 from .common import import_nir, refusal
-from .cuba import from_cuba_lif, to_cuba_lif
+from .cuba import from_cuba_lif, from_nir_lif, to_cuba_lif
 from .export_nodes import (
     ExportFn,
     to_affine,
@@ -31,7 +31,6 @@ from .import_nodes import (
     from_flatten,
     from_if,
     from_input,
-    from_lif,
     from_linear,
     from_output,
     from_scale,
@@ -71,7 +70,7 @@ def default_import_map() -> dict[type, ImportFn]:
         nir.Scale: from_scale,
         nir.Delay: from_delay,
         # neurons
-        nir.LIF: from_lif,
+        nir.LIF: from_nir_lif,
         nir.IF: from_if,
         nir.Threshold: from_threshold,
         nir.CubaLIF: from_cuba_lif,

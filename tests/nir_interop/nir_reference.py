@@ -37,11 +37,20 @@ class NIRSim:
     """Runs a NIRGraph (nested graphs included) step by step in float64.
 
     ``margin`` is the smallest ``|v - threshold|`` any spiking neuron saw.
+
+    Recurrence: an edge from a neuron to a node that leads back to that neuron delivers the
+    neuron's spikes of the previous step (zeros at the first): the recurrent layer
+    ``I_t = x_t + W s_{t-1} + b`` of snnTorch's ``RLeaky``/``RSynaptic`` (their NIR export is
+    ``input -> lif -> w_rec -> lif``) and of nirtorch's executor, which feeds a module the
+    cached previous output of one not yet run.
     """
+
+    _NEURONS = (nir.LIF, nir.IF, nir.CubaLIF)
 
     def __init__(self, graph, dt: float) -> None:
         self.graph, self.dt = graph, dt
         self.state: dict = {}
+        self.last: dict = {}  # a neuron's spikes of the previous step
         self.margin = np.inf
         self.subs = {n: NIRSim(g, dt) for n, g in graph.nodes.items() if isinstance(g, nir.NIRGraph)}
 
@@ -50,12 +59,30 @@ class NIRSim:
         nodes = self.graph.nodes
         return [tuple(n if n in nodes else n.split(".")[0] for n in edge) for edge in self.graph.edges]
 
+    def _reaches(self, start: str, goal: str) -> bool:
+        seen, frontier = {start}, [start]
+        while frontier:
+            name = frontier.pop()
+            if name == goal:
+                return True
+            nxt = [d for s, d in self._edges() if s == name and d not in seen]
+            seen.update(nxt)
+            frontier += nxt
+        return False
+
+    def _delayed(self) -> set[tuple[str, str]]:
+        nodes = self.graph.nodes
+        return {
+            (s, d) for s, d in self._edges() if isinstance(nodes[s], self._NEURONS) and self._reaches(d, s)
+        }
+
     def _order(self) -> list[str]:
-        nodes, edges = self.graph.nodes, self._edges()
+        nodes, delayed = self.graph.nodes, self._delayed()
+        edges = [e for e in self._edges() if e not in delayed]
         done: list[str] = []
         while len(done) < len(nodes):
             ready = [n for n in nodes if n not in done and all(s in done for s, d in edges if d == n)]
-            assert ready, f"reference: no topological order for {self.graph.edges}"
+            assert ready, f"reference: no step order for {self.graph.edges}"
             done += ready[:1]
         return done
 
@@ -63,14 +90,19 @@ class NIRSim:
         self.margin = min(self.margin, float(np.abs(v - thr).min()))
         return (v > thr).astype(np.float64)
 
+    def _previous(self, name: str, batch: int) -> np.ndarray:
+        shape = np.shape(self.graph.nodes[name].v_threshold)
+        return self.last.get(name, np.zeros((batch, *shape)))
+
     def step(self, x: np.ndarray) -> np.ndarray:
         vals: dict[str, np.ndarray] = {}
-        edges = self._edges()
+        edges, delayed = self._edges(), self._delayed()
         for name in self._order():
             node = self.graph.nodes[name]
-            ins = [vals[s] for s, d in edges if d == name]
+            ins = [self._previous(s, len(x)) if (s, d) in delayed else vals[s] for s, d in edges if d == name]
             i = sum(ins[1:], ins[0]) if ins else x
             vals[name] = self._node(name, node, i)
+        self.last.update({s: vals[s] for s, _ in delayed})
         (out,) = [vals[n] for n, v in self.graph.nodes.items() if isinstance(v, nir.Output)]
         return out
 
@@ -110,7 +142,11 @@ class NIRSim:
                 else torch.flatten(t(i), node.start_dim + 1, end).numpy()
             )
         v = self.state.get(name, np.zeros_like(i))
-        if isinstance(node, nir.LIF):  # tau dv/dt = (v_leak - v) + R I
+        if isinstance(node, nir.CubaLIF):  # tau_syn dI/dt = -I + w_in S, then the membrane from I
+            cur = self.state.get(name + "/i", np.zeros_like(i))
+            cur = self.state[name + "/i"] = cur + self.dt / node.tau_syn * (-cur + node.w_in * i)
+            v = v + self.dt / node.tau_mem * (node.v_leak - v + node.r * cur)
+        elif isinstance(node, nir.LIF):  # tau dv/dt = (v_leak - v) + R I
             v = v + self.dt / node.tau * (node.v_leak - v + node.r * i)
         elif isinstance(node, nir.IF):  # dv/dt = R I
             v = v + self.dt * node.r * i
@@ -249,12 +285,16 @@ def every_imported_type(n_taus: int = 8) -> nir.NIRGraph:
 
 
 def assert_same_nir(got, want) -> None:
-    """Two NIR graphs with the same node names, types, edges and fields (values and dtypes)."""
+    """Two NIR graphs with the same node names, types, edges and fields (values and dtypes),
+    nested graphs compared the same way."""
     assert sorted(got.nodes) == sorted(want.nodes)
     assert sorted(map(tuple, got.edges)) == sorted(map(tuple, want.edges))
     for name, node in want.nodes.items():
         other = got.nodes[name]
         assert type(other) is type(node), (name, type(other).__name__, type(node).__name__)
+        if isinstance(node, nir.NIRGraph):
+            assert_same_nir(other, node)
+            continue
         mine, theirs = other.to_dict(), node.to_dict()
         assert sorted(mine) == sorted(theirs), name
         for key, value in theirs.items():

@@ -219,15 +219,27 @@ def test_from_nir_refuses_with_node_and_reason(case):
     assert_refused(from_nir, build(), reason)
 
 
-def _t1c_cuba(**changes):
+def _t1c_cuba_fields(**changes) -> dict:
     ones = np.ones(4, np.float32)
     fields = dict(tau_syn=2 * ones, tau_mem=4 * ones, r=ones, v_leak=0 * ones, v_threshold=ones, w_in=ones)
     fields.update(changes)
-    return t1c_chain(ir.CubaLIF(**fields))
+    return fields
+
+
+def _t1c_cuba(**changes):
+    return t1c_chain(ir.CubaLIF(**_t1c_cuba_fields(**changes)))
 
 
 EXPORT_REFUSALS = {
-    "w_rec": (lambda: _t1c_cuba(w_rec=np.full(4, 0.5, np.float32)), "w_rec .*cycle"),
+    "w_rec over [C, H, W]": (
+        lambda: t1c_chain(
+            ir.CubaLIF(
+                **{k: v.reshape(2, 2) for k, v in _t1c_cuba_fields(w_rec=np.full(4, 0.5, np.float32)).items()}
+            ),
+            shape=(2, 2),
+        ),
+        r"w_rec over a layer of shape \[2, 2\].*diagonal Linear",
+    ),
     "decay of 1": (
         lambda: _t1c_cuba(tau_mem=np.full(4, np.inf), r=np.full(4, np.inf), beta=np.ones(4)),
         "decay of 1",

@@ -1,4 +1,5 @@
-"""t1c.nir.wiring: several edges into a node become a Skip(residual) join; nested graphs are inlined."""
+"""t1c.nir.wiring: several edges into a node become a Skip(residual) join (and NIR's edges again on
+export); nested graphs are inlined; cycles must run through exactly one neuron."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from t1c import ir
 
 nir = pytest.importorskip("nir")
 
-from nir_reference import check_against_reference, ints, lif  # noqa: E402
+from nir_reference import assert_same_nir, check_against_reference, ints, lif  # noqa: E402
 
-from t1c.nir import NIRConversionError, from_nir  # noqa: E402
+from t1c.nir import NIRConversionError, from_nir, to_nir  # noqa: E402
 
 
 def test_residual_sum_becomes_skip(tmp_path):
@@ -36,6 +37,8 @@ def test_residual_sum_becomes_skip(tmp_path):
     graph = check_against_reference(g, tmp_path, (6,))
     assert isinstance(graph.nodes["lif2.sum"], ir.Skip) and graph.nodes["lif2.sum"].skip_type == "residual"
     assert graph.predecessors("lif2.sum") == ["fc2", "in"] and graph.predecessors("lif2") == ["lif2.sum"]
+    nir.write(tmp_path / "back.nir", to_nir(graph, dt=1e-3))  # the join is NIR's two edges again
+    assert_same_nir(nir.read(tmp_path / "back.nir"), nir.read(tmp_path / "model.nir"))
 
 
 def test_nested_subgraph_is_inlined_with_prefixed_names(tmp_path):
@@ -63,40 +66,34 @@ def test_nested_subgraph_is_inlined_with_prefixed_names(tmp_path):
     assert graph.edges[0] == ("input", "block.fc")
 
 
-@pytest.mark.parametrize("neuron", ["LIF", "CubaLIF"])
-def test_recurrent_graph_is_refused_naming_the_nodes_on_its_cycle(neuron, tmp_path):
-    """snnTorch's RLeaky/RSynaptic export: a subgraph input -> lif -> w_rec -> lif -> output."""
-    n = 4
-    cell = (
-        lif(n)
-        if neuron == "LIF"
-        else nir.CubaLIF(
-            tau_syn=np.full(n, 2e-3), tau_mem=np.full(n, 4e-3), r=np.ones(n), v_leak=np.zeros(n),
-            v_threshold=np.ones(n),
-        )
-    )  # fmt: skip
-    rnn = nir.NIRGraph(
-        nodes={
-            "input": nir.Input(input_type=np.array([n])),
-            "lif": cell,
-            "w_rec": nir.Linear(weight=np.diag(np.full(n, 0.5))),
-            "output": nir.Output(output_type=np.array([n])),
-        },
-        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
-    )
-    g = nir.NIRGraph(
-        nodes={
-            "in": nir.Input(input_type=np.array([3])),
-            "fc": nir.Linear(weight=ints((n, 3), 5)),
-            "rnn": rnn,
-            "fc2": nir.Linear(weight=ints((2, n), 6)),
-            "out": nir.Output(output_type=np.array([2])),
-        },
-        edges=[("in", "fc"), ("fc", "rnn"), ("rnn", "fc2"), ("fc2", "out")],
-    )
-    nir.write(tmp_path / "rnn.nir", g)
-    with pytest.raises(
-        NIRConversionError, match=r"recurrent: a cycle runs through \['rnn.lif', 'rnn.w_rec'\]"
-    ) as info:
-        from_nir(tmp_path / "rnn.nir", dt=1e-3)
-    assert info.value.node == "rnn.lif"
+def _cycle(*cycle_nodes, shape: int = 4) -> nir.NIRGraph:
+    """``in -> fc -> first`` with the given nodes in a cycle (``a -> b -> ... -> a``), first -> out."""
+    names = [f"c{i}" for i in range(len(cycle_nodes))]
+    nodes = {"in": nir.Input(input_type=np.array([shape])), "fc": nir.Linear(weight=ints((shape, shape), 5))}
+    nodes.update(zip(names, cycle_nodes))
+    nodes["out"] = nir.Output(output_type=np.array([shape]))
+    ring = list(zip(names, names[1:] + names[:1]))
+    return nir.NIRGraph(nodes=nodes, edges=[("in", "fc"), ("fc", "c0"), *ring, ("c0", "out")])
+
+
+def _weights(shape: int = 4):
+    return nir.Linear(weight=np.eye(shape, dtype=np.float32) * np.float32(0.5))
+
+
+CYCLE_REFUSALS = {
+    "no neuron": (lambda: _cycle(_weights(), _weights()), r"cycle through 0 neurons \[\]"),
+    "two neurons": (
+        lambda: _cycle(lif(4), _weights(), lif(4), _weights()),
+        r"cycle through 2 neurons \['c0', 'c2'\].*exactly one neuron",
+    ),
+    "self edge": (lambda: _cycle(nir.Scale(scale=np.ones(4, np.float32))), "edge from the node to itself"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CYCLE_REFUSALS))
+def test_cycles_without_one_neuron_are_refused_naming_their_nodes(case):
+    """A recurrent edge waits one step behind its neuron: a cycle must hold exactly one."""
+    build, reason = CYCLE_REFUSALS[case]
+    with pytest.raises(NIRConversionError, match=reason) as info:
+        from_nir(build(), dt=1e-3)
+    assert info.value.node == "c0"
