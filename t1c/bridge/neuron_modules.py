@@ -107,8 +107,10 @@ class _NeuronModule(nn.Module):
             state = tuple(torch.zeros_like(inputs[0][0]) for _ in range(3))
         coefficients = self._coefficients()
         out = []
-        for t in range(inputs[0].shape[0]):
-            s, state = self._step(tuple(x[t] for x in inputs), state, coefficients)
+        # unbind, not x[t]: the backward of one unbind stacks the steps' gradients once, where
+        # each x[t] would fill a zero [T, B, ...] gradient of its own (quadratic in T)
+        for step_inputs in zip(*(x.unbind(0) for x in inputs)):
+            s, state = self._step(step_inputs, state, coefficients)
             out.append(s)
         return torch.stack(out), state
 

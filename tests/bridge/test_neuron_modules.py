@@ -200,3 +200,27 @@ def test_an_optimizer_step_on_the_decays_is_seen_by_the_next_call():
     after = membrane(module)
     assert not torch.equal(after, before)
     assert torch.equal(after, membrane(CubaLIFModule.from_node(module.to_node())))  # a module without a cache
+
+
+SEQUENCE_MODULES = {
+    "cuba": lambda: CubaLIFModule.from_node(cuba(**EXACT)),
+    "alpha": lambda: AlphaLIFModule.from_node(
+        ir.AlphaLIF(alpha=ONES * 0.9, beta=ONES * 0.8, tau=ONES * 1.89, v_threshold=ONES)
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SEQUENCE_MODULES))
+def test_forward_sequence_takes_the_steps_apart_once(kind):
+    """One unbind, whose backward stacks the steps' gradients once; indexing each step would
+    give each its own zero-filled [T, B, ...] gradient, a backward pass quadratic in T."""
+    xs = torch.from_numpy(XS[:20]).requires_grad_(True)
+    spikes, _ = SEQUENCE_MODULES[kind]().forward_sequence(xs)
+    seen, todo = set(), [spikes.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is not None and fn not in seen:
+            seen.add(fn)
+            todo.extend(f for f, _ in fn.next_functions)
+    names = {type(fn).__name__ for fn in seen}
+    assert "UnbindBackward0" in names and "SelectBackward0" not in names, names
