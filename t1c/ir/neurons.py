@@ -33,6 +33,7 @@ from .node import (
     as_float,
     as_float_array,
     as_int_array,
+    check_integer_codes,
     merged_sum_shape,
     spec,
 )
@@ -263,13 +264,7 @@ def check_recurrent_integers(node: CubaLIF) -> None:
         return
     if node.w_rec is None:
         raise T1CFormatError("needs w_rec (it holds w_rec's integers)", field="w_rec_int")
-    if node.w_rec_int.shape != node.w_rec.shape:
-        raise T1CFormatError(
-            f"has shape {list(node.w_rec_int.shape)} but w_rec has {list(node.w_rec.shape)}",
-            field="w_rec_int",
-        )
-    if node.w_rec_scale is None or not node.w_rec_scale > 0:
-        raise T1CFormatError("must be a positive number when w_rec_int is given", field="w_rec_scale")
+    check_integer_codes(node, "w_rec_int", "w_rec_scale", "w_rec")
 
 
 def _check_reset_fields(node: LIF | CubaLIF) -> None:
