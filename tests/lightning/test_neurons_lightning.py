@@ -167,3 +167,25 @@ def test_the_spike_counter_counts_every_neuron_type():
             _, state = executor(x, state, return_state=True)
             total += float(state["n1"][2].sum())
     assert float(spikes) == total and elements == 5 * 4 * 12
+
+
+@pytest.mark.parametrize("kind", ["rsynaptic", "alpha"])
+def test_gradient_checkpointed_chunks_carry_the_neuron_state(kind):
+    """Sequences longer than ``grad_checkpoint_steps`` run in chunks, the synaptic state (and
+    the last spikes of the recurrence) carried between them: the same outputs and gradients."""
+    graph = snntorch_graph(kind)
+    x = torch.rand(8, FEATURES, generator=torch.Generator().manual_seed(3))
+    results = []
+    for chunk in (None, 4):
+        model = T1CModule(
+            graph, num_steps=10, encoding="direct", grad_checkpoint_steps=chunk, learn_beta=True
+        )
+        ys = model(x)
+        model.compute_loss(ys, x[:, :CLASSES].argmax(1)).backward()
+        grads = {n: p.grad.clone() for n, p in model.executor.named_parameters()}
+        results.append((ys.detach(), grads))
+    (ys, grads), (chunked, chunked_grads) = results
+    assert torch.equal(ys, chunked)
+    assert grads.keys() == chunked_grads.keys()
+    for name, g in grads.items():
+        torch.testing.assert_close(chunked_grads[name], g, msg=name)
