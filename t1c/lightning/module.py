@@ -172,7 +172,8 @@ class T1CModule(pl.LightningModule):
             :meth:`load_from_checkpoint` to continue training with a non-default optimizer.
         lr: learning rate; it wins over an ``lr`` configured inside ``optimizer``.
         qat: train with fake-quantized weights (:func:`t1c.bridge.quantize.enable_qat`).
-        qat_weight_bits: weight width for Affine/Conv2d in QAT (SpikingAffine uses its own).
+        qat_weight_bits: weight width for Affine/Conv2d (and CubaLIF's one-to-one ``w_rec``)
+            in QAT (SpikingAffine uses its own).
         spike_grad: surrogate gradient name (:func:`resolve_spike_grad`).
         correct_rate, incorrect_rate: firing-rate targets of ``"mse_count"``.
         learn_beta, learn_threshold: also train the neurons' decays / thresholds

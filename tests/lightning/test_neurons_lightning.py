@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from t1c import ir
-from t1c.bridge import AlphaLIFModule, CubaLIFModule, ir_to_torch, to_ir
+from t1c.bridge import AlphaLIFModule, CubaLIFModule, ir_to_torch, quantize, to_ir
 from t1c.lightning import T1CExport, T1CModule, TensorDataModule
 from t1c.lightning.manifest import read_manifest
 from t1c.lightning.rates import SpikeCounter, neuron_nodes
@@ -85,9 +85,10 @@ def test_the_imported_neurons_run_in_the_module_with_its_surrogate_and_learning_
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def _fit(tmp_path, graph: ir.Graph) -> T1CModule:
+def _fit(tmp_path, graph: ir.Graph, **options) -> T1CModule:
     torch.manual_seed(0)
-    model = T1CModule(graph, num_steps=6, encoding="direct", lr=2e-2, learn_beta=True, learn_threshold=True)
+    options = {"learn_beta": True, "learn_threshold": True, **options}
+    model = T1CModule(graph, num_steps=6, encoding="direct", lr=2e-2, **options)
     trainer = pl.Trainer(
         default_root_dir=tmp_path,
         max_epochs=2,
@@ -189,3 +190,17 @@ def test_gradient_checkpointed_chunks_carry_the_neuron_state(kind):
     assert grads.keys() == chunked_grads.keys()
     for name, g in grads.items():
         torch.testing.assert_close(chunked_grads[name], g, msg=name)
+
+
+def test_qat_trains_the_recurrence_on_its_grid_and_the_file_carries_its_codes(tmp_path):
+    model = _fit(tmp_path, snntorch_graph("rleaky"), qat=True, qat_weight_bits=4)
+    assert quantize.qat_enabled(model.executor)
+    trained = model.export_graph().nodes["n1"].w_rec
+    codes, scale = quantize.quantize_weights(torch.from_numpy(trained), 4)
+    np.testing.assert_allclose(codes.numpy() * scale, trained, rtol=1e-6)  # on the 4-bit grid
+    last = ir.read(tmp_path / "ckpt" / "last.t1c")
+    np.testing.assert_array_equal(last.nodes["n1"].w_rec, trained)
+    node = last.nodes["n1"]  # T1CExport(weight_bits=8): the 8-bit codes of the 4-bit grid, within rounding
+    np.testing.assert_allclose(node.w_rec_int * node.w_rec_scale, trained, atol=node.w_rec_scale / 2)
+    metrics = read_manifest(tmp_path / "ckpt" / "t1c_exports.json")["exports"]["last.t1c"]["metrics"]
+    assert metrics["t1c/export_agreement"] == 1.0

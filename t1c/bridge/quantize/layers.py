@@ -31,6 +31,7 @@ from .integers import (
     quantized_linear,
     scaled_output,
 )
+from .qat import disable_qat
 
 # Integers of magnitude up to 2**24 are exact in float32: a sum whose every partial sum stays
 # below this bound gives the same integer in float32 as in float64, in any summation order.
@@ -315,7 +316,7 @@ def quantized_self_connection(
 
     ``stored``: the module's node when it carries ``w_rec_int``/``w_rec_scale``; those
     integers are then used as they are (``weight_bits`` is not used)."""
-    twin = copy.deepcopy(module)
+    twin = disable_qat(copy.deepcopy(module))  # in QAT: its w_rec on the grid, a plain parameter
     if stored is not None and stored.w_rec_int is not None:
         w_int, scale = (
             torch.from_numpy(np.asarray(stored.w_rec_int, dtype=np.int64)),
