@@ -23,6 +23,7 @@ from torch import nn
 
 from t1c import ir
 
+from .coefficient_cache import cached_coefficients
 from .surrogate import ATan, SpikeFn, atan_derivative, heaviside, resolve, spike
 
 ArrayLike = Any  # numpy array, torch tensor, float or nested list
@@ -205,16 +206,7 @@ class LIFModule(nn.Module):
         """``(decay, gain)``: ``clamp(beta, 0, 1)`` and None in snnTorch mode, else
         ``b = 1 - 1/tau`` and ``1 - b``. Cached while the parameters are unchanged."""
         src = self.beta if self.snntorch_mode else self.tau
-        if torch.is_grad_enabled() and src.requires_grad:
-            return self._compute_coefficients(src)
-        # Holding ``src`` itself makes the identity test safe (its memory cannot be reused);
-        # tensors made in inference mode cannot enter autograd later, hence the flag.
-        key = (src._version, torch.is_inference_mode_enabled())
-        cache = self._coef_cache
-        if cache is None or cache[0] is not src or cache[1] != key:
-            with torch.no_grad():
-                cache = self._coef_cache = (src, key, self._compute_coefficients(src))
-        return cache[2]
+        return cached_coefficients(self, (src,), lambda: self._compute_coefficients(src))
 
     def _compute_coefficients(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.snntorch_mode:

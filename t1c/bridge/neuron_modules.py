@@ -30,6 +30,7 @@ from torch import nn
 
 from t1c import ir
 
+from .coefficient_cache import cached_coefficients
 from .modules import _numpy as _float32_numpy
 from .modules import _tau_from_beta
 from .surrogate import SpikeFn, heaviside, resolve, spike
@@ -106,8 +107,10 @@ class _NeuronModule(nn.Module):
             state = tuple(torch.zeros_like(inputs[0][0]) for _ in range(3))
         coefficients = self._coefficients()
         out = []
-        for t in range(inputs[0].shape[0]):
-            s, state = self._step(tuple(x[t] for x in inputs), state, coefficients)
+        # unbind, not x[t]: the backward of one unbind stacks the steps' gradients once, where
+        # each x[t] would fill a zero [T, B, ...] gradient of its own (quadratic in T)
+        for step_inputs in zip(*(x.unbind(0) for x in inputs)):
+            s, state = self._step(step_inputs, state, coefficients)
             out.append(s)
         return torch.stack(out), state
 
@@ -153,6 +156,7 @@ class CubaLIFModule(_NeuronModule):
         self._hold("alpha", node.alpha, learn_alpha)
         self._hold("beta", node.beta, learn_beta)
         self._hold("w_rec", node.w_rec, learn=True)
+        self._coef_cache: tuple | None = None
 
     @classmethod
     def from_node(cls, node: ir.CubaLIF, **kwargs) -> CubaLIFModule:
@@ -187,7 +191,15 @@ class CubaLIFModule(_NeuronModule):
         )
 
     def _coefficients(self):
-        """``(alpha, beta)`` clamped to [0, 1] (exact form), or the plain ``(a, b)``."""
+        """``(alpha, beta)`` clamped to [0, 1] (exact form), or the plain ``(a, b)``; cached
+        while the parameters they come from are unchanged (as :class:`~t1c.bridge.LIFModule`'s)."""
+        if self.beta is None:
+            sources = (self.tau_syn, self.tau_mem)
+        else:
+            sources = (self.alpha, self.beta)
+        return cached_coefficients(self, sources, self._compute_coefficients)
+
+    def _compute_coefficients(self):
         if self.beta is None:
             return 1 - 1 / self.tau_syn, 1 - 1 / self.tau_mem
         return (None if self.alpha is None else self.alpha.clamp(0, 1)), self.beta.clamp(0, 1)

@@ -15,6 +15,7 @@ from .node import (
     as_float_array,
     as_int,
     as_int_array,
+    check_integer_codes,
     merged_sum_shape,
     spec,
 )
@@ -50,13 +51,7 @@ def check_integer_weights(node) -> None:
         if node.bias_int is not None or node.weight_scale is not None:
             raise T1CFormatError("bias_int/weight_scale need weight_int", field="weight_int")
         return
-    if node.weight_int.shape != node.weight.shape:
-        raise T1CFormatError(
-            f"has shape {list(node.weight_int.shape)} but weight has {list(node.weight.shape)}",
-            field="weight_int",
-        )
-    if node.weight_scale is None or not node.weight_scale > 0:
-        raise T1CFormatError("must be a positive number when weight_int is given", field="weight_scale")
+    check_integer_codes(node, "weight_int", "weight_scale", "weight")
     if node.bias_int is not None and node.bias_int.shape != node.bias.shape:
         raise T1CFormatError(
             f"has shape {list(node.bias_int.shape)}, expected {list(node.bias.shape)}", field="bias_int"

@@ -25,7 +25,18 @@ from typing import ClassVar
 import numpy as np
 
 from .errors import T1CFormatError
-from .node import Node, Shape, as_bool, as_choice, as_float_array, merged_sum_shape, spec
+from .node import (
+    Node,
+    Shape,
+    as_bool,
+    as_choice,
+    as_float,
+    as_float_array,
+    as_int_array,
+    check_integer_codes,
+    merged_sum_shape,
+    spec,
+)
 
 RESET_MECHANISMS = ("zero", "subtract", "none")
 
@@ -110,6 +121,11 @@ class CubaLIF(_Neurons):
     Both meanings use this reset; its defaults (``reset_mechanism`` "zero", ``reset_delay``
     False) give NIR's reset to zero in the same step, for ``v_threshold >= 0``. The node
     outputs ``s_t``. ``docs/neurons.md`` has the whole story.
+
+    Optional exact integers beside the float ``w_rec`` (a synaptic weight, as an
+    ``Affine``'s ``weight_int``/``weight_scale``): ``w_rec ~= w_rec_int * w_rec_scale``,
+    written by :func:`~t1c.bridge.quantize.attach_integer_weights`; readers that ignore them
+    use ``w_rec``.
     """
 
     TYPE = "CubaLIF"
@@ -126,6 +142,8 @@ class CubaLIF(_Neurons):
     w_rec: np.ndarray | None = spec("float_array", optional=True, default=None)
     reset_mechanism: str | None = spec("str", optional=True, default=None)
     reset_delay: bool | None = spec("bool", optional=True, default=None)
+    w_rec_int: np.ndarray | None = spec("int_array", optional=True, default=None)
+    w_rec_scale: float | None = spec("float", optional=True, default=None)
 
     def __post_init__(self) -> None:
         # +inf: tau_syn and w_in only where alpha == 1, tau_mem and r only where beta == 1
@@ -155,6 +173,7 @@ class CubaLIF(_Neurons):
                         "is part of the exact (snnTorch) form, which needs beta too", field=name
                     )
         _check_reset_fields(self)
+        check_recurrent_integers(self)
 
 
 @dataclasses.dataclass(eq=False, repr=False)
@@ -232,6 +251,20 @@ def _check_posinf_where_one(values: np.ndarray, name: str, decay: np.ndarray | N
             f"(give {decay_name}, or a finite value)",
             field=name,
         )
+
+
+def check_recurrent_integers(node: CubaLIF) -> None:
+    """Coerce and check the optional integers of ``w_rec``: ``w_rec_int`` (of ``w_rec``'s shape)
+    and a positive ``w_rec_scale`` come together, and only with ``w_rec``."""
+    node.w_rec_int = as_int_array(node.w_rec_int, "w_rec_int")
+    node.w_rec_scale = as_float(node.w_rec_scale, "w_rec_scale")
+    if node.w_rec_int is None:
+        if node.w_rec_scale is not None:
+            raise T1CFormatError("w_rec_scale needs w_rec_int", field="w_rec_int")
+        return
+    if node.w_rec is None:
+        raise T1CFormatError("needs w_rec (it holds w_rec's integers)", field="w_rec_int")
+    check_integer_codes(node, "w_rec_int", "w_rec_scale", "w_rec")
 
 
 def _check_reset_fields(node: LIF | CubaLIF) -> None:

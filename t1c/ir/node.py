@@ -234,6 +234,19 @@ def as_int_array(value: Any, field: str) -> np.ndarray | None:
     return np.ascontiguousarray(arr, dtype=np.int32 if small else np.int64)
 
 
+def check_integer_codes(node: Any, codes: str, scale: str, values: str) -> None:
+    """The integer codes ``codes`` of the float array ``values``, already coerced and present,
+    have ``values``' shape, and their ``scale`` is a positive number (``values ~= codes * scale``)."""
+    ints, floats = getattr(node, codes), getattr(node, values)
+    if ints.shape != floats.shape:
+        raise T1CFormatError(
+            f"has shape {list(ints.shape)} but {values} has {list(floats.shape)}", field=codes
+        )
+    factor = getattr(node, scale)
+    if factor is None or not factor > 0:
+        raise T1CFormatError(f"must be a positive number when {codes} is given", field=scale)
+
+
 def as_float(
     value: Any, field: str, *, minimum: float | None = None, maximum: float | None = None
 ) -> float | None:

@@ -50,20 +50,26 @@ from t1c import ir
 from t1c.bridge import GraphExecutor, ir_to_torch, quantize
 from t1c.bridge.exporter import to_ir
 from t1c.bridge.modules import LIFModule
+from t1c.bridge.neuron_modules import AlphaLIFModule, CubaLIFModule
 
 from .encoding import check_encoding, encode, is_count, sample_seeds
 
 __all__ = [
     "DEFAULT_NUM_STEPS",
     "LOSSES",
+    "SPIKING_NODES",
     "T1CModule",
     "graph_from_bytes",
     "graph_to_bytes",
+    "neuron_map",
     "resolve_spike_grad",
 ]
 
 #: Loss names accepted by :class:`T1CModule` (snnTorch's ``functional`` semantics).
 LOSSES = ("ce_count", "ce_rate", "mse_count", "ce_membrane")
+
+#: The node types whose output is spikes (what a spike-count loss counts).
+SPIKING_NODES = (ir.LIF, ir.CubaLIF, ir.AlphaLIF)
 
 #: Steps a static sample is presented for when ``num_steps`` is not given.
 DEFAULT_NUM_STEPS = 25
@@ -113,6 +119,36 @@ def resolve_spike_grad(name: str):
         ) from err
 
 
+def neuron_map(spike_grad, learn_beta: bool, learn_threshold: bool) -> dict[type, Any]:
+    """The ``node_map`` of :func:`~t1c.bridge.ir_to_torch` that builds every neuron node with
+    ``spike_grad`` and the learning flags.
+
+    ``learn_beta`` trains the decays a node has: ``LIF``'s ``beta`` (``tau`` in the plain
+    form), ``CubaLIF``'s ``alpha`` and ``beta`` (the exact form; the plain form's time
+    constants stay fixed); ``AlphaLIF``'s stay fixed (its stored ``tau`` derives from them).
+    ``learn_threshold`` trains every neuron's ``v_threshold``.
+    """
+
+    def lif(node: ir.LIF) -> LIFModule:
+        return LIFModule.from_node(
+            node, spike_grad=spike_grad, learn_beta=learn_beta, learn_threshold=learn_threshold
+        )
+
+    def cuba(node: ir.CubaLIF) -> CubaLIFModule:
+        return CubaLIFModule.from_node(
+            node,
+            spike_grad=spike_grad,
+            learn_alpha=learn_beta and node.alpha is not None,
+            learn_beta=learn_beta and node.beta is not None,
+            learn_threshold=learn_threshold,
+        )
+
+    def alpha(node: ir.AlphaLIF) -> AlphaLIFModule:
+        return AlphaLIFModule.from_node(node, spike_grad=spike_grad, learn_threshold=learn_threshold)
+
+    return {ir.LIF: lif, ir.CubaLIF: cuba, ir.AlphaLIF: alpha}
+
+
 class T1CModule(pl.LightningModule):
     """A LightningModule that fine-tunes a T1C-IR graph as a spiking classifier.
 
@@ -136,10 +172,12 @@ class T1CModule(pl.LightningModule):
             :meth:`load_from_checkpoint` to continue training with a non-default optimizer.
         lr: learning rate; it wins over an ``lr`` configured inside ``optimizer``.
         qat: train with fake-quantized weights (:func:`t1c.bridge.quantize.enable_qat`).
-        qat_weight_bits: weight width for Affine/Conv2d in QAT (SpikingAffine uses its own).
+        qat_weight_bits: weight width for Affine/Conv2d (and CubaLIF's one-to-one ``w_rec``)
+            in QAT (SpikingAffine uses its own).
         spike_grad: surrogate gradient name (:func:`resolve_spike_grad`).
         correct_rate, incorrect_rate: firing-rate targets of ``"mse_count"``.
-        learn_beta, learn_threshold: also train the LIF decay / thresholds.
+        learn_beta, learn_threshold: also train the neurons' decays / thresholds
+            (:func:`neuron_map` says which decays each neuron type has).
         eval_seed: global seed of the rate encoding in validation, prediction and
             :meth:`predict_with`; mixed with a key of each sample, so a sample's spikes do
             not depend on its batch, and validation sees the same spikes every epoch.
@@ -218,12 +256,10 @@ class T1CModule(pl.LightningModule):
                 "loss='ce_membrane' is meant for such graphs"
             )
 
-        lif = {ir.LIF: lambda node: LIFModule.from_node(
-            node, spike_grad=self.spike_grad, learn_beta=learn_beta, learn_threshold=learn_threshold
-        )}  # fmt: skip
+        neurons = neuron_map(self.spike_grad, learn_beta, learn_threshold)
         # ir_to_torch returns the deployed function (eval mode); a module that trains starts in
         # training mode (Lightning keeps submodules' modes as they are).
-        self.executor: GraphExecutor = ir_to_torch(self.source_graph, node_map=lif).train()
+        self.executor: GraphExecutor = ir_to_torch(self.source_graph, node_map=neurons).train()
         if qat:
             quantize.enable_qat(self.executor, qat_weight_bits)
         self.example_input_array = self._example_input()
@@ -294,9 +330,9 @@ class T1CModule(pl.LightningModule):
 
     @staticmethod
     def _feeds_spikes(graph: ir.Graph, output: str) -> bool:
-        """Whether the Output node receives spikes (only LIF nodes feed it)."""
+        """Whether the Output node receives spikes (only neurons, :data:`SPIKING_NODES`, feed it)."""
         preds = graph.predecessors(output)
-        return bool(preds) and all(isinstance(graph.nodes[p], ir.LIF) for p in preds)
+        return bool(preds) and all(isinstance(graph.nodes[p], SPIKING_NODES) for p in preds)
 
     def _example_input(self) -> Tensor:
         """A zero batch of one sample in the layout ``forward`` takes."""

@@ -1,8 +1,8 @@
 """Per-layer spike rates of the exported graph in float and quantized simulation.
 
-A :class:`SpikeCounter` attached to an executor counts, for each of its LIF nodes, the spikes
-and the neuron-steps of every run: through ``forward_sequence`` (what ``run_sequence`` calls)
-and a forward hook (stepped, recurrent graphs). It keeps the sums on the device (no
+A :class:`SpikeCounter` attached to an executor counts, for each of its neuron nodes (``LIF``,
+``CubaLIF``, ``AlphaLIF``), the spikes and the neuron-steps of every run: through
+``forward_sequence`` (what ``run_sequence`` calls) and a forward hook (stepped, recurrent graphs). It keeps the sums on the device (no
 synchronisation per batch) and detaches itself after the measurement. :func:`rate_figures`
 turns two counters into logged figures (``t1c/rate/<layer>/float``, ``.../quant``; summed over
 ranks by torchmetrics) and :func:`quantization_harm` names the layers that fire in float but
@@ -34,22 +34,23 @@ SATURATED_RATE = 0.99
 Counts = dict[str, tuple[torch.Tensor, int]]
 
 
-def lif_nodes(executor: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """``(node name, module)`` of each LIF node of a :class:`~t1c.bridge.GraphExecutor`."""
-    from t1c.bridge import LIFModule
+def neuron_nodes(executor: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``(node name, module)`` of each neuron node (``LIF``, ``CubaLIF``, ``AlphaLIF``) of a
+    :class:`~t1c.bridge.GraphExecutor`."""
+    from t1c.bridge import AlphaLIFModule, CubaLIFModule, LIFModule
 
     for name in getattr(executor, "node_names", []):
         module = executor.module_for(name)
-        if isinstance(module, LIFModule):
+        if isinstance(module, (LIFModule, CubaLIFModule, AlphaLIFModule)):
             yield name, module
 
 
 class SpikeCounter:
-    """Spikes and neuron-steps per LIF node, counted while attached to executors."""
+    """Spikes and neuron-steps per neuron node, counted while attached to executors."""
 
     def __init__(self) -> None:
         self.counts: Counts = {}
-        self.attached: list[tuple[nn.Module, Any]] = []  # (LIF module, its hook handle)
+        self.attached: list[tuple[nn.Module, Any]] = []  # (neuron module, its hook handle)
 
     def add(self, name: str, spikes: torch.Tensor) -> None:
         """Count one output of node ``name`` (spikes ``[..., neurons]``, any leading shape)."""
@@ -74,8 +75,8 @@ class SpikeCounter:
         return counts
 
     def attach(self, executor: nn.Module) -> SpikeCounter:
-        """Count the LIF outputs of ``executor`` until :meth:`detach` (on its instances only)."""
-        for name, module in lif_nodes(executor):
+        """Count the neuron outputs of ``executor`` until :meth:`detach` (on its instances only)."""
+        for name, module in neuron_nodes(executor):
             module.forward_sequence = self.counting(name, module)  # shadows the method until detach()
             self.attached.append((module, module.register_forward_hook(self.hook(name))))
         return self

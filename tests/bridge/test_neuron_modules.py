@@ -170,3 +170,57 @@ def test_gradient_flows_through_the_synaptic_current_to_alpha():
     spikes, _ = module.forward_sequence(torch.from_numpy(XS[:50]))
     spikes.sum().backward()
     assert module.alpha.grad is not None and module.alpha.grad.abs().sum() > 0
+
+
+# -- the decays are computed once and follow every parameter update ---------------------------------
+@pytest.mark.parametrize("form", ["exact", "plain"])
+def test_cached_decays_are_reused_while_the_parameters_are_unchanged(form):
+    module = CubaLIFModule.from_node(cuba(**EXACT) if form == "exact" else cuba())
+    with torch.no_grad():
+        first = module._coefficients()
+        assert all(a is b for a, b in zip(module._coefficients(), first))  # cached
+        (module.beta if form == "exact" else module.tau_mem).mul_(0.5)  # in place: a new version
+        assert module._coefficients()[1] is not first[1]
+
+
+def test_an_optimizer_step_on_the_decays_is_seen_by_the_next_call():
+    node = cuba(alpha=0.5 * ONES, beta=0.5 * ONES, v_threshold=100 * ONES)
+    module = CubaLIFModule.from_node(node, learn_alpha=True, learn_beta=True)
+    x, state = torch.ones(1, N), (torch.ones(1, N), torch.ones(1, N), torch.zeros(1, N))
+
+    def membrane(m: CubaLIFModule) -> torch.Tensor:
+        with torch.no_grad():
+            return m(x, state)[1][1]
+
+    before = membrane(module)  # the decays cached (no gradient recorded)
+    _, (_, v, _) = module(x, state)
+    v.sum().backward()  # recorded: computed afresh, so the gradient reaches alpha and beta
+    assert (module.alpha.grad > 0).all() and (module.beta.grad > 0).all()
+    torch.optim.SGD(module.parameters(), lr=0.1).step()  # updates them in place
+    after = membrane(module)
+    assert not torch.equal(after, before)
+    assert torch.equal(after, membrane(CubaLIFModule.from_node(module.to_node())))  # a module without a cache
+
+
+SEQUENCE_MODULES = {
+    "cuba": lambda: CubaLIFModule.from_node(cuba(**EXACT)),
+    "alpha": lambda: AlphaLIFModule.from_node(
+        ir.AlphaLIF(alpha=ONES * 0.9, beta=ONES * 0.8, tau=ONES * 1.89, v_threshold=ONES)
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SEQUENCE_MODULES))
+def test_forward_sequence_takes_the_steps_apart_once(kind):
+    """One unbind, whose backward stacks the steps' gradients once; indexing each step would
+    give each its own zero-filled [T, B, ...] gradient, a backward pass quadratic in T."""
+    xs = torch.from_numpy(XS[:20]).requires_grad_(True)
+    spikes, _ = SEQUENCE_MODULES[kind]().forward_sequence(xs)
+    seen, todo = set(), [spikes.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is not None and fn not in seen:
+            seen.add(fn)
+            todo.extend(f for f, _ in fn.next_functions)
+    names = {type(fn).__name__ for fn in seen}
+    assert "UnbindBackward0" in names and "SelectBackward0" not in names, names

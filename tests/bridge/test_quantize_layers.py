@@ -103,6 +103,53 @@ def test_a_cubalif_self_connection_is_quantized_as_a_weight_and_its_parameters_s
     assert torch.equal(executor.module_for("1").w_rec.detach(), v)  # the original is untouched
 
 
+def _rleaky_graph(v: torch.Tensor):
+    import snntorch as snn
+
+    from t1c.bridge import to_ir
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), snn.RLeaky(beta=0.9, all_to_all=False, V=v, init_hidden=True))
+    return to_ir(model, torch.rand(2, 3))
+
+
+def test_the_file_carries_a_self_connections_integers_and_the_simulation_uses_them(tmp_path):
+    import numpy as np
+
+    from t1c import ir
+    from t1c.bridge import ir_to_torch
+
+    graph = _rleaky_graph(torch.tensor([0.5, -0.3, 0.1, 0.26]))
+    with_ints = Q.attach_integer_weights(graph, weight_bits=2)
+    assert graph.nodes["1"].w_rec_int is None  # a copy
+    node = with_ints.nodes["1"]
+    np.testing.assert_array_equal(node.w_rec_int, [1, -1, 0, 1])  # max|V| / 1 = 0.5 per code
+    assert node.w_rec_scale == 0.5 and node.w_rec.tolist() == graph.nodes["1"].w_rec.tolist()
+    ir.write(tmp_path / "q.t1c", with_ints)
+    reread = ir.read(tmp_path / "q.t1c")
+    xs = (torch.rand(30, 2, 3, generator=torch.Generator().manual_seed(1)) * 3).round()
+    with torch.no_grad():
+        simulated = Q.quantize_executor(ir_to_torch(graph), weight_bits=2).run_sequence(xs)[0]
+        assert torch.equal(Q.ir_to_quantized(reread, weight_bits=2).run_sequence(xs)[0], simulated)
+    # the stored integers win over a re-quantization of the floats (and over weight_bits)
+    node = reread.nodes["1"]
+    node.w_rec_int, node.w_rec_scale = np.array([3, 0, -2, 1]), 0.25
+    twin = Q.ir_to_quantized(reread, weight_bits=2).module_for("1")
+    np.testing.assert_array_equal(twin.w_rec.detach().numpy(), [0.75, 0.0, -0.5, 0.25])
+
+
+def test_a_cubalif_without_self_connection_gets_no_integers():
+    import snntorch as snn
+
+    from t1c.bridge import to_ir
+
+    model = nn.Sequential(nn.Linear(3, 4), snn.Synaptic(alpha=0.8, beta=0.9, init_hidden=True))
+    graph = to_ir(model, torch.rand(2, 3))
+    node = Q.attach_integer_weights(graph, weight_bits=4).nodes["1"]
+    assert node.w_rec is None and node.w_rec_int is None and node.w_rec_scale is None
+    assert node.to_fields().keys() == graph.nodes["1"].to_fields().keys()  # nothing more is written
+
+
 def test_a_cubalif_self_connection_in_a_users_module_is_refused_by_name():
     import snntorch as snn
 

@@ -46,3 +46,39 @@ def test_disable_qat_on_a_copy_leaves_the_original_training():
     assert torch.equal(net[0].weight, plain[0].weight)  # the original still has its weight
     net[0](torch.ones(1, 3)).sum().backward()
     assert net[0].parametrizations.weight.original.grad is not None
+
+
+def _recurrent_executor():
+    import snntorch as snn
+
+    from t1c.bridge import ir_to_torch, to_ir
+
+    torch.manual_seed(0)
+    v = torch.tensor([0.5, -0.3, 0.1, 0.26])
+    model = nn.Sequential(nn.Linear(3, 4), snn.RLeaky(beta=0.9, all_to_all=False, V=v, init_hidden=True))
+    return ir_to_torch(to_ir(model, torch.rand(2, 3))).train()
+
+
+def test_qat_rounds_a_cubalif_self_connection_as_a_weight():
+    from t1c.bridge import CubaLIFModule
+
+    executor = Q.enable_qat(_recurrent_executor(), weight_bits=2)
+    neuron = executor.module_for("1")
+    assert Q.qat_enabled(executor) and isinstance(neuron, CubaLIFModule)
+    assert neuron.w_rec.tolist() == [0.5, -0.5, 0.0, 0.5]  # on the 2-bit grid, scale 0.5
+    original = neuron.parametrizations["w_rec"].original
+    xs = torch.rand(6, 2, 3) * 4
+    executor.run_sequence(xs)[0].sum().backward()
+    assert original.grad is not None and original.grad.abs().sum() > 0  # straight through
+    twin = Q.quantize_executor(executor, weight_bits=2).module_for("1")  # the same codes
+    assert type(twin) is CubaLIFModule and twin.w_rec.tolist() == [0.5, -0.5, 0.0, 0.5]
+    plain = Q.disable_qat(copy.deepcopy(executor))
+    assert not Q.qat_enabled(plain) and type(plain.module_for("1")) is CubaLIFModule
+    assert plain.module_for("1").w_rec.tolist() == [0.5, -0.5, 0.0, 0.5]
+    assert Q.qat_enabled(executor) and neuron.w_rec.tolist() == [
+        0.5,
+        -0.5,
+        0.0,
+        0.5,
+    ]  # the original still trains
+    assert set(dict(plain.named_parameters())) == set(dict(_recurrent_executor().named_parameters()))

@@ -72,6 +72,36 @@ REFUSALS = {
     "reset_mechanism": (lambda: cuba(reset_mechanism="hard"), "reset_mechanism", "must be one of"),
     "reset_delay": (lambda: cuba(reset_delay=2), "reset_delay", "must be a boolean"),
     "tau_syn_strings": (lambda: cuba(tau_syn=np.array(["a"] * N)), "tau_syn", "must hold numbers"),
+    "w_rec_int_without_w_rec": (
+        lambda: cuba(w_rec_int=np.ones(N, np.int64), w_rec_scale=0.5),
+        "w_rec_int",
+        "needs w_rec",
+    ),
+    "w_rec_scale_without_int": (
+        lambda: cuba(w_rec=np.ones(N), w_rec_scale=0.5),
+        "w_rec_int",
+        "needs w_rec_int",
+    ),
+    "w_rec_int_shape": (
+        lambda: cuba(w_rec=np.ones(N), w_rec_int=np.ones(2, np.int64), w_rec_scale=0.5),
+        "w_rec_int",
+        "has shape [2] but w_rec has [4]",
+    ),
+    "w_rec_scale_missing": (
+        lambda: cuba(w_rec=np.ones(N), w_rec_int=np.ones(N, np.int64)),
+        "w_rec_scale",
+        "must be a positive number",
+    ),
+    "w_rec_scale_zero": (
+        lambda: cuba(w_rec=np.ones(N), w_rec_int=np.ones(N, np.int64), w_rec_scale=0.0),
+        "w_rec_scale",
+        "must be a positive number",
+    ),
+    "w_rec_int_floats": (
+        lambda: cuba(w_rec=np.ones(N), w_rec_int=np.full(N, 0.5), w_rec_scale=1.0),
+        "w_rec_int",
+        "",
+    ),
     "alpha_lif_alpha_missing": (lambda: alpha_lif(alpha=None), "alpha", "is required"),
     "alpha_lif_beta_above_one": (lambda: alpha_lif(beta=np.full(N, 1.25)), "beta", "got 1.25"),
     "alpha_lif_beta_shape": (lambda: alpha_lif(beta=np.full(2, 0.5)), "beta", "but tau has [4]"),
@@ -183,6 +213,19 @@ def test_plain_node_writes_only_the_nir_fields(tmp_path: Path) -> None:
         assert set(f["graph/nodes/neuron"]) == {"type", *PLAIN}
 
 
+def test_recurrent_integers_round_trip_beside_the_float_w_rec(tmp_path: Path) -> None:
+    w_rec = np.array([0.5, -0.25, 0.0, 0.125], np.float32)
+    node = cuba(**EXACT, w_rec=w_rec, w_rec_int=np.array([4, -2, 0, 1]), w_rec_scale=0.125)
+    path = tmp_path / "ints.t1c"
+    ir.write(path, two_input_graph(node))
+    back = ir.read(path).nodes["neuron"]
+    np.testing.assert_array_equal(back.w_rec_int, [4, -2, 0, 1])
+    assert np.issubdtype(back.w_rec_int.dtype, np.integer) and back.w_rec_scale == 0.125
+    np.testing.assert_array_equal(back.w_rec, w_rec)  # the floats stay, for readers without the extension
+    with h5py.File(path, "r") as f:
+        assert {"w_rec_int", "w_rec_scale"} <= set(f["graph/nodes/neuron"])
+
+
 # -- thresholds of zero or below: valid, kept exactly (docs/lif_extensions.md) -----------------
 def _one_neuron_graph(node: ir.Node) -> ir.Graph:
     return ir.Graph.from_chain(ir.Input(input_type={"input": np.array([N])}), node, ir.Output())
@@ -251,6 +294,9 @@ SEED_DIGESTS = {
     "hybrid/mlp_bn1d_relu_lif.t1c": "ae25d352e5080970cb1aa1cfe6a81a50676bec188b5ff283ce2ee15c8a3edef0",
 }
 LIF_SNNTORCH_DIGEST = "cdf02320adacbea274a32babf3b60a9c0310c3dafcebf9fb2003784ef3fafdc6"
+#: sha256 of a graph with the factories' snnTorch CubaLIF (``w_rec`` without its integers), written
+#: by the writer before ``w_rec_int``/``w_rec_scale`` existed (commit 5f6a19d, HDF5 2.0.0).
+CUBA_LIF_SNNTORCH_DIGEST = "aff5024465cb2554003ca6712b8f099670bc9ecf0cb48072a50107003a56059e"
 same_hdf5 = pytest.mark.skipif(
     h5py.version.hdf5_version != "2.0.0",
     reason="digests recorded with HDF5 2.0.0; other versions lay out bytes their own way",
@@ -279,3 +325,15 @@ def test_snntorch_lif_writes_the_same_bytes(tmp_path: Path) -> None:
     )
     ir.write(tmp_path / "lif.t1c", graph)
     assert _digest(tmp_path / "lif.t1c") == LIF_SNNTORCH_DIGEST
+
+
+@same_hdf5
+def test_a_cubalif_without_recurrent_integers_writes_the_same_bytes(tmp_path: Path) -> None:
+    graph = ir.Graph.from_chain(
+        ir.Input(input_type={"input": np.array([3, 8, 8])}),
+        FACTORIES["cuba_lif_snntorch"](),
+        ir.Output(),
+        names=["input", "neuron", "output"],
+    )
+    ir.write(tmp_path / "cuba.t1c", graph)
+    assert _digest(tmp_path / "cuba.t1c") == CUBA_LIF_SNNTORCH_DIGEST

@@ -19,14 +19,23 @@ from torch.nn.utils import parametrize
 
 from t1c import ir
 from t1c.ir.linear import check_integer_weights
+from t1c.ir.neurons import check_recurrent_integers
 
 from ..convert import WEIGHTED_NODES
 from ..convert.normalization import fold_batchnorm
 from ..executor import GraphExecutor
 from ..hybrid_modules import SubgraphModule
 from ..importer import ir_to_torch
-from .integers import check_bits, quantize_layer
-from .layers import QuantizedConv2d, QuantizedLinear, node_bits, own_bits, quantized_module
+from ..neuron_modules import CubaLIFModule
+from .integers import check_bits, quantize_layer, quantize_weights
+from .layers import (
+    QuantizedConv2d,
+    QuantizedLinear,
+    node_bits,
+    own_bits,
+    quantized_module,
+    quantized_self_connection,
+)
 from .qat import disable_qat
 
 
@@ -200,8 +209,14 @@ def _quantize_graph_in_place(
             layer = QuantizedConv2d if isinstance(node, ir.Conv2d) else QuantizedLinear
             executor.set_module(name, layer.from_node(node, weight_bits, accumulator_bits))
         elif isinstance(node, ir.CubaLIF) and node.w_rec is not None:  # w_rec: a synaptic weight
-            twin = quantized_module(executor.module_for(name), weight_bits, accumulator_bits)
-            if twin is None:  # a node_map gave it a module of the user's: its w_rec is not ours to round
+            module = executor.module_for(name)
+            # a node_map may have given it a module of the user's: its w_rec is not ours to round
+            twin = (
+                quantized_self_connection(module, weight_bits, node)
+                if isinstance(module, CubaLIFModule)
+                else None
+            )
+            if twin is None:
                 raise TypeError(
                     f"node '{name}': CubaLIF with w_rec runs in {type(executor.module_for(name)).__name__}, "
                     "which the quantized simulation cannot put on the integer grid; import it with the "
@@ -217,8 +232,10 @@ def attach_integer_weights(graph: ir.Graph, weight_bits: int = 8, accumulator_bi
 
     Sets the optional fields ``weight_int``, ``weight_scale`` and ``bias_int`` to the values
     :func:`quantize_executor` simulates (SpikingAffine: its own bit widths; Affine/Conv2d:
-    the arguments), so hardware receives exactly the integers whose accuracy was measured.
-    The float ``weight``/``bias`` are kept, so readers that ignore the extension still work.
+    the arguments), so hardware receives exactly the integers whose accuracy was measured;
+    likewise a ``CubaLIF``'s one-to-one recurrence ``w_rec`` gets ``w_rec_int`` and
+    ``w_rec_scale`` (``weight_bits``, symmetric, one scale). The float ``weight``/``bias``/
+    ``w_rec`` are kept, so readers that ignore the extension still work.
     """
     check_bits(weight_bits, "weight_bits", 1, 32)
     check_bits(accumulator_bits, "accumulator_bits", 1, 64)
@@ -232,6 +249,10 @@ def attach_integer_weights(graph: ir.Graph, weight_bits: int = 8, accumulator_bi
             )
             node.weight_int, node.weight_scale, node.bias_int = w_int.numpy(), scale, b_int.numpy()
             check_integer_weights(node)
+        elif isinstance(node, ir.CubaLIF) and node.w_rec is not None:
+            w_int, node.w_rec_scale = quantize_weights(torch.from_numpy(node.w_rec), weight_bits)
+            node.w_rec_int = w_int.numpy()
+            check_recurrent_integers(node)
         elif isinstance(node, ir.Subgraph):
             node.graph = attach_integer_weights(node.graph, weight_bits, accumulator_bits)
         nodes[name] = node

@@ -31,6 +31,7 @@ from .integers import (
     quantized_linear,
     scaled_output,
 )
+from .qat import disable_qat
 
 # Integers of magnitude up to 2**24 are exact in float32: a sum whose every partial sum stays
 # below this bound gives the same integer in float32 as in float64, in any summation order.
@@ -305,13 +306,24 @@ def quantized_module(module: nn.Module, weight_bits: int, accumulator_bits: int)
     return None
 
 
-def quantized_self_connection(module: CubaLIFModule, weight_bits: int) -> CubaLIFModule:
+def quantized_self_connection(
+    module: CubaLIFModule, weight_bits: int, stored: ir.CubaLIF | None = None
+) -> CubaLIFModule:
     """A copy of a ``CubaLIFModule`` whose one-to-one recurrence ``w_rec`` is a synaptic
     weight on the integer grid (symmetric, one scale, ``weight_bits``): ``w_int * scale``,
     so each spike product is an exact integer times the scale. The neuron parameters
-    (decays, gain, threshold) stay float, as a LIF's do (docs/neurons.md, "Quantization")."""
-    twin = copy.deepcopy(module)
-    w_int, scale = quantize_weights(module.w_rec, weight_bits)
+    (decays, gain, threshold) stay float, as a LIF's do (docs/neurons.md, "Quantization").
+
+    ``stored``: the module's node when it carries ``w_rec_int``/``w_rec_scale``; those
+    integers are then used as they are (``weight_bits`` is not used)."""
+    twin = disable_qat(copy.deepcopy(module))  # in QAT: its w_rec on the grid, a plain parameter
+    if stored is not None and stored.w_rec_int is not None:
+        w_int, scale = (
+            torch.from_numpy(np.asarray(stored.w_rec_int, dtype=np.int64)),
+            float(stored.w_rec_scale),
+        )
+    else:
+        w_int, scale = quantize_weights(module.w_rec, weight_bits)
     twin.w_rec = nn.Parameter((w_int.to(torch.float64) * scale).to(module.w_rec.dtype), requires_grad=False)
     return twin
 

@@ -3,7 +3,7 @@
 :func:`fake_quantize` rounds weights onto their ``bits``-bit grid in the forward pass
 (exactly the values :func:`~t1c.bridge.quantize.integers.quantize_weights` gives) and
 passes gradients straight through; :func:`enable_qat` / :func:`disable_qat` switch a
-model's Linear/Conv2d weights to and from it in place.
+model's Linear/Conv2d weights (and CubaLIF's one-to-one ``w_rec``) to and from it in place.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from ..neuron_modules import CubaLIFModule
 from .integers import check_bits, quantize_weights
 
 
@@ -57,24 +58,36 @@ class FakeQuantize(nn.Module):
         return f"bits={self.bits}"
 
 
+def synaptic_tensor(module: nn.Module) -> str | None:
+    """The name of the synaptic weight tensor QAT rounds in ``module``: an ``nn.Linear``'s or
+    ``nn.Conv2d``'s ``weight``, a ``CubaLIFModule``'s one-to-one recurrence ``w_rec``; else None."""
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        return "weight"
+    if isinstance(module, CubaLIFModule) and module.w_rec is not None:
+        return "w_rec"
+    return None
+
+
 def enable_qat(executor: nn.Module, weight_bits: int = 8) -> nn.Module:
     """Switch ``executor`` (in place) to quantization-aware training.
 
-    Every ``nn.Linear``/``nn.Conv2d`` weight is re-parametrized with :class:`FakeQuantize`
-    (``SpikingAffineModule`` with its own ``weight_bits``), so the forward pass sees
-    weights on the quantization grid while the optimizer updates the float originals
-    (straight-through gradients). Biases stay float during training; the quantized
-    simulation rounds them to the weights' scale. Calling it twice is a no-op.
+    Every ``nn.Linear``/``nn.Conv2d`` weight, and every ``CubaLIFModule``'s ``w_rec`` (a
+    synaptic weight, quantized as one: docs/quantization.md), is re-parametrized with
+    :class:`FakeQuantize` (``SpikingAffineModule`` with its own ``weight_bits``), so the
+    forward pass sees weights on the quantization grid while the optimizer updates the
+    float originals (straight-through gradients). Biases stay float during training; the
+    quantized simulation rounds them to the weights' scale. Calling it twice is a no-op.
 
     Returns:
         ``executor`` itself.
     """
     check_bits(weight_bits, "weight_bits", 1, 32)
     for module in executor.modules():
-        if not isinstance(module, (nn.Linear, nn.Conv2d)) or parametrize.is_parametrized(module, "weight"):
+        name = synaptic_tensor(module)
+        if name is None or parametrize.is_parametrized(module, name):
             continue
         bits = getattr(module, "weight_bits", weight_bits)
-        parametrize.register_parametrization(module, "weight", FakeQuantize(bits))
+        parametrize.register_parametrization(module, name, FakeQuantize(bits))
     return executor
 
 
@@ -91,21 +104,25 @@ def disable_qat(executor: nn.Module) -> nn.Module:
     its original, and would break the original; this function never edits that class.
     """
     for module in list(executor.modules()):
-        if not parametrize.is_parametrized(module, "weight"):
+        name = synaptic_tensor(module)
+        if name is None or not parametrize.is_parametrized(module, name):
             continue
-        if set(module.parametrizations) != {"weight"}:  # other tensors parametrized by the user
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        if set(module.parametrizations) != {name}:  # other tensors parametrized by the user
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
             continue
-        plist = module.parametrizations["weight"]
+        plist = module.parametrizations[name]
         original = plist.original
         with torch.no_grad():
             original.copy_(plist())
         module.__class__ = type(module).__bases__[0]  # torch injects ParametrizedX(X)
         del module.parametrizations
-        module.weight = original
+        setattr(module, name, original)
     return executor
 
 
 def qat_enabled(executor: nn.Module) -> bool:
-    """Whether any weight of ``executor`` is fake-quantized."""
-    return any(parametrize.is_parametrized(m, "weight") for m in executor.modules())
+    """Whether any synaptic weight of ``executor`` is fake-quantized."""
+    return any(
+        (name := synaptic_tensor(m)) is not None and parametrize.is_parametrized(m, name)
+        for m in executor.modules()
+    )
