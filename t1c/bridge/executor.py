@@ -139,7 +139,7 @@ class GraphExecutor(nn.Module):
     Recurrent graphs (``ir.Graph(..., allow_cycles=True)``): an edge back to an earlier
     node carries its source's output of the previous step (zero at the first step),
     kept in the state under ``"<source>/output"`` (``/`` never occurs in node names).
-    ``run_sequence`` steps such graphs.
+    ``run_sequence`` steps the cycle and runs the nodes before and after it over whole sequences.
     """
 
     def __init__(
@@ -251,6 +251,7 @@ class GraphExecutor(nn.Module):
         self._n_slots = len(order) + len(self._back_sources)
         self._out_slots = [slot[n] for n in self.output_names]
         self._back_slots = [(slot[s], prev_slot[s], s) for s in self._back_sources]
+        self._window = _recurrent_window(plan, back, slot, self._out_slots)
 
     def _step_kind(
         self, name: str, module: nn.Module | None, ins: tuple[int, ...]
@@ -368,10 +369,12 @@ class GraphExecutor(nn.Module):
                 value = like.new_zeros((like.shape[0], *shape))
             vals[prev] = value
 
-    def _run_step(self, xs: list, vals: list, state: State, new_state: State) -> None:
+    def _run_step(
+        self, xs: list, vals: list, state: State, new_state: State, plan: list[_Step] | None = None
+    ) -> None:
         step = None
         try:
-            for step in self._plan:
+            for step in self._plan if plan is None else plan:
                 kind, pos, module, ins, frees, name, _, _ = step
                 if kind == _CALL:
                     vals[pos] = module(vals[ins[0]])
@@ -398,7 +401,9 @@ class GraphExecutor(nn.Module):
         """Run ``T`` time steps: :meth:`forward` ``T`` times, up to matmul rounding.
 
         Stateless nodes run once over all ``T * B`` samples; stateful nodes loop over time
-        (``forward_sequence`` when they have it). Recurrent graphs are stepped. Layers
+        (``forward_sequence`` when they have it). In a recurrent graph the nodes from the
+        first back edge's destination to the last back edge's source (the cycle, in plan
+        order) are stepped together; the nodes before and after them run as above. Layers
         summed in another order than stepping round differently in the last bits (see
         the module docstring); spikes differ only where a membrane is that close to its
         threshold.
@@ -412,47 +417,65 @@ class GraphExecutor(nn.Module):
             outputs) and the state after the last step.
         """
         seqs = self._inputs(xs, seq=True)
-        T, B = seqs[0].shape[:2]
-        if T == 0:
+        if seqs[0].shape[0] == 0:
             raise ValueError("run_sequence needs at least one time step, got xs with T = 0")
         state = self._initial_state(state)
-        if self._back_slots:
-            return self._step_sequence(seqs, state)
         vals: list = [None] * self._n_slots
         new_state: State = {}
+        if self._window is None:
+            self._sequence_steps(self._plan, seqs, vals, state, new_state)
+        else:  # the nodes before the cycle over all T * B samples, the cycle stepped, then the rest
+            window = self._window
+            self._sequence_steps(self._plan[: window.start], seqs, vals, state, new_state)
+            self._step_window(seqs, vals, state, new_state)
+            self._sequence_steps(self._plan[window.stop :], seqs, vals, state, new_state)
+        self._keep(new_state)
+        return self._outputs(vals), new_state
+
+    def _sequence_steps(
+        self, plan: list[_Step], seqs: list, vals: list, state: State, new_state: State
+    ) -> None:
+        """Run ``plan``'s steps over whole sequences ``[T, B, ...]`` (see :meth:`run_sequence`)."""
         step = None
         try:
-            for step in self._plan:
-                kind, pos, module, ins, frees, name, _, given_up_by = step
-                if kind == _INPUT:
-                    vals[pos] = seqs[ins[0]]
-                elif kind == _STATEFUL:
-                    overwrite = given_up_by is not None and _may_overwrite(given_up_by)
-                    vals[pos], new_state[name] = _stateful_sequence(
-                        module, _summed(vals, ins), state.get(name), overwrite
-                    )
-                elif kind == _STATEFUL_MULTI:
-                    vals[pos], new_state[name] = module.forward_sequence(
-                        [vals[i] for i in ins], state.get(name)
-                    )
-                elif kind == _SUM:
-                    vals[pos] = _summed(vals, ins)
-                else:
-                    args = [_summed(vals, ins)] if kind == _CALL_SUM else [vals[i] for i in ins]
-                    if getattr(module, "couples_batch", False):  # mixes a step's samples
-                        vals[pos] = torch.stack([module(*[a[t] for a in args]) for t in range(T)])
-                    else:
-                        flat = [a.reshape(T * B, *a.shape[2:]) for a in args]
-                        out = module(*flat)
-                        vals[pos] = out.reshape(T, B, *out.shape[1:])
-                for i in frees:
+            for step in plan:
+                _sequence_step(step, seqs, vals, state, new_state)
+                for i in step.frees:
                     vals[i] = None
         except NodeExecutionError:
             raise
         except Exception as err:
             raise self._failure(step, err, seqs) from err
-        self._keep(new_state)
-        return self._outputs(vals), new_state
+
+    def _step_window(self, seqs: list, vals: list, state: State, new_state: State) -> None:
+        """Step the recurrent window (:func:`_recurrent_window`) ``T`` times: it reads the
+        sequences computed before it at step ``t``, its back edges carry the previous step's
+        values, and the values read after it are stacked back into sequences."""
+        window = self._window
+        step_vals: list = [None] * self._n_slots
+        self._load_back(step_vals, state, seqs[0][0])
+        collected: dict[int, list[torch.Tensor]] = {i: [] for i in window.gives}
+        step_state = state
+        # unbound once: its backward stacks T gradients (indexing [t] would fill T full-size ones)
+        read = {i: vals[i].unbind(0) for i in window.reads}
+        for t in range(seqs[0].shape[0]):
+            for i, values in read.items():
+                step_vals[i] = values[t]
+            next_state: State = {}
+            self._run_step(seqs, step_vals, step_state, next_state, window.steps)
+            for i, values in collected.items():
+                values.append(step_vals[i])
+            for cur, prev, _src in self._back_slots:
+                step_vals[prev] = step_vals[cur]
+            step_state = next_state
+        new_state.update(step_state)
+        for cur, _prev, src in self._back_slots:
+            new_state[f"{src}/output"] = step_vals[cur]
+        for i, values in collected.items():
+            vals[i] = torch.stack(values)
+        for step in window.steps:  # the sequences read last inside the window
+            for i in step.frees:
+                vals[i] = None
 
     def _failure(self, step: _Step, err: Exception, xs: list[torch.Tensor]) -> Exception:
         """What to raise for ``err``, raised while running ``step``: a one-line ``TypeError``
@@ -469,16 +492,6 @@ class GraphExecutor(nn.Module):
         return TypeError(
             f"GraphExecutor input is {given} but its parameters are {want}: pass x.to({want}){other}"
         )
-
-    def _step_sequence(self, seqs: list[torch.Tensor], state: State) -> tuple[Any, State]:
-        outs = []
-        for t in range(seqs[0].shape[0]):
-            x_t = [s[t] for s in seqs]
-            out, state = self.forward(x_t if len(x_t) > 1 else x_t[0], state, return_state=True)
-            outs.append(out)
-        if isinstance(outs[0], dict):
-            return {n: torch.stack([o[n] for o in outs]) for n in self.output_names}, state
-        return torch.stack(outs), state
 
     def extra_repr(self) -> str:
         return f"inputs={self.input_names}, outputs={self.output_names}, edges={len(self.edges)}"
@@ -503,6 +516,34 @@ def _shape_mismatch(name: str, shape: tuple[int, ...], got: Any, seq: bool, seve
     elif fits and rank == len(shape) + 2:
         text += "; a sequence [T, B, ...] goes to run_sequence"
     return text
+
+
+class _Window(NamedTuple):
+    """The recurrent part of a plan: the steps from the first back edge's destination to the
+    last back edge's source, which :meth:`GraphExecutor.run_sequence` steps over time."""
+
+    start: int  # plan position of its first step
+    stop: int  # one past its last step
+    steps: list[_Step]
+    reads: tuple[int, ...]  # slots before it that it reads (sequences, read at step t)
+    gives: tuple[int, ...]  # its slots read after it or returned (stacked into sequences)
+
+
+def _recurrent_window(
+    plan: list[_Step], back: set[tuple[str, str]], slot: dict[str, int], out_slots: list[int]
+) -> _Window | None:
+    """The window of a recurrent plan (None without back edges). Every node before it depends
+    on nothing in it, and every node after it only reads it, so those run over whole sequences.
+    Back edges join only the nodes a graph's order puts after the acyclic part (Kahn's order,
+    then the nodes of and after the cycles), so no ``Input`` is ever inside the window."""
+    if not back:
+        return None
+    start = min(slot[d] for _, d in back)
+    stop = max(slot[s] for s, _ in back) + 1
+    steps = plan[start:stop]
+    reads = sorted({i for step in steps for i in step.inputs if i < start})
+    later = {i for step in plan[stop:] for i in step.inputs} | set(out_slots)
+    return _Window(start, stop, steps, tuple(reads), tuple(sorted(i for i in later if start <= i < stop)))
 
 
 def _input_given_up(
@@ -538,6 +579,31 @@ def _may_overwrite(producers: tuple[nn.Module, ...]) -> bool:
         or nn.modules.module._global_forward_hooks
         or any(m._forward_hooks for m in producers)
     )
+
+
+def _sequence_step(step: _Step, seqs: list, vals: list, state: State, new_state: State) -> None:
+    """Run one plan step over whole sequences ``[T, B, ...]``: a stateless module once over
+    all ``T * B`` samples (per step if it ``couples_batch``), a stateful one over time."""
+    T, B = seqs[0].shape[:2]
+    kind, pos, module, ins, _, name, _, given_up_by = step
+    if kind == _INPUT:
+        vals[pos] = seqs[ins[0]]
+    elif kind == _STATEFUL:
+        overwrite = given_up_by is not None and _may_overwrite(given_up_by)
+        vals[pos], new_state[name] = _stateful_sequence(
+            module, _summed(vals, ins), state.get(name), overwrite
+        )
+    elif kind == _STATEFUL_MULTI:
+        vals[pos], new_state[name] = module.forward_sequence([vals[i] for i in ins], state.get(name))
+    elif kind == _SUM:
+        vals[pos] = _summed(vals, ins)
+    else:
+        args = [_summed(vals, ins)] if kind == _CALL_SUM else [vals[i] for i in ins]
+        if getattr(module, "couples_batch", False):  # mixes a step's samples
+            vals[pos] = torch.stack([module(*[a[t] for a in args]) for t in range(T)])
+        else:
+            out = module(*[a.reshape(T * B, *a.shape[2:]) for a in args])
+            vals[pos] = out.reshape(T, B, *out.shape[1:])
 
 
 def _summed(vals: list, ins: tuple[int, ...]) -> torch.Tensor:

@@ -12,8 +12,11 @@ An export is one trip through four rooms, each entered once:
    (``trace="order"`` chains the units in call order instead, with a warning).
 3. **Convert** (:mod:`t1c.bridge.convert`): each unit through its converter, with an
    :class:`~t1c.bridge.registry.ExportContext`; BatchNorm folds into the node before it.
+   A converter returns one node, or a :class:`~t1c.bridge.registry.NodeGroup` of wired
+   nodes (an all-to-all ``RLeaky``: its neuron and its recurrent synapse on a back edge).
 4. **Graph** (here): nodes named after the modules' qualified names, plus ``input`` and
-   ``output``; the :class:`~t1c.ir.Graph` validates itself and infers shapes, and each
+   ``output`` (a group's other parts ``<module path>.<part>``); marked ``allow_cycles``
+   only when a group closed a cycle. The :class:`~t1c.ir.Graph` validates itself and infers shapes, and each
    node's inferred shape is checked against the shape the hooks saw, so a bad export
    fails here, naming the module.
 
@@ -58,7 +61,7 @@ from .convert.activations import IDENTITY_DROPS, RELU_FIX
 from .convert.neurons import RESTART_AWARE, is_stateful
 from .convert.normalization import fold_into_node
 from .executor import GraphExecutor
-from .registry import ArityCalls, Converter, ExportContext, ExportError, Shape, find_converter
+from .registry import ArityCalls, Converter, ExportContext, ExportError, NodeGroup, Shape, find_converter
 from .tracing import Flow, OperationRefused, Untraceable, chain_flow, is_sequential_chain, traced_flow
 
 __all__ = ["ExportError", "T1CExporter", "to_ir"]
@@ -133,6 +136,7 @@ class _Builder:
         self.resolved: dict[str, str] = {"input": "input"}
         self.stale: dict[str, str] = {}  # flow key -> BatchNorm path that changed its value
         self.nonnegative: set[str] = set()  # node names whose output is provably >= 0
+        self.grouped = False  # a converter returned a NodeGroup (which may close a cycle)
         self.calls = ArityCalls()
 
     def context(self, path: str, sources: list[str] | None = None) -> ExportContext:
@@ -212,12 +216,38 @@ class _Builder:
         if node is None:
             self.resolved[step.key] = sources[0]
             return
+        if isinstance(node, NodeGroup):
+            self._emit_group(step.key, node, sources, step.path, unit.module)
+            return
         if not isinstance(node, ir.Node):
-            raise ctx.fail(unit.module, f"its converter returned {type(node).__name__}, not a t1c.ir node")
+            raise ctx.fail(
+                unit.module, f"its converter returned {type(node).__name__}, not a t1c.ir node or a NodeGroup"
+            )
         self._emit(step.key, node, sources, step.path, unit.module)
 
-    def _emit(self, key: str, node: ir.Node, sources: list[str], path: str | None, module) -> None:
-        name = _safe_name(path if path is not None else key, module, self.taken)
+    def _emit_group(self, key: str, group: NodeGroup, sources: list[str], path: str, module) -> None:
+        """A module's wired nodes, in the group's order: ``main`` named after the module and fed
+        its inputs, every other part ``<path>.<part>``; then the group's own edges."""
+        names = {
+            part: _safe_name(path, module, self.taken)
+            if part == group.main
+            else _safe_name(f"{path}.{part}", None, self.taken)
+            for part in group.nodes
+        }
+        for part, node in group.nodes.items():
+            if part == group.main:
+                self._emit(key, node, sources, path, module, names[part])
+            else:
+                self.nodes[names[part]] = node
+                self.paths[names[part]] = f"{path}.{part}"
+        self.edges.extend((names[src], names[dst]) for src, dst in group.edges)
+        self.grouped = True
+
+    def _emit(
+        self, key: str, node: ir.Node, sources: list[str], path: str | None, module, name: str | None = None
+    ) -> None:
+        if name is None:
+            name = _safe_name(path if path is not None else key, module, self.taken)
         used: set[str] = set()
         for i, src in enumerate(sources):
             if src in used:  # the same value twice (cat([s, s]), x + x): edges must be distinct
@@ -265,7 +295,17 @@ class _Builder:
         nodes = {"input": ir.Input(input_type={"input": np.asarray(input_shape, dtype=np.int64)})}
         nodes.update(self.nodes)
         nodes["output"] = ir.Output()
-        return _Built(nodes, [*self.edges, (out, "output")], self.paths, self.expected)
+        edges = [*self.edges, (out, "output")]
+        cyclic = self.grouped and _closes_cycle(nodes, edges)
+        return _Built(nodes, edges, self.paths, self.expected, allow_cycles=cyclic)
+
+
+def _closes_cycle(nodes: dict[str, ir.Node], edges: list[tuple[str, str]]) -> bool:
+    """Whether ``edges`` form a cycle (checked only where a NodeGroup may have closed one)."""
+    try:
+        return ir.Graph(nodes, edges, allow_cycles=True, validate=False).cyclic
+    except ir.T1CFormatError:
+        return False  # malformed: the validation that follows names the fault
 
 
 def _validated(built: _Built, metadata: Mapping[str, Any], cap: Capture | None) -> ir.Graph:

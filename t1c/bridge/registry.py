@@ -3,7 +3,9 @@
 * Export: a converter is ``fn(module, ctx) -> ir.Node | None`` or ``fn(module) -> ...``
   (the arity is read once from its signature, :func:`converter_arity`); ``ctx`` is an
   :class:`ExportContext`. It returns the primitive that computes what the module
-  computes, or ``None`` when the module is dropped (its input flows on unchanged).
+  computes, or ``None`` when the module is dropped (its input flows on unchanged). A
+  module that is several wired nodes (an all-to-all ``RLeaky``: the neuron and its
+  recurrent synapse on a back edge) returns a :class:`NodeGroup` instead.
   :func:`find_converter` looks a module's type up along its MRO, first in the user's
   ``custom_map``, then in the default table (:mod:`t1c.bridge.convert`).
 * Import: a factory is ``fn(node) -> nn.Module`` or ``fn(node, ctx)`` with an
@@ -35,7 +37,7 @@ from torch import nn
 from t1c import ir
 
 Shape = tuple[int, ...]
-Converter = Callable[..., "ir.Node | None"]  # fn(module, ctx) or fn(module)
+Converter = Callable[..., "ir.Node | NodeGroup | None"]  # fn(module, ctx) or fn(module)
 Factory = Callable[..., "nn.Module"]  # fn(node) or fn(node, ctx)
 ExportTable = dict[type[nn.Module], Converter]  # {module type: converter}
 ImportTable = dict[type[ir.Node], Factory]  # {primitive class: factory}
@@ -89,6 +91,53 @@ class ExportContext:
     def fail(self, module: nn.Module, reason: str) -> ExportError:
         """An :class:`ExportError` naming this module's path and type."""
         return ExportError(f"cannot export `{self.path}` ({type(module).__name__}): {reason}")
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeGroup:
+    """Several wired nodes that together compute one module: what a converter returns when
+    one node is not enough (an all-to-all ``snn.RLeaky`` is its ``CubaLIF`` plus the
+    recurrent ``Affine`` on a back edge, docs/neurons.md).
+
+    The exporter adds the nodes in the order given, then the module's input edges into
+    ``main``, then ``edges`` in the order given; so ``main``'s inputs from the model come
+    first in its edge order. ``main`` is named after the module (``lif1``) and gives the
+    module's output; every other part ``p`` is named ``<module path>.<p>`` (name a part
+    after the submodule it comes from, ``recurrent``: the node is then named after that
+    submodule's qualified path). A graph whose groups close a cycle is exported with
+    ``allow_cycles=True``; any other graph is exported as before.
+
+    Attributes:
+        nodes: ``{part: node}``, in graph order (a back edge's destination goes before its
+            source, so it carries the source's value of the previous step).
+        main: the part that receives the module's inputs and gives its output.
+        edges: ``(source part, destination part)`` edges between the parts.
+
+    Example:
+        >>> import numpy as np
+        >>> w = np.eye(2, dtype=np.float32)
+        >>> group = NodeGroup(
+        ...     {"recurrent": ir.Affine(weight=w, bias=None), "neuron": ir.Affine(weight=w, bias=None)},
+        ...     main="neuron",
+        ...     edges=(("recurrent", "neuron"), ("neuron", "recurrent")),
+        ... )
+        >>> list(group.nodes), group.main
+        (['recurrent', 'neuron'], 'neuron')
+    """
+
+    nodes: Mapping[str, ir.Node]
+    main: str
+    edges: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.main not in self.nodes:
+            raise ValueError(f"NodeGroup: main part {self.main!r} is not one of its nodes {list(self.nodes)}")
+        for part, node in self.nodes.items():
+            if not isinstance(part, str) or not part or not isinstance(node, ir.Node):
+                raise ValueError(f"NodeGroup: part {part!r} must be a non-empty name of a t1c.ir node")
+        for src, dst in self.edges:
+            if src not in self.nodes or dst not in self.nodes:
+                raise ValueError(f"NodeGroup: edge ({src!r}, {dst!r}) names a part it does not have")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -87,13 +87,25 @@ def test_refused_leaky_exports_with_custom_map():
     assert graph.nodes["1"].beta is None
 
 
-def test_rleaky_is_refused_and_its_recurrent_linear_never_becomes_a_layer():
+def test_rleakys_recurrent_linear_is_a_back_edge_never_a_chained_layer():
     # The seed exported [Affine, Affine('1.recurrent')]: the neuron gone, its feedback chained.
     model = nn.Sequential(nn.Linear(8, 4), snn.RLeaky(beta=0.9, linear_features=4, init_hidden=True))
-    with pytest.raises(
-        ExportError, match=r"`1` \(RLeaky\): its recurrent connection.*custom_map=\{RLeaky: fn\}"
-    ):
-        to_ir(model, torch.rand(1, 8))
+    graph = to_ir(model, torch.rand(1, 8))
+    assert [type(n).__name__ for n in graph.nodes.values()] == [
+        "Input",
+        "Affine",
+        "Affine",
+        "CubaLIF",
+        "Output",
+    ]
+    assert graph.edges == [
+        ("input", "0"),
+        ("0", "1"),
+        ("1.recurrent", "1"),
+        ("1", "1.recurrent"),
+        ("1", "output"),
+    ]
+    assert graph.allow_cycles and graph.cyclic
 
     def as_lif(module, ctx):
         n = ctx.output_shape[0]
@@ -118,9 +130,11 @@ def test_rleaky_is_refused_and_its_recurrent_linear_never_becomes_a_layer():
         ),
         (lambda: snn.Lapicque(R=3.0, C=5.0, init_hidden=True), "Lapicque", "not a power of two"),
         (
-            lambda: snn.RSynaptic(alpha=0.9, beta=0.8, linear_features=4, init_hidden=True),
+            lambda: snn.RSynaptic(
+                alpha=0.9, beta=0.8, linear_features=4, init_hidden=True, state_quant=lambda m: m
+            ),
             "RSynaptic",
-            "recurrent",
+            "state_quant",
         ),
         (lambda: snn.DeltaLeaky(beta=0.9, init_hidden=True), "DeltaLeaky", "change of the membrane"),
     ],

@@ -426,3 +426,54 @@ def test_held_state_is_per_instance_and_moves_with_to(fixtures_dir):
     a.to(torch.float64)
     assert all(v.dtype == torch.float64 for v in a.state.values())
     assert next(a.parameters()).dtype == torch.float64
+
+
+def _dyadic_affine(out_f, in_f, seed) -> ir.Affine:
+    """Weights on a 1/64 grid: every sum of them over spikes is exact, in any order."""
+    rng = np.random.default_rng(seed)
+    return ir.Affine(
+        weight=np.round(rng.normal(0, 0.6, (out_f, in_f)) * 64) / 64,
+        bias=np.round(rng.normal(0, 0.2, out_f) * 64) / 64,
+    )
+
+
+def test_run_sequence_steps_only_the_cycles_and_equals_stepping() -> None:
+    """fc1 -> lif1 (rec1 back) -> fc2 -> lif2 (rec2 back) -> fc3 -> lif3: run_sequence runs fc1
+    over all T * B rows, steps rec1..lif2, and runs fc3/lif3 over the stacked spikes; outputs,
+    every state and gradients equal stepping's, and it continues from a given state."""
+    nodes = {
+        "input": _inp(5),
+        "fc1": _dyadic_affine(8, 5, 0),
+        "rec1": _dyadic_affine(8, 8, 1),
+        "lif1": _lif(8),
+        "fc2": _dyadic_affine(6, 8, 2),
+        "rec2": _dyadic_affine(6, 6, 3),
+        "lif2": _lif(6, reset_mechanism="subtract"),
+        "fc3": _dyadic_affine(3, 6, 4),
+        "lif3": _lif(3),
+        "output": ir.Output(),
+    }
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("rec1", "lif1"), ("lif1", "rec1"), ("lif1", "fc2")]
+    edges += [("fc2", "lif2"), ("rec2", "lif2"), ("lif2", "rec2"), ("lif2", "fc3"), ("fc3", "lif3")]
+    net = ir_to_torch(ir.Graph(nodes, [*edges, ("lif3", "output")], allow_cycles=True)).train()
+    window = net._window
+    assert [s.name for s in window.steps] == ["rec1", "lif1", "fc2", "rec2", "lif2"]
+    xs = (torch.rand(30, 4, 5, generator=torch.Generator().manual_seed(0)) < 0.5).float() * 2
+    ys, state = net.run_sequence(xs)
+    ref, ref_state = step_all(net, xs)
+    assert 0.05 < ys.mean().item() < 0.95 and torch.equal(ys, ref)
+    assert set(state) == set(ref_state) == {"lif1", "lif2", "lif3", "lif1/output", "lif2/output"}
+    for name in state:
+        assert torch.equal(torch.as_tensor(state[name]), torch.as_tensor(ref_state[name])), name
+    readout = torch.randn(3)
+    (ys * readout).sum().backward()
+    grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad()
+    (ref * readout).sum().backward()
+    for n, p in net.named_parameters():
+        assert grads[n].abs().sum() > 0, n
+        torch.testing.assert_close(grads[n], p.grad, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        first, mid = net.run_sequence(xs[:12])
+        rest, _ = net.run_sequence(xs[12:], mid)
+    assert torch.equal(torch.cat([first, rest]), ref.detach())

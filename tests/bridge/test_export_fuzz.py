@@ -167,7 +167,9 @@ def refused_module(d: Draft) -> None:
             "lapicque": lambda: snn.Lapicque(R=3.0, C=5.0, init_hidden=True),
             "graded": lambda: snn.Leaky(beta=0.9, graded_spikes_factor=2.0, init_hidden=True),
             "sigmoid": nn.Sigmoid,
-            "rleaky": lambda: snn.RLeaky(beta=0.9, linear_features=shape[0], init_hidden=True),
+            "rleaky": lambda: snn.RLeaky(
+                beta=0.9, linear_features=shape[0], state_quant=lambda m: m, init_hidden=True
+            ),
             "relu": nn.ReLU,
         }[kind]()
     d.refused.append(type(module).__name__)

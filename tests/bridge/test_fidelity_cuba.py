@@ -17,10 +17,8 @@ from test_fidelity import assert_same_spikes, scaled
 from torch import nn
 
 from t1c import ir
-from t1c.bridge.convert.cuba import convert_rsynaptic
 from t1c.bridge.exporter import ExportError, to_ir
 from t1c.bridge.importer import ir_to_torch
-from t1c.bridge.registry import ExportContext
 
 STEPS, BATCH = 200, 4
 MECHANISMS = ("subtract", "zero", "none")
@@ -391,21 +389,6 @@ def test_one_to_one_rleaky_explicit_state_and_gradients(tmp_path):
     )
     ours, theirs = executor.module_for("lif").w_rec.grad, model.lif.recurrent.V.grad
     torch.testing.assert_close(ours.sum(), theirs.sum(), rtol=1e-4, atol=1e-5)  # V is one shared scalar
-
-
-def test_recurrent_configurations_without_an_exact_form_are_refused_by_name():
-    with pytest.raises(ExportError, match=r"`1` \(RLeaky\): its recurrent connection \(all_to_all=True"):
-        to_ir(
-            nn.Sequential(nn.Linear(3, 4), snn.RLeaky(beta=0.9, linear_features=4, init_hidden=True)),
-            torch.rand(2, 3),
-        )
-    conv = snn.RSynaptic(alpha=0.9, beta=0.8, conv2d_channels=4, kernel_size=3, init_hidden=True)
-    with pytest.raises(ExportError, match=r"`1` \(RSynaptic\): its recurrent connection \(all_to_all=True"):
-        to_ir(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), conv), torch.rand(2, 1, 6, 6))
-    # snnTorch's own forward fails with reset_delay=False (docs/neurons.md); the converter refuses it anyway
-    undelayed = snn.RSynaptic(alpha=0.9, beta=0.8, all_to_all=False, V=0.5, reset_delay=False)
-    with pytest.raises(ExportError, match=r"reset_delay=False \(snnTorch itself fails"):
-        convert_rsynaptic(undelayed, ExportContext(path="1", output_shape=(4,)))
 
 
 def test_current_based_neurons_are_the_snn_part_of_a_hybrid_graph():

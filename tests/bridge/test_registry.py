@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -9,7 +10,14 @@ from torch import nn
 from t1c import ir
 from t1c.bridge import ExportError, to_ir
 from t1c.bridge.convert import export_converters
-from t1c.bridge.registry import ArityCalls, ExportContext, converter_arity, find_converter, overridden_base
+from t1c.bridge.registry import (
+    ArityCalls,
+    ExportContext,
+    NodeGroup,
+    converter_arity,
+    find_converter,
+    overridden_base,
+)
 
 
 def test_a_subclass_that_changes_behaviour_does_not_get_its_base_converter():
@@ -115,3 +123,29 @@ def test_custom_map_wins_and_applies_to_subclasses_as_written():
 def test_export_context_fail_names_path_and_type():
     err = ExportContext(path="block.fc").fail(nn.Linear(2, 2), "no reason")
     assert isinstance(err, ExportError) and str(err) == "cannot export `block.fc` (Linear): no reason"
+
+
+def test_a_node_group_checks_its_parts_and_edges():
+    node = ir.Affine(weight=np.eye(2, dtype=np.float32), bias=None)
+    with pytest.raises(ValueError, match=r"main part 'x' is not one of its nodes \['a'\]"):
+        NodeGroup({"a": node}, main="x")
+    with pytest.raises(ValueError, match=r"edge \('a', 'b'\) names a part it does not have"):
+        NodeGroup({"a": node}, main="a", edges=(("a", "b"),))
+    with pytest.raises(ValueError, match=r"part 'b' must be a non-empty name of a t1c.ir node"):
+        NodeGroup({"a": node, "b": "Affine"}, main="a")
+
+
+def test_a_user_converter_may_return_a_node_group_that_closes_a_cycle():
+    def fed_back(module):  # the Linear, plus a feedback Affine (3 -> 2) on a back edge into it
+        w, b = module.weight.detach().numpy(), module.bias.detach().numpy()
+        feedback = ir.Affine(weight=np.full((2, 3), 0.25, dtype=np.float32), bias=None)
+        return NodeGroup(
+            {"feedback": feedback, "main": ir.Affine(weight=w, bias=b)},
+            main="main",
+            edges=(("feedback", "main"), ("main", "feedback")),
+        )
+
+    graph = to_ir(nn.Sequential(nn.Linear(2, 3)), torch.rand(2, 2), custom_map={nn.Linear: fed_back})
+    assert list(graph.nodes) == ["input", "0.feedback", "0", "output"]
+    assert graph.edges == [("input", "0"), ("0.feedback", "0"), ("0", "0.feedback"), ("0", "output")]
+    assert graph.allow_cycles and graph.cyclic

@@ -1,6 +1,11 @@
-"""Current-based neurons both ways: ``snn.Synaptic``/``snn.Lapicque`` and the one-to-one
-``snn.RLeaky``/``snn.RSynaptic`` (``all_to_all=False``) -> ``CubaLIF``, ``snn.Alpha`` -> ``AlphaLIF``, and t1c's :class:`~t1c.bridge.CubaLIFModule` /
-:class:`~t1c.bridge.AlphaLIFModule` <-> their nodes.
+"""Current-based neurons both ways: ``snn.Synaptic``/``snn.Lapicque`` and
+``snn.RLeaky``/``snn.RSynaptic`` -> ``CubaLIF``, ``snn.Alpha`` -> ``AlphaLIF``, and t1c's
+:class:`~t1c.bridge.CubaLIFModule` / :class:`~t1c.bridge.AlphaLIFModule` <-> their nodes.
+
+The one-to-one ``RLeaky``/``RSynaptic`` (``all_to_all=False``) is one ``CubaLIF`` with
+``w_rec = V``; the all-to-all form is a :class:`~t1c.bridge.registry.NodeGroup`: the
+``CubaLIF`` plus its recurrent ``nn.Linear``/``nn.Conv2d`` as an ``Affine``/``Conv2d``
+(named ``<neuron>.recurrent``) on a back edge.
 
 The mapping is ``docs/neurons.md``'s ("snnTorch <-> T1C-IR"): every parameter expanded
 to the neuron shape the hooks captured, the decays clamped to [0, 1] as the forwards
@@ -10,6 +15,8 @@ form is refused by name (:func:`_refusals`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
@@ -17,7 +24,9 @@ from torch import nn
 from t1c import ir
 
 from ..neuron_modules import AlphaLIFModule, CubaLIFModule, time_constant
-from ..registry import ExportContext, ExportTable, ImportTable, convert_own_node
+from ..registry import ExportContext, ExportTable, ImportTable, NodeGroup, convert_own_node
+from .conv import convert_conv2d
+from .linear import convert_linear
 from .neurons import leaky_refusals, neuron_array
 
 
@@ -144,37 +153,66 @@ def convert_alpha(module: nn.Module, ctx: ExportContext) -> ir.AlphaLIF:
     )
 
 
-def _one_to_one(
+def _recurrence(
     module: nn.Module, ctx: ExportContext, extra: list[str]
-) -> tuple[tuple[int, ...], np.ndarray]:
-    """An ``RLeaky``/``RSynaptic``'s neuron shape and ``w_rec = V`` (one-to-one form only)."""
-    if module.all_to_all:
-        raise ctx.fail(
-            module,
-            "its recurrent connection (all_to_all=True: the `recurrent` Linear/Conv2d fed its own spikes) is "
-            "not exported yet (docs/neurons.md plans it as a back edge); use all_to_all=False with V, or pass "
-            f"custom_map={{{type(module).__name__}: fn}}",
-        )
+) -> tuple[tuple[int, ...], dict[str, object], ir.Node | None]:
+    """An ``RLeaky``/``RSynaptic``'s neuron shape, the ``CubaLIF`` fields of its recurrence
+    (``w_rec = V``, one-to-one) and its recurrent synapse node (all-to-all), after refusing
+    what no graph expresses (``extra``: the neuron's own settings)."""
+    if not module.all_to_all:
+        shape = _checked_shape(module, ctx, extra)
+        with torch.no_grad():
+            v = module.recurrent.V
+        return shape, {"w_rec": neuron_array(v, shape, "V", module, ctx)}, None
+    rec = module.recurrent
+    if isinstance(rec, nn.Conv2d) and any(k % 2 == 0 for k in rec.kernel_size):
+        extra = [
+            *extra,
+            f"an even kernel_size {tuple(rec.kernel_size)} (padding k // 2 makes the recurrent output larger "
+            "than the layer: snnTorch itself fails)",
+        ]
+    elif not isinstance(rec, (nn.Linear, nn.Conv2d)):
+        extra = [
+            *extra,
+            f"a recurrent {type(rec).__name__} (all_to_all=True feeds back an nn.Linear or nn.Conv2d)",
+        ]
     shape = _checked_shape(module, ctx, extra)
-    with torch.no_grad():
-        v = module.recurrent.V
-    return shape, neuron_array(v, shape, "V", module, ctx)
+    sub = dataclasses.replace(ctx, path=f"{ctx.path}.recurrent", input_shape=shape, output_shape=shape)
+    synapse = convert_linear(rec, sub) if isinstance(rec, nn.Linear) else convert_conv2d(rec, sub)
+    return shape, {}, synapse
 
 
-def convert_rleaky(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
-    """``snn.RLeaky(all_to_all=False, V)`` -> an exact ``CubaLIF`` without a current stage,
-    ``w_rec = V``: ``u = (beta*v + x) + V*s_prev``, added in snnTorch's order."""
-    shape, w_rec = _one_to_one(module, ctx, [])
+def _with_feedback(neuron: ir.CubaLIF, synapse: ir.Node | None) -> ir.CubaLIF | NodeGroup:
+    """The neuron alone (one-to-one), or wired to its recurrent synapse (all-to-all) as
+    docs/neurons.md lays out: the synapse first in graph order, the model's input edge before
+    the synapse's into the neuron, and the neuron's spikes on the back edge into the synapse
+    (so it sees last step's spikes, zero at step 0: its bias enters at the first step)."""
+    if synapse is None:
+        return neuron
+    return NodeGroup(
+        {"recurrent": synapse, "neuron": neuron},
+        main="neuron",
+        edges=(("recurrent", "neuron"), ("neuron", "recurrent")),
+    )
+
+
+def convert_rleaky(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF | NodeGroup:
+    """``snn.RLeaky`` -> an exact ``CubaLIF`` without a current stage: ``u = (beta*v + x) +
+    rec(s_prev)``, added in snnTorch's order. One-to-one (``all_to_all=False``): ``w_rec = V``;
+    all-to-all: the recurrent ``nn.Linear``/``nn.Conv2d`` as an ``Affine``/``Conv2d`` on a back
+    edge (a :class:`~t1c.bridge.registry.NodeGroup`)."""
+    shape, fields, synapse = _recurrence(module, ctx, [])
     beta = np.clip(neuron_array(module.beta, shape, "beta", module, ctx), 0.0, 1.0)
-    return _exact_cuba(module, ctx, shape, beta, w_rec=w_rec)
+    return _with_feedback(_exact_cuba(module, ctx, shape, beta, **fields), synapse)
 
 
-def convert_rsynaptic(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF:
-    """``snn.RSynaptic(all_to_all=False, V)`` -> a ``Synaptic``'s ``CubaLIF`` with ``w_rec = V``
-    feeding the current; ``reset_delay=False`` is refused (snnTorch fails or ignores it)."""
+def convert_rsynaptic(module: nn.Module, ctx: ExportContext) -> ir.CubaLIF | NodeGroup:
+    """``snn.RSynaptic`` -> a ``Synaptic``'s ``CubaLIF`` whose current the recurrence feeds
+    (``w_rec = V``, or the recurrent synapse on a back edge, as :func:`convert_rleaky`);
+    ``reset_delay=False`` is refused (snnTorch fails or ignores it)."""
     extra = [] if module.reset_delay else ["reset_delay=False (snnTorch itself fails or ignores it)"]
-    shape, w_rec = _one_to_one(module, ctx, extra)
-    return _synaptic(module, ctx, shape, w_rec=w_rec)
+    shape, fields, synapse = _recurrence(module, ctx, extra)
+    return _with_feedback(_synaptic(module, ctx, shape, **fields), synapse)
 
 
 def snntorch_converters() -> ExportTable:
