@@ -1,12 +1,12 @@
-"""Recipe: a recurrent SNN on the Spiking Heidelberg Digits, built as a T1C-IR graph and trained from its `.t1c`.
+"""Recipe: a recurrent snnTorch SNN on the Spiking Heidelberg Digits, exported to T1C-IR and trained from its `.t1c`.
 
 1. ``EventDataModule`` frames SHD with tonic: 700 cochlea channels in ``--num-steps`` time
    bins, ``[B, T, 1, 700]`` batches (flattened into the graph's ``[700]`` input).
-2. Build 700 -> ``--hidden`` LIF with all-to-all feedback -> 20 LIF as a recurrent graph
-   (the same spikes as snnTorch's ``nn.Linear(700, H)``, ``snn.RLeaky(all_to_all=True,
-   linear_features=H)``, ``nn.Linear(H, 20)``, ``snn.Leaky``): the feedback ``Affine`` ``rec``
-   comes before the neurons in node order, and the back edge ``hidden -> rec`` carries last
-   step's spikes (docs/neurons.md, "Recurrent wiring"). Write it to ``source.t1c``.
+2. Build snnTorch's ``nn.Linear(700, H)``, ``snn.RLeaky(linear_features=H)`` (all-to-all
+   feedback), ``nn.Linear(H, 20)``, ``snn.Leaky`` and export it with :func:`t1c.bridge.to_ir`:
+   the RLeaky becomes a ``CubaLIF`` with its recurrent ``Linear`` as an ``Affine``
+   (``rlif.recurrent``) on a back edge carrying last step's spikes, spike for spike
+   (docs/neurons.md, "Recurrent wiring"). Write it to ``source.t1c``.
 3. Train the file with ``T1CModule(encoding="sequence")`` (backpropagation through time) and a
    ``Trainer``: ``ModelCheckpoint`` keeps every epoch, ``T1CExport`` writes a recurrent `.t1c`
    beside each checkpoint, measured in float and in the 8-bit quantized simulation.
@@ -25,53 +25,36 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
+import snntorch as snn
+import torch
 from _common import parse_args, print_exports, report_topology
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from nmnist_conv import event_flags
+from torch import nn
 
 from t1c import ir
+from t1c.bridge import to_ir
 from t1c.lightning import EventDataModule, T1CExport, T1CModule
 
 CHANNELS, CLASSES = 700, 20
 
 
-def leaky(n: int, beta: float) -> ir.LIF:
-    """``n`` neurons of snnTorch's ``Leaky``/``RLeaky``: ``v = beta*v + inputs``, subtract reset, one step late."""
-    tau = np.full(n, 1 / (1 - beta), np.float32)
-    return ir.LIF(
-        tau=tau, r=tau, v_leak=np.zeros(n, np.float32), v_threshold=np.ones(n, np.float32),
-        beta=np.full(n, beta, np.float32), reset_mechanism="subtract", reset_delay=True,
-    )  # fmt: skip
-
-
-def linear(out_features: int, in_features: int, rng: np.random.Generator) -> ir.Affine:
-    """An ``Affine`` initialised as ``torch.nn.Linear``: uniform in +-1/sqrt(in_features)."""
-    bound = 1 / np.sqrt(in_features)
-    weight = rng.uniform(-bound, bound, (out_features, in_features)).astype(np.float32)
-    return ir.Affine(weight=weight, bias=rng.uniform(-bound, bound, out_features).astype(np.float32))
-
-
-def recurrent_snn(hidden: int = 256, beta: float = 0.95, seed: int = 0) -> ir.Graph:
-    """700 -> ``hidden`` recurrent LIF (all-to-all feedback ``rec``) -> 20 LIF, as a recurrent graph."""
-    rng = np.random.default_rng(seed)
-    nodes = {
-        "input": ir.Input(input_type={"input": np.array([CHANNELS])}),
-        "fc": linear(hidden, CHANNELS, rng),
-        "rec": linear(hidden, hidden, rng),  # before "hidden": its input is last step's spikes
-        "hidden": leaky(hidden, beta),  # sums fc (this step) + rec (feedback), fc's edge first
-        "readout": linear(CLASSES, hidden, rng),
-        "out": leaky(CLASSES, beta),
-        "output": ir.Output(),
-    }
-    edges = [("input", "fc"), ("fc", "hidden"), ("rec", "hidden"), ("hidden", "rec")]
-    edges += [("hidden", "readout"), ("readout", "out"), ("out", "output")]
-    return ir.Graph(nodes, edges, allow_cycles=True)
+def recurrent_snn(hidden: int = 256, beta: float = 0.95) -> nn.Sequential:
+    """700 -> ``hidden`` RLeaky (all-to-all feedback) -> 20 Leaky; the children's names become node names."""
+    return nn.Sequential(
+        OrderedDict(
+            fc=nn.Linear(CHANNELS, hidden),
+            rlif=snn.RLeaky(beta=beta, linear_features=hidden, init_hidden=True),
+            readout=nn.Linear(hidden, CLASSES),
+            out=snn.Leaky(beta=beta, init_hidden=True),
+        )
+    )
 
 
 def shd_flags(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     source = args.out / "source.t1c"
-    ir.write(source, recurrent_snn(args.hidden))  # written with the cycle (root attribute t1c_recurrent)
+    graph = to_ir(recurrent_snn(args.hidden), torch.zeros(1, CHANNELS))  # one step of a batch
+    ir.write(source, graph)  # written with the cycle (root attribute t1c_recurrent)
     print(f"source graph: {source}")
     if args.max_epochs == 0:
         print(f"train it with: t1c fit --config configs/shd_recurrent.yaml --model.graph={source}")

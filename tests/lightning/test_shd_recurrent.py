@@ -1,6 +1,6 @@
 """The recurrent SHD recipe and config, on synthetic files in SHD's own HDF5 layout (no downloads).
 
-``recipes/shd_recurrent.py`` builds a recurrent T1C-IR graph and trains it from its file with
+``recipes/shd_recurrent.py`` exports an snnTorch RLeaky model to a recurrent graph and trains it from its file with
 ``T1CModule``; ``T1CExport`` writes recurrent `.t1c` files (the cycle kept) measured in float
 and 8-bit; ``configs/shd_recurrent.yaml`` trains the recipe's source with ``t1c fit``.
 """
@@ -13,13 +13,11 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-import snntorch as snn
 import torch
 from test_events import no_downloads, write_shd  # noqa: F401  (no_downloads: an autouse fixture)
-from torch import nn
 
 from t1c import ir
-from t1c.bridge import ir_to_torch
+from t1c.bridge import ir_to_torch, to_ir
 
 pytest.importorskip("tonic")
 
@@ -44,30 +42,20 @@ def load_recipe() -> ModuleType:
     return module
 
 
-def test_recipe_graph_is_snntorchs_rleaky_layer():
-    """700 -> RLeaky(all_to_all) -> Leaky, as the docstring says: the same spikes step for step."""
+def test_recipe_graph_is_its_snntorch_model():
+    """The recipe's RLeaky model, exported: the same spikes step for step, the feedback on a back edge."""
     recipe = load_recipe()
-    graph = recipe.recurrent_snn(hidden=12, beta=0.9, seed=3)
+    torch.manual_seed(3)
+    model = recipe.recurrent_snn(hidden=12, beta=0.9)
+    graph = to_ir(model, torch.zeros(1, 700))
     assert graph.cyclic and graph.nodes["input"].shape == (700,) and graph.output_shapes["out"] == (20,)
-    fc, readout = nn.Linear(700, 12), nn.Linear(12, 20)
-    rleaky = snn.RLeaky(beta=0.9, all_to_all=True, linear_features=12)
-    leaky = snn.Leaky(beta=0.9)
+    assert ("rlif", "rlif.recurrent") in graph.edges and isinstance(graph.nodes["rlif"], ir.CubaLIF)
+    xs = (torch.rand(100, 3, 700, generator=torch.Generator().manual_seed(0)) < 0.05).float()
     with torch.no_grad():
-        for layer, name in ((fc, "fc"), (rleaky.recurrent, "rec"), (readout, "readout")):
-            layer.weight.copy_(torch.from_numpy(graph.nodes[name].weight))
-            layer.bias.copy_(torch.from_numpy(graph.nodes[name].bias))
-    xs = (torch.rand(40, 3, 700, generator=torch.Generator().manual_seed(0)) < 0.05).float()
-    spk, mem = rleaky.init_rleaky()
-    mem_out = leaky.init_leaky()
-    expected = []
-    for x in xs:
-        spk, mem = rleaky(fc(x), spk, mem)
-        out, mem_out = leaky(readout(spk), mem_out)
-        expected.append(out)
-    expected = torch.stack(expected)
+        expected = torch.stack([model(x) for x in xs])
     ys, _ = ir_to_torch(graph).run_sequence(xs)
     assert expected.sum() > 0
-    assert torch.equal(ys, expected.detach())
+    assert torch.equal(ys, expected)
 
 
 def test_recipe_trains_and_exports_recurrent_files(tmp_path, capsys):
@@ -78,19 +66,21 @@ def test_recipe_trains_and_exports_recurrent_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "float acc" in out and "8-bit acc" in out and "topology identical" in out
     source = ir.read(tmp_path / "run" / "source.t1c")
-    assert source.cyclic and ("hidden", "rec") in source.edges
+    assert source.cyclic and ("rlif", "rlif.recurrent") in source.edges
     folder = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints"
     assert sorted(p.name for p in folder.glob("*.t1c")) == ["epoch=0-step=3.t1c", "last.t1c"]
     last = ir.read(folder / "last.t1c")
     assert last.cyclic and ir.topology_diff(source, last) == []
-    assert not np.array_equal(last.nodes["rec"].weight, source.nodes["rec"].weight)  # trained through BPTT
+    assert not np.array_equal(
+        last.nodes["rlif.recurrent"].weight, source.nodes["rlif.recurrent"].weight
+    )  # trained through BPTT
 
 
 def test_recipe_export_only_points_at_the_config(tmp_path, capsys):
     flags = ["--max-epochs", "0", "--hidden", "8", "--offline", "--out", str(tmp_path)]
     assert load_recipe().main(flags) == 0
     assert "t1c fit --config configs/shd_recurrent.yaml" in capsys.readouterr().out
-    assert ir.read(tmp_path / "source.t1c").nodes["hidden"].shape == (8,)
+    assert ir.read(tmp_path / "source.t1c").nodes["rlif"].tau_mem.shape == (8,)
 
 
 def test_fit_shd_recurrent_config_on_files_in_shds_layout(in_tmp):
