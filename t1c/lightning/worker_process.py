@@ -18,6 +18,7 @@ import multiprocessing
 import pickle
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable
@@ -47,6 +48,9 @@ class WorkerProcess:
         )
         self.process.start()
         child.close()
+        self.lock = (
+            threading.Lock()
+        )  # one call at a time (the export thread, or the training thread on resume)
         self.fallbacks: set[str] = set()  # what was run here instead (warned once each)
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -62,8 +66,9 @@ class WorkerProcess:
             self.fall_back(function, err)
             return function(*args)
         try:
-            self.connection.send_bytes(message)
-            ok, value, caught = self.connection.recv()
+            with self.lock:
+                self.connection.send_bytes(message)
+                ok, value, caught = self.connection.recv()
         except (EOFError, OSError):
             self.process.join(timeout=1.0)
             raise RuntimeError(
@@ -130,9 +135,12 @@ def serve(connection: Any, parent_end: Any) -> None:
                 reply = (False, (portable(err), traceback.format_exc()))
         found = [(str(w.message), w.category) for w in caught]
         try:
-            connection.send((*reply, found))
-        except (pickle.PicklingError, TypeError, AttributeError) as err:  # a result that does not pickle
-            connection.send((False, (portable(err), traceback.format_exc()), found))
+            try:
+                connection.send((*reply, found))
+            except (pickle.PicklingError, TypeError, AttributeError) as err:  # a result that does not pickle
+                connection.send((False, (portable(err), traceback.format_exc()), found))
+        except OSError:  # the parent is gone: its call ended with it
+            return
 
 
 def portable(error: BaseException) -> BaseException:
