@@ -291,7 +291,7 @@ class Measurement:
         from .module import class_scores
 
         device = pl_module.device
-        items = [(xs, pl_module.logits(ys).to(device), y.to(device)) for x, xs, ys, y in covered]
+        items = [(xs, pl_module.logits(ys).to(device), y.to(device)) for _, xs, ys, y in covered]
         live_counts: Counts = {}
         if executors[0] is None:  # the live executor stands for the float graph: its spikes are validation's
             counter = SpikeCounter()
