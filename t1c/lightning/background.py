@@ -6,11 +6,11 @@ checkpoints that made them. The callback asks it at each hook whether it is busy
 error of a failed job there (on the training thread), waits for it at the end of a fit, and
 abandons what has not started when the fit fails.
 
-Two modes (``T1CExport(asynchronous=...)``, :func:`export_mode`). ``"thread"``: the thread
-does all the work; it overlaps training only as far as the work releases the GIL (large torch
-operations, hashing, HDF5 I/O), and for small networks, whose many small operations hold it,
-it mostly takes the work off the training thread's hooks. ``"process"`` (the default): the
-thread keeps the order and the bookkeeping, and hands the costly calls (the measurement, the
+Two modes (``T1CExport(asynchronous=...)``, :func:`export_mode`). ``"thread"`` (the default):
+the thread does all the work; it overlaps training only as far as the work releases the GIL
+(large torch operations, hashing, HDF5 I/O), and for small networks, whose many small
+operations hold it, it mostly takes the work off the training thread's hooks. ``"process"``:
+the thread keeps the order and the bookkeeping, and hands the costly calls (the measurement, the
 write and the validated read-back) to a :class:`~t1c.lightning.worker_process.WorkerProcess`,
 waiting for each without holding the GIL, so they run beside training on another core.
 """
@@ -26,7 +26,7 @@ from .worker_process import WorkerProcess
 #: The background modes of ``T1CExport(asynchronous=...)``; ``True`` means :data:`DEFAULT_MODE`.
 MODES = ("thread", "process")
 #: The faster mode measured by ``benchmarks/bench_callback.py`` (docs/export_callback.md).
-DEFAULT_MODE = "process"
+DEFAULT_MODE = "thread"
 
 
 def export_mode(asynchronous: bool | str) -> str | None:

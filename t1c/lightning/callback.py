@@ -142,12 +142,12 @@ class T1CExport(Callback):
         asynchronous: take a snapshot at the checkpoint and measure, write and read back the
             export in the background while training goes on; its files, manifest entries and
             logged figures appear at the first hook after it is done, its errors are raised
-            there, and the end of the fit waits for it. ``"process"`` (``True``, the default):
-            a background thread keeps the order and hands the measurement, write and read-back
-            to a worker process forked for the fit (Linux; it runs beside training without
-            holding the GIL); ``"thread"``: the thread does it all. ``False``: every export is
-            done before the next training step. Distributed runs are synchronous (the
-            measurement syncs its figures across ranks).
+            there, and the end of the fit waits for it. ``"thread"`` (``True``, the default):
+            a background thread does it all; ``"process"``: the thread keeps the order and hands
+            the measurement, write and read-back to a worker process forked for the fit (Linux;
+            it runs beside training without holding the GIL). ``False``: every export is done
+            before the next training step. Distributed runs are synchronous (the measurement
+            syncs its figures across ranks).
 
     Raises:
         ValueError: an argument is out of range; the message repeats it.

@@ -1,4 +1,4 @@
-"""T1CExport in its asynchronous modes (the default, "process", and "thread"): every promise of
+"""T1CExport in its asynchronous modes ("thread", the default, and "process"): every promise of
 the synchronous mode.
 
 Exports measured and written in the background (on the export thread, the costly calls in its
@@ -193,7 +193,7 @@ def _pairs(folder: Path) -> dict:
 def test_background_exports_hold_the_synchronous_exports_weights(tmp_path, fixtures_dir):
     """Training goes on while an export runs on the worker thread, yet every file holds the
     graph, step and figures the synchronous mode writes for the same checkpoint."""
-    slow = SlowExport()
+    slow = SlowExport(asynchronous="process")  # measured and written in the worker process
     _fit(tmp_path / "async", fixtures_dir, slow, ManifestWatch(tmp_path / "async"))
     _fit(tmp_path / "sync", fixtures_dir, T1CExport(asynchronous=False))
     assert slow.threads and all(name.startswith("t1c-export") for name in slow.threads)
@@ -238,7 +238,7 @@ def test_figures_logged_from_the_training_thread_at_the_checkpoints_step(tmp_pat
 
 
 def test_a_failed_background_export_stops_the_fit_with_its_own_error(tmp_path, fixtures_dir):
-    export = SlowExport(delay=0.1, fail_at=4)
+    export = SlowExport(delay=0.1, fail_at=4, asynchronous="process")
     watch = ProcessWatch(export)
     with pytest.raises(T1CExportError, match="the export of step 4 failed"):
         _fit(tmp_path, fixtures_dir, export, watch)
@@ -247,14 +247,17 @@ def test_a_failed_background_export_stops_the_fit_with_its_own_error(tmp_path, f
     assert not (tmp_path / "epoch=2-step=12.ckpt").exists()  # stopped before the last epoch
 
 
-@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("user code failed")])
-def test_an_interrupted_fit_leaves_no_temporary_file_then_resumes(tmp_path, fixtures_dir, error):
-    export = SlowExport(delay=0.5)
+@pytest.mark.parametrize(
+    ("error", "mode"), [(KeyboardInterrupt(), "process"), (RuntimeError("user code failed"), "thread")]
+)
+def test_an_interrupted_fit_leaves_no_temporary_file_then_resumes(tmp_path, fixtures_dir, error, mode):
+    export = SlowExport(delay=0.5, asynchronous=mode)
     watch = ProcessWatch(export)
     expected = SystemExit if isinstance(error, KeyboardInterrupt) else RuntimeError  # Lightning: exit(1)
     with pytest.raises(expected):
         _fit(tmp_path, fixtures_dir, export, Interrupt(error), watch)
-    assert not _hidden(tmp_path) and export.worker is None and _gone(watch.pid)
+    assert not _hidden(tmp_path) and export.worker is None and (watch.pid is None) == (mode == "thread")
+    assert watch.pid is None or _gone(watch.pid)
     assert not (tmp_path / "epoch=0-step=4.t1c").exists()  # abandoned with its fit, never half written
     _fit(tmp_path, fixtures_dir, T1CExport(), ckpt_path=tmp_path / "last.ckpt")
     manifest = _pairs(tmp_path)

@@ -97,7 +97,7 @@ def test_a_killed_process_is_reported_and_every_process_is_reaped():
 
 
 def test_modes_and_the_fallback_for_metrics_that_do_not_pickle():
-    assert export_mode(True) == "process" and export_mode(False) is None
+    assert export_mode(True) == "thread" and export_mode(False) is None
     assert export_mode("thread") == "thread" and export_mode("process") == "process"
     with pytest.raises(ValueError, match="asynchronous='threads'.*'thread' or 'process'"):
         export_mode("threads")
