@@ -48,9 +48,8 @@ class WorkerProcess:
         )
         self.process.start()
         child.close()
-        self.lock = (
-            threading.Lock()
-        )  # one call at a time (the export thread, or the training thread on resume)
+        # one call at a time: the export thread's, or the training thread's on resume
+        self.lock = threading.Lock()
         self.fallbacks: set[str] = set()  # what was run here instead (warned once each)
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
