@@ -4,10 +4,15 @@ A :class:`Worker` runs the jobs the export callback submits (measuring a snapsho
 and reading back files) on one background thread, so they finish in the order of the
 checkpoints that made them. The callback asks it at each hook whether it is busy, takes the
 error of a failed job there (on the training thread), waits for it at the end of a fit, and
-abandons what has not started when the fit fails. A thread keeps the snapshot where it is (no
-pickling of graphs, executors and recorded outputs); it overlaps training as far as the jobs
-release the GIL (large torch operations, hashing, HDF5 I/O), and for small networks, whose
-many small operations hold it, it only takes the work off the training thread's hooks.
+abandons what has not started when the fit fails.
+
+Two modes (``T1CExport(asynchronous=...)``, :func:`export_mode`). ``"thread"`` (the default):
+the thread does all the work; it overlaps training only as far as the work releases the GIL
+(large torch operations, hashing, HDF5 I/O), and for small networks, whose many small
+operations hold it, it mostly takes the work off the training thread's hooks. ``"process"``:
+the thread keeps the order and the bookkeeping, and hands the costly calls (the measurement, the
+write and the validated read-back) to a :class:`~t1c.lightning.worker_process.WorkerProcess`,
+waiting for each without holding the GIL, so they run beside training on another core.
 """
 
 from __future__ import annotations
@@ -16,13 +21,41 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from .worker_process import WorkerProcess
+
+#: The background modes of ``T1CExport(asynchronous=...)``; ``True`` means :data:`DEFAULT_MODE`.
+MODES = ("thread", "process")
+#: The faster mode measured by ``benchmarks/bench_callback.py`` (docs/export_callback.md).
+DEFAULT_MODE = "thread"
+
+
+def export_mode(asynchronous: bool | str) -> str | None:
+    """``T1CExport(asynchronous=...)`` as a mode of :data:`MODES`, or None (synchronous).
+
+    Raises:
+        ValueError: it is none of ``True``, ``False``, ``"thread"``, ``"process"``.
+    """
+    if isinstance(asynchronous, bool):
+        return DEFAULT_MODE if asynchronous else None
+    if asynchronous in MODES:
+        return asynchronous
+    raise ValueError(
+        f"T1CExport(asynchronous={asynchronous!r}): must be True (the default mode, {DEFAULT_MODE!r}), "
+        f"False (synchronous), 'thread' or 'process'"
+    )
+
 
 class Worker:
-    """One background thread running submitted jobs in the order they came."""
+    """One background thread running submitted jobs in the order they came.
 
-    def __init__(self) -> None:
+    Args:
+        process: the worker process its jobs hand their costly calls to (closed with it), or None.
+    """
+
+    def __init__(self, process: WorkerProcess | None = None) -> None:
         self.pool: ThreadPoolExecutor | None = None  # started at the first job
         self.futures: list[Future] = []  # jobs not yet collected, oldest first
+        self.process = process
 
     def submit(self, job: Callable[[], Any]) -> Future:
         """Run ``job`` after every job submitted before it; its future."""
@@ -62,11 +95,14 @@ class Worker:
         self.futures = []
 
     def close(self) -> None:
-        """Abandon what is left and stop the thread."""
+        """Abandon what is left and stop the thread, then the process (reaped: no zombie)."""
         self.abandon()
         if self.pool is not None:
             self.pool.shutdown(wait=True)
             self.pool = None
+        if self.process is not None:
+            self.process.close()
+            self.process = None
 
 
 def raise_first(futures: list[Future]) -> None:

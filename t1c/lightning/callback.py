@@ -53,7 +53,9 @@ manifest (:mod:`t1c.lightning.manifest`) and is the state saved in checkpoints; 
 Asynchronous exports (the default), like ``AsyncCheckpointIO``, change one of them, not the
 hooks: the exporter's snapshot is taken at the save, and a
 :class:`~t1c.lightning.background.Worker` finishes it (measure, metadata) and runs the ledger's
-changes to the files, one job at a time in checkpoint order. Each hook logs the finished
+changes to the files, one job at a time in checkpoint order; in the ``"process"`` mode it
+hands the costly calls (measure, write, read back) to a worker process
+(:mod:`t1c.lightning.worker_process`) through the exporter's ``remote``. Each hook logs the finished
 exports' figures (:meth:`T1CExport._log_exports`, the one place an export's results reach the
 loggers) and raises a failed job's error; the end of the fit waits for the worker, an
 exception abandons what it has not started.
@@ -72,7 +74,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from .background import Worker
+from .background import Worker, export_mode
 from .exporting import Exporter, T1CExportError, log_metrics, rng_preserved
 from .feeding import Encoder, Feed, Readout, check_feed
 from .holdings import fit_folders, model_checkpoints
@@ -81,6 +83,7 @@ from .measure import Measurement, ValidationRecords, validates_like_t1c_module
 from .naming import EXPORT_SUFFIX, format_name, sanitize_stem
 from .rate_plots import RatePlots
 from .scoring import metric_collection
+from .worker_process import start_process
 
 __all__ = ["T1CExport", "T1CExportError"]
 
@@ -137,11 +140,14 @@ class T1CExport(Callback):
         rate_figure: ``"auto"``: each export's spike-rate figure to the loggers taking images (if matplotlib
             is installed); ``True``: also warn if not; ``"png"``: also ``<export>.rates.png``; ``False``: none.
         asynchronous: take a snapshot at the checkpoint and measure, write and read back the
-            export on a background thread while training goes on (default); its files,
-            manifest entries and logged figures appear at the first hook after it is done, its
-            errors are raised there, and the end of the fit waits for it. ``False``: every
-            export is done before the next training step. Distributed runs are synchronous (the
-            measurement syncs its figures across ranks).
+            export in the background while training goes on; its files, manifest entries and
+            logged figures appear at the first hook after it is done, its errors are raised
+            there, and the end of the fit waits for it. ``"thread"`` (``True``, the default):
+            a background thread does it all; ``"process"``: the thread keeps the order and hands
+            the measurement, write and read-back to a worker process forked for the fit (Linux;
+            it runs beside training without holding the GIL). ``False``: every export is done
+            before the next training step. Distributed runs are synchronous (the measurement
+            syncs its figures across ranks).
 
     Raises:
         ValueError: an argument is out of range; the message repeats it.
@@ -168,7 +174,7 @@ class T1CExport(Callback):
         readout: Readout = "spike_count",
         metrics: Any = None,
         rate_figure: bool | Literal["auto", "png"] = "auto",
-        asynchronous: bool = True,
+        asynchronous: bool | Literal["thread", "process"] = True,
     ) -> None:
         super().__init__()
         _check_init(
@@ -197,7 +203,7 @@ class T1CExport(Callback):
         self.module_attr, self.export_kwargs, self.sample = module_attr, dict(export_kwargs or {}), sample
         self.feed = Feed(encoder, num_steps, readout)
         self.metrics = metric_collection(metrics)
-        self.asynchronous = bool(asynchronous)
+        self.asynchronous = export_mode(asynchronous)  # "thread", "process" or None
         self.rate_plots = RatePlots(rate_figure, weight_bits)
 
         # What the hooks delegate to (each hook's docstring names the ones it touches): the ledger (what
@@ -250,19 +256,20 @@ class T1CExport(Callback):
                 "its figures across ranks, which a background thread cannot do while the ranks train)"
             )
         elif self.asynchronous:
-            self.worker = Worker()
+            self.worker = Worker(start_process(self.metrics) if self.asynchronous == "process" else None)
             self.ledger.background = self.worker.submit
+            self.exporter.remote = self.worker.process.call if self.worker.process else None
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Stop the background thread (its work was waited for at the end of the fit)."""
+        """Stop the background thread and process (their work was waited for at the end of the fit)."""
         self._stop_worker()
 
     def _stop_worker(self) -> None:
-        """Abandon the jobs not started, wait for the running one, stop the thread (worker)."""
+        """Abandon the jobs not started, wait for the running one, stop the thread and process (worker)."""
         if self.worker is not None:
             self.worker.close()
             self.worker = None
-            self.ledger.background = None
+            self.ledger.background = self.exporter.remote = None
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Merge the manifests of this fit's folders (ledger); states are restored before this hook.

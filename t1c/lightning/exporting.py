@@ -103,6 +103,9 @@ class Exporter:
         self.layout: str | None = None  # "t1c", "static", "BT" or "TB": how the batches hold time
         self.seen_sample: Any = None  # taken from the first training batch
         self.seen_sample_source = ""
+        #: runs the costly calls (measuring, writing, reading back) elsewhere (a worker
+        #: process's ``call``); None: here
+        self.remote: Callable[..., Any] | None = None
 
     def prepare(
         self, trainer: Trainer, pl_module: LightningModule, submit: Submit | None = None
@@ -176,7 +179,9 @@ class Exporter:
             T1CExportError: a check the user asked for failed (self-check, quantization gap).
         """
         step, epoch, graph, reference = snapshot.step, snapshot.epoch, snapshot.graph, snapshot.reference
-        measured = snapshot.measurement.run()
+        run = snapshot.measurement.run
+        portable = self.remote is not None and getattr(run, "portable", False)
+        measured = self.remote(run) if portable else run()
         self.check_forward()
         metrics = {**snapshot.metrics, **measured}
         check_gap(measured, *self.gap, self.measurement.weight_bits, f"epoch {epoch}, step {step}")
@@ -377,22 +382,32 @@ class Exporter:
         os.makedirs(folder, exist_ok=True)
         name = os.path.relpath(checkpoint, folder) if checkpoint else ""
         pending.graph.metadata[METADATA_KEY]["checkpoint"] = name
-        ir.write(path, pending.graph, fsync=True)
-        self.check_written(path, pending)
+        args = (path, pending.graph, pending.content_hash, pending.step)
+        if self.remote is None:
+            write_checked(*args)
+        else:
+            self.remote(write_checked, *args)
 
-    @staticmethod
-    def check_written(path: str, pending: Pending) -> None:
-        """Read the file back: it must hold exactly the graph whose accuracy was measured.
 
-        Raises:
-            T1CExportError: the file holds another graph (content hashes differ).
-        """
-        written = ir.read(path).content_hash()
-        if written != pending.content_hash:
-            raise T1CExportError(
-                f"T1CExport: '{path}' read back differs from the graph measured at step "
-                f"{pending.step} (content hash {written[:12]} != {pending.content_hash[:12]})"
-            )
+def write_checked(path: str, graph: ir.Graph, content_hash: str, step: int) -> None:
+    """Write ``graph`` to ``path`` (atomically, fsync'ed) and read it back (:func:`check_written`);
+    a picklable call, run in the export process when there is one."""
+    ir.write(path, graph, fsync=True)
+    check_written(path, content_hash, step)
+
+
+def check_written(path: str, content_hash: str, step: int) -> None:
+    """Read the file back: it must hold exactly the graph measured at ``step`` (``content_hash``).
+
+    Raises:
+        T1CExportError: the file holds another graph (content hashes differ).
+    """
+    written = ir.read(path).content_hash()
+    if written != content_hash:
+        raise T1CExportError(
+            f"T1CExport: '{path}' read back differs from the graph measured at step "
+            f"{step} (content hash {written[:12]} != {content_hash[:12]})"
+        )
 
 
 def find_model(pl_module: nn.Module, module_attr: str | None) -> nn.Module:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -153,6 +154,45 @@ class PreparedMeasurement:
     detached: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class RecordedMeasurement:
+    """A T1CModule's measurement on validation's own records, holding everything it reads.
+
+    It references no live module, loader or trainer, so it pickles: the export thread runs it,
+    or sends it to the worker process (:mod:`t1c.lightning.worker_process`) when on the CPU.
+
+    Attributes:
+        items: each measured batch's ``(spike trains, live class scores, labels)``.
+        live_counts: the live executor's spike counts during validation, standing for the float
+            graph's when it is not run (``executors[0]`` None); else empty.
+        executors: ``(float graph or None, quantized graph)``.
+        readout: outputs ``[T, B, C]`` -> class scores ``[B, C]`` (the module's ``logits``).
+        metrics: the user's metrics, or None (accuracy).
+        device: where the items and executors are.
+    """
+
+    items: list[Item]
+    live_counts: Counts
+    executors: tuple[nn.Module | None, nn.Module]
+    readout: Callable[[torch.Tensor], torch.Tensor]
+    metrics: MetricCollection | None
+    device: torch.device
+
+    @property
+    def portable(self) -> bool:
+        """Whether it may run in a worker process (CPU tensors only: a forked process has no CUDA)."""
+        return self.device.type == "cpu"
+
+    def __call__(self) -> dict[str, float]:
+        """The ``t1c/*`` figures."""
+
+        def score(scores: ExportScores, float_spikes: SpikeCounter) -> bool:
+            float_spikes.merge(self.live_counts)
+            return score_items(self.items, self.executors, self.readout, scores, self.device)
+
+        return scored(self.metrics, self.device, self.executors, score)
+
+
 class Measurement:
     """Measures exported graphs against the live module on the validation data.
 
@@ -230,12 +270,36 @@ class Measurement:
         ).to(device)
         records = copy.copy(self.records)  # this validation's containers, whatever the next one records
         executors = (None if float_is_live else float_exec, quant_exec)
+        covered = records.covering(loader, self.limit_batches) if reuse else None
+        if covered is not None and all(record[1] is not None for record in covered):
+            return PreparedMeasurement(self.recorded(pl_module, records, covered, executors), True)
 
         def run() -> dict[str, float]:
             return self.run(pl_module, loader, records if reuse else None, executors, layout)
 
-        detached = reuse and records.covering(loader, self.limit_batches) is not None
-        return PreparedMeasurement(run, detached)
+        return PreparedMeasurement(run, covered is not None)
+
+    def recorded(
+        self,
+        pl_module: LightningModule,
+        records: ValidationRecords,
+        covered: list[Record],
+        executors: tuple[nn.Module | None, nn.Module],
+    ) -> RecordedMeasurement:
+        """The measurement of a T1CModule on validation's own records of every measured batch,
+        spike trains included: a picklable object, run on the export thread or in a worker process."""
+        from .module import class_scores
+
+        device = pl_module.device
+        items = [(xs, pl_module.logits(ys).to(device), y.to(device)) for _, xs, ys, y in covered]
+        live_counts: Counts = {}
+        if executors[0] is None:  # the live executor stands for the float graph: its spikes are validation's
+            counter = SpikeCounter()
+            for index in range(len(covered)):
+                counter.merge(records.rates.get(index, {}))
+            live_counts = counter.counts
+        readout = functools.partial(class_scores, spikes=bool(pl_module.output_is_spikes))
+        return RecordedMeasurement(items, live_counts, executors, readout, self.metrics, device)
 
     def run(
         self,
@@ -248,30 +312,17 @@ class Measurement:
         """Score both executors ``(float or None: the live one stands for it, quantized)`` on the
         validation batches; ``records``: validation's own outputs at the exported weights (None:
         not reusable)."""
-        float_exec, quant_exec = executors
         device = pl_module.device
-        scores = ExportScores(self.metrics, device)
-        float_spikes = SpikeCounter() if float_exec is None else SpikeCounter().attach(float_exec)
-        quant_spikes = SpikeCounter().attach(quant_exec)
-        try:
-            with torch.no_grad():
-                if is_t1c_module(pl_module):
-                    done = self.score_t1c(
-                        pl_module, loader, records, float_exec, quant_exec, scores, float_spikes
-                    )
-                else:
-                    done = self.score_plain(
-                        pl_module, loader, float_exec, quant_exec, layout or "static", scores
-                    )
-        finally:
-            float_spikes.detach(), quant_spikes.detach()
-        if not done:
-            return {}
-        figures = scores.compute()
-        if figures:
-            rates = (synced_rates(c.counts, device) for c in (float_spikes, quant_spikes))
-            figures.update(rate_figures(*rates))
-        return figures
+
+        def score(scores: ExportScores, float_spikes: SpikeCounter) -> bool:
+            float_exec, quant_exec = executors
+            if is_t1c_module(pl_module):
+                return self.score_t1c(
+                    pl_module, loader, records, float_exec, quant_exec, scores, float_spikes
+                )
+            return self.score_plain(pl_module, loader, float_exec, quant_exec, layout or "static", scores)
+
+        return scored(self.metrics, device, executors, score)
 
     def labelled(self, loader: Any) -> Iterator[Any]:
         """The validation batches used for the metrics (``limit_batches``); None (and a warning)
@@ -353,29 +404,10 @@ class Measurement:
         """Score a T1CModule's batches; the live outputs are validation's own where it ran the same
         computation on the weights exported now (``records``, else None), and they stand for the float
         graph's when it provably computes what the live executor does (``float_exec`` None:
-        ``live_spikes`` then counts the live executor's spikes). False when a batch has no labels.
-
-        The quantized graph runs over consecutive batches joined (:data:`MEASURE_JOIN_BYTES`):
-        on spikes its sums are exact integers, so its per-sample results do not depend on the
-        batch (graded inputs go through a float64 accumulator, whose last bits may); the float
-        graph, which rounds by batch shape in float32, always runs batch by batch, as
-        validation did."""
-        device = pl_module.device
+        ``live_spikes`` then counts the live executor's spikes). False when a batch has no labels
+        (:func:`score_items`)."""
         batches = self.live_batches(pl_module, loader, records, live_spikes if float_exec is None else None)
-        for item in joined(batches, MEASURE_JOIN_BYTES if float_exec is None else 0):
-            if item is None:
-                return False
-            xs, live_scores, y = item
-            # the quantized executor is this measurement's own: no autograd state to keep
-            with torch.inference_mode():
-                quant_scores = pl_module.logits(quant_exec.run_sequence(xs)[0]).to(device)
-            float_scores = (
-                live_scores
-                if float_exec is None
-                else pl_module.logits(float_exec.run_sequence(xs)[0]).to(device)
-            )
-            scores.update(float_scores, quant_scores, live_scores.argmax(-1), y)
-        return True
+        return score_items(batches, (float_exec, quant_exec), pl_module.logits, scores, pl_module.device)
 
     def live_batches(
         self,
@@ -535,6 +567,64 @@ class _SameValue:
         if isinstance(u, dict):
             return u.keys() == v.keys() and all(self(u[k], v[k]) for k in u)
         return False
+
+
+def scored(
+    metrics: MetricCollection | None,
+    device: torch.device,
+    executors: tuple[nn.Module | None, nn.Module],
+    score: Callable[[ExportScores, SpikeCounter], bool],
+) -> dict[str, float]:
+    """The figures of a measurement: ``score(scores, float_spikes)`` feeds the batches (False:
+    nothing measured), while counters count each executor's spikes (``float_spikes`` is left
+    empty for the caller to fill when the float graph is not run, ``executors[0]`` None)."""
+    float_exec, quant_exec = executors
+    scores = ExportScores(metrics, device)
+    float_spikes = SpikeCounter() if float_exec is None else SpikeCounter().attach(float_exec)
+    quant_spikes = SpikeCounter().attach(quant_exec)
+    try:
+        with torch.no_grad():
+            done = score(scores, float_spikes)
+    finally:
+        float_spikes.detach(), quant_spikes.detach()
+    if not done:
+        return {}
+    figures = scores.compute()
+    if figures:
+        rates = (synced_rates(c.counts, device) for c in (float_spikes, quant_spikes))
+        figures.update(rate_figures(*rates))
+    return figures
+
+
+def score_items(
+    items: Iterable[Item | None],
+    executors: tuple[nn.Module | None, nn.Module],
+    readout: Callable[[torch.Tensor], torch.Tensor],
+    scores: ExportScores,
+    device: torch.device,
+) -> bool:
+    """Score ``(spike trains, live class scores, labels)`` batches through ``(float graph or
+    None: the live scores stand for it, quantized graph)``; False at a None (a batch without
+    labels).
+
+    The quantized graph runs over consecutive batches joined (:data:`MEASURE_JOIN_BYTES`):
+    on spikes its sums are exact integers, so its per-sample results do not depend on the
+    batch (graded inputs go through a float64 accumulator, whose last bits may); the float
+    graph, which rounds by batch shape in float32, always runs batch by batch, as validation did.
+    """
+    float_exec, quant_exec = executors
+    for item in joined(items, MEASURE_JOIN_BYTES if float_exec is None else 0):
+        if item is None:
+            return False
+        xs, live_scores, y = item
+        # the quantized executor is this measurement's own: no autograd state to keep
+        with torch.inference_mode():
+            quant_scores = readout(quant_exec.run_sequence(xs)[0]).to(device)
+        float_scores = (
+            live_scores if float_exec is None else readout(float_exec.run_sequence(xs)[0]).to(device)
+        )
+        scores.update(float_scores, quant_scores, live_scores.argmax(-1), y)
+    return True
 
 
 def joined(items: Iterable[Item | None], max_bytes: int) -> Iterator[Item | None]:

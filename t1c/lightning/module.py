@@ -387,7 +387,7 @@ class T1CModule(pl.LightningModule):
 
         Spike counts over time when the output is spikes; the mean output over time otherwise.
         """
-        return ys.sum(0) if self.output_is_spikes else ys.mean(0)
+        return class_scores(ys, self.output_is_spikes)
 
     @torch.no_grad()
     def predict_with(self, executor: torch.nn.Module, x: Tensor, seed: int | None = None) -> Tensor:
@@ -547,6 +547,12 @@ class T1CModule(pl.LightningModule):
             model.source_path = checkpoint.get(CKPT_PATH_KEY)
             model.hparams["graph"] = model.source_path
         return model
+
+
+def class_scores(ys: Tensor, spikes: bool) -> Tensor:
+    """Class scores ``[B, classes]`` from outputs per step ``[T, B, classes]``: spike counts over
+    time (``spikes``), else the mean output over time (:meth:`T1CModule.logits`)."""
+    return ys.sum(0) if spikes else ys.mean(0)
 
 
 @contextlib.contextmanager

@@ -1,14 +1,18 @@
-"""T1CExport in its asynchronous mode (the default): every promise of the synchronous mode.
+"""T1CExport in its asynchronous modes ("thread", the default, and "process"): every promise of
+the synchronous mode.
 
-Exports measured and written on the background thread must name the weights they hold,
+Exports measured and written in the background (on the export thread, the costly calls in its
+worker process) must name the weights they hold,
 replace files atomically, follow the checkpoints' order for top-k deletion and ``last``,
 list only complete files in the manifest, log their figures from the training thread at the
 checkpoint's step, raise a failed export's own error at the next hook, and leave no temporary
-file when the fit ends, fails or is interrupted; a fit killed mid-export resumes.
+file when the fit ends, fails or is interrupted (nor a worker process left running); a fit
+killed mid-export resumes.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -18,14 +22,41 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers.logger import Logger
+from torchmetrics.classification import MulticlassAccuracy
 
 from t1c import ir
-from t1c.lightning import DigitsDataModule, T1CExport, T1CModule
+from t1c.lightning import DigitsDataModule, T1CExport, T1CModule, exporting
 from t1c.lightning.background import Worker
 from t1c.lightning.callback import T1CExportError
 from t1c.lightning.manifest import read_manifest
+from t1c.lightning.measure import RecordedMeasurement
+from t1c.lightning.worker_process import RemoteTraceback
 
 EPOCHS = 3
+MARKS = "T1C_TEST_MARKS"  # the folder where the patched calls below leave a file named after their process
+MEASURE, WRITE = RecordedMeasurement.__call__, exporting.write_checked
+
+
+def _mark(kind: str) -> None:
+    folder = Path(os.environ[MARKS])
+    folder.mkdir(exist_ok=True)
+    (folder / f"{kind}-{os.getpid()}-{time.perf_counter_ns()}").touch()
+
+
+def marked_measure(self):
+    _mark("measure")
+    return MEASURE(self)
+
+
+def marked_write(path, graph, content_hash, step):
+    _mark("write")
+    WRITE(path, graph, content_hash, step)
+
+
+def failing_write(path, graph, content_hash, step):
+    if step == 8:
+        raise T1CExportError(f"'{path}' read back differs from the graph measured at step 8")
+    WRITE(path, graph, content_hash, step)
 
 
 class SlowExport(T1CExport):
@@ -96,6 +127,26 @@ class ManifestWatch(Callback):
             self.checked += 1
 
 
+class ProcessWatch(Callback):
+    """Keeps the pid of the export's worker process (None: the fit has none)."""
+
+    def __init__(self, export: T1CExport):
+        self.export, self.pid = export, None
+
+    def on_train_start(self, trainer, pl_module):
+        process = self.export.worker.process
+        self.pid = None if process is None else process.process.pid
+
+
+def _gone(pid: int) -> bool:
+    """The process no longer exists (reaped: not even a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 class Interrupt(Callback):
     """Raises ``error`` at the first training batch of epoch 1 (the export of epoch 0 in flight)."""
 
@@ -142,7 +193,7 @@ def _pairs(folder: Path) -> dict:
 def test_background_exports_hold_the_synchronous_exports_weights(tmp_path, fixtures_dir):
     """Training goes on while an export runs on the worker thread, yet every file holds the
     graph, step and figures the synchronous mode writes for the same checkpoint."""
-    slow = SlowExport()
+    slow = SlowExport(asynchronous="process")  # measured and written in the worker process
     _fit(tmp_path / "async", fixtures_dir, slow, ManifestWatch(tmp_path / "async"))
     _fit(tmp_path / "sync", fixtures_dir, T1CExport(asynchronous=False))
     assert slow.threads and all(name.startswith("t1c-export") for name in slow.threads)
@@ -187,27 +238,77 @@ def test_figures_logged_from_the_training_thread_at_the_checkpoints_step(tmp_pat
 
 
 def test_a_failed_background_export_stops_the_fit_with_its_own_error(tmp_path, fixtures_dir):
-    export = SlowExport(delay=0.1, fail_at=4)
+    export = SlowExport(delay=0.1, fail_at=4, asynchronous="process")
+    watch = ProcessWatch(export)
     with pytest.raises(T1CExportError, match="the export of step 4 failed"):
-        _fit(tmp_path, fixtures_dir, export)
-    assert export.worker is None  # stopped
+        _fit(tmp_path, fixtures_dir, export, watch)
+    assert export.worker is None and _gone(watch.pid)  # stopped, the process reaped
     assert not (tmp_path / "epoch=0-step=4.t1c").exists() and not _hidden(tmp_path)
     assert not (tmp_path / "epoch=2-step=12.ckpt").exists()  # stopped before the last epoch
 
 
-@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("user code failed")])
-def test_an_interrupted_fit_leaves_no_temporary_file_then_resumes(tmp_path, fixtures_dir, error):
-    export = SlowExport(delay=0.5)
+@pytest.mark.parametrize(
+    ("error", "mode"), [(KeyboardInterrupt(), "process"), (RuntimeError("user code failed"), "thread")]
+)
+def test_an_interrupted_fit_leaves_no_temporary_file_then_resumes(tmp_path, fixtures_dir, error, mode):
+    export = SlowExport(delay=0.5, asynchronous=mode)
+    watch = ProcessWatch(export)
     expected = SystemExit if isinstance(error, KeyboardInterrupt) else RuntimeError  # Lightning: exit(1)
     with pytest.raises(expected):
-        _fit(tmp_path, fixtures_dir, export, Interrupt(error))
-    assert not _hidden(tmp_path) and export.worker is None
+        _fit(tmp_path, fixtures_dir, export, Interrupt(error), watch)
+    assert not _hidden(tmp_path) and export.worker is None and (watch.pid is None) == (mode == "thread")
+    assert watch.pid is None or _gone(watch.pid)
     assert not (tmp_path / "epoch=0-step=4.t1c").exists()  # abandoned with its fit, never half written
     _fit(tmp_path, fixtures_dir, T1CExport(), ckpt_path=tmp_path / "last.ckpt")
     manifest = _pairs(tmp_path)
     assert manifest["epoch=0-step=4.t1c"]["global_step"] == 4
     meta = ir.read(tmp_path / "epoch=0-step=4.t1c").metadata["t1c_export"]
     assert meta["weights"] == "loaded from the checkpoint file"
+
+
+def test_process_mode_measures_and_writes_in_its_worker_process_then_reaps_it(
+    tmp_path, fixtures_dir, monkeypatch
+):
+    monkeypatch.setenv(MARKS, str(tmp_path / "marks"))
+    monkeypatch.setattr(RecordedMeasurement, "__call__", marked_measure)
+    monkeypatch.setattr(exporting, "write_checked", marked_write)
+    export = T1CExport(asynchronous="process")
+    watch = ProcessWatch(export)
+    _fit(tmp_path / "ck", fixtures_dir, export, watch)
+    marks = sorted(p.name.split("-")[:2] for p in (tmp_path / "marks").iterdir())
+    assert watch.pid != os.getpid() and {pid for _, pid in marks} == {str(watch.pid)}
+    assert [kind for kind, _ in marks] == ["measure"] * 3 + ["write"] * 3  # last.t1c is a copy
+    assert export.worker is None and _gone(watch.pid)
+    _pairs(tmp_path / "ck")
+
+
+def test_an_error_in_the_worker_process_stops_the_fit_with_the_exports_own_error(
+    tmp_path, fixtures_dir, monkeypatch
+):
+    monkeypatch.setattr(exporting, "write_checked", failing_write)
+    export = T1CExport(asynchronous="process")
+    watch = ProcessWatch(export)
+    with pytest.raises(T1CExportError, match="read back differs from the graph measured at step 8") as raised:
+        _fit(tmp_path, fixtures_dir, export, watch)
+    assert isinstance(raised.value.__cause__, RemoteTraceback) and "failing_write" in str(
+        raised.value.__cause__
+    )
+    assert export.worker is None and _gone(watch.pid) and not _hidden(tmp_path)
+    assert (tmp_path / "epoch=0-step=4.t1c").is_file() and not (tmp_path / "epoch=1-step=8.t1c").exists()
+
+
+def test_metrics_that_do_not_pickle_fall_back_to_the_thread_with_one_warning(tmp_path, fixtures_dir):
+    class LocalAccuracy(MulticlassAccuracy):  # a local class: instances do not pickle
+        pass
+
+    export = T1CExport(asynchronous="process", metrics={"acc": LocalAccuracy(10)})
+    watch = ProcessWatch(export)
+    with pytest.warns(
+        UserWarning, match=r"metrics=\.\.\.\) cannot be sent to the export process.*LocalAccuracy.*'thread'"
+    ):
+        _fit(tmp_path, fixtures_dir, export, watch)
+    assert watch.pid is None  # the export thread did all the work
+    assert "t1c/quant_acc" in _pairs(tmp_path)["last.t1c"]["metrics"]
 
 
 def test_synchronous_mode_and_distributed_runs_have_no_worker(tmp_path, fixtures_dir):

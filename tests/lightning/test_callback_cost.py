@@ -92,7 +92,7 @@ def test_recorded_validation_replaces_the_loader_and_joined_batches_count_the_sa
             yield item
 
     monkeypatch.setattr(measure, "joined", spying)
-    recorded = LoaderCounting()
+    recorded = LoaderCounting(asynchronous="thread")  # measured in this process, where the spy counts
     got = _fit_full_validation(tmp_path / "a", fixtures_dir, recorded)
     assert recorded.loader_passes == 0
     assert recorded.records.batches == {}  # freed once the step is measured

@@ -9,10 +9,10 @@ from torch import nn
 
 from t1c import ir
 from t1c.lightning.exporting import (
-    Exporter,
     Pending,
     T1CExportError,
     check_gap,
+    check_written,
     find_model,
     verify_topology,
 )
@@ -55,13 +55,13 @@ def test_check_written_accepts_the_measured_graph_and_refuses_another(tmp_path, 
     path = tmp_path / "epoch=0-step=1.t1c"
     ir.write(path, graph)
     measured = Pending(1, 0, graph, {}, graph.content_hash(), None)
-    Exporter.check_written(str(path), measured)  # the file holds the measured graph
+    check_written(str(path), measured.content_hash, measured.step)  # the file holds the measured graph
 
     other = ir.read(fixtures_dir / "mlp_snn.t1c")
     other.nodes["fc1"].weight[0, 0] += 1.0
     stale = Pending(1, 0, other, {}, other.content_hash(), None)
     with pytest.raises(T1CExportError, match="differs from the graph measured at step 1"):
-        Exporter.check_written(str(path), stale)
+        check_written(str(path), stale.content_hash, stale.step)
 
 
 def test_verify_topology_raises_warns_or_stays_quiet(fixtures_dir):
