@@ -36,7 +36,7 @@ from .limits import (
     open_hdf5,
     regular_file_size,
 )
-from .node import REGISTRY
+from .node import REGISTRY, Node
 
 
 def read_version(path: str | os.PathLike) -> str:
@@ -103,28 +103,18 @@ def read(
             graph_type = _read_string(g.child("type", None, "graph/type"), reader.budget, None, "graph/type")
             if graph_type != "Graph":
                 raise T1CFormatError(f"must be 'Graph', got {graph_type!r}", field="graph/type")
-            nodes_group = g.child("nodes", None, "graph/nodes", want="group", ordered=True)
-            nodes = {}
-            for name in nodes_group.links:
-                check_name(name, None, "graph/nodes")
-                reader.node, reader.field = name, None
-                nodes[name] = node = reader.node_from(nodes_group, name)
-                for digest in digests:
-                    digest.add(name, node)  # SHA-256: large nodes on a thread while we read on
-            reader.node = None
+            nodes = reader.root_nodes_from(
+                g.child("nodes", None, "graph/nodes", want="group", ordered=True), digests
+            )
             edges = reader.edges_from(g.child("edges", None, "graph/edges", want="group"))
             metadata = {}
             if "metadata" in g.links:
                 metadata = reader.metadata_from(
                     g.child("metadata", None, "graph/metadata", want="group", ordered=True), "metadata", 0
                 )
+            recurrent = _recurrent(f)
             graph = Graph(
-                nodes,
-                edges,
-                metadata,
-                allow_cycles=_recurrent(f),
-                validate=validate,
-                max_elements=max_elements,
+                nodes, edges, metadata, allow_cycles=recurrent, validate=validate, max_elements=max_elements
             )
             for digest in digests:
                 if digest.hexdigest(graph.edges, graph.metadata) != expected[digest.attribute]:
@@ -250,6 +240,18 @@ class _Reader:
         self.field: str | None = None
         self.depth = 0  # of nested Graph nodes
         self.budget = ByteBudget(size, max_bytes)
+
+    def root_nodes_from(self, group: OpenGroup, digests: list[Digest]) -> dict[str, Node]:
+        """The root graph's nodes, in the file's order, each fed to the content ``digests``."""
+        nodes = {}
+        for name in group.links:
+            check_name(name, None, "graph/nodes")
+            self.node, self.field = name, None
+            nodes[name] = node = self.node_from(group, name)
+            for digest in digests:
+                digest.add(name, node)  # SHA-256 (older files): large nodes on a thread while we read on
+        self.node = None
+        return nodes
 
     def strings(self, dset: OpenDataset, node, field) -> list[str]:
         if dset.ndim != 1 or not dset.string:
