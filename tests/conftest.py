@@ -33,6 +33,18 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: small tensors gain nothing from threads, and on a loaded
+    2-core machine several threads contend and crawl."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _snntorch_instances_isolated():
     """Forget the snnTorch neurons a test created once it ends.

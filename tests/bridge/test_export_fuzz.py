@@ -23,7 +23,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytest
 import snntorch as snn
 import torch
 import torch.nn.functional as F
@@ -352,15 +351,6 @@ def run_graph(graph, xs: torch.Tensor) -> torch.Tensor:
             y, state = executor(x, state, return_state=True)
             outs.append(y)
     return torch.stack(outs)
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny tensors gain nothing from threads, and a loaded machine makes them crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_export_is_exact_or_refused(one_thread):

@@ -30,17 +30,10 @@ from t1c.bridge.quantize import attach_integer_weights, ir_to_quantized, quantiz
 from t1c.bridge.quantize.layers import QuantizedConv2d, QuantizedLinear
 from t1c.bridge.registry import ExportContext, NodeGroup
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 STEPS = 256
 GRID = 2.0**-6
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors gain nothing from threads, and a loaded machine makes them crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def on_grid(model: nn.Module, gain: float = 1.0, grid: float | None = GRID) -> nn.Module:

@@ -19,6 +19,8 @@ import torch
 from t1c import ir
 from t1c.bridge import ir_to_torch, to_ir
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -31,15 +33,6 @@ def bench() -> Iterator[ModuleType]:
     spec.loader.exec_module(module)
     yield module
     del sys.modules[spec.name]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small recurrent steps run fastest on one thread (several threads contend on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_recurrence_recalls_the_pulse_and_feedforward_cannot(bench):

@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from test_async_export import _gone
 
 from t1c.lightning.background import Worker, export_mode
 from t1c.lightning.exporting import T1CExportError
@@ -36,15 +37,6 @@ def warn_and_return(value: int) -> int:
 
 def threads_and_sigint() -> tuple[int, bool]:
     return torch.get_num_threads(), signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-
-
-def _gone(pid: int) -> bool:
-    """The process no longer exists (reaped: not even a zombie)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.fixture(scope="module")
