@@ -321,3 +321,33 @@ def test_rleaky_form_exports_as_snntorchs_lif_cycle_and_comes_back(tmp_path, mon
     assert type(module).__name__ == "RLeaky" and module.all_to_all and float(module.beta) == 0.5
     np.testing.assert_array_equal(module.recurrent.weight.detach().numpy(), graph.nodes["rec"].weight)
     np.testing.assert_array_equal(module.recurrent.bias.detach().numpy(), graph.nodes["rec"].bias)
+
+
+def test_snntorchs_own_rleaky_export_imports_spike_for_spike():
+    """snnTorch's ``export_to_nir`` (with nirtorch) of Linear + all-to-all RLeaky, as it writes it
+    (flat ``1.lif`` / ``1.w_rec`` on a cycle): ``from_nir`` runs the snnTorch model's spikes.
+
+    Zero reset without delay is the setting NIR's LIF expresses; weights on a 1/64 grid so the
+    recurrent matmul's summation order cannot round differently."""
+    import snntorch as snn
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 6),
+        snn.RLeaky(
+            beta=0.875, linear_features=6, reset_mechanism="zero", reset_delay=False, init_hidden=True
+        ),
+    )
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.round(parameter * 64) / 64)
+    xs = (torch.rand(200, 4, 5, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    with torch.no_grad():
+        expected = torch.stack([model(x) for x in xs]).numpy()
+    written = export_to_nir(model, torch.zeros(5))  # snnTorch's dt: 1e-4
+    assert {("1.lif", "1.w_rec"), ("1.w_rec", "1.lif")} <= set(map(tuple, written.edges))
+    graph = from_nir(written, dt=1e-4)
+    assert graph.cyclic
+    assert 0.05 < expected.mean() < 0.95, "test design: the layer should spike, but not always"
+    np.testing.assert_array_equal(run_t1c(graph, xs.numpy()), expected)
