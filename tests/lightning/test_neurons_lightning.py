@@ -204,3 +204,26 @@ def test_qat_trains_the_recurrence_on_its_grid_and_the_file_carries_its_codes(tm
     np.testing.assert_allclose(node.w_rec_int * node.w_rec_scale, trained, atol=node.w_rec_scale / 2)
     metrics = read_manifest(tmp_path / "ckpt" / "t1c_exports.json")["exports"]["last.t1c"]["metrics"]
     assert metrics["t1c/export_agreement"] == 1.0
+
+
+def test_a_plain_module_with_all_to_all_recurrence_exports_and_measures(tmp_path, monkeypatch):
+    """A user's LightningModule (rate coding in forward) holding an all-to-all RLeaky and a
+    Synaptic: T1CExport writes the recurrent graph and its float run agrees with forward."""
+    import test_callback_feed as feed
+
+    class Recurrent(feed.RateCoded):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(
+                nn.Linear(64, 64),
+                snn.RLeaky(beta=0.9, linear_features=64, init_hidden=True),
+                nn.Linear(64, 10),
+                snn.Synaptic(alpha=0.8, beta=0.9, init_hidden=True),
+            )
+
+    monkeypatch.setattr(feed, "RateCoded", Recurrent)
+    _, metrics, messages, _ = feed._fit(tmp_path, T1CExport(encoder="rate", num_steps=feed.STEPS))
+    assert messages == []
+    assert metrics["t1c/export_agreement"] == 1.0 and "t1c/quant_acc" in metrics
+    graph = ir.read(tmp_path / "epoch=0-step=10.t1c")
+    assert graph.cyclic and ("1", "1.recurrent") in graph.edges
