@@ -265,6 +265,8 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
         f"inputs: {inputs}; outputs: {outputs}"
     )
     header.append(f"content hash: {graph.content_hash()[:16]}")
+    if back := back_edges(graph):
+        header.append(f"recurrent: {len(back)} back edge(s) carry last step's values (marked below)")
     table = _node_table(rows)
     edges = _edge_lines(graph)
     meta = flatten_metadata(graph.metadata)
@@ -305,9 +307,23 @@ def _node_table(rows: Sequence[NodeRow]) -> str:
     )
 
 
+def back_edges(graph: Graph) -> list[tuple[str, str]]:
+    """The edges of a recurrent graph that carry last step's values: those the executor's step
+    order (``graph.topological_order()``) runs backwards, in file order; none without a cycle."""
+    if not graph.cyclic:
+        return []
+    position = {name: i for i, name in enumerate(graph.topological_order())}
+    return [(src, dst) for src, dst in graph.edges if position[dst] <= position[src]]
+
+
 def _edge_lines(graph: Graph) -> list[str]:
-    """``  src -> dst`` for each edge of ``graph``, names escaped and cut."""
-    return [f"  {safe_text(src, MAX_CELL)} -> {safe_text(dst, MAX_CELL)}" for src, dst in graph.edges]
+    """``  src -> dst`` for each edge of ``graph``, names escaped and cut; back edges marked."""
+    back = set(back_edges(graph))
+    return [
+        f"  {safe_text(src, MAX_CELL)} -> {safe_text(dst, MAX_CELL)}"
+        + ("  (back edge: last step's value)" if (src, dst) in back else "")
+        for src, dst in graph.edges
+    ]
 
 
 def nested_lines(graph: Graph, prefix: str = "") -> list[str]:

@@ -11,6 +11,7 @@ from t1c import ir
 from t1c.inspect import (
     MAX_CELL,
     NEURON_FIELDS,
+    back_edges,
     format_graph,
     format_table,
     format_value,
@@ -102,3 +103,31 @@ def test_format_graph_lists_metadata_nested():
     assert "  epoch: 3" in text
     assert "  t1c.quant_acc: 0.5" in text
     assert "  fc -> lif" in text
+
+
+def test_a_recurrent_graph_names_its_back_edges():
+    nodes = {
+        "input": ir.Input(input_type={"input": np.array([3])}),
+        "fc": ir.Affine(weight=np.ones((4, 3), np.float32)),
+        "rec": ir.Affine(weight=np.eye(4, dtype=np.float32)),
+        "sum": ir.Skip("residual"),
+        "lif": ir.LIF(tau=np.full(4, 10.0), r=np.full(4, 10.0), v_leak=np.zeros(4), v_threshold=np.ones(4)),
+        "output": ir.Output(),
+    }
+    edges = [
+        ("input", "fc"),
+        ("fc", "sum"),
+        ("rec", "sum"),
+        ("sum", "lif"),
+        ("lif", "rec"),
+        ("lif", "output"),
+    ]
+    graph = ir.Graph(nodes, edges, allow_cycles=True)
+    assert back_edges(graph) == [("lif", "rec")]
+    lines = format_graph(graph).splitlines()
+    assert "recurrent: 1 back edge(s) carry last step's values (marked below)" in lines
+    assert "  lif -> rec  (back edge: last step's value)" in lines
+    assert "  rec -> sum" in lines  # read in the same step
+    assert back_edges(_chain()) == [] and not any(
+        "back edge" in x for x in format_graph(_chain()).splitlines()
+    )
