@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .ir import Graph, Node, Subgraph, regions
-from .ir.drawing import escape_char
+from .ir.drawing import back_edges, escape_char
 
 #: Arrays counted as parameters but not shown field by field (they are what the
 #: parameter count sums up; showing them would flood the table).
@@ -307,18 +307,9 @@ def _node_table(rows: Sequence[NodeRow]) -> str:
     )
 
 
-def back_edges(graph: Graph) -> list[tuple[str, str]]:
-    """The edges of a recurrent graph that carry last step's values: those the executor's step
-    order (``graph.topological_order()``) runs backwards, in file order; none without a cycle."""
-    if not graph.cyclic:
-        return []
-    position = {name: i for i, name in enumerate(graph.topological_order())}
-    return [(src, dst) for src, dst in graph.edges if position[dst] <= position[src]]
-
-
 def _edge_lines(graph: Graph) -> list[str]:
     """``  src -> dst`` for each edge of ``graph``, names escaped and cut; back edges marked."""
-    back = set(back_edges(graph))
+    back = back_edges(graph)
     return [
         f"  {safe_text(src, MAX_CELL)} -> {safe_text(dst, MAX_CELL)}"
         + ("  (back edge: last step's value)" if (src, dst) in back else "")

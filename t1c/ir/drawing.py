@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import T1CFormatError
+
 if TYPE_CHECKING:
     from .graph import Graph
 
@@ -249,12 +251,26 @@ def _region_boxes(graph: Graph, order: list[str]) -> dict[str, str | None]:
 
 
 def back_edges(graph: Graph) -> set[tuple[str, str]]:
-    """Edges that close a cycle: those reaching a node still on the depth-first path.
+    """The edges that carry last step's values: those the graph's step order runs backwards.
 
-    The search starts from the inputs and follows edges in edge-list order, so the edge
-    that feeds a recurrent layer from its own output is the back edge. Iterative and
-    linear in the size of the graph; empty for a graph without cycles.
+    That order is ``graph.topological_order()``, the one the executor steps (a cycle's
+    nodes in node order), so the edge marked ``t-1`` is the one the executor delays: in
+    t1c's recurrent layer ``fc, rec, neuron`` it is ``neuron -> rec`` (``rec`` reads last
+    step's spikes and gives its bias at step 0), not ``rec -> neuron``. Empty for a graph
+    without cycles. A graph whose order cannot be taken (a cycle it does not allow, drawn
+    for inspection) gets the edges that reach a node still on the path of a depth-first
+    search from the inputs instead. Linear in the size of the graph.
     """
+    try:
+        order = graph.topological_order()
+    except T1CFormatError:
+        return _depth_first_back_edges(graph)
+    position = {name: i for i, name in enumerate(order)}
+    return {(src, dst) for src, dst in graph.edges if position[dst] <= position[src]}
+
+
+def _depth_first_back_edges(graph: Graph) -> set[tuple[str, str]]:
+    """Edges reaching a node still on the path of a depth-first search from the inputs."""
     succ: dict[str, list[str]] = {}
     for src, dst in graph.edges:
         succ.setdefault(src, []).append(dst)

@@ -57,9 +57,33 @@ def test_integer_bits_is_the_signed_width_of_the_symmetric_grid(values, bits):
     assert integer_bits(np.array(values)) == bits
 
 
-def test_back_edges_found_by_depth_first_search():
+def test_back_edges_are_those_the_step_order_runs_backwards():
     assert back_edges(recurrent_graph()) == {("lif", "fc")}
     assert back_edges(residual_stack(3)) == set()
+
+
+def test_the_back_edge_is_the_one_the_executor_delays():
+    """t1c's recurrent layer (docs/neurons.md): ``rec`` before the neuron, so ``neuron -> rec``
+    carries last step's spikes; a depth-first search from the input would mark ``rec -> lif``,
+    one step off in the figure."""
+    f32 = np.float32
+    nodes = {
+        "input": ir.Input(input_type={"input": np.array([3])}),
+        "fc": ir.Affine(weight=np.ones((4, 3), f32)),
+        "rec": ir.Affine(weight=np.eye(4, dtype=f32)),
+        "lif": ir.LIF(
+            tau=np.full(4, 10, f32),
+            r=np.full(4, 10, f32),
+            v_leak=np.zeros(4, f32),
+            v_threshold=np.ones(4, f32),
+        ),
+        "output": ir.Output(),
+    }
+    edges = [("input", "fc"), ("fc", "lif"), ("rec", "lif"), ("lif", "rec"), ("lif", "output")]
+    graph = ir.Graph(nodes, edges, allow_cycles=True)
+    assert back_edges(graph) == {("lif", "rec")}
+    broken = ir.Graph(nodes, edges, validate=False)  # a cycle it does not allow: drawn all the same
+    assert back_edges(broken) == {("rec", "lif")}
 
 
 def test_nested_graph_box_ends_its_edges_and_knows_its_input_and_output():
