@@ -319,6 +319,12 @@ def check_regular_file(path: Path, what: str = "file") -> None:
         raise CommandError(f"{what} '{path}' is not a regular file (it is {kind})")
 
 
+def check_output_folder(path: Path) -> None:
+    """Raise :class:`CommandError` unless the folder of ``path``, a file to write, exists."""
+    if not path.parent.is_dir():
+        raise CommandError(f"the folder of '{path}' does not exist; create it first")
+
+
 def read_graph(path: Path, dt: float | None = None) -> ir.Graph:
     """Read a `.t1c` file (or a `.nir` file converted at ``dt``), turning every problem into a
     :class:`CommandError`."""
@@ -377,8 +383,7 @@ def cmd_convert(ns: argparse.Namespace) -> int:
     kinds = (ns.source.suffix.lower(), ns.target.suffix.lower())
     if kinds not in ((".nir", ".t1c"), (".t1c", ".nir")):
         raise CommandError(f"convert goes .nir -> .t1c or .t1c -> .nir, got '{ns.source}' -> '{ns.target}'")
-    if not ns.target.parent.is_dir():
-        raise CommandError(f"the folder of '{ns.target}' does not exist; create it first")
+    check_output_folder(ns.target)
     if kinds[0] == ".nir":
         graph = read_graph(ns.source, ns.dt)
         ir.write(ns.target, graph)
@@ -421,8 +426,8 @@ def cmd_draw(ns: argparse.Namespace) -> int:
         raise CommandError(
             f"cannot tell the form from '{ns.output}': use .mmd or .md (Mermaid), .svg or .png"
         )
-    if ns.output is not None and not ns.output.parent.is_dir():
-        raise CommandError(f"the folder of '{ns.output}' does not exist; create it first")
+    if ns.output is not None:
+        check_output_folder(ns.output)
     picture = suffix in (".svg", ".png")
     max_nodes = MAX_NODES if ns.max_nodes is None else ns.max_nodes
     if max_nodes < 1 or (picture and max_nodes > MAX_PICTURE_NODES):
@@ -455,8 +460,7 @@ def cmd_draw(ns: argparse.Namespace) -> int:
 def cmd_export(ns: argparse.Namespace) -> int:
     """``t1c export CKPT -o FILE.t1c``: a checkpoint's weights as a `.t1c` file."""
     check_regular_file(ns.checkpoint, "checkpoint")
-    if not ns.output.parent.is_dir():
-        raise CommandError(f"the folder of '{ns.output}' does not exist; create it first")
+    check_output_folder(ns.output)
     graph = export_checkpoint(ns.checkpoint, integer_weight_bits=ns.integer_weights)
     ir.write(ns.output, graph)
     print(f"wrote {ns.output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges) from {ns.checkpoint}")

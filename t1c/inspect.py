@@ -265,10 +265,11 @@ def format_graph(graph: Graph, *, path: str | None = None, version: str | None =
         f"inputs: {inputs}; outputs: {outputs}"
     )
     header.append(f"content hash: {graph.content_hash()[:16]}")
-    if back := back_edges(graph):
+    back = back_edges(graph)
+    if back:
         header.append(f"recurrent: {len(back)} back edge(s) carry last step's values (marked below)")
     table = _node_table(rows)
-    edges = _edge_lines(graph)
+    edges = _edge_lines(graph, back)
     meta = flatten_metadata(graph.metadata)
     for name, node in graph.nodes.items():
         meta += flatten_metadata(node.metadata, prefix=f"nodes/{name}/")
@@ -307,9 +308,9 @@ def _node_table(rows: Sequence[NodeRow]) -> str:
     )
 
 
-def _edge_lines(graph: Graph) -> list[str]:
-    """``  src -> dst`` for each edge of ``graph``, names escaped and cut; back edges marked."""
-    back = back_edges(graph)
+def _edge_lines(graph: Graph, back: set[tuple[str, str]]) -> list[str]:
+    """``  src -> dst`` for each edge of ``graph``, names escaped and cut; the ``back`` edges
+    (:func:`~t1c.ir.drawing.back_edges`) marked."""
     return [
         f"  {safe_text(src, MAX_CELL)} -> {safe_text(dst, MAX_CELL)}"
         + ("  (back edge: last step's value)" if (src, dst) in back else "")
@@ -332,7 +333,7 @@ def nested_lines(graph: Graph, prefix: str = "") -> list[str]:
             f"nested graph '{safe_text(path, MAX_CELL)}' (topological order):",
             _node_table(node_rows(inner)),
         ]
-        lines += _edge_lines(inner)
+        lines += _edge_lines(inner, back_edges(inner))
         lines += nested_lines(inner, prefix=f"{path}/")
     return lines
 

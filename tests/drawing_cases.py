@@ -76,6 +76,27 @@ def recurrent_graph() -> ir.Graph:
     return ir.Graph(nodes, edges, allow_cycles=True)
 
 
+def recurrent_sum_graph() -> ir.Graph:
+    """input -> fc -> sum -> lif -> output, with lif -> rec -> sum fed back (the back edge lif -> rec)."""
+    nodes = {
+        "input": ir.Input(input_type={"input": np.array([3])}),
+        "fc": ir.Affine(weight=np.ones((4, 3), np.float32), bias=np.zeros(4, np.float32)),
+        "rec": ir.Affine(weight=np.eye(4, dtype=np.float32), bias=np.ones(4, np.float32)),
+        "sum": ir.Skip("residual"),
+        "lif": _lif(4),
+        "output": ir.Output(),
+    }
+    edges = [
+        ("input", "fc"),
+        ("fc", "sum"),
+        ("rec", "sum"),
+        ("sum", "lif"),
+        ("lif", "rec"),
+        ("lif", "output"),
+    ]
+    return ir.Graph(nodes, edges, allow_cycles=True)
+
+
 def concat_graph() -> ir.Graph:
     """input -> a, input -> b, (b, a) -> cat (concatenate, b first) -> output."""
     nodes = {

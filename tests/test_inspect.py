@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from drawing_cases import recurrent_sum_graph
 from test_cli import _chain
 
 from t1c import ir
@@ -106,23 +107,7 @@ def test_format_graph_lists_metadata_nested():
 
 
 def test_a_recurrent_graph_names_its_back_edges():
-    nodes = {
-        "input": ir.Input(input_type={"input": np.array([3])}),
-        "fc": ir.Affine(weight=np.ones((4, 3), np.float32)),
-        "rec": ir.Affine(weight=np.eye(4, dtype=np.float32)),
-        "sum": ir.Skip("residual"),
-        "lif": ir.LIF(tau=np.full(4, 10.0), r=np.full(4, 10.0), v_leak=np.zeros(4), v_threshold=np.ones(4)),
-        "output": ir.Output(),
-    }
-    edges = [
-        ("input", "fc"),
-        ("fc", "sum"),
-        ("rec", "sum"),
-        ("sum", "lif"),
-        ("lif", "rec"),
-        ("lif", "output"),
-    ]
-    graph = ir.Graph(nodes, edges, allow_cycles=True)
+    graph = recurrent_sum_graph()
     assert back_edges(graph) == {("lif", "rec")}
     lines = format_graph(graph).splitlines()
     assert "recurrent: 1 back edge(s) carry last step's values (marked below)" in lines

@@ -11,11 +11,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from drawing_cases import recurrent_sum_graph
 
 from t1c import ir
 from t1c.ir import fileformat
 
-from .factories import chain, graph_around, lif, mlp
+from .factories import chain, graph_around, mlp
 
 # Parametrisation needs the names at collection time; the path is tests/conftest.py's.
 FIXTURE_NAMES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "fixtures").glob("*.t1c"))
@@ -252,29 +253,8 @@ def test_max_elements_is_passed_to_the_graph(tmp_path):
 # -- recurrent graphs -------------------------------------------------------------------------
 
 
-def _recurrent_graph() -> ir.Graph:
-    n = 4
-    nodes = {
-        "input": ir.Input(input_type={"input": np.array([3])}),
-        "fc": ir.Affine(weight=np.ones((n, 3), np.float32), bias=np.zeros(n, np.float32)),
-        "rec": ir.Affine(weight=np.eye(n, dtype=np.float32), bias=np.ones(n, np.float32)),
-        "sum": ir.Skip("residual"),
-        "lif": lif(n),
-        "output": ir.Output(),
-    }
-    edges = [
-        ("input", "fc"),
-        ("fc", "sum"),
-        ("rec", "sum"),
-        ("sum", "lif"),
-        ("lif", "rec"),
-        ("lif", "output"),
-    ]
-    return ir.Graph(nodes, edges, allow_cycles=True)
-
-
 def test_a_recurrent_graph_reads_back_with_its_cycle(tmp_path):
-    graph = _recurrent_graph()
+    graph = recurrent_sum_graph()
     ir.write(tmp_path / "rec.t1c", graph)
     with h5py.File(tmp_path / "rec.t1c") as f:
         assert int(f.attrs[fileformat.RECURRENT_ATTRIBUTE]) == 1
@@ -305,7 +285,7 @@ def test_an_acyclic_graph_is_written_without_the_recurrent_mark(tmp_path):
 )
 def test_a_cycle_needs_the_recurrent_mark(tmp_path, value, words):
     path = tmp_path / "rec.t1c"
-    ir.write(path, _recurrent_graph())
+    ir.write(path, recurrent_sum_graph())
     with h5py.File(path, "a") as f:
         del f.attrs[fileformat.RECURRENT_ATTRIBUTE]
         if value is not None:
