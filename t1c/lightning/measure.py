@@ -227,14 +227,6 @@ class Measurement:
         self.no_metrics_reason: str | None = None  # set once: the figures cannot be measured
         self.mismatch: str | None = None  # the self-check's message, until the exporter acts on it
 
-    def measure(
-        self, trainer: Trainer, pl_module: LightningModule, graph: ir.Graph, layout: str | None
-    ) -> dict[str, float]:
-        """The ``t1c/*`` figures of ``graph``: the metrics of both graphs, their agreements with
-        the live module and each other, and each LIF layer's spike rate in both
-        (:meth:`prepare`, then its run)."""
-        return self.prepare(trainer, pl_module, graph, layout).run()
-
     def prepare(
         self, trainer: Trainer, pl_module: LightningModule, graph: ir.Graph, layout: str | None
     ) -> PreparedMeasurement:
