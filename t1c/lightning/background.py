@@ -72,8 +72,13 @@ class Worker:
 
     def check(self) -> None:
         """Collect the finished jobs; raise the first one's error (the export's own exception)."""
-        done = [f for f in self.futures if f.done()]
-        self.futures = [f for f in self.futures if not f.done()]
+        if not self.futures:  # the common case at a training batch's hooks
+            return
+        done: list[Future] = []
+        running: list[Future] = []
+        for future in self.futures:  # asked once each: a job finishing meanwhile is never lost
+            (done if future.done() else running).append(future)
+        self.futures = running
         raise_first(done)
 
     def wait(self) -> None:

@@ -210,7 +210,7 @@ class T1CExport(Callback):
         # was written, top-k deletion, last.t1c, manifests, resume), the records (validation's own
         # outputs, for the measurement), the exporter (builds, verifies, measures, writes an export)
         self.ledger = Ledger(uuid.uuid4().hex, self.dirpath, self.save_last)
-        self.records = ValidationRecords()
+        self.records = ValidationRecords(limit_batches)
         self.exporter = Exporter(
             verify=verify,
             integer_weights=self.integer_weights,

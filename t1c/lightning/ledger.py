@@ -253,7 +253,6 @@ class Ledger:
 
     def held(self, trainer: Trainer) -> list[Held]:
         """Every checkpoint the ModelCheckpoints hold now (and the one resumed from, at a fit's start)."""
-        known = {e["checkpoint"]: e["global_step"] for e in self.entries.values() if e.get("checkpoint")}
         own = {
             e["checkpoint"]: e["global_step"]
             for e in self.entries.values()
@@ -266,7 +265,8 @@ class Ledger:
                     mc, trainer, saved=self.saved, known=own, check_disk=self.check_disk, dirpath=self.dirpath
                 )
             )
-        if self.check_disk:
+        if self.check_disk:  # a fit's first reconcile: every run's exports name the checkpoints known
+            known = {e["checkpoint"]: e["global_step"] for e in self.entries.values() if e.get("checkpoint")}
             held.extend(resumed_from(trainer, held, known, self.dirpath))
         self.check_disk = False
         return held

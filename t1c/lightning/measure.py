@@ -56,9 +56,14 @@ class ValidationRecords:
     instance and counts its LIF layers' spikes, :meth:`add` keeps each batch's input, spike
     trains (up to :data:`RECORD_BYTES`), live outputs and spike counts, and :meth:`stop` removes
     the wrappers. :meth:`free` drops them once their step is measured.
+
+    Args:
+        limit_batches: the validation batches the measurement takes (None: all); later batches
+            are not kept.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit_batches: int | None = None) -> None:
+        self.limit_batches = limit_batches
         self.batches: dict[int, Record] = {}  # batch index -> record
         self.kept = 0  # bytes of spike trains in batches
         self.step: int | None = None  # the global step the records were taken at
@@ -95,9 +100,11 @@ class ValidationRecords:
         return self.calls is not None
 
     def add(self, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-        """Keep what the executor computed for one validation batch (one call, first loader only)."""
+        """Keep what the executor computed for one validation batch (one call, first loader only,
+        a batch the measurement takes)."""
         counts = self.counter.take()
-        if dataloader_idx == 0 and len(self.calls) == 1 and isinstance(batch, (tuple, list)):
+        measured = self.limit_batches is None or batch_idx < self.limit_batches
+        if measured and dataloader_idx == 0 and len(self.calls) == 1 and isinstance(batch, (tuple, list)):
             xs, ys = self.calls[0]
             size = xs.numel() * xs.element_size()
             if self.kept + size > RECORD_BYTES:
@@ -226,14 +233,6 @@ class Measurement:
         self.self_check = self_check
         self.no_metrics_reason: str | None = None  # set once: the figures cannot be measured
         self.mismatch: str | None = None  # the self-check's message, until the exporter acts on it
-
-    def measure(
-        self, trainer: Trainer, pl_module: LightningModule, graph: ir.Graph, layout: str | None
-    ) -> dict[str, float]:
-        """The ``t1c/*`` figures of ``graph``: the metrics of both graphs, their agreements with
-        the live module and each other, and each LIF layer's spike rate in both
-        (:meth:`prepare`, then its run)."""
-        return self.prepare(trainer, pl_module, graph, layout).run()
 
     def prepare(
         self, trainer: Trainer, pl_module: LightningModule, graph: ir.Graph, layout: str | None

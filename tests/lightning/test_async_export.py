@@ -341,3 +341,28 @@ def test_worker_runs_jobs_in_order_and_raises_the_first_error():
     worker.check()  # finished without error: nothing raised
     worker.close()
     assert worker.pool is None
+
+
+def test_worker_check_keeps_the_error_of_a_job_finishing_while_it_looks():
+    class Finishing:
+        """A failed job seen running at its first question and finished at every later one."""
+
+        def __init__(self):
+            self.asked = 0
+
+        def done(self):
+            self.asked += 1
+            return self.asked > 1
+
+        def cancelled(self):
+            return False
+
+        def exception(self, timeout=None):
+            return ValueError("finished meanwhile")
+
+    worker = Worker()
+    worker.futures = [Finishing()]
+    worker.check()  # running when asked: kept for the next check
+    with pytest.raises(ValueError, match="finished meanwhile"):
+        worker.check()
+    assert worker.futures == []

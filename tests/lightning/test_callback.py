@@ -18,6 +18,7 @@ from t1c import ir
 from t1c.lightning import DigitsDataModule, T1CExport, T1CModule
 from t1c.lightning.callback import T1CExportError
 from t1c.lightning.manifest import read_manifest
+from t1c.lightning.measure import PreparedMeasurement
 from t1c.lightning.naming import flatten_metrics
 
 
@@ -282,10 +283,9 @@ def test_t1c_module_topology_change_raises_or_warns(tmp_path, fixtures_dir):
 
 def test_quant_gap_limit_raises(tmp_path, fixtures_dir):
     cb = T1CExport(weight_bits=1, max_quant_gap=0.0, on_quant_gap="raise", integer_weights=False)
-    cb.exporter.measurement.measure = lambda trainer, module, graph, layout: {
-        "t1c/float_acc": 0.5,
-        "t1c/quant_acc": 0.25,
-        "t1c/quant_gap": 0.25,
-    }
+    figures = {"t1c/float_acc": 0.5, "t1c/quant_acc": 0.25, "t1c/quant_gap": 0.25}
+    cb.exporter.measurement.prepare = lambda trainer, module, graph, layout: PreparedMeasurement(
+        lambda: figures, True
+    )
     with pytest.raises(T1CExportError, match="max_quant_gap=0.0"):
         _fit_t1c(tmp_path, fixtures_dir, [cb], max_epochs=1)

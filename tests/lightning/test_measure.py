@@ -75,3 +75,16 @@ def test_validation_records_keep_one_call_per_batch_and_cover_the_loader():
     assert records.batches == {} and records.kept == 0 and records.step == 7
     records.clear()
     assert records.step is None
+
+
+def test_validation_records_keep_only_the_batches_measured():
+    records, executor = ValidationRecords(limit_batches=2), _Executor()
+    records.start(executor)
+    for index in range(4):
+        x = torch.full((2, 4), float(index))
+        executor.run_sequence(x[None])
+        records.add((x, torch.tensor([0, 1])), index, 0)
+    records.stop(executor, step=3)
+    assert sorted(records.batches) == sorted(records.rates) == [0, 1]
+    assert records.kept == 2 * 2 * 4 * 4
+    assert records.covering(range(4), 2) == [records.batches[0], records.batches[1]]
