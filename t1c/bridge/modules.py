@@ -44,6 +44,19 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy().copy()
 
 
+def hold(module: nn.Module, name: str, value: np.ndarray | None, learn: bool = False) -> None:
+    """Set ``module.<name>`` to a float32 copy of ``value``: an ``nn.Parameter`` when learned,
+    else a buffer (``None`` when ``value`` is None)."""
+    if value is None:
+        setattr(module, name, None)
+        return
+    t = torch.from_numpy(np.array(value, dtype=np.float32))
+    if learn:
+        setattr(module, name, nn.Parameter(t))
+    else:
+        module.register_buffer(name, t)
+
+
 def _tau_from_beta(beta: np.ndarray) -> np.ndarray:
     """``1 / (1 - beta)`` in float64, cast to float32; ``beta >= 1`` gives +inf."""
     b = np.minimum(beta.astype(np.float64), 1.0)
@@ -133,22 +146,11 @@ class LIFModule(nn.Module):
         self.spike_grad: SpikeFn = resolve(spike_grad)
         self.neuron_shape: tuple[int, ...] = node.shape
 
-        def param(name: str, value: np.ndarray, learn: bool) -> None:
-            t = torch.from_numpy(value.copy())
-            if learn:
-                setattr(self, name, nn.Parameter(t))
-            else:
-                self.register_buffer(name, t)
-
-        in_snn = self.snntorch_mode
-        param("tau", node.tau, learn_beta and not in_snn)
-        param("r", node.r, False)
-        param("v_leak", node.v_leak, False)
-        param("v_threshold", node.v_threshold, learn_threshold)
-        if in_snn:
-            param("beta", node.beta, learn_beta)
-        else:
-            self.beta = None
+        hold(self, "tau", node.tau, learn_beta and not self.snntorch_mode)
+        hold(self, "r", node.r)
+        hold(self, "v_leak", node.v_leak)
+        hold(self, "v_threshold", node.v_threshold, learn_threshold)
+        hold(self, "beta", node.beta, learn_beta)
         self._coef_cache: tuple | None = None
 
     # -- IR --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from t1c import ir
 
 from .coefficient_cache import cached_coefficients
 from .modules import _numpy as _float32_numpy
-from .modules import _tau_from_beta
+from .modules import _tau_from_beta, hold
 from .surrogate import SpikeFn, heaviside, resolve, spike
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
@@ -69,16 +69,6 @@ class _NeuronModule(nn.Module):
     multi_input = True
 
     neuron_shape: tuple[int, ...]
-
-    def _hold(self, name: str, value: np.ndarray | None, learn: bool = False) -> None:
-        if value is None:
-            setattr(self, name, None)
-            return
-        t = torch.from_numpy(np.array(value, dtype=np.float32))
-        if learn:
-            setattr(self, name, nn.Parameter(t))
-        else:
-            self.register_buffer(name, t)
 
     def forward(self, x: Inputs, state: tuple[torch.Tensor, ...] | None = None):
         """One time step.
@@ -151,11 +141,11 @@ class CubaLIFModule(_NeuronModule):
         self.learn_alpha, self.learn_beta = bool(learn_alpha), bool(learn_beta)
         self.spike_grad: SpikeFn = resolve(spike_grad)
         for name in ("tau_syn", "tau_mem", "r", "v_leak", "w_in", "input_gain"):
-            self._hold(name, getattr(node, name))
-        self._hold("v_threshold", node.v_threshold, learn_threshold)
-        self._hold("alpha", node.alpha, learn_alpha)
-        self._hold("beta", node.beta, learn_beta)
-        self._hold("w_rec", node.w_rec, learn=True)
+            hold(self, name, getattr(node, name))
+        hold(self, "v_threshold", node.v_threshold, learn_threshold)
+        hold(self, "alpha", node.alpha, learn_alpha)
+        hold(self, "beta", node.beta, learn_beta)
+        hold(self, "w_rec", node.w_rec, learn=True)
         self._coef_cache: tuple | None = None
 
     @classmethod
@@ -277,8 +267,8 @@ class AlphaLIFModule(_NeuronModule):
         self._given_mechanism = node.reset_mechanism
         self.spike_grad: SpikeFn = resolve(spike_grad)
         for name in ("alpha", "beta", "tau"):
-            self._hold(name, getattr(node, name))
-        self._hold("v_threshold", node.v_threshold, learn_threshold)
+            hold(self, name, getattr(node, name))
+        hold(self, "v_threshold", node.v_threshold, learn_threshold)
 
     @classmethod
     def from_node(cls, node: ir.AlphaLIF, **kwargs) -> AlphaLIFModule:
