@@ -58,6 +58,14 @@ def _as_inputs(x: Inputs, shape: tuple[int, ...], who: str, lead: int) -> tuple[
     return inputs
 
 
+def _summed(inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The inputs added one at a time in edge order (the order fixes the float rounding)."""
+    total = inputs[0]
+    for other in inputs[1:]:
+        total = total + other
+    return total
+
+
 class _NeuronModule(nn.Module):
     """What both modules share: parameters held as buffers (or ``nn.Parameter`` when
     learned) and the time loop; a subclass gives ``_coefficients()`` (what stays the same
@@ -198,9 +206,7 @@ class CubaLIFModule(_NeuronModule):
         """``(syn, u)``: the new current and the membrane before any reset."""
         a, b = coefficients
         if self.beta is None:  # plain: NIR's CubaLIF at dt = 1 step
-            x = inputs[0]
-            for other in inputs[1:]:
-                x = x + other
+            x = _summed(inputs)
             if self.w_rec is not None:
                 x = x + self.w_rec * s
             syn = a * syn + (1 - a) * (self.w_in * x)
@@ -290,9 +296,7 @@ class AlphaLIFModule(_NeuronModule):
 
     def _step(self, inputs, state, coefficients):
         exc, inh, v = state
-        x = inputs[0]
-        for other in inputs[1:]:
-            x = x + other
+        x = _summed(inputs)
         thr, mech = self.v_threshold, self.reset_mechanism
         reset = heaviside(v - thr, True)  # last step's membrane; v itself is not carried
         new_exc, new_inh = self.alpha * exc + x, self.beta * inh - x
