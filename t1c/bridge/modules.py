@@ -57,9 +57,9 @@ def hold(module: nn.Module, name: str, value: np.ndarray | None, learn: bool = F
         module.register_buffer(name, t)
 
 
-def _tau_from_beta(beta: np.ndarray) -> np.ndarray:
-    """``1 / (1 - beta)`` in float64, cast to float32; ``beta >= 1`` gives +inf."""
-    b = np.minimum(beta.astype(np.float64), 1.0)
+def time_constant(decay: np.ndarray) -> np.ndarray:
+    """``1 / (1 - decay)`` in float64, cast to float32; ``decay >= 1`` gives +inf."""
+    b = np.minimum(decay.astype(np.float64), 1.0)
     with np.errstate(divide="ignore"):
         tau = np.where(b >= 1.0, np.inf, 1.0 / (1.0 - b))
     return tau.astype(np.float32)
@@ -192,7 +192,7 @@ class LIFModule(nn.Module):
         if self.snntorch_mode:
             beta = np.clip(_numpy(self.beta), 0.0, 1.0)  # what forward uses; ir.LIF needs [0, 1]
             if self.learn_beta:
-                tau = _tau_from_beta(beta)
+                tau = time_constant(beta)
                 r, v_leak = tau.copy(), np.zeros_like(tau)
         return ir.LIF(
             tau=tau,

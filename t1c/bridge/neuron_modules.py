@@ -32,14 +32,10 @@ from t1c import ir
 
 from .coefficient_cache import cached_coefficients
 from .modules import _numpy as _float32_numpy
-from .modules import _tau_from_beta, hold
+from .modules import hold, time_constant
 from .surrogate import SpikeFn, heaviside, resolve, spike
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
-
-
-#: ``1 / (1 - decay)`` in float64, cast to float32; a decay of 1 gives +inf (LIF's own).
-time_constant = _tau_from_beta
 
 
 def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
