@@ -40,8 +40,9 @@ def _tensor(value: ArrayLike, name: str) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float32).numpy().copy()
+def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    """A float32 numpy copy of ``t`` (None stays None), for ``to_node``."""
+    return None if t is None else t.detach().to("cpu", torch.float32).numpy().copy()
 
 
 def hold(module: nn.Module, name: str, value: np.ndarray | None, learn: bool = False) -> None:

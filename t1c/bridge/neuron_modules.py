@@ -31,15 +31,10 @@ from torch import nn
 from t1c import ir
 
 from .coefficient_cache import cached_coefficients
-from .modules import _numpy as _float32_numpy
-from .modules import hold, time_constant
+from .modules import _numpy, hold, time_constant
 from .surrogate import SpikeFn, heaviside, resolve, spike
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
-
-
-def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else _float32_numpy(t)
 
 
 def _as_inputs(x: Inputs, shape: tuple[int, ...], who: str, lead: int) -> tuple[torch.Tensor, ...]:
