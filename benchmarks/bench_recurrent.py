@@ -20,28 +20,15 @@ ratios are of these best times, measured in the same process.
 from __future__ import annotations
 
 import argparse
-import time
 
 import snntorch as snn
 import torch
+from bench_executor import _best_of
 from torch import nn
 
 from t1c.bridge import ir_to_torch, to_ir
 
 T, B, SIZES = 50, 32, (700, 256, 20)
-
-
-def _best_of(fns: list, repeats: int) -> list[float]:
-    """Best time of each function, in seconds, timed alternately (after one warm-up call each)."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [min(ts) for ts in times]
 
 
 def recurrent_net(kind: str) -> nn.Sequential:

@@ -584,7 +584,6 @@ def _may_overwrite(producers: tuple[nn.Module, ...]) -> bool:
 def _sequence_step(step: _Step, seqs: list, vals: list, state: State, new_state: State) -> None:
     """Run one plan step over whole sequences ``[T, B, ...]``: a stateless module once over
     all ``T * B`` samples (per step if it ``couples_batch``), a stateful one over time."""
-    T, B = seqs[0].shape[:2]
     kind, pos, module, ins, _, name, _, given_up_by = step
     if kind == _INPUT:
         vals[pos] = seqs[ins[0]]
@@ -599,6 +598,7 @@ def _sequence_step(step: _Step, seqs: list, vals: list, state: State, new_state:
         vals[pos] = _summed(vals, ins)
     else:
         args = [_summed(vals, ins)] if kind == _CALL_SUM else [vals[i] for i in ins]
+        T, B = seqs[0].shape[:2]
         if getattr(module, "couples_batch", False):  # mixes a step's samples
             vals[pos] = torch.stack([module(*[a[t] for a in args]) for t in range(T)])
         else:

@@ -40,13 +40,27 @@ def _tensor(value: ArrayLike, name: str) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float32).numpy().copy()
+def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    """A float32 numpy copy of ``t`` (None stays None), for ``to_node``."""
+    return None if t is None else t.detach().to("cpu", torch.float32).numpy().copy()
 
 
-def _tau_from_beta(beta: np.ndarray) -> np.ndarray:
-    """``1 / (1 - beta)`` in float64, cast to float32; ``beta >= 1`` gives +inf."""
-    b = np.minimum(beta.astype(np.float64), 1.0)
+def hold(module: nn.Module, name: str, value: np.ndarray | None, learn: bool = False) -> None:
+    """Set ``module.<name>`` to a float32 copy of ``value``: an ``nn.Parameter`` when learned,
+    else a buffer (``None`` when ``value`` is None)."""
+    if value is None:
+        setattr(module, name, None)
+        return
+    t = torch.from_numpy(np.array(value, dtype=np.float32))
+    if learn:
+        setattr(module, name, nn.Parameter(t))
+    else:
+        module.register_buffer(name, t)
+
+
+def time_constant(decay: np.ndarray) -> np.ndarray:
+    """``1 / (1 - decay)`` in float64, cast to float32; ``decay >= 1`` gives +inf."""
+    b = np.minimum(decay.astype(np.float64), 1.0)
     with np.errstate(divide="ignore"):
         tau = np.where(b >= 1.0, np.inf, 1.0 / (1.0 - b))
     return tau.astype(np.float32)
@@ -133,22 +147,11 @@ class LIFModule(nn.Module):
         self.spike_grad: SpikeFn = resolve(spike_grad)
         self.neuron_shape: tuple[int, ...] = node.shape
 
-        def param(name: str, value: np.ndarray, learn: bool) -> None:
-            t = torch.from_numpy(value.copy())
-            if learn:
-                setattr(self, name, nn.Parameter(t))
-            else:
-                self.register_buffer(name, t)
-
-        in_snn = self.snntorch_mode
-        param("tau", node.tau, learn_beta and not in_snn)
-        param("r", node.r, False)
-        param("v_leak", node.v_leak, False)
-        param("v_threshold", node.v_threshold, learn_threshold)
-        if in_snn:
-            param("beta", node.beta, learn_beta)
-        else:
-            self.beta = None
+        hold(self, "tau", node.tau, learn_beta and not self.snntorch_mode)
+        hold(self, "r", node.r)
+        hold(self, "v_leak", node.v_leak)
+        hold(self, "v_threshold", node.v_threshold, learn_threshold)
+        hold(self, "beta", node.beta, learn_beta)
         self._coef_cache: tuple | None = None
 
     # -- IR --------------------------------------------------------------------------
@@ -190,7 +193,7 @@ class LIFModule(nn.Module):
         if self.snntorch_mode:
             beta = np.clip(_numpy(self.beta), 0.0, 1.0)  # what forward uses; ir.LIF needs [0, 1]
             if self.learn_beta:
-                tau = _tau_from_beta(beta)
+                tau = time_constant(beta)
                 r, v_leak = tau.copy(), np.zeros_like(tau)
         return ir.LIF(
             tau=tau,

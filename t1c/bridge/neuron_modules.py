@@ -31,19 +31,10 @@ from torch import nn
 from t1c import ir
 
 from .coefficient_cache import cached_coefficients
-from .modules import _numpy as _float32_numpy
-from .modules import _tau_from_beta
+from .modules import _numpy, hold, time_constant
 from .surrogate import SpikeFn, heaviside, resolve, spike
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
-
-
-#: ``1 / (1 - decay)`` in float64, cast to float32; a decay of 1 gives +inf (LIF's own).
-time_constant = _tau_from_beta
-
-
-def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else _float32_numpy(t)
 
 
 def _as_inputs(x: Inputs, shape: tuple[int, ...], who: str, lead: int) -> tuple[torch.Tensor, ...]:
@@ -58,6 +49,14 @@ def _as_inputs(x: Inputs, shape: tuple[int, ...], who: str, lead: int) -> tuple[
     return inputs
 
 
+def _summed(inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The inputs added one at a time in edge order (the order fixes the float rounding)."""
+    total = inputs[0]
+    for other in inputs[1:]:
+        total = total + other
+    return total
+
+
 class _NeuronModule(nn.Module):
     """What both modules share: parameters held as buffers (or ``nn.Parameter`` when
     learned) and the time loop; a subclass gives ``_coefficients()`` (what stays the same
@@ -69,16 +68,6 @@ class _NeuronModule(nn.Module):
     multi_input = True
 
     neuron_shape: tuple[int, ...]
-
-    def _hold(self, name: str, value: np.ndarray | None, learn: bool = False) -> None:
-        if value is None:
-            setattr(self, name, None)
-            return
-        t = torch.from_numpy(np.array(value, dtype=np.float32))
-        if learn:
-            setattr(self, name, nn.Parameter(t))
-        else:
-            self.register_buffer(name, t)
 
     def forward(self, x: Inputs, state: tuple[torch.Tensor, ...] | None = None):
         """One time step.
@@ -151,11 +140,11 @@ class CubaLIFModule(_NeuronModule):
         self.learn_alpha, self.learn_beta = bool(learn_alpha), bool(learn_beta)
         self.spike_grad: SpikeFn = resolve(spike_grad)
         for name in ("tau_syn", "tau_mem", "r", "v_leak", "w_in", "input_gain"):
-            self._hold(name, getattr(node, name))
-        self._hold("v_threshold", node.v_threshold, learn_threshold)
-        self._hold("alpha", node.alpha, learn_alpha)
-        self._hold("beta", node.beta, learn_beta)
-        self._hold("w_rec", node.w_rec, learn=True)
+            hold(self, name, getattr(node, name))
+        hold(self, "v_threshold", node.v_threshold, learn_threshold)
+        hold(self, "alpha", node.alpha, learn_alpha)
+        hold(self, "beta", node.beta, learn_beta)
+        hold(self, "w_rec", node.w_rec, learn=True)
         self._coef_cache: tuple | None = None
 
     @classmethod
@@ -208,9 +197,7 @@ class CubaLIFModule(_NeuronModule):
         """``(syn, u)``: the new current and the membrane before any reset."""
         a, b = coefficients
         if self.beta is None:  # plain: NIR's CubaLIF at dt = 1 step
-            x = inputs[0]
-            for other in inputs[1:]:
-                x = x + other
+            x = _summed(inputs)
             if self.w_rec is not None:
                 x = x + self.w_rec * s
             syn = a * syn + (1 - a) * (self.w_in * x)
@@ -277,8 +264,8 @@ class AlphaLIFModule(_NeuronModule):
         self._given_mechanism = node.reset_mechanism
         self.spike_grad: SpikeFn = resolve(spike_grad)
         for name in ("alpha", "beta", "tau"):
-            self._hold(name, getattr(node, name))
-        self._hold("v_threshold", node.v_threshold, learn_threshold)
+            hold(self, name, getattr(node, name))
+        hold(self, "v_threshold", node.v_threshold, learn_threshold)
 
     @classmethod
     def from_node(cls, node: ir.AlphaLIF, **kwargs) -> AlphaLIFModule:
@@ -300,9 +287,7 @@ class AlphaLIFModule(_NeuronModule):
 
     def _step(self, inputs, state, coefficients):
         exc, inh, v = state
-        x = inputs[0]
-        for other in inputs[1:]:
-            x = x + other
+        x = _summed(inputs)
         thr, mech = self.v_threshold, self.reset_mechanism
         reset = heaviside(v - thr, True)  # last step's membrane; v itself is not carried
         new_exc, new_inh = self.alpha * exc + x, self.beta * inh - x

@@ -23,7 +23,8 @@ from torch import nn
 
 from t1c import ir
 
-from ..neuron_modules import AlphaLIFModule, CubaLIFModule, time_constant
+from ..modules import time_constant
+from ..neuron_modules import AlphaLIFModule, CubaLIFModule
 from ..registry import ExportContext, ExportTable, ImportTable, NodeGroup, convert_own_node
 from .conv import convert_conv2d
 from .linear import convert_linear
