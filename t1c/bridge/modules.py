@@ -40,8 +40,8 @@ def _tensor(value: ArrayLike, name: str) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
-def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    """A float32 numpy copy of ``t`` (None stays None), for ``to_node``."""
+def as_numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    """A float32 numpy copy of ``t`` (None stays None): a node's array from a module's tensor."""
     return None if t is None else t.detach().to("cpu", torch.float32).numpy().copy()
 
 
@@ -188,10 +188,10 @@ class LIFModule(nn.Module):
         ``tau = r = 1/(1 - beta)`` (``+inf`` for ``beta >= 1``) and ``v_leak = 0``, so a
         plain reader approximates the node (``docs/lif_extensions.md``).
         """
-        tau, r, v_leak = _numpy(self.tau), _numpy(self.r), _numpy(self.v_leak)
+        tau, r, v_leak = as_numpy(self.tau), as_numpy(self.r), as_numpy(self.v_leak)
         beta = None
         if self.snntorch_mode:
-            beta = np.clip(_numpy(self.beta), 0.0, 1.0)  # what forward uses; ir.LIF needs [0, 1]
+            beta = np.clip(as_numpy(self.beta), 0.0, 1.0)  # what forward uses; ir.LIF needs [0, 1]
             if self.learn_beta:
                 tau = time_constant(beta)
                 r, v_leak = tau.copy(), np.zeros_like(tau)
@@ -199,7 +199,7 @@ class LIFModule(nn.Module):
             tau=tau,
             r=r,
             v_leak=v_leak,
-            v_threshold=_numpy(self.v_threshold),
+            v_threshold=as_numpy(self.v_threshold),
             beta=beta,
             **self._given,
         )
@@ -613,10 +613,10 @@ class SepConv2dModule(nn.Module):
         """The ``ir.SepConv2d`` node with the current weights (missing biases are zero)."""
         dw, pw = self.depthwise, self.pointwise
         return ir.SepConv2d(
-            depthwise_weight=_numpy(dw.weight),
-            pointwise_weight=_numpy(pw.weight),
-            depthwise_bias=None if dw.bias is None else _numpy(dw.bias),
-            pointwise_bias=None if pw.bias is None else _numpy(pw.bias),
+            depthwise_weight=as_numpy(dw.weight),
+            pointwise_weight=as_numpy(pw.weight),
+            depthwise_bias=None if dw.bias is None else as_numpy(dw.bias),
+            pointwise_bias=None if pw.bias is None else as_numpy(pw.bias),
             stride=dw.stride,
             padding=dw.padding,
             dilation=dw.dilation,
@@ -676,8 +676,8 @@ class SpikingAffineModule(nn.Linear):
     def to_node(self) -> ir.SpikingAffine:
         """The ``ir.SpikingAffine`` node with the current weights and hints."""
         return ir.SpikingAffine(
-            weight=_numpy(self.weight),
-            bias=None if self.bias is None else _numpy(self.bias),
+            weight=as_numpy(self.weight),
+            bias=None if self.bias is None else as_numpy(self.bias),
             spike_mode=self.spike_mode,
             weight_bits=self.weight_bits,
             accumulator_bits=self.accumulator_bits,

@@ -31,7 +31,7 @@ from torch import nn
 from t1c import ir
 
 from .coefficient_cache import cached_coefficients
-from .modules import _numpy, hold, time_constant
+from .modules import as_numpy, hold, time_constant
 from .surrogate import SpikeFn, heaviside, resolve, spike
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
@@ -159,8 +159,8 @@ class CubaLIFModule(_NeuronModule):
         ``tau_mem = r = 1/(1 - beta)`` (docs/neurons.md's export mapping), so a plain
         reader still approximates the node.
         """
-        fields = {n: _numpy(getattr(self, n)) for n in ("tau_syn", "tau_mem", "r", "v_leak", "w_in")}
-        alpha, beta = _numpy(self.alpha), _numpy(self.beta)
+        fields = {n: as_numpy(getattr(self, n)) for n in ("tau_syn", "tau_mem", "r", "v_leak", "w_in")}
+        alpha, beta = as_numpy(self.alpha), as_numpy(self.beta)
         if alpha is not None:
             alpha = np.clip(alpha, 0.0, 1.0)
             if self.learn_alpha:
@@ -171,11 +171,11 @@ class CubaLIFModule(_NeuronModule):
                 fields["tau_mem"] = fields["r"] = time_constant(beta)
         return ir.CubaLIF(
             **fields,
-            v_threshold=_numpy(self.v_threshold),
+            v_threshold=as_numpy(self.v_threshold),
             alpha=alpha,
             beta=beta,
-            input_gain=_numpy(self.input_gain),
-            w_rec=_numpy(self.w_rec),
+            input_gain=as_numpy(self.input_gain),
+            w_rec=as_numpy(self.w_rec),
             **self._given,
         )
 
@@ -275,10 +275,10 @@ class AlphaLIFModule(_NeuronModule):
     def to_node(self) -> ir.AlphaLIF:
         """The ``ir.AlphaLIF`` node with the current (possibly trained) threshold."""
         return ir.AlphaLIF(
-            alpha=_numpy(self.alpha),
-            beta=_numpy(self.beta),
-            tau=_numpy(self.tau),
-            v_threshold=_numpy(self.v_threshold),
+            alpha=as_numpy(self.alpha),
+            beta=as_numpy(self.beta),
+            tau=as_numpy(self.tau),
+            v_threshold=as_numpy(self.v_threshold),
             reset_mechanism=self._given_mechanism,
         )
 

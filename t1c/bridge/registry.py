@@ -249,13 +249,6 @@ def convert_own_node(module: nn.Module) -> ir.Node:
     return module.to_node()
 
 
-def as_numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
-    """A float32 numpy copy of ``tensor`` (None stays None)."""
-    if tensor is None:
-        return None
-    return tensor.detach().cpu().to(torch.float32).numpy().copy()
-
-
 def copy_into(param: torch.Tensor, value: np.ndarray) -> None:
     """Copy a node's array into a module's parameter or buffer."""
     with torch.no_grad():

@@ -17,7 +17,8 @@ from torch import nn
 
 from t1c import ir
 
-from ..registry import Converter, ExportContext, ExportTable, ImportTable, as_numpy, copy_into
+from ..modules import as_numpy
+from ..registry import Converter, ExportContext, ExportTable, ImportTable, copy_into
 
 RELU_FIX = (
     "pass hybrid=True to export it as a T1C-IR ReLU node (an nn.ReLU module; a hybrid ANN-SNN graph), "

@@ -12,8 +12,8 @@ from torch import nn
 
 from t1c import ir
 
-from ..modules import SepConv2dModule
-from ..registry import ExportContext, ExportTable, ImportTable, as_numpy, convert_own_node, with_weights
+from ..modules import SepConv2dModule, as_numpy
+from ..registry import ExportContext, ExportTable, ImportTable, convert_own_node, with_weights
 
 
 def _same_padding(module: nn.Conv2d, ctx: ExportContext) -> tuple[int, int]:

@@ -12,8 +12,8 @@ from torch import nn
 
 from t1c import ir
 
-from ..modules import SpikingAffineModule
-from ..registry import ExportContext, ExportTable, ImportTable, as_numpy, convert_own_node, with_weights
+from ..modules import SpikingAffineModule, as_numpy
+from ..registry import ExportContext, ExportTable, ImportTable, convert_own_node, with_weights
 
 
 def convert_linear(module: nn.Linear, ctx: ExportContext) -> ir.Node:

@@ -18,8 +18,8 @@ from torch import nn
 
 from t1c import ir
 
-from ..modules import LIFModule
-from ..registry import Converter, ExportContext, ExportTable, ImportTable, Shape, as_numpy, convert_own_node
+from ..modules import LIFModule, as_numpy
+from ..registry import Converter, ExportContext, ExportTable, ImportTable, Shape, convert_own_node
 
 REFUSED_NEURONS: dict[str, str] = {
     "SLSTM": "its LSTM gates have no T1C-IR form",

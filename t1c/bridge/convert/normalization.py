@@ -19,7 +19,8 @@ from torch import nn
 
 from t1c import ir
 
-from ..registry import ExportContext, ExportTable, ImportTable, as_numpy, copy_into, with_weights
+from ..modules import as_numpy
+from ..registry import ExportContext, ExportTable, ImportTable, copy_into, with_weights
 
 #: Module types the default export folds into the layer before them.
 FOLDED: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
