@@ -99,14 +99,15 @@ class Worker:
         self.settle()
         self.futures = []
 
-    def close(self) -> None:
-        """Abandon what is left and stop the thread, then the process (reaped: no zombie)."""
+    def close(self, wait: bool = True) -> None:
+        """Abandon what is left and stop the thread, then the process (reaped: no zombie;
+        ``wait=False``: reaped on a daemon thread, when every job is done)."""
         self.abandon()
         if self.pool is not None:
             self.pool.shutdown(wait=True)
             self.pool = None
         if self.process is not None:
-            self.process.close()
+            self.process.close(wait=wait)
             self.process = None
 
 

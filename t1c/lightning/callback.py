@@ -48,14 +48,17 @@ measures (:mod:`t1c.lightning.measure`) and writes one export; a
 :class:`~t1c.lightning.ledger.Ledger` keeps what was written, plans the files for the
 checkpoints held (:mod:`t1c.lightning.holdings`), deletes, keeps ``last.t1c`` and the
 manifest (:mod:`t1c.lightning.manifest`) and is the state saved in checkpoints; the
-:class:`~t1c.lightning.measure.ValidationRecords` hold what validation computed.
+:class:`~t1c.lightning.records.ValidationRecords` hold what validation computed.
 
 Asynchronous exports (the default), like ``AsyncCheckpointIO``, change one of them, not the
 hooks: the exporter's snapshot is taken at the save, and a
 :class:`~t1c.lightning.background.Worker` finishes it (measure, metadata) and runs the ledger's
 changes to the files, one job at a time in checkpoint order; in the ``"process"`` mode it
 hands the costly calls (measure, write, read back) to a worker process
-(:mod:`t1c.lightning.worker_process`) through the exporter's ``remote``. Each hook logs the finished
+(:mod:`t1c.lightning.worker_process`) through the exporter's ``remote``. A T1CModule's
+weights are final when its validation starts, so the next export's measurement is opened
+there and fed each recorded batch (:mod:`t1c.lightning.streaming`); the export at the
+checkpoint takes its figures when it measured that very graph. Each hook logs the finished
 exports' figures (:meth:`T1CExport._log_exports`, the one place an export's results reach the
 loggers) and raises a failed job's error; the end of the fit waits for the worker, an
 exception abandons what it has not started.
@@ -79,9 +82,10 @@ from .exporting import Exporter, T1CExportError, log_metrics, rng_preserved
 from .feeding import Encoder, Feed, Readout, check_feed
 from .holdings import fit_folders, model_checkpoints
 from .ledger import Action, Ledger
-from .measure import Measurement, ValidationRecords, validates_like_t1c_module
+from .measure import Measurement
 from .naming import EXPORT_SUFFIX, format_name, sanitize_stem
 from .rate_plots import RatePlots
+from .records import ValidationRecords, validates_like_t1c_module
 from .scoring import metric_collection
 from .worker_process import start_process
 
@@ -261,13 +265,15 @@ class T1CExport(Callback):
             self.exporter.remote = self.worker.process.call if self.worker.process else None
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Stop the background thread and process (their work was waited for at the end of the fit)."""
-        self._stop_worker()
+        """Stop the background thread and process (their work was waited for at the end of the fit;
+        the process is reaped on a daemon thread)."""
+        self._stop_worker(wait=False)
 
-    def _stop_worker(self) -> None:
-        """Abandon the jobs not started, wait for the running one, stop the thread and process (worker)."""
+    def _stop_worker(self, wait: bool = True) -> None:
+        """Abandon the jobs not started, wait for the running one, stop the thread and process
+        (worker; ``wait``: until the process is reaped)."""
         if self.worker is not None:
-            self.worker.close()
+            self.worker.close(wait=wait)
             self.worker = None
             self.ledger.background = self.exporter.remote = None
 
@@ -300,10 +306,15 @@ class T1CExport(Callback):
         self._reconcile(trainer, pl_module)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Record a T1CModule's validation (records), for the measurement of the next export."""
+        """Record a T1CModule's validation (records), for the measurement of the next export; with a
+        worker, open that measurement to run beside validation (exporter's streams)."""
         self.records.clear()
         if trainer.sanity_checking or self.should_skip(trainer) or not validates_like_t1c_module(pl_module):
             return
+        if self.worker is not None:
+            self.worker.settle()  # one export at a time: the previous one is done
+            with rng_preserved(pl_module):  # before recording: exporting runs the executor once
+                self.exporter.open_stream(trainer, pl_module, self.worker.submit)
         self.records.start(pl_module.executor)
 
     def on_validation_batch_end(
@@ -315,9 +326,10 @@ class T1CExport(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Keep what the executor computed for this batch (records)."""
+        """Keep what the executor computed for this batch (records), and feed it to the stream."""
         if self.records.recording:
             self.records.add(batch, batch_idx, dataloader_idx)
+            self.exporter.streams.feed(pl_module, batch_idx, dataloader_idx)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Stop recording (records); resolve the saves made during validation (ledger)."""
@@ -442,8 +454,8 @@ class T1CExport(Callback):
         worker once the work in flight is done (only one export is measured at a time)."""
         if self.exporter.prepared(trainer.global_step):  # a second checkpoint of this step
             return
-        if self.worker is not None:
-            self.worker.settle()
+        if self.worker is not None and not self.exporter.streams.streaming(trainer.global_step):
+            self.worker.settle()  # (a stream settled when it opened)
         with rng_preserved(pl_module):
             self.exporter.prepare(trainer, pl_module, self.worker.submit if self.worker else None)
         if self.worker is None:

@@ -25,10 +25,16 @@ from t1c import ir
 
 from .batches import LAYOUT_WORDS, example_input, first_batch, layout_of, one_step, to_device
 from .checkpoints import METADATA_KEY, checkpoint_weights, export_metadata
-from .measure import Measurement, PreparedMeasurement, copy_module, is_t1c_module
+from .measure import (
+    Measurement,
+    PreparedMeasurement,
+    copy_module,
+)
 from .naming import scalar_metrics
 from .rates import harm_message, layer_rates, quantization_harm
+from .records import is_t1c_module, validates_like_t1c_module
 from .scoring import GAP_NAME, METRIC_PREFIX
+from .streaming import Streams
 
 
 class T1CExportError(RuntimeError):
@@ -106,6 +112,7 @@ class Exporter:
         #: runs the costly calls (measuring, writing, reading back) elsewhere (a worker
         #: process's ``call``); None: here
         self.remote: Callable[..., Any] | None = None
+        self.streams = Streams(measurement)  # the next export's measurement, fed while validation runs
 
     def prepare(
         self, trainer: Trainer, pl_module: LightningModule, submit: Submit | None = None
@@ -155,8 +162,9 @@ class Exporter:
         goes into the metadata.
         """
         graph, reference = self.export_verified(pl_module, f"epoch {epoch}, step {step}")
+        streamed = self.streams.take(trainer, step, graph) if live else None
         first = reference is graph
-        graph = self.with_integers(graph)
+        graph = self.with_integers(graph) if streamed is None else streamed[0]
         if first:  # the first export is the reference: as it ships
             self.reference = reference = graph
         metrics: dict[str, float] = {}
@@ -165,6 +173,8 @@ class Exporter:
                 {k: v for k, v in trainer.callback_metrics.items() if not k.startswith(METRIC_PREFIX)}
             )
             metrics = trainer.strategy.broadcast(metrics)
+        if streamed is not None:
+            return Snapshot(step, epoch, graph, reference, metrics, live, streamed[1])
         measurement = self.measurement.prepare(trainer, pl_module, graph, self.layout)
         if not measurement.detached:  # it reads the live module or the data: measured now
             figures = measurement.run()
@@ -216,9 +226,30 @@ class Exporter:
         return taken
 
     def forget_fit(self) -> None:
-        """Forget this fit's exports waiting for their paths or submitted (the fit ended or failed)."""
+        """Forget this fit's exports waiting for their paths or submitted, and its stream (the fit
+        ended or failed; a stream in the worker process ends with it)."""
         self.pending.clear()
         self.submitted.clear()
+        self.streams.forget()
+
+    def open_stream(self, trainer: Trainer, pl_module: LightningModule, submit: Submit) -> None:
+        """At the start of a T1CModule's validation: export the weights it runs with and open their
+        measurement where the export's work runs (``submit``: the worker's jobs;
+        :class:`~t1c.lightning.streaming.Streams`). Callers hold :func:`rng_preserved`.
+
+        Anything that fails here is left for the export at the checkpoint to meet and report:
+        no stream is opened.
+        """
+        self.streams.drop()
+        if not validates_like_t1c_module(pl_module) or self.measurement.no_metrics_reason is not None:
+            return
+        try:
+            source = self.export_graph(pl_module)
+            graph = self.with_integers(source)
+        except Exception:  # the export at the checkpoint does it again, and raises
+            return
+        remote = self.remote if pl_module.device.type == "cpu" else None
+        self.streams.open(trainer, pl_module, (source, graph), submit, remote)
 
     def forget_before(self, step: int) -> None:
         """Drop the pending exports of steps before ``step``: every save of them has been resolved."""

@@ -33,10 +33,9 @@ from t1c import ir
 from .batches import to_device, val_loader
 from .feeding import FEED_SEED, SELF_CHECK_AGREEMENT, Feed, fed_pair, mismatch_message
 from .rates import Counts, SpikeCounter, rate_figures, synced_rates
+from .records import Record, ValidationRecords, is_t1c_module
 from .scoring import ExportScores
 
-#: Most bytes of validation spike trains kept for the quantized measurement (beyond: encoded again).
-RECORD_BYTES = 64 * 2**20
 #: The quantized measurement runs consecutive validation batches joined, up to this many bytes
 #: of spike trains: fewer, larger operations per time step. In the digits demo config, 3
 #: batches of 64 at once ran about 15% faster than one at a time, and all 6 at once slower
@@ -45,106 +44,6 @@ MEASURE_JOIN_BYTES = 3 * 2**19
 
 #: A measured batch: spike trains ``[T, B, ...]``, live class scores ``[B, C]``, labels ``[B]``.
 Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-#: A recorded validation batch: input, spike trains (None: encode again), live outputs, labels or None.
-Record = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]
-
-
-class ValidationRecords:
-    """What a T1CModule's validation computed, per batch, for the export measured after it.
-
-    While a fit validates, :meth:`start` wraps the executor's ``run_sequence`` on its
-    instance and counts its LIF layers' spikes, :meth:`add` keeps each batch's input, spike
-    trains (up to :data:`RECORD_BYTES`), live outputs and spike counts, and :meth:`stop` removes
-    the wrappers. :meth:`free` drops them once their step is measured.
-
-    Args:
-        limit_batches: the validation batches the measurement takes (None: all); later batches
-            are not kept.
-    """
-
-    def __init__(self, limit_batches: int | None = None) -> None:
-        self.limit_batches = limit_batches
-        self.batches: dict[int, Record] = {}  # batch index -> record
-        self.kept = 0  # bytes of spike trains in batches
-        self.step: int | None = None  # the global step the records were taken at
-        self.calls: list | None = None  # (xs, ys) of the executor calls of the current batch
-        self.rates: dict[int, Counts] = {}  # batch index -> its LIF layers' spike counts
-        self.counter = SpikeCounter()  # counts the live executor's spikes while recording
-
-    def free(self) -> None:
-        """Forget every record (they hold validation inputs and spike trains)."""
-        self.batches, self.kept, self.rates = {}, 0, {}
-
-    def clear(self) -> None:
-        """Forget every record and the step they were taken at (a validation starts)."""
-        self.free()
-        self.step = None
-
-    def start(self, executor: nn.Module) -> None:
-        """Record ``executor.run_sequence``'s inputs and outputs until :meth:`stop`."""
-        run_sequence = type(executor).run_sequence
-
-        def recording(xs: Any, state: Any = None) -> Any:
-            ys, state = run_sequence(executor, xs, state)
-            if self.calls is not None:
-                self.calls.append((xs, ys))
-            return ys, state
-
-        executor.run_sequence = recording  # shadows the method on this instance until stop()
-        self.counter.attach(executor)
-        self.calls = []
-
-    @property
-    def recording(self) -> bool:
-        """Whether validation is being recorded."""
-        return self.calls is not None
-
-    def add(self, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-        """Keep what the executor computed for one validation batch (one call, first loader only,
-        a batch the measurement takes)."""
-        counts = self.counter.take()
-        measured = self.limit_batches is None or batch_idx < self.limit_batches
-        if measured and dataloader_idx == 0 and len(self.calls) == 1 and isinstance(batch, (tuple, list)):
-            xs, ys = self.calls[0]
-            size = xs.numel() * xs.element_size()
-            if self.kept + size > RECORD_BYTES:
-                xs = None  # encoded again when measured (the same seeded encoding)
-            else:
-                self.kept += size
-            y = batch[1] if len(batch) > 1 else None
-            self.batches[batch_idx] = (
-                batch[0].detach(),
-                None if xs is None else xs.detach(),
-                ys.detach(),
-                y.detach() if isinstance(y, torch.Tensor) and y.ndim == 1 else None,
-            )
-            self.rates[batch_idx] = counts
-        self.calls.clear()
-
-    def stop(self, executor: nn.Module, step: int) -> None:
-        """Stop recording (the executor's own ``run_sequence`` again); the records are of ``step``."""
-        self.calls = None
-        vars(executor).pop("run_sequence", None)
-        self.counter.detach()
-        self.step = step
-
-    def reusable(self, step: int, pl_module: LightningModule) -> bool:
-        """Whether the records are the live model's outputs on the weights exported at ``step``."""
-        return bool(self.batches) and self.step == step and validates_like_t1c_module(pl_module)
-
-    def covering(self, loader: Any, limit_batches: int | None) -> list[Record] | None:
-        """The records when they hold every batch the measurement takes from ``loader`` (a
-        loader with a length, at most ``limit_batches``), each with its labels; else None."""
-        try:
-            wanted = len(loader)
-        except TypeError:  # an iterable without a length: take its batches
-            return None
-        if limit_batches is not None:
-            wanted = min(wanted, limit_batches)
-        records = [self.batches.get(index) for index in range(wanted)]
-        if not records or any(record is None or record[3] is None for record in records):
-            return None
-        return records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,21 +153,9 @@ class Measurement:
         if loader is None:
             self.no_metrics("there is no validation data")
             return PreparedMeasurement(dict, True)
-        from t1c.bridge import ir_to_torch
-        from t1c.bridge.quantize import ir_to_quantized
-
-        device = pl_module.device
-        float_exec = ir_to_torch(graph).to(device).eval()
-        t1c_module = is_t1c_module(pl_module)
-        reuse = t1c_module and self.records.reusable(trainer.global_step, pl_module)
-        # a float graph that provably computes what the live executor does is not run: it is
-        # quantized in place instead of building a second executor
-        float_is_live = reuse and same_computation(float_exec, pl_module.executor)
-        quant_exec = ir_to_quantized(
-            graph, self.weight_bits, self.accumulator_bits, executor=float_exec if float_is_live else None
-        ).to(device)
+        reuse = is_t1c_module(pl_module) and self.records.reusable(trainer.global_step, pl_module)
+        executors = self.executors(pl_module, graph, reuse)
         records = copy.copy(self.records)  # this validation's containers, whatever the next one records
-        executors = (None if float_is_live else float_exec, quant_exec)
         covered = records.covering(loader, self.limit_batches) if reuse else None
         if covered is not None and all(record[1] is not None for record in covered):
             return PreparedMeasurement(self.recorded(pl_module, records, covered, executors), True)
@@ -277,6 +164,22 @@ class Measurement:
             return self.run(pl_module, loader, records if reuse else None, executors, layout)
 
         return PreparedMeasurement(run, covered is not None)
+
+    def executors(
+        self, pl_module: LightningModule, graph: ir.Graph, reuse: bool
+    ) -> tuple[nn.Module | None, nn.Module]:
+        """``(float graph or None, quantized graph)`` of ``graph`` on the module's device.
+
+        ``reuse``: the live outputs of validation stand for the float graph's; the float graph is
+        then not run (None) when it provably computes what the live executor does, and it is
+        quantized in place instead of building a second executor.
+        """
+        from t1c.bridge import ir_to_torch
+
+        float_exec = ir_to_torch(graph).to(pl_module.device).eval()
+        float_is_live = reuse and same_computation(float_exec, pl_module.executor)
+        bits = (self.weight_bits, self.accumulator_bits)
+        return graph_executors(graph, bits, pl_module.device, float_exec, float_is_live)
 
     def recorded(
         self,
@@ -287,8 +190,6 @@ class Measurement:
     ) -> RecordedMeasurement:
         """The measurement of a T1CModule on validation's own records of every measured batch,
         spike trains included: a picklable object, run on the export thread or in a worker process."""
-        from .module import class_scores
-
         device = pl_module.device
         items = [(xs, pl_module.logits(ys).to(device), y.to(device)) for _, xs, ys, y in covered]
         live_counts: Counts = {}
@@ -297,8 +198,7 @@ class Measurement:
             for index in range(len(covered)):
                 counter.merge(records.rates.get(index, {}))
             live_counts = counter.counts
-        readout = functools.partial(class_scores, spikes=bool(pl_module.output_is_spikes))
-        return RecordedMeasurement(items, live_counts, executors, readout, self.metrics, device)
+        return RecordedMeasurement(items, live_counts, executors, readout_of(pl_module), self.metrics, device)
 
     def run(
         self,
@@ -464,25 +364,30 @@ class Measurement:
         )
 
 
-def is_t1c_module(pl_module: LightningModule) -> bool:
-    """A T1CModule, or any module with its export/evaluation protocol."""
-    return callable(getattr(pl_module, "export_graph", None)) and callable(
-        getattr(pl_module, "predict_with", None)
-    )
+def graph_executors(
+    graph: ir.Graph,
+    bits: tuple[int, int],
+    device: torch.device,
+    float_exec: nn.Module | None = None,
+    float_is_live: bool = False,
+) -> tuple[nn.Module | None, nn.Module]:
+    """``(float graph or None: it is not run, quantized graph)`` of ``graph`` at ``bits``
+    ``(weight_bits, accumulator_bits)`` on ``device``; ``float_exec``: the float graph already
+    built (None: built here), quantized in place when ``float_is_live``."""
+    from t1c.bridge import ir_to_torch
+    from t1c.bridge.quantize import ir_to_quantized
+
+    if float_exec is None:
+        float_exec = ir_to_torch(graph).to(device).eval()
+    quant_exec = ir_to_quantized(graph, *bits, executor=float_exec if float_is_live else None).to(device)
+    return (None if float_is_live else float_exec, quant_exec)
 
 
-def validates_like_t1c_module(pl_module: LightningModule) -> bool:
-    """A T1CModule whose validation is T1CModule's own: ``run_sequence`` on ``encode(x, seed=eval_seed)``.
+def readout_of(pl_module: LightningModule) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A T1CModule's ``logits`` as a picklable function: outputs ``[T, B, C]`` -> class scores."""
+    from .module import class_scores
 
-    Then the outputs its validation step computes are exactly ``predict_with(executor, x)``'s.
-    """
-    from .module import T1CModule
-
-    cls = type(pl_module)
-    return isinstance(pl_module, T1CModule) and all(
-        getattr(cls, name) is getattr(T1CModule, name)
-        for name in ("validation_step", "forward", "encode", "logits", "predict_with")
-    )
+    return functools.partial(class_scores, spikes=bool(pl_module.output_is_spikes))
 
 
 def encode_for_eval(pl_module: LightningModule, x: torch.Tensor) -> torch.Tensor:
@@ -568,6 +473,41 @@ class _SameValue:
         return False
 
 
+class Tally:
+    """What one measurement counts: the ``t1c/*`` scores and each executor's spikes.
+
+    Args:
+        metrics: the user's metrics (None: accuracy).
+        device: where the scores are kept.
+        executors: ``(float graph or None, quantized graph)``; with None, ``float_spikes`` is left
+            empty for the caller to fill (the live executor's counts stand for the float graph's).
+    """
+
+    def __init__(
+        self,
+        metrics: MetricCollection | None,
+        device: torch.device,
+        executors: tuple[nn.Module | None, nn.Module],
+    ) -> None:
+        float_exec, quant_exec = executors
+        self.scores = ExportScores(metrics, device)
+        self.device = device
+        self.float_spikes = SpikeCounter() if float_exec is None else SpikeCounter().attach(float_exec)
+        self.quant_spikes = SpikeCounter().attach(quant_exec)
+
+    def detach(self) -> None:
+        """Stop counting the executors' spikes."""
+        self.float_spikes.detach(), self.quant_spikes.detach()
+
+    def figures(self) -> dict[str, float]:
+        """The scores and the per-layer spike rates of both graphs."""
+        figures = self.scores.compute()
+        if figures:
+            rates = (synced_rates(c.counts, self.device) for c in (self.float_spikes, self.quant_spikes))
+            figures.update(rate_figures(*rates))
+        return figures
+
+
 def scored(
     metrics: MetricCollection | None,
     device: torch.device,
@@ -575,24 +515,14 @@ def scored(
     score: Callable[[ExportScores, SpikeCounter], bool],
 ) -> dict[str, float]:
     """The figures of a measurement: ``score(scores, float_spikes)`` feeds the batches (False:
-    nothing measured), while counters count each executor's spikes (``float_spikes`` is left
-    empty for the caller to fill when the float graph is not run, ``executors[0]`` None)."""
-    float_exec, quant_exec = executors
-    scores = ExportScores(metrics, device)
-    float_spikes = SpikeCounter() if float_exec is None else SpikeCounter().attach(float_exec)
-    quant_spikes = SpikeCounter().attach(quant_exec)
+    nothing measured), while a :class:`Tally` counts each executor's spikes."""
+    tally = Tally(metrics, device, executors)
     try:
         with torch.no_grad():
-            done = score(scores, float_spikes)
+            done = score(tally.scores, tally.float_spikes)
     finally:
-        float_spikes.detach(), quant_spikes.detach()
-    if not done:
-        return {}
-    figures = scores.compute()
-    if figures:
-        rates = (synced_rates(c.counts, device) for c in (float_spikes, quant_spikes))
-        figures.update(rate_figures(*rates))
-    return figures
+        tally.detach()
+    return tally.figures() if done else {}
 
 
 def score_items(
@@ -638,20 +568,24 @@ def joined(items: Iterable[Item | None], max_bytes: int) -> Iterator[Item | None
                 yield _cat(group)
             yield None
             return
-        xs = item[0]
-        nbytes = xs.numel() * xs.element_size()
-        first = group[0][0] if group else None
-        if first is not None and (
-            size + nbytes > max_bytes
-            or (xs.dtype, xs.device, xs.shape[:1], xs.shape[2:])
-            != (first.dtype, first.device, first.shape[:1], first.shape[2:])
-        ):
+        if group and not joins(group[0][0], size, item[0], max_bytes):
             yield _cat(group)
             group, size = [], 0
         group.append(item)
-        size += nbytes
+        size += item[0].numel() * item[0].element_size()
     if group:
         yield _cat(group)
+
+
+def joins(first: torch.Tensor, size: int, xs: torch.Tensor, max_bytes: int) -> bool:
+    """Whether spike trains ``xs`` join a group of ``size`` bytes that starts with ``first``:
+    the group stays within ``max_bytes`` and alike in all but the batch dimension."""
+    return size + xs.numel() * xs.element_size() <= max_bytes and (
+        xs.dtype,
+        xs.device,
+        xs.shape[:1],
+        xs.shape[2:],
+    ) == (first.dtype, first.device, first.shape[:1], first.shape[2:])
 
 
 def _cat(group: list[Item]) -> Item:

@@ -96,12 +96,23 @@ class WorkerProcess:
             stacklevel=3,
         )
 
-    def close(self) -> None:
-        """Stop the process and reap it (terminated if it does not stop in :data:`STOP_TIMEOUT`)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the process and reap it (terminated if it does not stop in :data:`STOP_TIMEOUT`).
+
+        ``wait=False``: return at once and reap it on a daemon thread; a process exits in about
+        as long as a small export takes (its memory is torn down), which a fit need not wait for.
+        """
         try:
             self.connection.send_bytes(b"")
         except OSError:  # it already ended
             pass
+        if wait:
+            self.reap()
+        else:
+            threading.Thread(target=self.reap, name="t1c-export-reaper", daemon=True).start()
+
+    def reap(self) -> None:
+        """Wait for the process to stop (terminate it after :data:`STOP_TIMEOUT`) and release it."""
         self.process.join(timeout=STOP_TIMEOUT)
         if self.process.is_alive():
             self.process.terminate()

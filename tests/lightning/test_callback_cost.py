@@ -13,11 +13,12 @@ from t1c.lightning.naming import flatten_metrics
 
 
 class FullRun(T1CExport):
-    """Measures without reusing validation (the reference computation)."""
+    """Measures without reusing validation (the reference computation), nor streaming it."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.records.reusable = lambda step, pl_module: False
+        self.exporter.open_stream = lambda trainer, pl_module, submit: None
 
 
 class Spy(T1CExport):
@@ -100,6 +101,7 @@ def test_recorded_validation_replaces_the_loader_and_joined_batches_count_the_sa
     monkeypatch.setattr(measure, "joined", joined)
     full = LoaderCounting()
     full.records.reusable = lambda step, pl_module: False
+    full.exporter.open_stream = lambda trainer, pl_module, submit: None
     expected = _fit_full_validation(tmp_path / "b", fixtures_dir, full)
     assert full.loader_passes == 2
     measured = {k: v for k, v in got.items() if k.startswith("t1c/")}
