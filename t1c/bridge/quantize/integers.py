@@ -31,6 +31,14 @@ from torch import Tensor
 # The accumulator is simulated in float64: every integer below 2**53 is exact, which covers
 # binary spikes times weights of up to 32 bits over any realistic fan-in.
 ACCUMULATOR_DTYPE = torch.float64
+# A float64 convolution on CPU runs over chunks of the batch whose im2col columns and sums hold
+# about this many elements (2 MiB: they stay in cache and in malloc's heap, where torch's one
+# buffer for the whole batch is fresh memory, zero-filled and faulted in page by page).
+_CONV_CHUNK_ELEMENTS = 1 << 18
+# Chunks start at multiples of this many samples: each sample's buffers then sit at the same
+# offsets modulo 64 bytes as in one call for the whole batch (the BLAS kernels may round
+# differently at another alignment).
+_CONV_ALIGNMENT = 8
 
 
 def check_bits(bits: int, name: str, low: int, high: int) -> int:
@@ -172,15 +180,35 @@ def quantized_conv2d(
 ) -> Tensor:
     """:func:`quantized_linear` for a 2-D convolution (``torch.nn.functional.conv2d`` arguments).
 
-    Each output element accumulates its receptive field plus the bias, then saturates.
+    Each output element accumulates its receptive field plus the bias, then saturates. On
+    CPU a large batch goes through ``F.conv2d`` in chunks of samples (:func:`_conv_chunk`),
+    each saturated and scaled into the output: the same float64 sums, bit for bit (each
+    sample's sums are one GEMM of its own, whatever the batch), without the float64 im2col
+    buffer that torch fills for the whole batch at once and then reads back from memory
+    (4x slower on [4800, 1, 8, 8] digit images).
     """
-    acc = F.conv2d(
-        x.to(ACCUMULATOR_DTYPE),
-        w_int.to(ACCUMULATOR_DTYPE),
-        None if b_int is None else b_int.to(ACCUMULATOR_DTYPE),
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-    )
-    return scaled_output(acc, scale, accumulator_bits, x)
+    w = w_int.to(ACCUMULATOR_DTYPE)
+    b = None if b_int is None else b_int.to(ACCUMULATOR_DTYPE)
+
+    def accumulated(part: Tensor) -> Tensor:
+        return F.conv2d(part.to(ACCUMULATOR_DTYPE), w, b, stride, padding, dilation, groups)
+
+    if x.ndim != 4 or x.device.type != "cpu" or len(x) <= _CONV_ALIGNMENT:
+        return scaled_output(accumulated(x), scale, accumulator_bits, x)
+    low, high = accumulator_range(accumulator_bits)
+    first = accumulated(x[:_CONV_ALIGNMENT]).clamp_(low, high).mul_(scale)
+    out = torch.empty((len(x), *first.shape[1:]), dtype=output_dtype(x))
+    out[:_CONV_ALIGNMENT] = first
+    chunk = _conv_chunk(x.shape[1] * w.shape[2] * w.shape[3], first[0])
+    for start in range(_CONV_ALIGNMENT, len(x), chunk):
+        out[start : start + chunk] = accumulated(x[start : start + chunk]).clamp_(low, high).mul_(scale)
+    return out
+
+
+def _conv_chunk(taps: int, sample_out: Tensor) -> int:
+    """Samples per ``F.conv2d`` call in :func:`quantized_conv2d`: as many as keep a chunk's
+    im2col columns (``taps`` per output position) and its float64 sums within
+    :data:`_CONV_CHUNK_ELEMENTS`, a multiple of :data:`_CONV_ALIGNMENT`."""
+    positions = sample_out.shape[1] * sample_out.shape[2]
+    per_sample = (taps + sample_out.shape[0]) * positions
+    return max(1, _CONV_CHUNK_ELEMENTS // (per_sample * _CONV_ALIGNMENT)) * _CONV_ALIGNMENT
