@@ -9,7 +9,9 @@ float32, bit for bit what the float64 accumulator gives, at a fraction of the co
 
 from __future__ import annotations
 
+import abc
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ from .integers import (
     ACCUMULATOR_DTYPE,
     accumulator_range,
     check_bits,
+    conv2d_by_chunks,
     output_dtype,
     quantize_bias,
     quantize_layer,
@@ -42,7 +45,7 @@ _FLOAT32_EXACT = 2**24
 _BLOCK = 1 << 16
 
 
-class _QuantizedBase(nn.Module):
+class _QuantizedBase(nn.Module, abc.ABC):
     """Integer weights and bias kept as buffers (they travel with ``state_dict`` and ``.to()``)."""
 
     WEIGHT_LAYOUT = ""  # the weights' axes, e.g. "[out, in]": their rank is checked
@@ -97,6 +100,37 @@ class _QuantizedBase(nn.Module):
             cached = (key, w.to(torch.float32), b.to(torch.float32), reach, (w, b))
             self.__dict__["_operand_cache"] = cached
         return cached[1], cached[2], cached[3]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The float64 accumulator's result (:meth:`_float64`); integer inputs (spikes, counts)
+        accumulate in float32 (:meth:`_float32_sums`) when exact.
+
+        Every partial sum of integers below ``2**24`` is exact in float32, so the result is the float64 accumulator's bit for bit, at a fraction of the
+        cost; other inputs (graded, or too large for that bound) take the float64 accumulator.
+        """
+        w, b, reach = self._operands()
+        sum_bound = self._float32_sum_bound(x, reach) if self._float32_exact(x) else None
+        if sum_bound is None:
+            return self._float64(x)
+        scale, bits = self.scale, self.accumulator_bits
+        if output_dtype(x) == torch.float32:  # scaled in place, no float64 copy of the whole accumulator
+            return self._float32_sums(x, w, b, lambda acc: _scaled_in_place(acc, scale, bits, sum_bound))
+        return self._float32_sums(
+            x, w, b, lambda acc: scaled_output(acc.to(ACCUMULATOR_DTYPE), scale, bits, x)
+        )
+
+    def _float32_exact(self, x: Tensor) -> bool:
+        """Whether :meth:`_float32_sums` adds exactly (no reduced-precision shortcuts) for ``x``."""
+        return True
+
+    @abc.abstractmethod
+    def _float32_sums(self, x: Tensor, w: Tensor, b: Tensor, finish: Callable[[Tensor], Tensor]) -> Tensor:
+        """``finish(sums)``: the layer's float32 sums of ``x`` with the float32 integers ``w``
+        and ``b``, saturated and scaled by ``finish`` (in place or into a new tensor)."""
+
+    @abc.abstractmethod
+    def _float64(self, x: Tensor) -> Tensor:
+        """The layer's result through the float64 accumulator (the pure function it wraps)."""
 
     def _float32_sum_bound(self, x: Tensor, reach: float) -> float | None:
         """A bound on every partial sum when ``x`` may accumulate in float32 (it holds integers
@@ -189,20 +223,10 @@ class QuantizedLinear(_QuantizedBase):
         w_int, b_int, scale = _node_integers(node, weight_bits, accumulator_bits)
         return cls(w_int, b_int, scale, weight_bits, accumulator_bits)._with_spike_mode(spike_mode)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """:func:`quantized_linear`; integer inputs (spikes, counts) accumulate in float32 when exact.
+    def _float32_sums(self, x: Tensor, w: Tensor, b: Tensor, finish: Callable[[Tensor], Tensor]) -> Tensor:
+        return finish(F.linear(x.to(torch.float32), w, b))
 
-        Every partial sum of integers below ``2**24`` is exact in float32, so the result is
-        the float64 accumulator's bit for bit, at a fraction of the cost; other inputs
-        (graded, or too large for that bound) take the float64 accumulator.
-        """
-        w, b, reach = self._operands()
-        sum_bound = self._float32_sum_bound(x, reach)
-        if sum_bound is not None:
-            acc = F.linear(x.to(torch.float32), w, b)
-            if output_dtype(x) == torch.float32:  # scaled in place, no float64 copy of the whole accumulator
-                return _scaled_in_place(acc, self.scale, self.accumulator_bits, sum_bound)
-            return scaled_output(acc.to(ACCUMULATOR_DTYPE), self.scale, self.accumulator_bits, x)
+    def _float64(self, x: Tensor) -> Tensor:
         return quantized_linear(x, self.weight_int, self.bias_int, self.scale, self.accumulator_bits)
 
 
@@ -263,11 +287,31 @@ class QuantizedConv2d(_QuantizedBase):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, stride={self.stride}, padding={self.padding}, groups={self.groups}"
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _float32_exact(self, x: Tensor) -> bool:
+        """oneDNN's direct float32 convolution on CPU, when it computes in float32: other
+        algorithms (Winograd in NNPACK, TF32 in cuDNN) round, whatever the inputs."""
+        return x.device.type == "cpu" and x.ndim == 4 and _onednn_float32_exact()
+
+    def _float32_sums(self, x: Tensor, w: Tensor, b: Tensor, finish: Callable[[Tensor], Tensor]) -> Tensor:
+        def conv(part: Tensor) -> Tensor:
+            return torch.mkldnn_convolution(part, w, b, self.padding, self.stride, self.dilation, self.groups)
+
+        return conv2d_by_chunks(x.to(torch.float32), conv, finish, w)
+
+    def _float64(self, x: Tensor) -> Tensor:
         return quantized_conv2d(
             x, self.weight_int, self.bias_int, self.scale, self.accumulator_bits,
             self.stride, self.padding, self.dilation, self.groups,
         )  # fmt: skip
+
+
+def _onednn_float32_exact() -> bool:
+    """Whether oneDNN is built in and set to compute float32 in float32 (``fp32_precision``
+    "none" or "ieee" at every level, not "bf16" or "tf32")."""
+    mkldnn = torch.backends.mkldnn
+    levels = (torch.backends, mkldnn, getattr(mkldnn, "conv", None))
+    precisions = {getattr(level, "fp32_precision", "none") for level in levels}
+    return mkldnn.is_available() and precisions <= {"none", "ieee"}
 
 
 def node_bits(node: ir.Node, weight_bits: int, accumulator_bits: int) -> tuple[int, int, str | None]:
