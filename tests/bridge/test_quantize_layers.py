@@ -28,8 +28,9 @@ from t1c.bridge import quantize as Q
     ],
 )
 def test_quantized_linear_module_float32_path_is_the_float64_function(edit):
-    """QuantizedLinear accumulates integer inputs in float32 only when exact; the odd element
-    sits in the second 64k block of the input, which the integer check reads block by block."""
+    """QuantizedLinear accumulates inputs on a power-of-two grid in float32 only when exact; the
+    odd element sits in the second 64k block of the input, which the grid check reads block by
+    block (a half or sixteenths keep every sum exact in float32 here, a third does not)."""
     torch.manual_seed(3)
     w_int, scale = Q.quantize_weights(torch.randn(10, 16), 8)  # a narrow layer takes the float32 path too
     b_int = Q.quantize_bias(torch.randn(10) * 0.1, scale, 32)
@@ -50,13 +51,26 @@ def test_quantized_linear_module_float32_path_is_the_float64_function(edit):
     }.get(edit)
     if odd is not None:
         x[4500, 3] = odd
-    exact = edit in ("spikes", "counts", "negative", "-0.0")
+    exact = edit in ("spikes", "counts", "negative", "half", "sixteenths", "-0.0")
     assert (layer._float32_sum_bound(x, layer._operands()[2]) is not None) == exact
     expected = Q.quantized_linear(x, w_int, b_int, scale, 32)  # float64 accumulator
     got = layer(x)
     assert got.dtype == torch.float32
     assert torch.equal(got.isnan(), expected.isnan())
     assert torch.equal(got.nan_to_num(), expected.nan_to_num())
+
+
+def test_the_float32_grid_is_the_finest_power_of_two_step_that_keeps_sums_exact():
+    """Multiples of ``2**-s`` take the float32 path while ``max(1, |x|) * reach * 2**s`` stays
+    below ``2**24``; half that step does not."""
+    w_int, b_int = torch.tensor([[100, -37, 5]]), torch.tensor([11])
+    layer = Q.QuantizedLinear(w_int, b_int, 0.01, 8, 32)
+    reach = layer._operands()[2]  # 142 + 11: sums within 2**8, so steps of 2**-16
+    assert reach == 153
+    for step, exact in ((2.0**-16, True), (2.0**-17, False)):
+        x = torch.tensor([[1.0, 0.0, 1.0], [step, 1 - step, -3 * step]])
+        assert (layer._float32_sum_bound(x, reach) is not None) == exact
+        assert torch.equal(layer(x), Q.quantized_linear(x, w_int, b_int, 0.01, 32))
 
 
 def test_quantized_linear_module_follows_replaced_weights():
@@ -131,11 +145,11 @@ def _conv_inputs(kind: str) -> torch.Tensor:
     "kind", ["spikes", "counts", "sixteenths", "float64 spikes", "graded", "negative graded"]
 )
 def test_quantized_conv_module_float32_path_is_the_float64_function(kind, geometry, monkeypatch):
-    """Spikes and counts accumulate in float32 (the float64 function is not called), graded
-    inputs and grey levels in float64; both give the float64 function's result bit for bit."""
+    """Spikes, counts and grey levels accumulate in float32 (the float64 function is not
+    called), graded inputs in float64; both give the float64 function's result bit for bit."""
     layer, x = _conv_layer(geometry), _conv_inputs(kind)
     expected = Q.quantized_conv2d(x, layer.weight_int, layer.bias_int, layer.scale, 32, **geometry)
-    exact = "graded" not in kind and kind != "sixteenths"
+    exact = "graded" not in kind
     assert (layer._float32_sum_bound(x, layer._operands()[2]) is not None) == exact
     if exact:
         monkeypatch.setattr("t1c.bridge.quantize.layers.quantized_conv2d", None)  # not called

@@ -3,14 +3,16 @@ modules over :mod:`~t1c.bridge.quantize.integers` (evaluation only).
 
 Each keeps its integer weights and bias as buffers and is built from a trained float
 layer (``from_linear``/``from_conv``) or from a node that may carry its exact integers
-(``from_node``). A layer fed integers small enough (spikes, counts) accumulates in
-float32, bit for bit what the float64 accumulator gives, at a fraction of the cost.
+(``from_node``). A layer fed values on a coarse enough power-of-two grid (spikes, counts,
+images of a few grey levels) accumulates in float32, bit for bit what the float64
+accumulator gives, at a fraction of the cost.
 """
 
 from __future__ import annotations
 
 import abc
 import copy
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -37,7 +39,8 @@ from .integers import (
 from .qat import disable_qat
 
 # Integers of magnitude up to 2**24 are exact in float32: a sum whose every partial sum stays
-# below this bound gives the same integer in float32 as in float64, in any summation order.
+# below this bound gives the same integer in float32 as in float64, in any summation order
+# (and so do multiples of 2**-s below 2**(24 - s): the same integers, counted in steps of 2**-s).
 _FLOAT32_EXACT = 2**24
 # Element-wise passes that need a float64 (or scratch) copy go through blocks of this many
 # elements: a 512 KiB temporary stays in cache and in malloc's heap, where a whole-tensor
@@ -102,10 +105,11 @@ class _QuantizedBase(nn.Module, abc.ABC):
         return cached[1], cached[2], cached[3]
 
     def forward(self, x: Tensor) -> Tensor:
-        """The float64 accumulator's result (:meth:`_float64`); integer inputs (spikes, counts)
-        accumulate in float32 (:meth:`_float32_sums`) when exact.
+        """The float64 accumulator's result (:meth:`_float64`); inputs on a coarse enough
+        power-of-two grid (spikes, counts) accumulate in float32 (:meth:`_float32_sums`).
 
-        Every partial sum of integers below ``2**24`` is exact in float32, so the result is the float64 accumulator's bit for bit, at a fraction of the
+        Every partial sum of multiples of ``2**-s`` below ``2**(24 - s)`` is exact in
+        float32, so the result is the float64 accumulator's bit for bit, at a fraction of the
         cost; other inputs (graded, or too large for that bound) take the float64 accumulator.
         """
         w, b, reach = self._operands()
@@ -133,8 +137,8 @@ class _QuantizedBase(nn.Module, abc.ABC):
         """The layer's result through the float64 accumulator (the pure function it wraps)."""
 
     def _float32_sum_bound(self, x: Tensor, reach: float) -> float | None:
-        """A bound on every partial sum when ``x`` may accumulate in float32 (it holds integers
-        small enough to be exact there), else None.
+        """A bound on every partial sum when ``x`` may accumulate in float32 (its values lie on
+        a power-of-two grid coarse enough to be exact there), else None.
 
         Whatever the layer's width: the check is a few reductions over blocks of ``x``, where
         the float64 accumulator needs a float64 copy of all of ``x``, fresh memory (in a fit,
@@ -144,8 +148,8 @@ class _QuantizedBase(nn.Module, abc.ABC):
         if x.dtype == torch.bool:
             largest = 1.0
         elif x.is_floating_point():
-            largest = _largest_integer(x)
-            if largest is None:  # a fraction, inf or NaN
+            largest = _largest_on_grid(x, reach)
+            if largest is None:  # off the grid, inf, NaN or too large
                 return None
         else:
             low, high = torch.aminmax(x).tolist()
@@ -168,23 +172,29 @@ def _scaled_in_place(acc: Tensor, scale: float, accumulator_bits: int, sum_bound
     return acc
 
 
-def _largest_integer(x: Tensor) -> float | None:
-    """The largest magnitude in the float tensor ``x`` when every element is an integer, else
-    None (a fraction, inf or NaN: their ``frac`` is nonzero or NaN, and NaN fails ``== 0``).
+def _largest_on_grid(x: Tensor, reach: float) -> float | None:
+    """The largest magnitude in the float tensor ``x`` when every element is a multiple of
+    ``2**-s``, the finest power-of-two step that keeps sums of up to ``max(1, largest) * reach``
+    exact in float32 (integers, for spikes and counts: ``s >= 0``); else None (off that grid,
+    inf or NaN: their scaled ``frac`` is nonzero or NaN, and NaN fails ``== 0``).
 
-    Block by block into one scratch block, with ``aminmax`` of each block and of its
-    fractions (min/max reductions are vectorized on CPU, ``any`` of a float tensor is not:
-    4x faster), and one device sync.
+    One ``aminmax`` of ``x``, then block by block into one scratch block: ``x * 2**s``
+    (exact: a power of two), its fractions and their ``aminmax`` (min/max reductions are
+    vectorized on CPU, ``any`` of a float tensor is not: 4x faster), and one device sync.
     """
+    low, high = torch.aminmax(x)
+    largest = max(-float(low), float(high))
+    bound = max(1.0, largest) * reach
+    if not bound < _FLOAT32_EXACT:  # also inf and NaN
+        return None
+    step = 2.0 ** (24 - math.frexp(bound)[1]) if bound else 1.0  # bound * step < 2**24
     scratch = torch.empty(min(x.numel(), _BLOCK), dtype=x.dtype, device=x.device)
     extremes = []
     for part in x.reshape(-1).split(_BLOCK):
-        extremes += torch.aminmax(torch.frac(part, out=scratch[: part.numel()]))
-        extremes += torch.aminmax(part)
-    per_block = torch.stack(extremes).view(-1, 4).tolist()  # [frac min, frac max, min, max]
-    if not all(f_low == 0 and f_high == 0 for f_low, f_high, _, _ in per_block):
-        return None
-    return max(max(-low, high) for _, _, low, high in per_block)
+        scaled = torch.mul(part, step, out=scratch[: part.numel()]) if step != 1.0 else part
+        extremes += torch.aminmax(torch.frac(scaled, out=scratch[: part.numel()]))
+    fractions = torch.stack(extremes).tolist()  # [min, max] of each block's fractions
+    return largest if all(f == 0 for f in fractions) else None
 
 
 class QuantizedLinear(_QuantizedBase):
