@@ -175,26 +175,38 @@ def _scaled_in_place(acc: Tensor, scale: float, accumulator_bits: int, sum_bound
 def _largest_on_grid(x: Tensor, reach: float) -> float | None:
     """The largest magnitude in the float tensor ``x`` when every element is a multiple of
     ``2**-s``, the finest power-of-two step that keeps sums of up to ``max(1, largest) * reach``
-    exact in float32 (integers, for spikes and counts: ``s >= 0``); else None (off that grid,
-    inf or NaN: their scaled ``frac`` is nonzero or NaN, and NaN fails ``== 0``).
+    exact in float32; else None (off that grid, inf or NaN).
 
-    One ``aminmax`` of ``x``, then block by block into one scratch block: ``x * 2**s``
-    (exact: a power of two), its fractions and their ``aminmax`` (min/max reductions are
-    vectorized on CPU, ``any`` of a float tensor is not: 4x faster), and one device sync.
+    Integers (spikes, counts) are checked first, with no scaling pass; the grid only when
+    some element is not an integer.
     """
     low, high = torch.aminmax(x)
     largest = max(-float(low), float(high))
     bound = max(1.0, largest) * reach
     if not bound < _FLOAT32_EXACT:  # also inf and NaN
         return None
+    if _on_grid(x, 1.0):
+        return largest
     step = 2.0 ** (24 - math.frexp(bound)[1]) if bound else 1.0  # bound * step < 2**24
+    return largest if step > 1.0 and _on_grid(x, step) else None
+
+
+def _on_grid(x: Tensor, step: float) -> bool:
+    """Whether ``x * step`` (``step`` a power of two: exact) holds integers only: inf and NaN
+    have a NaN ``frac``, which fails ``== 0``.
+
+    Block by block into one scratch block, with ``aminmax`` of each block's fractions (min/max
+    reductions are vectorized on CPU, ``any`` of a float tensor is not: 4x faster), and one
+    device sync.
+    """
     scratch = torch.empty(min(x.numel(), _BLOCK), dtype=x.dtype, device=x.device)
     extremes = []
     for part in x.reshape(-1).split(_BLOCK):
-        scaled = torch.mul(part, step, out=scratch[: part.numel()]) if step != 1.0 else part
-        extremes += torch.aminmax(torch.frac(scaled, out=scratch[: part.numel()]))
-    fractions = torch.stack(extremes).tolist()  # [min, max] of each block's fractions
-    return largest if all(f == 0 for f in fractions) else None
+        grid = scratch[: part.numel()]
+        extremes += torch.aminmax(
+            torch.frac(torch.mul(part, step, out=grid) if step != 1.0 else part, out=grid)
+        )
+    return all(f == 0 for f in torch.stack(extremes).tolist())
 
 
 class QuantizedLinear(_QuantizedBase):
