@@ -272,3 +272,18 @@ def test_a_cubalif_self_connection_in_a_users_module_is_refused_by_name():
     executor = ir_to_torch(graph, node_map={ir.CubaLIF: Mine})
     with pytest.raises(TypeError, match="node '1': CubaLIF with w_rec runs in Mine"):
         Q.ir_to_quantized(graph, weight_bits=2, executor=executor)
+
+
+def test_an_input_tracked_by_autograd_takes_the_float64_path_with_the_same_values():
+    """The float32 path scales in place, which autograd refuses: a tracked input goes through
+    the float64 accumulator (gradients flow) and gets the same values."""
+    layers = {
+        "conv": (_conv_layer(_CONV_GEOMETRIES[0]), _conv_inputs("spikes")),
+        "linear": (Q.QuantizedLinear(torch.randint(-9, 9, (5, 7)), None, 0.1, 8, 32), _spikes(20, 7, seed=8)),
+    }
+    for layer, x in layers.values():
+        tracked = x.clone().requires_grad_()
+        got = layer(tracked)
+        got.sum().backward()
+        assert torch.equal(got, layer(x))
+        assert tracked.grad is not None and tracked.grad.abs().sum() > 0

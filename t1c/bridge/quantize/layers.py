@@ -110,10 +110,12 @@ class _QuantizedBase(nn.Module, abc.ABC):
 
         Every partial sum of multiples of ``2**-s`` below ``2**(24 - s)`` is exact in
         float32, so the result is the float64 accumulator's bit for bit, at a fraction of the
-        cost; other inputs (graded, or too large for that bound) take the float64 accumulator.
+        cost; other inputs (graded, too large for that bound, or tracked by autograd) take the
+        float64 accumulator.
         """
         w, b, reach = self._operands()
-        sum_bound = self._float32_sum_bound(x, reach) if self._float32_exact(x) else None
+        tracked = x.requires_grad and torch.is_grad_enabled()  # the float32 path scales in place
+        sum_bound = None if tracked or not self._float32_exact(x) else self._float32_sum_bound(x, reach)
         if sum_bound is None:
             return self._float64(x)
         scale, bits = self.scale, self.accumulator_bits
