@@ -11,6 +11,7 @@ from torch import nn
 
 from t1c import ir
 from t1c.bridge import quantize as Q
+from t1c.bridge.quantize.integers import scaled_output
 
 
 # -- brute-force references: Python ints, nested loops -----------------------------------
@@ -140,20 +141,63 @@ def test_quantized_linear_matches_integer_reference(bits, acc_bits):
         assert (expected.abs() >= 2 ** (acc_bits - 1) - 1).any()
 
 
+@pytest.mark.parametrize("batch", [2, 27])
 @pytest.mark.parametrize(("stride", "padding"), [(1, 1), (2, 0)])
 @pytest.mark.parametrize(("bits", "acc_bits"), [(2, 3), (4, 5), (8, 10), (16, 17)])
-def test_quantized_conv2d_matches_integer_reference(bits, acc_bits, stride, padding):
+def test_quantized_conv2d_matches_integer_reference(bits, acc_bits, stride, padding, batch, monkeypatch):
+    """Also over a batch that goes through F.conv2d in chunks of 8 samples, each saturated."""
+    monkeypatch.setattr("t1c.bridge.quantize.integers._CONV_CHUNK_ELEMENTS", 64)
     torch.manual_seed(bits)
     w, b = _saturating_weights(3, 2, 3, 3), torch.randn(3) * 0.2
     w_int, scale = Q.quantize_weights(w, bits)
     b_int = Q.quantize_bias(b, scale, acc_bits)
-    x = _spikes(2, 2, 6, 6, seed=bits).double()
+    x = _spikes(batch, 2, 6, 6, seed=bits).double()
     out = Q.quantized_conv2d(x, w_int, b_int, scale, acc_bits, stride=stride, padding=padding)
     expected = torch.tensor(reference_conv2d(x, w_int, b_int, acc_bits, stride, padding), dtype=torch.float64)
     assert out.shape == expected.shape
     assert torch.equal(torch.round(out / scale), expected)
     assert torch.allclose(out / scale, expected, rtol=1e-12, atol=1e-9)
     assert (expected.abs() >= 2 ** (acc_bits - 1) - 1).any()
+
+
+def _random_conv(seed: int) -> dict:
+    """A convolution of random geometry: stride 1/2, padding 0/1/2, dilation 1/2, groups 1/2/all
+    channels, kernels 1/3/5 (not square), weights at 2..16 bits, and graded inputs (negative,
+    tiny, large, of mixed magnitudes; float32 or float64) over a batch of several chunks."""
+    rng = np.random.default_rng(seed)
+    channels = int(rng.choice([1, 2, 4, 6]))
+    groups = int(rng.choice([g for g in (1, 2, channels) if channels % g == 0]))
+    k_h, k_w = (int(k) for k in rng.choice([1, 3, 5], 2))
+    stride, padding, dilation = (tuple(int(v) for v in rng.choice(c, 2)) for c in ([1, 2], [0, 1, 2], [1, 2]))
+    size = [
+        d * (k - 1) + 1 - 2 * p + int(rng.integers(0, 6)) for d, k, p in zip(dilation, (k_h, k_w), padding)
+    ]
+    q = 2 ** (int(rng.integers(2, 17)) - 1) - 1
+    g = torch.Generator().manual_seed(seed)
+    w_int = torch.randint(
+        -q, q + 1, (groups * int(rng.integers(1, 4)), channels // groups, k_h, k_w), generator=g
+    )
+    x = torch.rand(int(rng.choice([9, 40, 131])), channels, *(max(1, s) for s in size), generator=g)
+    x = x.to(torch.float64 if seed % 2 else torch.float32)
+    x = {0: x - 0.5, 1: x * 1e-30, 2: (x - 0.5) * 1e6, 3: (x - 0.5) * torch.exp(10 * (x - 0.3))}[seed % 4]
+    b_int = torch.randint(-4 * q, 4 * q + 1, (w_int.shape[0],), generator=g)
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    return {"x": x, "w_int": w_int, "b_int": b_int, "geometry": geometry}
+
+
+@pytest.mark.parametrize("seed", range(48))
+def test_quantized_conv2d_in_chunks_is_one_float64_conv_bit_for_bit(seed, monkeypatch):
+    """Graded inputs: the chunked float64 accumulator gives F.conv2d's float64 sums for the
+    whole batch, bit for bit (float64 outputs show every bit of them)."""
+    monkeypatch.setattr("t1c.bridge.quantize.integers._CONV_CHUNK_ELEMENTS", 1 << 10)
+    c = _random_conv(seed)
+    x, w, b, geometry = c["x"], c["w_int"].double(), c["b_int"].double(), c["geometry"]
+    for bits in (12, 48):
+        whole = torch.nn.functional.conv2d(x.double(), w, b, **geometry)
+        expected = scaled_output(whole, 0.0123, bits, x)
+        got = Q.quantized_conv2d(x, c["w_int"], c["b_int"], 0.0123, bits, **geometry)
+        assert got.dtype == x.dtype
+        assert torch.equal(got, expected)
 
 
 # -- graphs and executors (need t1c.bridge.importer) -------------------------------------

@@ -3,13 +3,17 @@ modules over :mod:`~t1c.bridge.quantize.integers` (evaluation only).
 
 Each keeps its integer weights and bias as buffers and is built from a trained float
 layer (``from_linear``/``from_conv``) or from a node that may carry its exact integers
-(``from_node``). A layer fed integers small enough (spikes, counts) accumulates in
-float32, bit for bit what the float64 accumulator gives, at a fraction of the cost.
+(``from_node``). A layer fed values on a coarse enough power-of-two grid (spikes, counts,
+images of a few grey levels) accumulates in float32, bit for bit what the float64
+accumulator gives, at a fraction of the cost.
 """
 
 from __future__ import annotations
 
+import abc
 import copy
+import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -23,6 +27,7 @@ from .integers import (
     ACCUMULATOR_DTYPE,
     accumulator_range,
     check_bits,
+    conv2d_by_chunks,
     output_dtype,
     quantize_bias,
     quantize_layer,
@@ -34,7 +39,8 @@ from .integers import (
 from .qat import disable_qat
 
 # Integers of magnitude up to 2**24 are exact in float32: a sum whose every partial sum stays
-# below this bound gives the same integer in float32 as in float64, in any summation order.
+# below this bound gives the same integer in float32 as in float64, in any summation order
+# (and so do multiples of 2**-s below 2**(24 - s): the same integers, counted in steps of 2**-s).
 _FLOAT32_EXACT = 2**24
 # Element-wise passes that need a float64 (or scratch) copy go through blocks of this many
 # elements: a 512 KiB temporary stays in cache and in malloc's heap, where a whole-tensor
@@ -42,7 +48,7 @@ _FLOAT32_EXACT = 2**24
 _BLOCK = 1 << 16
 
 
-class _QuantizedBase(nn.Module):
+class _QuantizedBase(nn.Module, abc.ABC):
     """Integer weights and bias kept as buffers (they travel with ``state_dict`` and ``.to()``)."""
 
     WEIGHT_LAYOUT = ""  # the weights' axes, e.g. "[out, in]": their rank is checked
@@ -98,9 +104,43 @@ class _QuantizedBase(nn.Module):
             self.__dict__["_operand_cache"] = cached
         return cached[1], cached[2], cached[3]
 
+    def forward(self, x: Tensor) -> Tensor:
+        """The float64 accumulator's result (:meth:`_float64`); inputs on a coarse enough
+        power-of-two grid (spikes, counts) accumulate in float32 (:meth:`_float32_sums`).
+
+        Every partial sum of multiples of ``2**-s`` below ``2**(24 - s)`` is exact in
+        float32, so the result is the float64 accumulator's bit for bit, at a fraction of the
+        cost; other inputs (graded, too large for that bound, or tracked by autograd) take the
+        float64 accumulator.
+        """
+        w, b, reach = self._operands()
+        tracked = x.requires_grad and torch.is_grad_enabled()  # the float32 path scales in place
+        sum_bound = None if tracked or not self._float32_exact(x) else self._float32_sum_bound(x, reach)
+        if sum_bound is None:
+            return self._float64(x)
+        scale, bits = self.scale, self.accumulator_bits
+        if output_dtype(x) == torch.float32:  # scaled in place, no float64 copy of the whole accumulator
+            return self._float32_sums(x, w, b, lambda acc: _scaled_in_place(acc, scale, bits, sum_bound))
+        return self._float32_sums(
+            x, w, b, lambda acc: scaled_output(acc.to(ACCUMULATOR_DTYPE), scale, bits, x)
+        )
+
+    def _float32_exact(self, x: Tensor) -> bool:
+        """Whether :meth:`_float32_sums` adds exactly (no reduced-precision shortcuts) for ``x``."""
+        return True
+
+    @abc.abstractmethod
+    def _float32_sums(self, x: Tensor, w: Tensor, b: Tensor, finish: Callable[[Tensor], Tensor]) -> Tensor:
+        """``finish(sums)``: the layer's float32 sums of ``x`` with the float32 integers ``w``
+        and ``b``, saturated and scaled by ``finish`` (in place or into a new tensor)."""
+
+    @abc.abstractmethod
+    def _float64(self, x: Tensor) -> Tensor:
+        """The layer's result through the float64 accumulator (the pure function it wraps)."""
+
     def _float32_sum_bound(self, x: Tensor, reach: float) -> float | None:
-        """A bound on every partial sum when ``x`` may accumulate in float32 (it holds integers
-        small enough to be exact there), else None.
+        """A bound on every partial sum when ``x`` may accumulate in float32 (its values lie on
+        a power-of-two grid coarse enough to be exact there), else None.
 
         Whatever the layer's width: the check is a few reductions over blocks of ``x``, where
         the float64 accumulator needs a float64 copy of all of ``x``, fresh memory (in a fit,
@@ -110,8 +150,8 @@ class _QuantizedBase(nn.Module):
         if x.dtype == torch.bool:
             largest = 1.0
         elif x.is_floating_point():
-            largest = _largest_integer(x)
-            if largest is None:  # a fraction, inf or NaN
+            largest = _largest_on_grid(x, reach)
+            if largest is None:  # off the grid, inf, NaN or too large
                 return None
         else:
             low, high = torch.aminmax(x).tolist()
@@ -134,23 +174,41 @@ def _scaled_in_place(acc: Tensor, scale: float, accumulator_bits: int, sum_bound
     return acc
 
 
-def _largest_integer(x: Tensor) -> float | None:
-    """The largest magnitude in the float tensor ``x`` when every element is an integer, else
-    None (a fraction, inf or NaN: their ``frac`` is nonzero or NaN, and NaN fails ``== 0``).
+def _largest_on_grid(x: Tensor, reach: float) -> float | None:
+    """The largest magnitude in the float tensor ``x`` when every element is a multiple of
+    ``2**-s``, the finest power-of-two step that keeps sums of up to ``max(1, largest) * reach``
+    exact in float32; else None (off that grid, inf or NaN).
 
-    Block by block into one scratch block, with ``aminmax`` of each block and of its
-    fractions (min/max reductions are vectorized on CPU, ``any`` of a float tensor is not:
-    4x faster), and one device sync.
+    Integers (spikes, counts) are checked first, with no scaling pass; the grid only when
+    some element is not an integer.
+    """
+    low, high = torch.aminmax(x)
+    largest = max(-float(low), float(high))
+    bound = max(1.0, largest) * reach
+    if not bound < _FLOAT32_EXACT:  # also inf and NaN
+        return None
+    if _on_grid(x, 1.0):
+        return largest
+    step = 2.0 ** (24 - math.frexp(bound)[1]) if bound else 1.0  # bound * step < 2**24
+    return largest if step > 1.0 and _on_grid(x, step) else None
+
+
+def _on_grid(x: Tensor, step: float) -> bool:
+    """Whether ``x * step`` (``step`` a power of two: exact) holds integers only: inf and NaN
+    have a NaN ``frac``, which fails ``== 0``.
+
+    Block by block into one scratch block, with ``aminmax`` of each block's fractions (min/max
+    reductions are vectorized on CPU, ``any`` of a float tensor is not: 4x faster), and one
+    device sync.
     """
     scratch = torch.empty(min(x.numel(), _BLOCK), dtype=x.dtype, device=x.device)
     extremes = []
     for part in x.reshape(-1).split(_BLOCK):
-        extremes += torch.aminmax(torch.frac(part, out=scratch[: part.numel()]))
-        extremes += torch.aminmax(part)
-    per_block = torch.stack(extremes).view(-1, 4).tolist()  # [frac min, frac max, min, max]
-    if not all(f_low == 0 and f_high == 0 for f_low, f_high, _, _ in per_block):
-        return None
-    return max(max(-low, high) for _, _, low, high in per_block)
+        grid = scratch[: part.numel()]
+        extremes += torch.aminmax(
+            torch.frac(torch.mul(part, step, out=grid) if step != 1.0 else part, out=grid)
+        )
+    return all(f == 0 for f in torch.stack(extremes).tolist())
 
 
 class QuantizedLinear(_QuantizedBase):
@@ -189,20 +247,10 @@ class QuantizedLinear(_QuantizedBase):
         w_int, b_int, scale = _node_integers(node, weight_bits, accumulator_bits)
         return cls(w_int, b_int, scale, weight_bits, accumulator_bits)._with_spike_mode(spike_mode)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """:func:`quantized_linear`; integer inputs (spikes, counts) accumulate in float32 when exact.
+    def _float32_sums(self, x: Tensor, w: Tensor, b: Tensor, finish: Callable[[Tensor], Tensor]) -> Tensor:
+        return finish(F.linear(x.to(torch.float32), w, b))
 
-        Every partial sum of integers below ``2**24`` is exact in float32, so the result is
-        the float64 accumulator's bit for bit, at a fraction of the cost; other inputs
-        (graded, or too large for that bound) take the float64 accumulator.
-        """
-        w, b, reach = self._operands()
-        sum_bound = self._float32_sum_bound(x, reach)
-        if sum_bound is not None:
-            acc = F.linear(x.to(torch.float32), w, b)
-            if output_dtype(x) == torch.float32:  # scaled in place, no float64 copy of the whole accumulator
-                return _scaled_in_place(acc, self.scale, self.accumulator_bits, sum_bound)
-            return scaled_output(acc.to(ACCUMULATOR_DTYPE), self.scale, self.accumulator_bits, x)
+    def _float64(self, x: Tensor) -> Tensor:
         return quantized_linear(x, self.weight_int, self.bias_int, self.scale, self.accumulator_bits)
 
 
@@ -263,11 +311,31 @@ class QuantizedConv2d(_QuantizedBase):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, stride={self.stride}, padding={self.padding}, groups={self.groups}"
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _float32_exact(self, x: Tensor) -> bool:
+        """oneDNN's direct float32 convolution on CPU, when it computes in float32: other
+        algorithms (Winograd in NNPACK, TF32 in cuDNN) round, whatever the inputs."""
+        return x.device.type == "cpu" and x.ndim == 4 and _onednn_float32_exact()
+
+    def _float32_sums(self, x: Tensor, w: Tensor, b: Tensor, finish: Callable[[Tensor], Tensor]) -> Tensor:
+        def conv(part: Tensor) -> Tensor:
+            return torch.mkldnn_convolution(part, w, b, self.padding, self.stride, self.dilation, self.groups)
+
+        return conv2d_by_chunks(x.to(torch.float32), conv, finish, w)
+
+    def _float64(self, x: Tensor) -> Tensor:
         return quantized_conv2d(
             x, self.weight_int, self.bias_int, self.scale, self.accumulator_bits,
             self.stride, self.padding, self.dilation, self.groups,
         )  # fmt: skip
+
+
+def _onednn_float32_exact() -> bool:
+    """Whether oneDNN is built in and set to compute float32 in float32 (``fp32_precision``
+    "none" or "ieee" at every level, not "bf16" or "tf32")."""
+    mkldnn = torch.backends.mkldnn
+    levels = (torch.backends, mkldnn, getattr(mkldnn, "conv", None))
+    precisions = {getattr(level, "fp32_precision", "none") for level in levels}
+    return mkldnn.is_available() and precisions <= {"none", "ieee"}
 
 
 def node_bits(node: ir.Node, weight_bits: int, accumulator_bits: int) -> tuple[int, int, str | None]:
