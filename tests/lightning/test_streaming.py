@@ -150,3 +150,22 @@ def test_a_validation_without_a_checkpoint_drops_its_stream(tmp_path, fixtures_d
     _fit(tmp_path / "b", fixtures_dir, T1CExport(asynchronous=False), every_n_epochs=2)
     assert export.taken == [True]  # epoch 1's; epoch 0's and 2's streams were dropped unused
     assert _same_files(tmp_path / "a", tmp_path / "b")
+
+
+class StopInValidation(Callback):
+    """Raises at the second validation batch of epoch 1, while that validation's stream is fed."""
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            raise RuntimeError("stopped mid-validation")
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_fit_failing_mid_validation_forgets_its_open_stream(tmp_path, fixtures_dir, mode):
+    export = TakenStreams(asynchronous=mode)
+    with pytest.raises(RuntimeError, match="stopped mid-validation"):
+        _fit(tmp_path, fixtures_dir, export, StopInValidation())
+    assert export.taken == [True] and export.exporter.streams.stream is None and export.worker is None
+    assert not STREAMS  # nothing left open in this process (a process's streams end with it)
+    assert sorted(p.name for p in tmp_path.glob("*.t1c")) == ["epoch=0-step=4.t1c", "last.t1c"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file
