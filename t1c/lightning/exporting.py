@@ -25,11 +25,7 @@ from t1c import ir
 
 from .batches import LAYOUT_WORDS, example_input, first_batch, layout_of, one_step, to_device
 from .checkpoints import METADATA_KEY, checkpoint_weights, export_metadata
-from .measure import (
-    Measurement,
-    PreparedMeasurement,
-    copy_module,
-)
+from .measure import Measurement, PreparedMeasurement, copy_module
 from .naming import scalar_metrics
 from .rates import harm_message, layer_rates, quantization_harm
 from .records import is_t1c_module, validates_like_t1c_module
@@ -159,7 +155,9 @@ class Exporter:
 
         ``live``: the weights are the training model's now, so the Trainer's metrics describe
         them; otherwise they were loaded from a checkpoint file and only what is measured
-        goes into the metadata.
+        goes into the metadata. A live export whose graph the stream opened at this step's
+        validation measured (:class:`~t1c.lightning.streaming.Streams`) takes that stream's
+        graph and figures instead of preparing a measurement.
         """
         graph, reference = self.export_verified(pl_module, f"epoch {epoch}, step {step}")
         streamed = self.streams.take(trainer, step, graph) if live else None
