@@ -6,7 +6,7 @@ starts, so the callback exports them there and opens a :class:`StreamedScores` w
 export's work runs (the export thread, or the worker process), feeds it each recorded batch
 as validation produces it, and at the checkpoint takes its figures, if the graph exported
 there is the very graph measured (same content hash) and every batch the measurement takes
-was fed (:meth:`t1c.lightning.exporting.Exporter.take_stream`); otherwise the stream is
+was fed (:meth:`Streams.take`, the training thread's side); otherwise the stream is
 dropped and the export is measured as before. The quantized graph then runs beside
 validation instead of after it, and the last export of a fit is written soon after the
 last validation ends.
