@@ -28,7 +28,7 @@ from .checkpoints import METADATA_KEY, checkpoint_weights, export_metadata
 from .measure import Measurement, PreparedMeasurement, copy_module
 from .naming import scalar_metrics
 from .rates import harm_message, layer_rates, quantization_harm
-from .records import is_t1c_module, validates_like_t1c_module
+from .records import is_t1c_module
 from .scoring import GAP_NAME, METRIC_PREFIX
 from .streaming import Streams
 
@@ -231,15 +231,17 @@ class Exporter:
         self.streams.forget()
 
     def open_stream(self, trainer: Trainer, pl_module: LightningModule, submit: Submit) -> None:
-        """At the start of a T1CModule's validation: export the weights it runs with and open their
-        measurement where the export's work runs (``submit``: the worker's jobs;
-        :class:`~t1c.lightning.streaming.Streams`). Callers hold :func:`rng_preserved`.
+        """At the start of the validation of a module that validates like a T1CModule
+        (:func:`~t1c.lightning.records.validates_like_t1c_module`, which the caller checked):
+        export the weights it runs with and open their measurement where the export's work runs
+        (``submit``: the worker's jobs; :class:`~t1c.lightning.streaming.Streams`). Callers hold
+        :func:`rng_preserved`.
 
         Anything that fails here is left for the export at the checkpoint to meet and report:
         no stream is opened.
         """
         self.streams.drop()
-        if not validates_like_t1c_module(pl_module) or self.measurement.no_metrics_reason is not None:
+        if self.measurement.no_metrics_reason is not None:
             return
         try:
             source = self.export_graph(pl_module)

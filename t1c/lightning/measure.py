@@ -165,21 +165,30 @@ class Measurement:
 
         return PreparedMeasurement(run, covered is not None)
 
+    @property
+    def bits(self) -> tuple[int, int]:
+        """``(weight_bits, accumulator_bits)`` of the quantized simulation."""
+        return self.weight_bits, self.accumulator_bits
+
+    def float_graph(self, pl_module: LightningModule, graph: ir.Graph, reuse: bool) -> tuple[nn.Module, bool]:
+        """``graph``'s float executor on the module's device, and whether the live outputs stand
+        for it: ``reuse`` (validation's outputs are the live model's on these weights) and it
+        provably computes what the live executor does."""
+        from t1c.bridge import ir_to_torch
+
+        float_exec = ir_to_torch(graph).to(pl_module.device).eval()
+        return float_exec, reuse and same_computation(float_exec, pl_module.executor)
+
     def executors(
         self, pl_module: LightningModule, graph: ir.Graph, reuse: bool
     ) -> tuple[nn.Module | None, nn.Module]:
         """``(float graph or None, quantized graph)`` of ``graph`` on the module's device.
 
-        ``reuse``: the live outputs of validation stand for the float graph's; the float graph is
-        then not run (None) when it provably computes what the live executor does, and it is
-        quantized in place instead of building a second executor.
+        The float graph is not run (None) when the live outputs stand for it
+        (:meth:`float_graph`); it is then quantized in place instead of building a second executor.
         """
-        from t1c.bridge import ir_to_torch
-
-        float_exec = ir_to_torch(graph).to(pl_module.device).eval()
-        float_is_live = reuse and same_computation(float_exec, pl_module.executor)
-        bits = (self.weight_bits, self.accumulator_bits)
-        return graph_executors(graph, bits, pl_module.device, float_exec, float_is_live)
+        float_exec, float_is_live = self.float_graph(pl_module, graph, reuse)
+        return graph_executors(graph, self.bits, pl_module.device, float_exec, float_is_live)
 
     def recorded(
         self,

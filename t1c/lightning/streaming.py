@@ -40,7 +40,6 @@ from .measure import (
     graph_executors,
     joins,
     readout_of,
-    same_computation,
     score_items,
 )
 from .rates import Counts, SpikeCounter
@@ -241,14 +240,11 @@ class Streams:
     ) -> None:
         """Open the stream of ``graphs`` ``(as exported, as it ships)``: its jobs go to ``submit``,
         and to the worker process through ``remote`` (None: run on the export thread)."""
-        from t1c.bridge import ir_to_torch
-
         source, graph = graphs
         device = pl_module.device
-        float_exec = ir_to_torch(graph).to(device).eval()
-        float_is_live = same_computation(float_exec, pl_module.executor)
         measurement = self.measurement
-        bits = (measurement.weight_bits, measurement.accumulator_bits)
+        float_exec, float_is_live = measurement.float_graph(pl_module, graph, reuse=True)
+        bits = measurement.bits
         spec = StreamSpec(bits, float_is_live, readout_of(pl_module), measurement.metrics, device)
 
         def call(function: Callable[..., Any], *args: Any) -> None:
