@@ -55,6 +55,18 @@ def binary_inputs(shape: tuple[int, ...], seed: int = 0, p: float = 0.4) -> torc
     return (torch.rand(STEPS, *shape, generator=gen) < p).float()
 
 
+def run_explicit_state(model: nn.Module, xs: torch.Tensor) -> torch.Tensor:
+    """Spikes ``[T, ...]`` of a model stepped as ``spk, s1, s2 = model(x, s1, s2)`` from ``None``
+    states (snnTorch's explicit-state style), without gradients."""
+    s1 = s2 = None
+    expected = []
+    with torch.no_grad():
+        for x in xs:
+            spk, s1, s2 = model(x, s1, s2)
+            expected.append(spk)
+    return torch.stack(expected)
+
+
 def assert_same_spikes(expected: torch.Tensor, actual: torch.Tensor) -> None:
     assert expected.shape == actual.shape
     rate = expected.mean().item()
@@ -174,13 +186,7 @@ def test_explicit_membrane_style(mechanism, tmp_path):
         ("fc2", "lif2"),
         ("lif2", "output"),
     ]
-    mem1 = mem2 = None
-    expected = []
-    with torch.no_grad():
-        for x in xs:
-            spk, mem1, mem2 = model(x, mem1, mem2)
-            expected.append(spk)
-    assert_same_spikes(torch.stack(expected), run_imported(graph, tmp_path, xs))
+    assert_same_spikes(run_explicit_state(model, xs), run_imported(graph, tmp_path, xs))
 
 
 def conv_snn() -> nn.Sequential:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
-from test_fidelity import assert_same_spikes, scaled
+from test_fidelity import assert_same_spikes, run_explicit_state, scaled
 from torch import nn
 
 from t1c import ir
@@ -163,15 +163,9 @@ def test_explicit_state_style(tmp_path):
     torch.manual_seed(4)
     model = scaled(ExplicitState(), 3.0)
     xs = inputs((10,), 4)
-    s1 = s2 = None
-    expected = []
-    with torch.no_grad():
-        for x in xs:
-            spk, s1, s2 = model(x, s1, s2)
-            expected.append(spk)
     graph = to_ir(model, xs[0])
     assert [type(n).__name__ for n in graph.nodes.values()].count("CubaLIF") == 2
-    assert_same_spikes(torch.stack(expected), run_stepped(imported(graph, tmp_path), xs)[0])
+    assert_same_spikes(run_explicit_state(model, xs), run_stepped(imported(graph, tmp_path), xs)[0])
 
 
 def test_a_synaptic_restarted_at_every_call_is_refused():

@@ -17,7 +17,7 @@ import snntorch as snn
 import torch
 from references.snntorch_neurons import conv2d_feedback, linear_feedback, rleaky, rsynaptic
 from references.t1c_neurons import cuba_lif
-from test_fidelity import assert_same_spikes
+from test_fidelity import assert_same_spikes, run_explicit_state
 from test_fidelity_cuba import MECHANISMS, imported, inputs, reset_all, run_snntorch, run_stepped
 from torch import nn
 
@@ -254,15 +254,9 @@ def test_explicit_state_style(tmp_path):
     torch.manual_seed(6)
     model = on_grid(ExplicitRecurrent(), gain=3.0)
     xs = inputs((10,), 6, steps=STEPS)
-    s1 = s2 = None
-    expected = []
-    with torch.no_grad():
-        for x in xs:
-            spk, s1, s2 = model(x, s1, s2)
-            expected.append(spk)
     graph = to_ir(model, xs[0])
     assert [n for n in graph.nodes if "recurrent" in n] == ["lif1.recurrent", "lif2.recurrent"]
-    assert_same_spikes(torch.stack(expected), run_stepped(imported(graph, tmp_path), xs)[0])
+    assert_same_spikes(run_explicit_state(model, xs), run_stepped(imported(graph, tmp_path), xs)[0])
 
 
 def test_conv_feedback_in_a_deeper_network(tmp_path):
