@@ -201,12 +201,8 @@ class Measurement:
         spike trains included: a picklable object, run on the export thread or in a worker process."""
         device = pl_module.device
         items = [(xs, pl_module.logits(ys).to(device), y.to(device)) for _, xs, ys, y in covered]
-        live_counts: Counts = {}
-        if executors[0] is None:  # the live executor stands for the float graph: its spikes are validation's
-            counter = SpikeCounter()
-            for index in range(len(covered)):
-                counter.merge(records.rates.get(index, {}))
-            live_counts = counter.counts
+        # the live executor stands for the float graph: its spikes are validation's
+        live_counts = records.live_counts(len(covered)) if executors[0] is None else {}
         return RecordedMeasurement(items, live_counts, executors, readout_of(pl_module), self.metrics, device)
 
     def run(

@@ -116,6 +116,13 @@ class ValidationRecords:
             for name, value in state.items()
         )
 
+    def live_counts(self, batches: int) -> Counts:
+        """The live executor's spike counts over the first ``batches`` recorded batches."""
+        counter = SpikeCounter()
+        for index in range(batches):
+            counter.merge(self.rates.get(index, {}))
+        return counter.counts
+
     def covering(self, loader: Any, limit_batches: int | None) -> list[Record] | None:
         """The records when they hold every batch the measurement takes from ``loader`` (a
         loader with a length, at most ``limit_batches``), each with its labels; else None."""

@@ -42,7 +42,7 @@ from .measure import (
     readout_of,
     score_items,
 )
-from .rates import Counts, SpikeCounter
+from .rates import Counts
 
 #: The open streams of this process by key (one per fit at a time).
 STREAMS: dict[str, StreamedScores] = {}
@@ -307,11 +307,9 @@ class Streams:
         ):
             stream.call(drop_stream, stream.key)
             return None
-        live = SpikeCounter()
-        if stream.float_is_live:  # the live executor's spikes during validation stand for the float graph's
-            for index in stream.fed:
-                live.merge(records.rates.get(index, {}))
-        result = StreamResult(stream.key, live.counts, stream.remote)
+        # the live executor's spikes during validation stand for the float graph's
+        live_counts = records.live_counts(len(stream.fed)) if stream.float_is_live else {}
+        result = StreamResult(stream.key, live_counts, stream.remote)
         return stream.graph, PreparedMeasurement(result, True)
 
     def drop(self) -> None:
