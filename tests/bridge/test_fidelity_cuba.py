@@ -35,6 +35,18 @@ def reset_all(model: nn.Module) -> None:
             module.reset_mem()
 
 
+def backward_both(model: nn.Module, executor: nn.Module, xs: torch.Tensor, outputs: int) -> None:
+    """BPTT through the hidden-state snnTorch ``model`` and the imported ``executor`` on ``xs``,
+    the loss a random readout of their ``outputs`` spikes summed over time (from the zero state)."""
+    readout = torch.randn(outputs)
+    reset_all(model)
+    model.train()
+    (torch.stack([model(x) for x in xs]) * readout).sum().backward()
+    ys, _ = executor.run_sequence(xs)
+    (ys * readout).sum().backward()
+    reset_all(model)
+
+
 def run_snntorch(model: nn.Module, xs: torch.Tensor) -> torch.Tensor:
     reset_all(model)
     with torch.no_grad():
@@ -215,13 +227,7 @@ def test_gradients_through_the_synaptic_state_equal_snntorchs():
     )
     xs = inputs((8,), 6, steps=60)
     executor = ir_to_torch(to_ir(model, xs[0])).train()
-    readout = torch.randn(4)
-    reset_all(model)
-    model.train()
-    (torch.stack([model(x) for x in xs]) * readout).sum().backward()
-    ys, _ = executor.run_sequence(xs)
-    (ys * readout).sum().backward()
-    reset_all(model)
+    backward_both(model, executor, xs, 4)
     for name, theirs in (("0", model[0]), ("2", model[2])):
         ours = executor.module_for(name)
         assert theirs.weight.grad.abs().sum() > 0

@@ -18,7 +18,15 @@ import torch
 from references.snntorch_neurons import conv2d_feedback, linear_feedback, rleaky, rsynaptic
 from references.t1c_neurons import cuba_lif
 from test_fidelity import assert_same_spikes, run_explicit_state
-from test_fidelity_cuba import MECHANISMS, imported, inputs, reset_all, run_snntorch, run_stepped
+from test_fidelity_cuba import (
+    MECHANISMS,
+    backward_both,
+    imported,
+    inputs,
+    reset_all,
+    run_snntorch,
+    run_stepped,
+)
 from torch import nn
 
 from t1c import ir
@@ -303,13 +311,7 @@ def test_bptt_gradients_through_the_back_edge_equal_snntorchs(cls):
     executor = ir_to_torch(
         to_ir(model, xs[0]), node_map={ir.CubaLIF: lambda node: CubaLIFModule(node, **learn)}
     ).train()
-    readout = torch.randn(4)
-    reset_all(model)
-    model.train()
-    (torch.stack([model(x) for x in xs]) * readout).sum().backward()
-    ys, _ = executor.run_sequence(xs)
-    (ys * readout).sum().backward()
-    reset_all(model)
+    backward_both(model, executor, xs, 4)
     pairs = [
         (executor.module_for("0").weight, model[0].weight),
         (executor.module_for("1.recurrent").weight, neuron.recurrent.weight),
