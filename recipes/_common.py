@@ -34,7 +34,7 @@ def parse_args(
     *,
     out: str,
     max_epochs: int = 5,
-    pretrain_epochs: int = 10,
+    pretrain_epochs: int | None = 10,
     hidden: int = 128,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
@@ -42,14 +42,18 @@ def parse_args(
 
     Also sets torch's CPU threads (``--threads``) and ``args.progress``: Lightning's progress
     bar only on a terminal and without ``--no-progress``. ``add_arguments(parser)`` adds a
-    recipe's own flags (or changes defaults) before parsing.
+    recipe's own flags (or changes defaults) before parsing. ``pretrain_epochs=None``: the recipe
+    does not pretrain, and has no ``--pretrain-epochs`` flag (argparse rejects it in one line).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, default=Path(out), help="output folder (default: %(default)s)")
     parser.add_argument(
         "--max-epochs", type=int, default=max_epochs, help="fine-tuning epochs (0: only build the .t1c)"
     )
-    parser.add_argument("--pretrain-epochs", type=int, default=pretrain_epochs, help="plain PyTorch epochs")
+    if pretrain_epochs is not None:
+        parser.add_argument(
+            "--pretrain-epochs", type=int, default=pretrain_epochs, help="plain PyTorch epochs"
+        )
     parser.add_argument("--hidden", type=int, default=hidden, help="hidden neurons")
     parser.add_argument("--num-steps", type=int, default=25, help="time steps per sample")
     parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")

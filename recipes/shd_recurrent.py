@@ -64,7 +64,7 @@ def shd_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(
-        argv, __doc__.splitlines()[0], out="shd_runs/recurrent", max_epochs=5, pretrain_epochs=0, hidden=256,
+        argv, __doc__.splitlines()[0], out="shd_runs/recurrent", max_epochs=5, pretrain_epochs=None, hidden=256,
         add_arguments=shd_flags,
     )  # fmt: skip
     pl.seed_everything(0, verbose=False)

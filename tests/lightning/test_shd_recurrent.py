@@ -83,6 +83,17 @@ def test_recipe_export_only_points_at_the_config(tmp_path, capsys):
     assert ir.read(tmp_path / "source.t1c").nodes["rlif"].tau_mem.shape == (8,)
 
 
+def test_recipe_has_no_pretraining_flag(tmp_path, capsys):
+    """The recipe trains its source as exported: a --pretrain-epochs it would ignore is refused."""
+    with pytest.raises(SystemExit) as stopped:
+        load_recipe().main(
+            ["--pretrain-epochs", "3", "--max-epochs", "0", "--offline", "--out", str(tmp_path)]
+        )
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --pretrain-epochs 3" in capsys.readouterr().err
+    assert not (tmp_path / "source.t1c").exists()
+
+
 def test_fit_shd_recurrent_config_on_files_in_shds_layout(in_tmp):
     from t1c.cli import main
 
