@@ -13,7 +13,11 @@ process CPU time (all threads; the worker process's own CPU time after ``+``) is
 with/without wall ratio (fits in one process drift). The CPU time the training thread spends
 inside the callback's hooks is reported too (``time.thread_time``), and the export thread's, and the
 median wall time the fit's end waits for the last export (``final wait``). Training uses one torch
-thread. Run: ``python benchmarks/bench_callback.py [--rounds N] [--only mlp|conv]`` (default 9 rounds).
+thread. ``--every K`` validates and checkpoints every K epochs over 3K epochs (the same three
+exports in a fit K times as long; each side alike), which shows how the overhead falls as
+epochs grow beside the exports. Run:
+``python benchmarks/bench_callback.py [--rounds N] [--only mlp|conv] [--every K]`` (default 9
+rounds, K = 1).
 """
 
 from __future__ import annotations
@@ -131,17 +135,18 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def fit(source: Path, data, root: Path, side: str) -> dict[str, float]:
-    """CPU and wall seconds of one fit, the CPU seconds of its worker process, and the training
-    thread's CPU seconds inside the callback."""
+def fit(source: Path, data, root: Path, side: str, every: int = 1) -> dict[str, float]:
+    """CPU and wall seconds of one fit (validated and checkpointed every ``every`` epochs), the
+    CPU seconds of its worker process, and the training thread's CPU seconds inside the callback."""
     torch.manual_seed(0)
     module = T1CModule(str(source), num_steps=NUM_STEPS)
-    callbacks = [ModelCheckpoint(dirpath=root / "ck", save_top_k=-1, save_last=True)]
+    callbacks = [ModelCheckpoint(dirpath=root / "ck", save_top_k=-1, save_last=True, every_n_epochs=every)]
     export = TimedExport(asynchronous=side if side in ("thread", "process") else False)
     if side != "without":
         callbacks.append(export)
     trainer = Trainer(
-        max_epochs=EPOCHS,
+        max_epochs=EPOCHS * every,
+        check_val_every_n_epoch=every,
         default_root_dir=root,
         logger=False,
         enable_progress_bar=False,
@@ -166,18 +171,19 @@ def fit(source: Path, data, root: Path, side: str) -> dict[str, float]:
     }
 
 
-def compare(name: str, source: Path, data, tmp: Path, rounds: int) -> None:
+def compare(name: str, source: Path, data, tmp: Path, rounds: int, every: int = 1) -> None:
     """Fit each side ``rounds`` times, alternating, and print the best-of figures."""
     for side in ("thread", "process"):
-        fit(source, data, tmp / f"{name}-warmup-{side}", side)
+        fit(source, data, tmp / f"{name}-warmup-{side}", side, every)
     runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
     for i in range(rounds):  # alternate, so a busy moment of the machine hits every side
         order = SIDES[i % len(SIDES) :] + SIDES[: i % len(SIDES)]
         for side in order:
-            runs[side].append(fit(source, data, tmp / f"{name}-{side}{i}", side))
+            runs[side].append(fit(source, data, tmp / f"{name}-{side}{i}", side, every))
     base = {key: min(r[key] for r in runs["without"]) for key in ("cpu", "wall")}
     print(
-        f"{name}: {EPOCHS} epochs, {NUM_STEPS} steps, an export per epoch, one torch thread, best of {rounds}"
+        f"{name}: {EPOCHS * every} epochs, {NUM_STEPS} steps, an export every {every} epoch(s), one torch "
+        f"thread, best of {rounds}"
     )
     print(f"  without        wall {base['wall']:6.2f} s  cpu {base['cpu']:6.2f} s")
     for side in SIDES[1:]:
@@ -196,6 +202,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="fits of each side, alternating")
     parser.add_argument("--only", choices=("mlp", "conv"), help="one configuration (default: both)")
+    parser.add_argument("--every", type=int, default=1, help="epochs per export (3 exports per fit)")
     args = parser.parse_args()
     rounds = args.rounds
     torch.set_num_threads(1)
@@ -204,9 +211,9 @@ def main() -> int:
         tmp = Path(tmp)
         if args.only in (None, "mlp"):
             mlp = prepare_source(tmp / "digits_snn.t1c", epochs=1, log=lambda line: None)
-            compare("mlp", mlp, digits_data, tmp, rounds)
+            compare("mlp", mlp, digits_data, tmp, rounds, args.every)
         if args.only in (None, "conv"):
-            compare("conv", conv_source(tmp / "conv_snn.t1c"), conv_data, tmp, rounds)
+            compare("conv", conv_source(tmp / "conv_snn.t1c"), conv_data, tmp, rounds, args.every)
     return 0
 
 
