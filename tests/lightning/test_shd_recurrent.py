@@ -114,17 +114,7 @@ def test_fit_shd_recurrent_config_on_files_in_shds_layout(in_tmp):
     assert ir.read(last).cyclic and ir.topology_diff(source, ir.read(last)) == []
 
 
-def test_recipe_is_a_template():
-    """The Lightning objects a user copies are written out in the recipe, which stays short."""
+def test_recipe_names_its_published_baseline():
+    """The recipe names the baseline users compare against (its template check: test_recipes.py)."""
     text = (REPO / "recipes" / "shd_recurrent.py").read_text(encoding="utf-8")
-    assert len(text.splitlines()) <= 125
-    for visible in (
-        "T1CModule(",
-        "pl.Trainer(",
-        "ModelCheckpoint(",
-        "T1CExport(",
-        "EventDataModule(",
-        "trainer.fit(",
-    ):
-        assert visible in text, f"recipes/shd_recurrent.py hides {visible}"
     assert "83%" in text and "Cramer et al. 2020" in text  # the published baseline users compare against
