@@ -615,8 +615,8 @@ class SepConv2dModule(nn.Module):
         return ir.SepConv2d(
             depthwise_weight=as_numpy(dw.weight),
             pointwise_weight=as_numpy(pw.weight),
-            depthwise_bias=None if dw.bias is None else as_numpy(dw.bias),
-            pointwise_bias=None if pw.bias is None else as_numpy(pw.bias),
+            depthwise_bias=as_numpy(dw.bias),
+            pointwise_bias=as_numpy(pw.bias),
             stride=dw.stride,
             padding=dw.padding,
             dilation=dw.dilation,
@@ -677,7 +677,7 @@ class SpikingAffineModule(nn.Linear):
         """The ``ir.SpikingAffine`` node with the current weights and hints."""
         return ir.SpikingAffine(
             weight=as_numpy(self.weight),
-            bias=None if self.bias is None else as_numpy(self.bias),
+            bias=as_numpy(self.bias),
             spike_mode=self.spike_mode,
             weight_bits=self.weight_bits,
             accumulator_bits=self.accumulator_bits,
